@@ -1,0 +1,280 @@
+"""The agent's YAML configuration: loading, validation, defaults.
+
+Every error names the file, the key path and what is wrong, and all errors of a file are
+reported together, so an operator fixes the file in one pass.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from evpn_agent.targets import RouteTarget, parse_route_target
+
+DEFAULT_SOCKET = "/run/evpn-agent/evpn-agent.sock"
+DEFAULT_STATE_DIR = "/run/evpn-agent"
+MAX_VNI = (1 << 24) - 1
+
+
+class ConfigError(Exception):
+    """The configuration is unusable; ``problems`` lists every finding."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__("\n".join(f"{source}: {p}" for p in problems))
+
+
+@dataclass(frozen=True)
+class RouteReflector:
+    address: str
+    password: str | None = None
+    hold_time: int = 9
+    port: int = 179
+
+
+@dataclass(frozen=True)
+class VniTargets:
+    """Per-VNI route-target override; empty tuples mean 'derive as FRR does'."""
+
+    import_rts: tuple[RouteTarget, ...] = ()
+    export_rts: tuple[RouteTarget, ...] = ()
+
+
+@dataclass(frozen=True)
+class Config:
+    local_as: int
+    route_reflectors: tuple[RouteReflector, ...]
+    router_id: str | None = None
+    vtep_ip: str | None = None
+    local_address: str | None = None
+    vnis: frozenset[int] | None = None
+    route_targets: Mapping[int, VniTargets] = field(default_factory=dict)
+    control_socket: str = DEFAULT_SOCKET
+    state_dir: str = DEFAULT_STATE_DIR
+    log_level: str = "info"
+    # Stale kernel entries from before a restart are swept only once the table is known
+    # complete: End-of-RIB from every peer that is up, and at least this long after start.
+    sweep_delay: float = 5.0
+    source: str = "<config>"
+
+    def manages(self, vni: int) -> bool:
+        return self.vnis is None or vni in self.vnis
+
+
+_KNOWN_KEYS = {
+    "local-as",
+    "router-id",
+    "vtep-ip",
+    "local-address",
+    "route-reflectors",
+    "vnis",
+    "route-targets",
+    "control-socket",
+    "state-dir",
+    "log-level",
+    "sweep-delay",
+}
+_RR_KEYS = {"address", "password", "hold-time", "port"}
+_LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class _Checker:
+    """Collects problems with their key paths instead of stopping at the first."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def fail(self, path: str, what: str) -> None:
+        self.problems.append(f"key '{path}': {what}")
+
+    def integer(self, path: str, value: object, lo: int, hi: int) -> int | None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(path, f"expected an integer, got {value!r}")
+            return None
+        if not lo <= value <= hi:
+            self.fail(path, f"{value} is out of range {lo}..{hi}")
+            return None
+        return value
+
+    def address(self, path: str, value: object, *, v4_only: bool = False) -> str | None:
+        try:
+            ip = ipaddress.ip_address(str(value)) if isinstance(value, str) else None
+        except ValueError:
+            ip = None
+        if ip is None:
+            self.fail(path, f"not an IP address: {value!r}")
+            return None
+        if v4_only and ip.version != 4:
+            self.fail(path, f"must be an IPv4 address (BGP router-id), got {value!r}")
+            return None
+        if ip.is_multicast or ip.is_unspecified:
+            self.fail(path, f"not a unicast address: {value!r}")
+            return None
+        return str(ip)
+
+    def unknown_keys(self, path: str, doc: Mapping[str, Any], known: set[str]) -> None:
+        for key in doc:
+            if key not in known:
+                prefix = f"{path}." if path else ""
+                hint = f"; known keys: {', '.join(sorted(known))}"
+                self.fail(f"{prefix}{key}", f"unknown key{hint}")
+
+
+def load(path: str | Path) -> Config:
+    source = str(path)
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(source, [f"cannot read: {exc.strerror or exc}"]) from None
+    return parse(text, source)
+
+
+def parse(text: str, source: str = "<config>") -> Config:
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(source, [f"{where}invalid YAML: {problem}"]) from None
+    if not isinstance(doc, dict):
+        raise ConfigError(source, ["expected a mapping of keys at the top level"])
+    c = _Checker()
+    c.unknown_keys("", doc, _KNOWN_KEYS)
+
+    local_as = None
+    if "local-as" not in doc:
+        c.fail("local-as", "missing (the iBGP AS number shared with the route reflectors)")
+    else:
+        local_as = c.integer("local-as", doc["local-as"], 1, 4294967295)
+
+    router_id = c.address("router-id", doc["router-id"], v4_only=True) if "router-id" in doc else None
+    vtep_ip = c.address("vtep-ip", doc["vtep-ip"]) if "vtep-ip" in doc else None
+    local_address = c.address("local-address", doc["local-address"]) if "local-address" in doc else None
+
+    reflectors = _reflectors(c, doc.get("route-reflectors"))
+    vnis = _vnis(c, doc["vnis"]) if "vnis" in doc and doc["vnis"] is not None else None
+    targets = _targets(c, doc.get("route-targets") or {}, local_as)
+
+    strings = {}
+    for key, default in (
+        ("control-socket", DEFAULT_SOCKET),
+        ("state-dir", DEFAULT_STATE_DIR),
+        ("log-level", "info"),
+    ):
+        value = doc.get(key, default)
+        if not isinstance(value, str) or not value:
+            c.fail(key, f"expected a non-empty string, got {value!r}")
+            value = default
+        strings[key] = value
+    if strings["log-level"] not in _LOG_LEVELS:
+        c.fail("log-level", f"{strings['log-level']!r} is not one of {', '.join(_LOG_LEVELS)}")
+    sweep_delay = doc.get("sweep-delay", 5.0)
+    if isinstance(sweep_delay, bool) or not isinstance(sweep_delay, int | float) or sweep_delay < 0:
+        c.fail("sweep-delay", f"expected seconds >= 0, got {sweep_delay!r}")
+        sweep_delay = 5.0
+
+    if c.problems or local_as is None:
+        raise ConfigError(source, c.problems)
+    return Config(
+        local_as=local_as,
+        route_reflectors=reflectors,
+        router_id=router_id,
+        vtep_ip=vtep_ip,
+        local_address=local_address,
+        vnis=vnis,
+        route_targets=targets,
+        control_socket=strings["control-socket"],
+        state_dir=strings["state-dir"],
+        log_level=strings["log-level"],
+        sweep_delay=float(sweep_delay),
+        source=source,
+    )
+
+
+def _reflectors(c: _Checker, value: object) -> tuple[RouteReflector, ...]:
+    if value is None:
+        c.fail("route-reflectors", "missing (a list of route reflectors, each with 'address')")
+        return ()
+    if not isinstance(value, list) or not value:
+        c.fail("route-reflectors", "expected a non-empty list")
+        return ()
+    out: list[RouteReflector] = []
+    seen: set[str] = set()
+    for i, item in enumerate(value):
+        path = f"route-reflectors[{i}]"
+        if isinstance(item, str):
+            item = {"address": item}
+        if not isinstance(item, dict):
+            c.fail(path, f"expected a mapping with 'address', got {item!r}")
+            continue
+        c.unknown_keys(path, item, _RR_KEYS)
+        if "address" not in item:
+            c.fail(f"{path}.address", "missing")
+            continue
+        address = c.address(f"{path}.address", item["address"])
+        password = item.get("password")
+        if password is not None and (not isinstance(password, str) or not password):
+            c.fail(f"{path}.password", "expected a non-empty string")
+            password = None
+        if isinstance(password, str) and ('"' in password or "\n" in password):
+            c.fail(f"{path}.password", "must not contain quotes or newlines")
+        hold = c.integer(f"{path}.hold-time", item.get("hold-time", 9), 3, 65535)
+        port = c.integer(f"{path}.port", item.get("port", 179), 1, 65535)
+        if address is None or hold is None or port is None:
+            continue
+        if address in seen:
+            c.fail(f"{path}.address", f"{address} is listed twice")
+            continue
+        seen.add(address)
+        out.append(RouteReflector(address, password, hold, port))
+    return tuple(out)
+
+
+def _vnis(c: _Checker, value: object) -> frozenset[int] | None:
+    if not isinstance(value, list):
+        c.fail("vnis", f"expected a list of VNIs, got {value!r}")
+        return None
+    vnis = {c.integer(f"vnis[{i}]", v, 1, MAX_VNI) for i, v in enumerate(value)}
+    return frozenset(v for v in vnis if v is not None)
+
+
+def _targets(c: _Checker, value: object, local_as: int | None) -> dict[int, VniTargets]:
+    if not isinstance(value, dict):
+        c.fail("route-targets", f"expected a mapping of VNI to import/export lists, got {value!r}")
+        return {}
+    out: dict[int, VniTargets] = {}
+    for key, spec in value.items():
+        path = f"route-targets.{key}"
+        vni = c.integer(path, key, 1, MAX_VNI)
+        if vni is None:
+            continue
+        if not isinstance(spec, dict):
+            c.fail(path, "expected a mapping with 'import' and/or 'export' lists")
+            continue
+        c.unknown_keys(path, spec, {"import", "export", "both"})
+        lists: dict[str, tuple[RouteTarget, ...]] = {}
+        for which in ("import", "export", "both"):
+            items = spec.get(which, [])
+            if isinstance(items, str):
+                items = [items]
+            if not isinstance(items, list):
+                c.fail(f"{path}.{which}", f"expected a list of route targets, got {items!r}")
+                items = []
+            rts = []
+            for i, text in enumerate(items):
+                try:
+                    rts.append(parse_route_target(str(text)))
+                except ValueError as exc:
+                    c.fail(f"{path}.{which}[{i}]", str(exc))
+            lists[which] = tuple(rts)
+        out[vni] = VniTargets(
+            import_rts=lists["import"] + lists["both"], export_rts=lists["export"] + lists["both"]
+        )
+    return out

@@ -1,0 +1,252 @@
+"""Parse ExaBGP's JSON lines (encoder json, receive parsed+update) into BGP events.
+
+Every line is untrusted input: anything unexpected becomes a ``LineRejected`` or
+``RouteRejected`` event with a short reason, never an exception.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from evpn_agent.bgp_events import (
+    BgpEvent,
+    CommandAnswered,
+    EndOfRib,
+    ImetKey,
+    ImetRoute,
+    LineRejected,
+    MacKey,
+    MacRoute,
+    RouteAnnounced,
+    RouteRejected,
+    RouteWithdrawn,
+    SessionDown,
+    SessionUp,
+)
+from evpn_agent.targets import RouteTarget, parse_rt_strings
+
+EVPN_FAMILY = "l2vpn evpn"
+MAX_VNI = (1 << 24) - 1
+_PMSI = re.compile(r"^pmsi:([a-z-]+):(\d+):(\d+)(?:\((\d+)\))?:(\S*)$")
+_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+
+
+class Rejected(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def parse_line(line: str, router_id: str | None = None) -> list[BgpEvent]:
+    """Events in one line from ExaBGP. Routes originated by ``router_id`` are dropped."""
+    text = line.strip()
+    if text in ("done", "error"):
+        return [CommandAnswered(ok=text == "done")]
+    if not text:
+        return []
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        return [LineRejected("malformed-json", f"{exc}: {text[:120]!r}")]
+    if not isinstance(doc, dict):
+        return [LineRejected("unexpected-json", f"not an object: {text[:120]!r}")]
+    try:
+        return _parse_message(doc, router_id)
+    except Rejected as exc:
+        return [LineRejected(exc.reason, exc.detail)]
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        return [LineRejected("unexpected-json", f"{type(exc).__name__}: {exc}")]
+
+
+def _parse_message(doc: dict[str, Any], router_id: str | None) -> list[BgpEvent]:
+    kind = doc.get("type")
+    neighbor = doc.get("neighbor")
+    if kind in ("notification", "signal") or not isinstance(neighbor, dict):
+        return []
+    peer = _str(neighbor["address"]["peer"])
+    if kind == "state":
+        state = neighbor.get("state")
+        if state == "up":
+            return [SessionUp(peer)]
+        if state == "down":
+            return [SessionDown(peer, str(neighbor.get("reason", "")))]
+        return []
+    if kind == "refresh":
+        # Enhanced route refresh (RFC 7313): End-of-RIB-Refresh closes the refreshed table.
+        refresh = neighbor.get("route-refresh")
+        if (
+            isinstance(refresh, dict)
+            and refresh.get("subtype") == "end"
+            and f"{refresh.get('afi')} {refresh.get('safi')}" == EVPN_FAMILY
+        ):
+            return [EndOfRib(peer)]
+        return []
+    if kind != "update":
+        return []
+    message = neighbor.get("message")
+    if not isinstance(message, dict):
+        return []
+    eor = message.get("eor")
+    if isinstance(eor, dict):
+        if f"{eor.get('afi')} {eor.get('safi')}" == EVPN_FAMILY:
+            return [EndOfRib(peer)]
+        return []
+    update = message.get("update")
+    if not isinstance(update, dict):
+        return []
+    events: list[BgpEvent] = []
+    withdraw = update.get("withdraw")
+    if isinstance(withdraw, dict):
+        for nlri in _list(withdraw.get(EVPN_FAMILY, [])):
+            events.append(_withdrawn(peer, nlri))
+    announce = update.get("announce")
+    if isinstance(announce, dict):
+        by_nexthop = announce.get(EVPN_FAMILY)
+        if isinstance(by_nexthop, dict):
+            attrs = update.get("attribute")
+            attrs = attrs if isinstance(attrs, dict) else {}
+            if router_id is not None and attrs.get("originator-id") == router_id:
+                return events  # the reflector sends every client its own routes back
+            common = _Attributes(attrs)
+            for nexthop, nlris in by_nexthop.items():
+                for nlri in _list(nlris):
+                    events.append(_announced(peer, str(nexthop), nlri, common))
+    return events
+
+
+class _Attributes:
+    """The path attributes shared by every NLRI of one UPDATE, decoded once."""
+
+    __slots__ = ("rts", "seq", "sticky", "pmsi")
+
+    def __init__(self, attrs: dict[str, Any]) -> None:
+        strings = [
+            c.get("string", "") for c in _list(attrs.get("extended-community", []))
+            if isinstance(c, dict)
+        ]
+        self.rts: tuple[RouteTarget, ...] = parse_rt_strings(s for s in strings if isinstance(s, str))
+        self.seq = 0
+        self.sticky = False
+        for s in strings:
+            if isinstance(s, str) and s.startswith("mac-mobility:"):
+                parts = s.split(":")
+                if len(parts) >= 2 and parts[1].isdigit():
+                    self.seq = int(parts[1])
+                    self.sticky = "sticky" in parts[2:]
+        pmsi = attrs.get("pmsi")
+        self.pmsi = pmsi if isinstance(pmsi, str) else None
+
+
+def _withdrawn(peer: str, nlri: Any) -> BgpEvent:
+    try:
+        return RouteWithdrawn(peer, _key(nlri))
+    except Rejected as exc:
+        return RouteRejected(peer, exc.reason, exc.detail)
+
+
+def _announced(peer: str, nexthop: str, nlri: Any, attrs: _Attributes) -> BgpEvent:
+    try:
+        key = _key(nlri)
+        if not attrs.rts:
+            raise Rejected("no-route-target", f"{_describe(key)} carries no route target")
+        if isinstance(key, MacKey):
+            vni = _vni_from_label(nlri.get("label"))
+            vtep = _unicast(nexthop, "martian-nexthop", key)
+            return RouteAnnounced(peer, MacRoute(key, vni, vtep, attrs.rts, attrs.seq, attrs.sticky))
+        if attrs.pmsi is None:
+            raise Rejected("no-pmsi", f"{_describe(key)} has no PMSI tunnel attribute")
+        match = _PMSI.match(attrs.pmsi)
+        if match is None or match.group(1) != "ingressreplication":
+            raise Rejected("unsupported-pmsi", f"{_describe(key)}: {attrs.pmsi!r}")
+        raw = match.group(4)
+        vni = _checked_vni(int(raw) if raw is not None else 0)
+        vtep = _unicast(match.group(5) or key.origin, "martian-nexthop", key)
+        return RouteAnnounced(peer, ImetRoute(key, vni, vtep, attrs.rts))
+    except Rejected as exc:
+        return RouteRejected(peer, exc.reason, exc.detail)
+
+
+def _key(nlri: Any) -> MacKey | ImetKey:
+    if not isinstance(nlri, dict):
+        raise Rejected("malformed-nlri", f"NLRI is not an object: {nlri!r}"[:160])
+    code = nlri.get("code")
+    rd = nlri.get("rd")
+    etag = nlri.get("ethernet-tag", 0)
+    if not isinstance(rd, str) or not isinstance(etag, int):
+        raise Rejected("malformed-nlri", f"NLRI without RD or ethernet tag: {nlri!r}"[:160])
+    if code == 2:
+        mac = _mac(nlri.get("mac"))
+        ip = nlri.get("ip")
+        return MacKey(rd, etag, mac, _ip(ip) if ip is not None else None)
+    if code == 3:
+        return ImetKey(rd, etag, _ip(nlri.get("ip")))
+    raise Rejected("unsupported-route-type", f"EVPN route type {code!r} is not handled")
+
+
+def _mac(value: object) -> str:
+    mac = value.lower() if isinstance(value, str) else ""
+    if not _MAC.match(mac):
+        raise Rejected("bad-mac", f"not a MAC address: {value!r}"[:120])
+    if mac == "00:00:00:00:00:00":
+        raise Rejected("zero-mac", "type-2 route for the zero MAC")
+    if int(mac[1], 16) & 1:
+        raise Rejected("multicast-mac", f"type-2 route for multicast MAC {mac}")
+    return mac
+
+
+def _ip(value: object) -> str:
+    try:
+        return str(ipaddress.ip_address(value)) if isinstance(value, str) else _bad_ip(value)
+    except ValueError:
+        return _bad_ip(value)
+
+
+def _bad_ip(value: object) -> str:
+    raise Rejected("bad-ip", f"not an IP address: {value!r}"[:120])
+
+
+def _unicast(value: str, reason: str, key: MacKey | ImetKey) -> str:
+    try:
+        ip = ipaddress.ip_address(value)
+    except ValueError:
+        raise Rejected(reason, f"{_describe(key)}: next hop {value!r} is not an address") from None
+    if ip.is_multicast or ip.is_unspecified or ip.is_loopback or ip.is_link_local:
+        raise Rejected(reason, f"{_describe(key)}: next hop {ip} cannot be a VTEP")
+    return str(ip)
+
+
+def _vni_from_label(label: object) -> int:
+    # ExaBGP prints each label as [label>>4, raw]; the VNI is the raw 24-bit value.
+    if isinstance(label, list) and label and isinstance(label[0], list) and len(label[0]) == 2:
+        raw = label[0][1]
+        if isinstance(raw, int):
+            return _checked_vni(raw)
+    raise Rejected("bad-label", f"cannot read a VNI from label {label!r}"[:120])
+
+
+def _checked_vni(vni: int) -> int:
+    if not 0 < vni <= MAX_VNI:
+        raise Rejected("bad-label", f"VNI {vni} is outside 1..{MAX_VNI}")
+    return vni
+
+
+def _describe(key: MacKey | ImetKey) -> str:
+    if isinstance(key, MacKey):
+        ip = f" ip {key.ip}" if key.ip else ""
+        return f"type-2 rd {key.rd} mac {key.mac}{ip}"
+    return f"type-3 rd {key.rd} origin {key.origin}"
+
+
+def _str(value: object) -> str:
+    if not isinstance(value, str):
+        raise Rejected("unexpected-json", f"expected a string, got {value!r}"[:120])
+    return value
+
+
+def _list(value: object) -> Iterable[Any]:
+    return value if isinstance(value, list) else ()

@@ -1,0 +1,194 @@
+"""Received EVPN routes, per peer, and the best path per MAC, IP and VNI.
+
+All received routes are kept, imported into a local VNI or not, so a VNI created later
+imports what the reflectors already sent without a route refresh. Each change returns the
+keys whose best answer may have changed ("dirty"), so the planner only revisits those.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from evpn_agent.bgp_events import ImetKey, ImetRoute, MacKey, MacRoute, Route, RouteKey
+
+PathId = tuple[str, RouteKey]  # (peer, route key): each reflector's copy is its own path
+FdbKey = tuple[int, str]  # (vni, mac)
+NeighKey = tuple[int, str]  # (vni, ip)
+FloodKey = tuple[int, str]  # (vni, vtep)
+
+
+@dataclass
+class Dirty:
+    """Keys of desired kernel state that a RIB change may have altered."""
+
+    fdb: set[FdbKey] = field(default_factory=set)
+    neigh: set[NeighKey] = field(default_factory=set)
+    flood: set[FloodKey] = field(default_factory=set)
+
+    def update(self, other: Dirty) -> None:
+        self.fdb |= other.fdb
+        self.neigh |= other.neigh
+        self.flood |= other.flood
+
+    def __bool__(self) -> bool:
+        return bool(self.fdb or self.neigh or self.flood)
+
+
+def _vtep_order(vtep: str) -> tuple[int, int]:
+    ip = ipaddress.ip_address(vtep)
+    return (ip.version, int(ip))
+
+
+def better(a: MacRoute, b: MacRoute) -> bool:
+    """RFC 7432 s15: sticky beats non-sticky, then higher sequence, then lower VTEP IP."""
+    if a.sticky != b.sticky:
+        return a.sticky
+    if a.seq != b.seq:
+        return a.seq > b.seq
+    return _vtep_order(a.vtep) < _vtep_order(b.vtep)
+
+
+def best_of(paths: Iterable[MacRoute]) -> MacRoute | None:
+    best: MacRoute | None = None
+    for path in paths:
+        if best is None or better(path, best):
+            best = path
+    return best
+
+
+Paths = dict[PathId, MacRoute]
+
+
+class Rib:
+    def __init__(self, import_vni: Callable[[Route], int | None]) -> None:
+        self._import_vni = import_vni
+        self.paths: dict[PathId, Route] = {}
+        self.imported: dict[PathId, int] = {}
+        # Nested per VNI so per-VNI counts and VNI removal never scan the whole table.
+        self._by_mac: dict[int, dict[str, Paths]] = {}
+        self._by_ip: dict[int, dict[str, Paths]] = {}
+        self._flood: dict[int, dict[str, set[PathId]]] = {}
+
+    # -- changes -----------------------------------------------------------------------
+
+    def announce(self, peer: str, route: Route, dirty: Dirty) -> bool:
+        """Store a path; True if it was imported into a local VNI."""
+        pid: PathId = (peer, route.key)
+        if pid in self.paths:
+            self._unindex(pid, dirty)
+        self.paths[pid] = route
+        return self._index(pid, route, dirty)
+
+    def withdraw(self, peer: str, key: RouteKey, dirty: Dirty) -> bool:
+        pid: PathId = (peer, key)
+        if pid not in self.paths:
+            return False
+        self._unindex(pid, dirty)
+        del self.paths[pid]
+        return True
+
+    def drop_peer(self, peer: str, dirty: Dirty) -> int:
+        gone = [pid for pid in self.paths if pid[0] == peer]
+        for pid in gone:
+            self._unindex(pid, dirty)
+            del self.paths[pid]
+        return len(gone)
+
+    def reimport(self, import_vni: Callable[[Route], int | None], dirty: Dirty) -> None:
+        """The set of local VNIs changed: re-run import for every stored path."""
+        self._import_vni = import_vni
+        for pid, route in self.paths.items():
+            if self.imported.get(pid) != import_vni(route):
+                self._unindex(pid, dirty)
+                self._index(pid, route, dirty)
+
+    # -- answers -----------------------------------------------------------------------
+
+    def best_mac(self, vni: int, mac: str) -> MacRoute | None:
+        paths = self._by_mac.get(vni, {}).get(mac)
+        return best_of(paths.values()) if paths else None
+
+    def best_ip(self, vni: int, ip: str) -> MacRoute | None:
+        paths = self._by_ip.get(vni, {}).get(ip)
+        return best_of(paths.values()) if paths else None
+
+    def has_flood(self, vni: int, vtep: str) -> bool:
+        return vtep in self._flood.get(vni, {})
+
+    def keys_of_vni(self, vni: int) -> Dirty:
+        return Dirty(
+            fdb={(vni, m) for m in self._by_mac.get(vni, {})},
+            neigh={(vni, i) for i in self._by_ip.get(vni, {})},
+            flood={(vni, v) for v in self._flood.get(vni, {})},
+        )
+
+    def flood_vteps(self, vni: int) -> list[str]:
+        return sorted(self._flood.get(vni, {}), key=_vtep_order)
+
+    def remote_macs(self, vni: int) -> dict[str, Paths]:
+        return self._by_mac.get(vni, {})
+
+    def remote_ips(self, vni: int) -> dict[str, Paths]:
+        return self._by_ip.get(vni, {})
+
+    # -- indexes -----------------------------------------------------------------------
+
+    def _index(self, pid: PathId, route: Route, dirty: Dirty) -> bool:
+        vni = self._import_vni(route)
+        if vni is None:
+            return False
+        self.imported[pid] = vni
+        if isinstance(route, MacRoute):
+            mac = route.key.mac
+            self._by_mac.setdefault(vni, {}).setdefault(mac, {})[pid] = route
+            dirty.fdb.add((vni, mac))
+            ip = route.key.ip
+            if ip is not None:
+                self._by_ip.setdefault(vni, {}).setdefault(ip, {})[pid] = route
+                dirty.neigh.add((vni, ip))
+        else:
+            self._flood.setdefault(vni, {}).setdefault(route.vtep, set()).add(pid)
+            dirty.flood.add((vni, route.vtep))
+        return True
+
+    def _unindex(self, pid: PathId, dirty: Dirty) -> None:
+        vni = self.imported.pop(pid, None)
+        if vni is None:
+            return
+        route = self.paths[pid]
+        if isinstance(route, MacRoute):
+            _discard(self._by_mac, vni, route.key.mac, pid)
+            dirty.fdb.add((vni, route.key.mac))
+            if route.key.ip is not None:
+                _discard(self._by_ip, vni, route.key.ip, pid)
+                dirty.neigh.add((vni, route.key.ip))
+        elif isinstance(route, ImetRoute):
+            _discard(self._flood, vni, route.vtep, pid)
+            dirty.flood.add((vni, route.vtep))
+
+
+def _discard(
+    index: dict[int, dict[str, Paths]] | dict[int, dict[str, set[PathId]]],
+    vni: int,
+    key: str,
+    pid: PathId,
+) -> None:
+    per_vni = index.get(vni)
+    if per_vni is None:
+        return
+    paths = per_vni.get(key)
+    if paths is None:
+        return
+    if isinstance(paths, set):
+        paths.discard(pid)
+    else:
+        paths.pop(pid, None)
+    if not paths:
+        del per_vni[key]
+        if not per_vni:
+            del index[vni]
+
+
+__all__ = ["Dirty", "FdbKey", "FloodKey", "ImetKey", "MacKey", "NeighKey", "PathId", "Rib", "best_of"]

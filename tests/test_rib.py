@@ -1,0 +1,93 @@
+from evpn_agent.bgp_events import ImetKey, ImetRoute, MacKey, MacRoute, Route
+from evpn_agent.rib import Dirty, Rib, best_of, better
+from evpn_agent.targets import Importer, RouteTarget
+
+RT100 = (RouteTarget("65000", 100),)
+RT999 = (RouteTarget("65000", 999),)
+
+
+def mac_route(vtep: str = "192.0.2.11", seq: int = 0, sticky: bool = False, ip: str | None = None,
+              rts: tuple[RouteTarget, ...] = RT100, mac: str = "02:00:00:00:00:01") -> MacRoute:
+    return MacRoute(MacKey(f"{vtep}:100", 0, mac, ip), 100, vtep, rts, seq, sticky)
+
+
+def imet(vtep: str, rts: tuple[RouteTarget, ...] = RT100) -> ImetRoute:
+    return ImetRoute(ImetKey(f"{vtep}:100", 0, vtep), 100, vtep, rts)
+
+
+def make_rib(vnis: tuple[int, ...] = (100,)) -> Rib:
+    importer = Importer(vnis, {})
+
+    def vni_of(route: Route) -> int | None:
+        return importer.vni_for(route.rts)
+
+    return Rib(vni_of)
+
+
+def test_rfc7432_best_path_order() -> None:
+    low, high = mac_route("192.0.2.11"), mac_route("192.0.2.12")
+    assert better(low, high) and not better(high, low)  # equal seq: lower VTEP IP
+    assert better(mac_route("192.0.2.12", seq=2), mac_route("192.0.2.11", seq=1))
+    assert better(mac_route("192.0.2.12", sticky=True), mac_route("192.0.2.11", seq=9))
+    assert best_of([]) is None
+
+
+def test_announce_imports_and_marks_dirty() -> None:
+    rib, dirty = make_rib(), Dirty()
+    assert rib.announce("rr1", mac_route(ip="198.51.100.1"), dirty)
+    assert dirty.fdb == {(100, "02:00:00:00:00:01")}
+    assert dirty.neigh == {(100, "198.51.100.1")}
+    best = rib.best_mac(100, "02:00:00:00:00:01")
+    assert best is not None and best.vtep == "192.0.2.11"
+
+
+def test_not_imported_routes_are_kept_for_a_later_vni() -> None:
+    rib, dirty = make_rib(), Dirty()
+    assert not rib.announce("rr1", mac_route(rts=RT999), dirty)
+    assert not dirty and rib.best_mac(999, "02:00:00:00:00:01") is None
+    importer = Importer([100, 999], {})
+    rib.reimport(lambda r: importer.vni_for(r.rts), dirty)
+    assert dirty.fdb == {(999, "02:00:00:00:00:01")}
+    assert rib.best_mac(999, "02:00:00:00:00:01") is not None
+
+
+def test_two_reflectors_one_withdraw_keeps_route() -> None:
+    rib, dirty = make_rib(), Dirty()
+    route = mac_route()
+    rib.announce("rr1", route, dirty)
+    rib.announce("rr2", route, dirty)
+    rib.withdraw("rr1", route.key, dirty)
+    assert rib.best_mac(100, route.key.mac) == route
+    rib.withdraw("rr2", route.key, dirty)
+    assert rib.best_mac(100, route.key.mac) is None
+    assert rib.remote_macs(100) == {}
+
+
+def test_mobility_replaces_best() -> None:
+    rib, dirty = make_rib(), Dirty()
+    old, new = mac_route("192.0.2.11", seq=0), mac_route("192.0.2.12", seq=1)
+    rib.announce("rr1", old, dirty)
+    rib.announce("rr1", new, dirty)
+    assert rib.best_mac(100, old.key.mac) == new
+    rib.withdraw("rr1", new.key, dirty)
+    assert rib.best_mac(100, old.key.mac) == old
+
+
+def test_flood_and_drop_peer() -> None:
+    rib, dirty = make_rib(), Dirty()
+    rib.announce("rr1", imet("192.0.2.12"), dirty)
+    rib.announce("rr1", imet("192.0.2.11"), dirty)
+    rib.announce("rr2", imet("192.0.2.11"), dirty)
+    assert rib.flood_vteps(100) == ["192.0.2.11", "192.0.2.12"]
+    dirty = Dirty()
+    assert rib.drop_peer("rr1", dirty) == 2
+    assert rib.flood_vteps(100) == ["192.0.2.11"]
+    assert dirty.flood == {(100, "192.0.2.11"), (100, "192.0.2.12")}
+
+
+def test_reannounce_with_new_ip_moves_indexes() -> None:
+    rib, dirty = make_rib(), Dirty()
+    a = mac_route(ip="198.51.100.1")
+    rib.announce("rr1", a, dirty)
+    rib.withdraw("rr1", a.key, dirty)
+    assert rib.remote_ips(100) == {} and rib.keys_of_vni(100).fdb == set()

@@ -1,0 +1,58 @@
+import pytest
+
+from evpn_agent.targets import (
+    Importer,
+    RouteTarget,
+    assign_rd_indexes,
+    default_export_rt,
+    parse_route_target,
+    parse_rt_strings,
+)
+
+
+def test_default_export_rt_is_frr_auto_rt() -> None:
+    assert str(default_export_rt(65000, 100)) == "65000:100"
+    # FRR uses the low 16 bits of a 4-byte AS.
+    assert str(default_export_rt(4200000001, 10100)) == f"{4200000001 & 0xFFFF}:10100"
+
+
+def test_parse_route_target_forms() -> None:
+    assert parse_route_target("65000:100") == RouteTarget("65000", 100)
+    assert parse_route_target("192.0.2.1:7") == RouteTarget("192.0.2.1", 7)
+    for bad in ("65000", "x:1", "192.0.2.1:70000", "4200000000:70000", ":5"):
+        with pytest.raises(ValueError):
+            parse_route_target(bad)
+
+
+def test_import_by_vni_part_like_frr() -> None:
+    imp = Importer([100, 200], {})
+    assert imp.vni_for([RouteTarget("65001", 100)]) == 100
+    assert imp.vni_for([RouteTarget("1", 300)]) is None
+
+
+def test_import_override_is_exact() -> None:
+    imp = Importer([100, 200], {100: [RouteTarget("65000", 5100)]})
+    assert imp.vni_for([RouteTarget("65000", 5100)]) == 100
+    assert imp.vni_for([RouteTarget("65000", 100)]) is None  # auto import replaced
+    assert imp.vni_for([RouteTarget("65000", 200)]) == 200
+
+
+def test_parse_rt_strings_skips_other_communities() -> None:
+    rts = parse_rt_strings(["target:65000:100", "encap:VXLAN", "mac-mobility:1", "target:bad"])
+    assert rts == (RouteTarget("65000", 100),)
+
+
+def test_rd_index_small_vnis_are_themselves() -> None:
+    assert assign_rd_indexes([100, 200], {}) == {100: 100, 200: 200}
+
+
+def test_rd_index_large_vnis_are_stable_and_unique() -> None:
+    first = assign_rd_indexes([100, 70000, 80000], {})
+    assert first[100] == 100
+    assert len({first[70000], first[80000], 100}) == 3
+    assert all(0 < first[v] <= 0xFFFF for v in first)
+    again = assign_rd_indexes([80000, 100], first)
+    assert again[80000] == first[80000]
+    # A new large VNI never takes an index remembered for another VNI.
+    later = assign_rd_indexes([90000], first)
+    assert later[90000] not in (first[70000], first[80000])
