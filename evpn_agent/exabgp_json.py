@@ -102,7 +102,11 @@ def _parse_message(doc: dict[str, Any], router_id: str | None) -> list[BgpEvent]
     events: list[BgpEvent] = []
     withdraw = update.get("withdraw")
     if isinstance(withdraw, dict):
+        # Reflected withdraws of our own routes carry no originator-id: our RD tells.
+        own_rd = f"{router_id}:" if router_id else None
         for nlri in _list(withdraw.get(EVPN_FAMILY, [])):
+            if own_rd and isinstance(nlri, dict) and str(nlri.get("rd", "")).startswith(own_rd):
+                continue
             events.append(_withdrawn(peer, nlri))
     announce = update.get("announce")
     if isinstance(announce, dict):

@@ -1,0 +1,385 @@
+"""Text commands the agent core writes to ExaBGP for EVPN routes, and their parser.
+
+Pure module (no ExaBGP import) so both sides share one definition: the agent builds
+values and calls :func:`render`; the launcher's handler calls :func:`parse`.
+
+Grammar (one command per line, tokens separated by spaces)::
+
+    announce evpn mac rd RD mac MAC [ip IP] label VNI next-hop IP rt RT [rt RT ...]
+                                                            [mobility SEQ [sticky]]
+    withdraw evpn mac rd RD mac MAC [ip IP] label VNI next-hop IP
+    announce evpn multicast rd RD ip IP label VNI next-hop IP rt RT [rt RT ...]
+    withdraw evpn multicast rd RD ip IP label VNI next-hop IP
+
+The ethernet tag is always 0 and the ESI always zero (single-homed VTEPs). ``label`` is
+the VNI, carried as a raw 24-bit value (RFC 8365). A withdraw repeats the announce's
+label because ExaBGP's adj-rib-out index includes it.
+
+ExaBGP dispatches API lines by substring (``registered + ' '`` anywhere in the line), so
+every keyword and value here was checked against its command registry: none contains a
+registered command name (``help``, ``reset``, ``version``, ``#``, ...).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import functools
+import ipaddress
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Self
+
+__all__ = [
+    "Action",
+    "Command",
+    "GrammarError",
+    "IPAddress",
+    "MacMobility",
+    "MacRoute",
+    "MulticastRoute",
+    "RouteDistinguisher",
+    "RouteTarget",
+    "parse",
+    "render",
+]
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+MAX_LABEL = (1 << 24) - 1  # VXLAN VNI: 24 bits
+MAX_U16 = (1 << 16) - 1
+MAX_U32 = (1 << 32) - 1
+
+_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
+_DIGITS = re.compile(r"[0-9]+")
+_MAC = re.compile(r"[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5}")
+
+
+class GrammarError(ValueError):
+    """A command or value that does not follow the grammar; the message says why."""
+
+
+class Action(enum.StrEnum):
+    ANNOUNCE = "announce"
+    WITHDRAW = "withdraw"
+
+
+def _number(text: str, what: str, maximum: int) -> int:
+    # int() alone accepts "+5", " 5", "1_000" and non-ASCII digits: be strict.
+    if not _DIGITS.fullmatch(text):
+        raise GrammarError(f"{what} must be a decimal number, got {text!r}")
+    value = int(text)
+    if value > maximum:
+        raise GrammarError(f"{what} {value} is out of range (0..{maximum})")
+    return value
+
+
+@functools.lru_cache(maxsize=4096)  # next hops and RDs repeat: parsing them is the hot path
+def _ip(text: str, what: str) -> IPAddress:
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        raise GrammarError(f"{what} must be an IPv4 or IPv6 address, got {text!r}") from None
+    _check_unicast(address, what)
+    return address
+
+
+def _check_unicast(address: object, what: str) -> None:
+    if not isinstance(address, ipaddress.IPv4Address | ipaddress.IPv6Address):
+        raise GrammarError(f"{what} must be an IPv4Address or IPv6Address, got {address!r}")
+    if address.is_unspecified or address.is_multicast:
+        raise GrammarError(f"{what} must be a unicast address, got {address}")
+    if address == _BROADCAST:
+        raise GrammarError(f"{what} must be a unicast address, got {address}")
+
+
+@dataclass(frozen=True, slots=True)
+class _AdminNumber:
+    """``admin:number`` as used by route distinguishers and route targets (RFC 4360/4364).
+
+    ``admin`` is an IPv4 address (type 1: 16-bit number) or an AS number: below 65536
+    it is type 0 (32-bit number), otherwise type 2 (4-byte AS, 16-bit number).
+    """
+
+    admin: ipaddress.IPv4Address | int
+    number: int
+
+    _WHAT = "admin:number"
+
+    def __post_init__(self) -> None:
+        what = self._WHAT
+        if isinstance(self.admin, bool) or not isinstance(self.admin, ipaddress.IPv4Address | int):
+            raise GrammarError(f"{what} administrator must be an IPv4 address or an AS number")
+        if isinstance(self.number, bool) or not isinstance(self.number, int) or self.number < 0:
+            raise GrammarError(f"{what} number must be a non-negative int, got {self.number!r}")
+        if isinstance(self.admin, int) and not 0 <= self.admin <= MAX_U32:
+            raise GrammarError(f"{what} AS number {self.admin} is out of range (0..{MAX_U32})")
+        limit = MAX_U32 if self.type == 0 else MAX_U16
+        if self.number > limit:
+            raise GrammarError(
+                f"{what} {self}: the number must be 0..{limit} "
+                f"when the administrator is {self._admin_kind()}"
+            )
+
+    def _admin_kind(self) -> str:
+        if isinstance(self.admin, ipaddress.IPv4Address):
+            return "an IPv4 address"
+        return "a 2-byte AS number" if self.admin <= MAX_U16 else "a 4-byte AS number"
+
+    @property
+    def type(self) -> int:
+        """RFC 4364 type: 0 (2-byte AS), 1 (IPv4), 2 (4-byte AS)."""
+        if isinstance(self.admin, ipaddress.IPv4Address):
+            return 1
+        return 0 if self.admin <= MAX_U16 else 2
+
+    def __str__(self) -> str:
+        return f"{self.admin}:{self.number}"
+
+    @classmethod
+    def parse(cls, text: str) -> Self:
+        """Parse ``192.0.2.1:N`` or ``ASN:N``; raises GrammarError."""
+        what = cls._WHAT
+        admin_text, sep, number_text = text.rpartition(":")
+        if not sep or not admin_text:
+            raise GrammarError(f"{what} must look like 192.0.2.1:N or ASN:N, got {text!r}")
+        admin: ipaddress.IPv4Address | int
+        if "." in admin_text:
+            try:
+                admin = ipaddress.IPv4Address(admin_text)
+            except ValueError:
+                raise GrammarError(
+                    f"{what} {text!r}: {admin_text!r} is not an IPv4 address"
+                ) from None
+        else:
+            admin = _number(admin_text, f"{what} AS number", MAX_U32)
+        return cls(admin, _number(number_text, f"{what} number", MAX_U32))
+
+
+@dataclass(frozen=True, slots=True)
+class RouteDistinguisher(_AdminNumber):
+    _WHAT = "route distinguisher"
+
+
+@dataclass(frozen=True, slots=True)
+class RouteTarget(_AdminNumber):
+    _WHAT = "route target"
+
+
+@dataclass(frozen=True, slots=True)
+class MacMobility:
+    """RFC 7432 section 7.7 MAC Mobility extended community."""
+
+    sequence: int
+    sticky: bool = False
+
+    def __post_init__(self) -> None:
+        seq = self.sequence
+        if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq <= MAX_U32:
+            raise GrammarError(f"mobility sequence must be 0..{MAX_U32}, got {seq!r}")
+
+
+def _check_label(label: object) -> None:
+    if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label <= MAX_LABEL:
+        raise GrammarError(f"label (VNI) must be 0..{MAX_LABEL}, got {label!r}")
+
+
+def _check_common(route: MacRoute | MulticastRoute) -> None:
+    if not isinstance(route.action, Action):
+        raise GrammarError(f"action must be an Action, got {route.action!r}")
+    if not isinstance(route.rd, RouteDistinguisher):
+        raise GrammarError(f"rd must be a RouteDistinguisher, got {route.rd!r}")
+    _check_label(route.label)
+    _check_unicast(route.next_hop, "next-hop")
+    if not isinstance(route.route_targets, tuple) or not all(
+        isinstance(rt, RouteTarget) for rt in route.route_targets
+    ):
+        raise GrammarError("route_targets must be a tuple of RouteTarget")
+    if route.action is Action.ANNOUNCE and not route.route_targets:
+        # FRR imports EVPN routes by RT only: without one the route is silently unused.
+        raise GrammarError("announce needs at least one rt")
+    if route.action is Action.WITHDRAW and route.route_targets:
+        raise GrammarError("withdraw carries no attributes: drop rt")
+
+
+def normalize_mac(text: str) -> str:
+    """Validate a unicast MAC and return it lower-case, e.g. ``02:00:5e:00:01:01``."""
+    if not isinstance(text, str) or not _MAC.fullmatch(text):
+        raise GrammarError(f"MAC must be six hex octets like 02:00:5e:00:01:01, got {text!r}")
+    mac = text.lower()
+    if mac == "00:00:00:00:00:00":
+        raise GrammarError("MAC 00:00:00:00:00:00 is not a host address")
+    if int(mac[:2], 16) & 1:
+        raise GrammarError(f"MAC {mac} is a multicast or broadcast address")
+    return mac
+
+
+@dataclass(frozen=True, slots=True)
+class MacRoute:
+    """EVPN type 2, MAC/IP advertisement. ``next_hop`` is the VTEP traffic goes to."""
+
+    action: Action
+    rd: RouteDistinguisher
+    mac: str
+    label: int
+    next_hop: IPAddress
+    ip: IPAddress | None = None
+    route_targets: tuple[RouteTarget, ...] = ()
+    mobility: MacMobility | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mac", normalize_mac(self.mac))
+        _check_common(self)
+        if self.ip is not None:
+            _check_unicast(self.ip, "ip")
+        if self.mobility is not None:
+            if not isinstance(self.mobility, MacMobility):
+                raise GrammarError(f"mobility must be a MacMobility, got {self.mobility!r}")
+            if self.action is Action.WITHDRAW:
+                raise GrammarError("withdraw carries no attributes: drop mobility")
+
+    def withdrawal(self) -> MacRoute:
+        """The withdraw for this route: same key and label, no attributes."""
+        return dataclasses.replace(self, action=Action.WITHDRAW, route_targets=(), mobility=None)
+
+
+@dataclass(frozen=True, slots=True)
+class MulticastRoute:
+    """EVPN type 3, inclusive multicast ethernet tag (ingress replication).
+
+    ``ip`` is the originating router's IP: FRR floods BUM traffic for the VNI to it.
+    """
+
+    action: Action
+    rd: RouteDistinguisher
+    ip: IPAddress
+    label: int
+    next_hop: IPAddress
+    route_targets: tuple[RouteTarget, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check_unicast(self.ip, "ip")
+        _check_common(self)
+
+    def withdrawal(self) -> MulticastRoute:
+        """The withdraw for this route: same key and label, no attributes."""
+        return dataclasses.replace(self, action=Action.WITHDRAW, route_targets=())
+
+
+Command = MacRoute | MulticastRoute
+
+
+# The same RDs and RTs recur on every line: parse each text once.
+@functools.lru_cache(maxsize=4096)
+def _parse_rd(text: str) -> RouteDistinguisher:
+    return RouteDistinguisher.parse(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_rt(text: str) -> RouteTarget:
+    return RouteTarget.parse(text)
+
+
+def render(cmd: Command) -> str:
+    """The ExaBGP API line for ``cmd`` (without the trailing newline)."""
+    if isinstance(cmd, MacRoute):
+        words = [cmd.action.value, "evpn", "mac", "rd", str(cmd.rd), "mac", cmd.mac]
+        if cmd.ip is not None:
+            words += ["ip", str(cmd.ip)]
+    elif isinstance(cmd, MulticastRoute):
+        words = [cmd.action.value, "evpn", "multicast", "rd", str(cmd.rd), "ip", str(cmd.ip)]
+    else:
+        raise TypeError(f"not an EVPN command: {cmd!r}")
+    words += ["label", str(cmd.label), "next-hop", str(cmd.next_hop)]
+    for rt in cmd.route_targets:
+        words += ["rt", str(rt)]
+    if isinstance(cmd, MacRoute) and cmd.mobility is not None:
+        words += ["mobility", str(cmd.mobility.sequence)]
+        if cmd.mobility.sticky:
+            words.append("sticky")
+    return " ".join(words)
+
+
+_KEYWORDS = {
+    "mac": frozenset({"rd", "mac", "ip", "label", "next-hop", "rt", "mobility"}),
+    "multicast": frozenset({"rd", "ip", "label", "next-hop", "rt"}),
+}
+_REQUIRED = {
+    "mac": ("rd", "mac", "label", "next-hop"),
+    "multicast": ("rd", "ip", "label", "next-hop"),
+}
+
+
+def _pairs(tokens: Sequence[str], allowed: frozenset[str]) -> Iterator[tuple[str, str]]:
+    position = 0
+    while position < len(tokens):
+        keyword = tokens[position]
+        if keyword == "sticky":
+            yield keyword, ""
+            position += 1
+            continue
+        if keyword not in allowed:
+            raise GrammarError(f"unknown keyword {keyword!r} (expected one of {sorted(allowed)})")
+        if position + 1 >= len(tokens):
+            raise GrammarError(f"{keyword} needs a value")
+        yield keyword, tokens[position + 1]
+        position += 2
+
+
+def parse(line: str) -> Command:
+    """Parse one command line into a route value; raise GrammarError saying why not."""
+    tokens = line.split()
+    if len(tokens) < 3:
+        raise GrammarError(f"expected 'announce|withdraw evpn mac|multicast ...', got {line!r}")
+    action_word, family, kind = tokens[:3]
+    try:
+        action = Action(action_word)
+    except ValueError:
+        raise GrammarError(f"action must be announce or withdraw, got {action_word!r}") from None
+    if family != "evpn":
+        raise GrammarError(f"expected 'evpn' after {action_word}, got {family!r}")
+    if kind not in _KEYWORDS:
+        raise GrammarError(f"route type must be mac or multicast, got {kind!r}")
+
+    values: dict[str, str] = {}
+    rts: list[RouteTarget] = []
+    sticky = False
+    previous = ""
+    for keyword, value in _pairs(tokens[3:], _KEYWORDS[kind]):
+        if keyword == "sticky":
+            if previous != "mobility" or sticky:
+                raise GrammarError("sticky may only follow 'mobility SEQ'")
+            sticky = True
+        elif keyword == "rt":
+            rts.append(_parse_rt(value))
+        elif keyword in values:
+            raise GrammarError(f"{keyword} given twice")
+        else:
+            values[keyword] = value
+        previous = keyword
+    missing = [keyword for keyword in _REQUIRED[kind] if keyword not in values]
+    if missing:
+        raise GrammarError(f"{kind} route is missing: {', '.join(missing)}")
+
+    rd = _parse_rd(values["rd"])
+    label = _number(values["label"], "label (VNI)", MAX_LABEL)
+    next_hop = _ip(values["next-hop"], "next-hop")
+    if kind == "multicast":
+        return MulticastRoute(
+            action, rd, _ip(values["ip"], "ip"), label, next_hop, route_targets=tuple(rts)
+        )
+    ip = _ip(values["ip"], "ip") if "ip" in values else None
+    mobility = None
+    if "mobility" in values:
+        mobility = MacMobility(_number(values["mobility"], "mobility sequence", MAX_U32), sticky)
+    return MacRoute(
+        action,
+        rd,
+        values["mac"],
+        label,
+        next_hop,
+        ip=ip,
+        route_targets=tuple(rts),
+        mobility=mobility,
+    )

@@ -1,0 +1,72 @@
+"""The parser against ExaBGP output captured from a live FRR session (tests/fixtures)."""
+
+from pathlib import Path
+
+from evpn_agent.bgp_events import (
+    CommandAnswered,
+    EndOfRib,
+    ImetRoute,
+    LineRejected,
+    MacRoute,
+    RouteAnnounced,
+    RouteRejected,
+    RouteWithdrawn,
+    SessionDown,
+    SessionUp,
+)
+from evpn_agent.exabgp_json import parse_line
+
+FIXTURES = Path(__file__).parent / "fixtures"
+OWN = "192.0.2.21"
+
+
+def events(name: str) -> list[object]:
+    out: list[object] = []
+    for line in (FIXTURES / name).read_text().splitlines():
+        out.extend(parse_line(line, router_id=OWN))
+    return out
+
+
+def test_frr_type3() -> None:
+    [ev] = events("frr_type3_announce.jsonl")
+    assert isinstance(ev, RouteAnnounced) and isinstance(ev.route, ImetRoute)
+    assert (ev.route.vni, ev.route.vtep, ev.route.key.origin) == (100, "192.0.2.11", "192.0.2.11")
+    assert [str(rt) for rt in ev.route.rts] == ["65000:100"]
+
+
+def test_frr_type2_mac_and_mac_ip() -> None:
+    evs = events("frr_type2_announce.jsonl")
+    routes = [e.route for e in evs if isinstance(e, RouteAnnounced)]
+    assert all(isinstance(r, MacRoute) for r in routes) and len(routes) == len(evs) == 3
+    assert {(r.key.mac, r.key.ip, r.vni, r.vtep) for r in routes if isinstance(r, MacRoute)} == {
+        ("02:00:5e:00:00:01", None, 100, "192.0.2.11"),
+        ("02:00:5e:00:00:01", "198.51.100.1", 100, "192.0.2.11"),
+        ("02:00:5e:00:00:01", "2001:db8:100::1", 100, "192.0.2.11"),
+    }
+
+
+def test_frr_withdraws_match_announce_keys() -> None:
+    announced = {e.route.key for e in events("frr_type2_announce.jsonl") if isinstance(e, RouteAnnounced)}
+    withdrawn = {e.key for e in events("frr_type2_withdraw.jsonl") if isinstance(e, RouteWithdrawn)}
+    assert withdrawn == announced
+    announced3 = {e.route.key for e in events("frr_type3_announce.jsonl") if isinstance(e, RouteAnnounced)}
+    withdrawn3 = {e.key for e in events("frr_type3_withdraw.jsonl") if isinstance(e, RouteWithdrawn)}
+    assert withdrawn3 == announced3
+
+
+def test_own_reflected_routes_and_withdraws_are_dropped() -> None:
+    assert events("own_reflected_announce.jsonl") == []
+    assert events("own_reflected_withdraw.jsonl") == []
+
+
+def test_session_stream_has_no_rejects() -> None:
+    evs = events("session.jsonl")
+    assert not [e for e in evs if isinstance(e, LineRejected | RouteRejected)]
+    assert SessionUp("192.0.2.1") in evs
+    assert any(isinstance(e, SessionDown) for e in evs)
+    assert EndOfRib("192.0.2.1") in evs
+    assert CommandAnswered(False) in evs and CommandAnswered(True) in evs
+
+
+def test_shutdown_line_is_ignored() -> None:
+    assert events("shutdown.jsonl") == []

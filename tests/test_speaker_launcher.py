@@ -1,0 +1,361 @@
+"""Unit tests for the launcher: ExaBGP route building, dispatch and environment.
+
+These import ExaBGP but need neither root nor network namespaces. The last test runs
+the real launcher process (python -m evpn_agent.speaker) against a closed local port.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from test_speaker_grammar import commands  # hypothesis strategy of valid commands
+
+from evpn_agent import exabgp_conf
+from evpn_agent.speaker import grammar, launcher
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PEER_SCRIPT = Path(__file__).resolve().parent / "speaker_peer.py"
+
+MAC_ANNOUNCE = (
+    "announce evpn mac rd 192.0.2.21:1 mac 02:00:5e:00:01:01 ip 198.51.100.21 label 100"
+    " next-hop 192.0.2.21 rt 65000:100 mobility 2"
+)
+MULTICAST_ANNOUNCE = (
+    "announce evpn multicast rd 192.0.2.21:1 ip 192.0.2.21 label 100 next-hop 192.0.2.21"
+    " rt 65000:100"
+)
+
+
+def change_of(line: str) -> Any:
+    return launcher.build_change(grammar.parse(line))
+
+
+# ---------------------------------------------------------------- route building
+
+
+def test_mac_route_wire_format_matches_what_frr_reflected() -> None:
+    # NLRI bytes as FRR reflected this very route back (tests/fixtures/own_reflected_*)
+    change = change_of(MAC_ANNOUNCE)
+    assert change.nlri.pack_nlri().hex().upper() == (
+        "02250001C0000215000100000000000000000000000000003002005E00010120C6336415000064"
+    )
+
+
+def test_multicast_route_wire_format_matches_what_frr_reflected() -> None:
+    change = change_of(MULTICAST_ANNOUNCE)
+    assert change.nlri.pack_nlri().hex().upper() == "03110001C000021500010000000020C0000215"
+
+
+def test_label_is_the_raw_vni() -> None:
+    change = change_of(MAC_ANNOUNCE.replace("label 100", "label 16777215"))
+    # three label bytes at the end of the NLRI: the VNI itself, not vni<<4|BOS
+    assert change.nlri.pack_nlri()[-3:] == (16777215).to_bytes(3, "big")
+
+
+def test_attributes() -> None:
+    from exabgp.bgp.message.update.attribute import Attribute
+
+    change = change_of(MAC_ANNOUNCE)
+    communities = change.attributes[Attribute.CODE.EXTENDED_COMMUNITY].communities
+    assert sorted(repr(c) for c in communities) == [
+        "encap:VXLAN",
+        "mac-mobility:2",
+        "target:65000:100",
+    ]
+    assert repr(change.attributes[Attribute.CODE.ORIGIN]) == "igp"
+    assert change.attributes[Attribute.CODE.LOCAL_PREF].localpref == 100
+    assert Attribute.CODE.PMSI_TUNNEL not in change.attributes
+    assert str(change.nlri.nexthop) == "192.0.2.21"
+
+
+def test_multicast_carries_pmsi_ingress_replication_with_raw_vni() -> None:
+    from exabgp.bgp.message.update.attribute import Attribute
+
+    change = change_of(MULTICAST_ANNOUNCE.replace("label 100", "label 70000"))
+    pmsi = change.attributes[Attribute.CODE.PMSI_TUNNEL]
+    assert pmsi.TUNNEL_TYPE == 6  # ingress replication
+    packed = pmsi.pack(None)
+    # flags(1) type(1) label(3) tunnel(4), after the attribute header
+    assert packed[-9:] == bytes([0, 6]) + (70000).to_bytes(3, "big") + bytes([192, 0, 2, 21])
+    assert repr(pmsi) == "pmsi:ingressreplication:0:4375(70000):192.0.2.21"
+
+
+@pytest.mark.parametrize(
+    ("rt", "expected"),
+    [
+        ("65000:100", "0002fde800000064"),  # type 0: 2-byte AS, 4-byte number
+        ("192.0.2.1:100", "0102c00002010064"),  # type 1: IPv4, 2-byte number
+        ("4200000000:100", "0202fa56ea000064"),  # type 2: 4-byte AS, 2-byte number
+    ],
+)
+def test_route_target_encodings(rt: str, expected: str) -> None:
+    from exabgp.bgp.message.update.attribute import Attribute
+
+    change = change_of(MULTICAST_ANNOUNCE.replace("rt 65000:100", f"rt {rt}"))
+    packed = [c.pack() for c in change.attributes[Attribute.CODE.EXTENDED_COMMUNITY].communities]
+    assert bytes.fromhex(expected) in packed
+
+
+@pytest.mark.parametrize(
+    ("rd", "expected"),
+    [
+        ("65000:4294967295", "0000fde8ffffffff"),
+        ("192.0.2.21:65535", "0001c0000215ffff"),
+        ("4200000000:7", "0002fa56ea000007"),
+    ],
+)
+def test_route_distinguisher_encodings(rd: str, expected: str) -> None:
+    change = change_of(MULTICAST_ANNOUNCE.replace("rd 192.0.2.21:1", f"rd {rd}"))
+    assert change.nlri.rd.pack().hex() == expected
+
+
+def test_ipv6_next_hop_and_originator() -> None:
+    change = change_of(
+        "announce evpn multicast rd 192.0.2.21:1 ip 2001:db8::21 label 100"
+        " next-hop 2001:db8::21 rt 65000:100"
+    )
+    assert str(change.nlri.nexthop) == "2001:db8::21"
+    assert change.nlri.pack_nlri()[-16:] == bytes.fromhex("20010db8000000000000000000000021")
+
+
+def test_withdraw_has_the_announce_index_and_no_attributes() -> None:
+    from exabgp.bgp.message import Action
+
+    announce = grammar.parse(MAC_ANNOUNCE)
+    assert isinstance(announce, grammar.MacRoute)
+    withdraw = launcher.build_change(announce.withdrawal())
+    assert withdraw.nlri.action == Action.WITHDRAW
+    assert len(withdraw.attributes) == 0
+    # ExaBGP's adj-rib-out is keyed by this index, which includes the label
+    assert withdraw.index() == launcher.build_change(announce).index()
+
+
+# ---------------------------------------------------------------- dispatch through ExaBGP
+
+
+class FakeProcesses:
+    def __init__(self) -> None:
+        self.answers: list[str] = []
+
+    def answer_done(self, service: str) -> None:
+        self.answers.append("done")
+
+    def answer_error(self, service: str) -> None:
+        self.answers.append("error")
+
+
+class FakeNeighbor:
+    def __init__(self) -> None:
+        from exabgp.protocol.family import AFI, SAFI
+
+        self.added: list[Any] = []
+        self._families = [(AFI.l2vpn, SAFI.evpn)]
+        outer = self
+
+        class Outgoing:
+            def add_to_rib(self, change: Any) -> None:
+                outer.added.append(change)
+
+        class Rib:
+            outgoing = Outgoing()
+
+        self.rib = Rib()
+
+    def families(self) -> list[Any]:
+        return self._families
+
+
+class FakeConfiguration:
+    def __init__(self, names: list[str]) -> None:
+        self.neighbors = {name: FakeNeighbor() for name in names}
+
+
+class FakeReactor:
+    PEERS = ("neighbor 192.0.2.1", "neighbor 192.0.2.2")
+
+    def __init__(self) -> None:
+        self.processes = FakeProcesses()
+        self.configuration = FakeConfiguration(list(self.PEERS))
+
+    def peers(self, service: str) -> list[str]:
+        return list(self.PEERS)
+
+
+def dispatch(line: str) -> FakeReactor:
+    """Feed ``line`` through ExaBGP's real API dispatcher, as its reactor does."""
+    from exabgp.configuration.core.format import formated
+    from exabgp.reactor.api import API
+
+    launcher.register()
+    reactor = FakeReactor()
+    API(reactor).process(reactor, "agent", formated(line))
+    return reactor
+
+
+def test_register_is_idempotent() -> None:
+    from exabgp.reactor.api.command.command import Command
+
+    launcher.register()
+    launcher.register()
+    assert Command.functions.count("announce evpn") == 1
+    assert Command.callback["text"]["withdraw evpn"] is launcher.handle
+
+
+def test_dispatch_reaches_our_handler_for_every_peer() -> None:
+    reactor = dispatch(MAC_ANNOUNCE)
+    assert reactor.processes.answers == ["done"]
+    for neighbor in reactor.configuration.neighbors.values():
+        assert [str(c.nlri.mac) for c in neighbor.added] == ["02:00:5E:00:01:01"]
+    # one Change object per peer: nothing shared between the two adj-rib-outs
+    first, second = (n.added[0] for n in reactor.configuration.neighbors.values())
+    assert first is not second
+
+
+def test_neighbor_prefix_selects_the_peer() -> None:
+    reactor = dispatch("neighbor 192.0.2.2 " + MAC_ANNOUNCE)
+    assert reactor.processes.answers == ["done"]
+    added = {name: len(n.added) for name, n in reactor.configuration.neighbors.items()}
+    assert added == {"neighbor 192.0.2.1": 0, "neighbor 192.0.2.2": 1}
+
+
+def test_unknown_neighbor_is_an_error(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.ERROR, logger="evpn_agent.speaker"):
+        reactor = dispatch("neighbor 192.0.2.99 " + MAC_ANNOUNCE)
+    assert reactor.processes.answers == ["error"]
+    assert "no neighbor matches" in caplog.text
+
+
+def test_bad_command_is_answered_error_and_logged(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.ERROR, logger="evpn_agent.speaker"):
+        reactor = dispatch(MAC_ANNOUNCE.replace("02:00:5e", "01:00:5e"))
+    assert reactor.processes.answers == ["error"]
+    assert "multicast or broadcast" in caplog.text
+    assert all(not n.added for n in reactor.configuration.neighbors.values())
+
+
+def test_peer_without_evpn_is_an_error(caplog: pytest.LogCaptureFixture) -> None:
+    from exabgp.reactor.api import API
+
+    launcher.register()
+    reactor = FakeReactor()
+    for neighbor in reactor.configuration.neighbors.values():
+        neighbor._families = []
+    with caplog.at_level(logging.ERROR, logger="evpn_agent.speaker"):
+        API(reactor).process(reactor, "agent", MAC_ANNOUNCE)
+    assert reactor.processes.answers == ["error"]
+    assert "no neighbor of agent has family l2vpn evpn" in caplog.text
+
+
+def test_handler_bug_is_contained(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*args: object) -> bool:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(launcher, "inject", broken)
+    with caplog.at_level(logging.ERROR, logger="evpn_agent.speaker"):
+        reactor = dispatch(MAC_ANNOUNCE)
+    assert reactor.processes.answers == ["error"]
+    assert "boom" in caplog.text
+
+
+@settings(max_examples=300, deadline=None)
+@given(commands)
+def test_no_registered_command_captures_our_lines(command: grammar.Command) -> None:
+    # ExaBGP matches commands by substring: every valid line must reach our handler.
+    reactor = dispatch(grammar.render(command))
+    assert reactor.processes.answers == ["done"]
+    assert all(len(n.added) == 1 for n in reactor.configuration.neighbors.values())
+
+
+# ---------------------------------------------------------------- environment
+
+
+def test_environment_defaults_for_root() -> None:
+    environ: dict[str, str] = {}
+    launcher.apply_environment(environ, euid=0)
+    assert environ["exabgp_daemon_user"] == "root"
+    assert environ["exabgp_api_cli"] == "false"
+    assert environ["exabgp_log_destination"] == "stderr"
+    assert environ["exabgp_log_statistics"] == "false"
+
+
+def test_environment_keeps_operator_settings() -> None:
+    environ = {"exabgp.log.destination": "syslog", "exabgp_api_cli": "true"}
+    launcher.apply_environment(environ, euid=1000)
+    assert "exabgp_log_destination" not in environ  # the dotted form is set and wins
+    assert environ["exabgp_api_cli"] == "true"
+    assert "exabgp_daemon_user" not in environ  # not root: nothing to drop from
+
+
+def test_usage_without_arguments(capsys: pytest.CaptureFixture[str]) -> None:
+    assert launcher.main([]) == 2
+    assert "usage" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- the real process
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_launcher_process_answers_our_commands(tmp_path: Path) -> None:
+    """python -m evpn_agent.speaker with an unpatched ExaBGP: done for a good command,
+    error for a bad one, nothing on stdout. The peer is a closed local port: a route
+    injected while the session is down waits in the adj-rib-out, so no BGP is needed.
+    """
+    record = tmp_path / "received.jsonl"
+    on_start = tmp_path / "on_start.txt"
+    on_start.write_text(MAC_ANNOUNCE + "\n" + MAC_ANNOUNCE.replace("02:00", "03:00") + "\n")
+    config = tmp_path / "exabgp.conf"
+    config.write_text(
+        exabgp_conf.render(
+            router_id="192.0.2.21",
+            local_as=65000,
+            local_address="127.0.0.1",
+            peers=[exabgp_conf.PeerSpec("127.0.0.1", port=_free_port())],
+            process_argv=[
+                sys.executable,
+                str(PEER_SCRIPT),
+                "--record",
+                str(record),
+                "--on-start",
+                str(on_start),
+            ],
+        )
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "evpn_agent.speaker", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=REPO_ROOT,
+        env={**os.environ, "exabgp_tcp_attempts": "0"},
+    )
+    try:
+        deadline = time.monotonic() + 20
+        acks: list[str] = []
+        while time.monotonic() < deadline and process.poll() is None:
+            lines = record.read_text().splitlines() if record.exists() else []
+            acks = [line for line in lines if line in ("done", "error")]
+            if len(acks) >= 2:
+                break
+            time.sleep(0.05)
+        assert acks == ["done", "error"]
+    finally:
+        process.terminate()
+        stdout, stderr = process.communicate(timeout=15)
+    assert stdout == b""  # stdout is never used for logs
+    assert b"bad EVPN command" in stderr
+    assert b"multicast or broadcast" in stderr
