@@ -154,9 +154,13 @@ def parse(text: str, source: str = "<config>") -> Config:
     else:
         local_as = c.integer("local-as", doc["local-as"], 1, 4294967295)
 
-    router_id = c.address("router-id", doc["router-id"], v4_only=True) if "router-id" in doc else None
+    router_id = (
+        c.address("router-id", doc["router-id"], v4_only=True) if "router-id" in doc else None
+    )
     vtep_ip = c.address("vtep-ip", doc["vtep-ip"]) if "vtep-ip" in doc else None
-    local_address = c.address("local-address", doc["local-address"]) if "local-address" in doc else None
+    local_address = (
+        c.address("local-address", doc["local-address"]) if "local-address" in doc else None
+    )
 
     reflectors = _reflectors(c, doc.get("route-reflectors"))
     vnis = _vnis(c, doc["vnis"]) if "vnis" in doc and doc["vnis"] is not None else None

@@ -126,14 +126,17 @@ def _parse_message(doc: dict[str, Any], router_id: str | None) -> list[BgpEvent]
 class _Attributes:
     """The path attributes shared by every NLRI of one UPDATE, decoded once."""
 
-    __slots__ = ("rts", "seq", "sticky", "pmsi")
+    __slots__ = ("pmsi", "rts", "seq", "sticky")
 
     def __init__(self, attrs: dict[str, Any]) -> None:
         strings = [
-            c.get("string", "") for c in _list(attrs.get("extended-community", []))
+            c.get("string", "")
+            for c in _list(attrs.get("extended-community", []))
             if isinstance(c, dict)
         ]
-        self.rts: tuple[RouteTarget, ...] = parse_rt_strings(s for s in strings if isinstance(s, str))
+        self.rts: tuple[RouteTarget, ...] = parse_rt_strings(
+            s for s in strings if isinstance(s, str)
+        )
         self.seq = 0
         self.sticky = False
         for s in strings:
@@ -161,7 +164,9 @@ def _announced(peer: str, nexthop: str, nlri: Any, attrs: _Attributes) -> BgpEve
         if isinstance(key, MacKey):
             vni = _vni_from_label(nlri.get("label"))
             vtep = _unicast(nexthop, "martian-nexthop", key)
-            return RouteAnnounced(peer, MacRoute(key, vni, vtep, attrs.rts, attrs.seq, attrs.sticky))
+            return RouteAnnounced(
+                peer, MacRoute(key, vni, vtep, attrs.rts, attrs.seq, attrs.sticky)
+            )
         if attrs.pmsi is None:
             raise Rejected("no-pmsi", f"{_describe(key)} has no PMSI tunnel attribute")
         match = _PMSI.match(attrs.pmsi)

@@ -191,4 +191,14 @@ def _discard(
             del index[vni]
 
 
-__all__ = ["Dirty", "FdbKey", "FloodKey", "ImetKey", "MacKey", "NeighKey", "PathId", "Rib", "best_of"]
+__all__ = [
+    "Dirty",
+    "FdbKey",
+    "FloodKey",
+    "ImetKey",
+    "MacKey",
+    "NeighKey",
+    "PathId",
+    "Rib",
+    "best_of",
+]

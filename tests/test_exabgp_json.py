@@ -42,20 +42,33 @@ def update(announce=None, withdraw=None, attribute=None) -> str:  # type: ignore
 
 
 def mac_nlri(mac: str = "02:00:5E:00:01:01", ip: str | None = None, label=None) -> dict:  # type: ignore[no-untyped-def]
-    n = {"code": 2, "parsed": True, "rd": "192.0.2.11:2", "esi": "-", "ethernet-tag": 0,
-         "mac": mac, "label": label if label is not None else [[6, 100]]}
+    n = {
+        "code": 2,
+        "parsed": True,
+        "rd": "192.0.2.11:2",
+        "esi": "-",
+        "ethernet-tag": 0,
+        "mac": mac,
+        "label": label if label is not None else [[6, 100]],
+    }
     if ip:
         n["ip"] = ip
     return n
 
 
 def test_type2_announce_with_mobility() -> None:
-    attrs = {"origin": "igp", "local-preference": 100, "originator-id": "192.0.2.11",
-             "extended-community": [*RT, {"value": 3, "string": "mac-mobility:4:sticky"}]}
+    attrs = {
+        "origin": "igp",
+        "local-preference": 100,
+        "originator-id": "192.0.2.11",
+        "extended-community": [*RT, {"value": 3, "string": "mac-mobility:4:sticky"}],
+    }
     events = parse_line(update({"192.0.2.11": [mac_nlri(ip="198.51.100.1")]}, attribute=attrs))
     key = MacKey("192.0.2.11:2", 0, "02:00:5e:00:01:01", "198.51.100.1")
     assert events == [
-        RouteAnnounced(PEER, MacRoute(key, 100, "192.0.2.11", (RouteTarget("65000", 100),), 4, True))
+        RouteAnnounced(
+            PEER, MacRoute(key, 100, "192.0.2.11", (RouteTarget("65000", 100),), 4, True)
+        )
     ]
 
 
@@ -63,8 +76,9 @@ def test_type3_takes_vni_and_vtep_from_pmsi() -> None:
     attrs = {"extended-community": RT, "pmsi": "pmsi:ingressreplication:0:6(100):192.0.2.12"}
     nlri = {"code": 3, "parsed": True, "rd": "192.0.2.12:3", "ethernet-tag": 0, "ip": "192.0.2.12"}
     events = parse_line(update({"192.0.2.12": [nlri]}, attribute=attrs))
-    route = ImetRoute(ImetKey("192.0.2.12:3", 0, "192.0.2.12"), 100, "192.0.2.12",
-                      (RouteTarget("65000", 100),))
+    route = ImetRoute(
+        ImetKey("192.0.2.12:3", 0, "192.0.2.12"), 100, "192.0.2.12", (RouteTarget("65000", 100),)
+    )
     assert events == [RouteAnnounced(PEER, route)]
 
 
@@ -99,8 +113,15 @@ def test_bad_routes_are_rejected_one_by_one() -> None:
     ]
     events = parse_line(update({"192.0.2.11": nlris}, attribute={"extended-community": RT}))
     reasons = [e.reason for e in events if isinstance(e, RouteRejected)]
-    assert reasons == ["zero-mac", "multicast-mac", "multicast-mac", "bad-mac", "bad-label",
-                       "bad-label", "unsupported-route-type"]
+    assert reasons == [
+        "zero-mac",
+        "multicast-mac",
+        "multicast-mac",
+        "bad-mac",
+        "bad-label",
+        "bad-label",
+        "unsupported-route-type",
+    ]
     assert isinstance(events[-1], RouteAnnounced)
 
 
@@ -117,7 +138,9 @@ def test_route_without_rt() -> None:
 
 def test_state_eor_and_acks() -> None:
     assert parse_line(envelope("state", {"state": "up"})) == [SessionUp(PEER)]
-    assert parse_line(envelope("state", {"state": "down", "reason": "x"})) == [SessionDown(PEER, "x")]
+    assert parse_line(envelope("state", {"state": "down", "reason": "x"})) == [
+        SessionDown(PEER, "x")
+    ]
     assert parse_line(envelope("state", {"state": "connected"})) == []
     eor = envelope("update", {"message": {"eor": {"afi": "l2vpn", "safi": "evpn"}}})
     assert parse_line(eor) == [EndOfRib(PEER)]
@@ -128,14 +151,24 @@ def test_state_eor_and_acks() -> None:
 
 
 def test_enhanced_route_refresh_end_counts_as_end_of_rib() -> None:
-    line = envelope("refresh", {"direction": "receive",
-                                "route-refresh": {"afi": "l2vpn", "safi": "evpn", "subtype": "end"}})
+    line = envelope(
+        "refresh",
+        {
+            "direction": "receive",
+            "route-refresh": {"afi": "l2vpn", "safi": "evpn", "subtype": "end"},
+        },
+    )
     assert parse_line(line) == [EndOfRib(PEER)]
 
 
 def test_garbage_lines() -> None:
-    for line in ("{", "[1,2]", '{"type": "update", "neighbor": {"address": 5}}', "\x00\xff",
-                 '{"type": "update", "neighbor": {"address": {"peer": "x"}, "message": {"update": '
-                 '{"announce": {"l2vpn evpn": {"192.0.2.1": "nope"}}}}}}'):
+    for line in (
+        "{",
+        "[1,2]",
+        '{"type": "update", "neighbor": {"address": 5}}',
+        "\x00\xff",
+        '{"type": "update", "neighbor": {"address": {"peer": "x"}, "message": {"update": '
+        '{"announce": {"l2vpn evpn": {"192.0.2.1": "nope"}}}}}}',
+    ):
         events = parse_line(line)
         assert all(isinstance(e, LineRejected) for e in events), line

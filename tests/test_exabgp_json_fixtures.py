@@ -46,11 +46,17 @@ def test_frr_type2_mac_and_mac_ip() -> None:
 
 
 def test_frr_withdraws_match_announce_keys() -> None:
-    announced = {e.route.key for e in events("frr_type2_announce.jsonl") if isinstance(e, RouteAnnounced)}
+    announced = {
+        e.route.key for e in events("frr_type2_announce.jsonl") if isinstance(e, RouteAnnounced)
+    }
     withdrawn = {e.key for e in events("frr_type2_withdraw.jsonl") if isinstance(e, RouteWithdrawn)}
     assert withdrawn == announced
-    announced3 = {e.route.key for e in events("frr_type3_announce.jsonl") if isinstance(e, RouteAnnounced)}
-    withdrawn3 = {e.key for e in events("frr_type3_withdraw.jsonl") if isinstance(e, RouteWithdrawn)}
+    announced3 = {
+        e.route.key for e in events("frr_type3_announce.jsonl") if isinstance(e, RouteAnnounced)
+    }
+    withdrawn3 = {
+        e.key for e in events("frr_type3_withdraw.jsonl") if isinstance(e, RouteWithdrawn)
+    }
     assert withdrawn3 == announced3
 
 

@@ -6,8 +6,14 @@ RT100 = (RouteTarget("65000", 100),)
 RT999 = (RouteTarget("65000", 999),)
 
 
-def mac_route(vtep: str = "192.0.2.11", seq: int = 0, sticky: bool = False, ip: str | None = None,
-              rts: tuple[RouteTarget, ...] = RT100, mac: str = "02:00:00:00:00:01") -> MacRoute:
+def mac_route(
+    vtep: str = "192.0.2.11",
+    seq: int = 0,
+    sticky: bool = False,
+    ip: str | None = None,
+    rts: tuple[RouteTarget, ...] = RT100,
+    mac: str = "02:00:00:00:00:01",
+) -> MacRoute:
     return MacRoute(MacKey(f"{vtep}:100", 0, mac, ip), 100, vtep, rts, seq, sticky)
 
 

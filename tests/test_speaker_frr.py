@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fabric import Box, Fabric, Host, PeerScript, run, skip_unless_supported, wait_until
+
+from lab.fabric import Box, Fabric, Host, PeerScript, run, skip_unless_supported, wait_until
 
 pytestmark = [pytest.mark.netns, pytest.mark.frr]
 
@@ -242,14 +243,14 @@ def test_fabric_cleans_up_even_on_error() -> None:
 
 
 def test_missing_requirements_names_root(monkeypatch: pytest.MonkeyPatch) -> None:
-    import fabric
+    from lab import fabric
 
     monkeypatch.setattr(fabric.os, "geteuid", lambda: 1000)
     assert "root (network namespaces)" in fabric.missing_requirements()
 
 
 def test_vtysh_json_helpers(lab: Lab) -> None:
-    import fabric
+    from lab import fabric
 
     summary = fabric.vtysh_json(lab.rr, "show bgp l2vpn evpn summary json")
     assert summary["peers"][OWN]["state"] == "Established"

@@ -43,7 +43,7 @@ VTYSH = shutil.which("vtysh") or "/usr/bin/vtysh"
 IP = shutil.which("ip") or "/usr/sbin/ip"
 BRIDGE = shutil.which("bridge") or "/usr/sbin/bridge"
 PYTHON = sys.executable
-PEER_SCRIPT = Path(__file__).resolve().parent / "speaker_peer.py"
+PEER_SCRIPT = REPO_ROOT / "tests" / "speaker_peer.py"
 
 UNDERLAY = ipaddress.IPv4Network("192.0.2.0/24")
 ASN = 65000
@@ -563,6 +563,30 @@ class Speaker:
 
 
 @dataclass
+class AgentProcess(Speaker):
+    """``evpn-agent run`` (ExaBGP through our launcher, the agent core under it)."""
+
+    socket: Path = Path()
+
+    def cli(self, *args: str, check: bool = True) -> str:
+        """``evpn-agent ARGS --socket S`` inside the box."""
+        return self.box.exec(
+            PYTHON, "-m", "evpn_agent.cli", *args, "--socket", str(self.socket), check=check
+        )
+
+    def show_vni(self) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = json.loads(self.cli("show", "vni", "--json"))
+        return rows
+
+    def core_pid(self) -> int | None:
+        """PID of the agent core (ExaBGP's API process), if it runs."""
+        for pid in _children(self.pid):
+            if "evpn_agent.core" in _cmdline(pid):
+                return pid
+        return None
+
+
+@dataclass
 class PeerScript:
     """tests/speaker_peer.py as the speaker's API process: records every line ExaBGP
     sends it, sends ``on_up`` on each session up, and forwards lines written to its FIFO.
@@ -824,6 +848,45 @@ class Fabric:
             box, peers=peers, process_argv=argv, hold_time=hold_time, password=password
         )
         return PeerScript(speaker, record, fifo)
+
+    # -- evpn-agent VTEPs
+
+    def add_agent_vtep(self, name: str, octet: int) -> Box:
+        """A VTEP box for evpn-agent; add VNIs, then ``start_agent``."""
+        return self.add_box(name, octet)
+
+    def start_agent(
+        self,
+        box: Box,
+        *,
+        rrs: Sequence[Box],
+        settings: dict[str, Any] | None = None,
+        hold_time: int = 9,
+    ) -> AgentProcess:
+        """``evpn-agent run`` in ``box`` with a YAML config naming ``rrs``."""
+        socket_path = box.directory / "evpn-agent.sock"
+        config = {
+            "local-as": ASN,
+            "route-reflectors": [{"address": rr.address, "hold-time": hold_time} for rr in rrs],
+            "control-socket": str(socket_path),
+            "state-dir": str(box.directory / "state"),
+            "sweep-delay": 2,
+            "log-level": "debug" if os.environ.get("EVPN_AGENT_DEBUG") else "info",
+            **(settings or {}),
+        }
+        config_path = box.directory / "evpn-agent.yaml"
+        config_path.write_text(json.dumps(config, indent=2))  # JSON is YAML
+        stdout_path = box.directory / "agent.stdout"
+        stderr_path = box.directory / "agent.stderr"
+        with stdout_path.open("ab") as stdout, stderr_path.open("ab") as stderr:
+            process = subprocess.Popen(
+                [IP, "netns", "exec", box.netns.name, PYTHON, "-m", "evpn_agent.cli", "run",
+                 "--config", str(config_path)],
+                stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, cwd=REPO_ROOT,
+            )  # fmt: skip
+        agent = AgentProcess(box, process, config_path, stderr_path, stdout_path, socket_path)
+        self.speakers.append(agent)
+        return agent
 
     # -- diagnostics and teardown
 

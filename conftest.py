@@ -1,0 +1,1 @@
+# Makes the checkout's top directory importable in tests (``from lab.fabric import ...``).

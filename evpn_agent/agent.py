@@ -1,0 +1,163 @@
+"""The agent core's asyncio glue: ExaBGP channel, netlink, control socket, one state owner.
+
+ExaBGP runs this as its API process. ExaBGP blocks when our stdin fills up, so stdin is
+drained by its own thread that never waits on netlink work; everything else runs on one
+event loop, and only the ``_owner`` task touches ``AgentState``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import IO, Any
+
+from evpn_agent import control
+from evpn_agent.config import Config
+from evpn_agent.exabgp_json import parse_line
+from evpn_agent.identity import rd_indexes, resolve
+from evpn_agent.kernel import Monitor, NetlinkWriter, QuietEchoes, dump
+from evpn_agent.state import AgentState
+
+log = logging.getLogger(__name__)
+
+TICK = 1.0
+REFRESH = "announce route-refresh l2vpn evpn"
+
+
+class _Closed:
+    """Marker: ExaBGP closed our stdin (it stopped, or is replacing us)."""
+
+
+class Agent:
+    def __init__(self, cfg: Config, stdin: IO[bytes], stdout: IO[bytes]) -> None:
+        self.cfg = cfg
+        self.stdin = stdin
+        self.stdout = stdout
+        self.inbox: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self.state: AgentState | None = None
+        self.monitor: Monitor | None = None
+        self.writer = NetlinkWriter()
+        self.answers: dict[str, Callable[[dict[str, Any]], Any]] = {}
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        monitor = Monitor()
+        self.monitor = monitor
+        await monitor.start()  # bind before the dump: nothing changes unseen in between
+        snap = await dump()
+        router_id, vtep_ip = resolve(self.cfg, snap.links)
+        state = AgentState(
+            self.cfg, router_id=router_id, vtep_ip=vtep_ip, rd_index={}, now=time.monotonic()
+        )
+        self.state = state
+        state.load_snapshot(snap)
+        state.rd_index = rd_indexes(self.cfg.state_dir, state.vnis)
+        log.info(
+            "evpn-agent core started: router-id %s, VTEP %s, VNIs %s",
+            router_id,
+            vtep_ip,
+            ",".join(str(v) for v in sorted(state.vnis)) or "none yet",
+        )
+        server = await control.serve(self.cfg.control_socket, self._answer)
+        threading.Thread(
+            target=self._read_stdin, args=(loop,), name="exabgp-in", daemon=True
+        ).start()
+        # After a respawn the session is already up and nobody replays routes to us.
+        self._send([REFRESH])
+        tasks = [
+            asyncio.create_task(self._watch_kernel(monitor)),
+            asyncio.create_task(self._tick()),
+        ]
+        try:
+            await self._owner(state)
+        finally:
+            for task in tasks:
+                task.cancel()
+            server.close()
+            monitor.close()
+
+    def _read_stdin(self, loop: asyncio.AbstractEventLoop) -> None:
+        put = self.inbox.put_nowait
+        try:
+            for line in self.stdin:
+                loop.call_soon_threadsafe(put, ("bgp", line))
+        finally:
+            loop.call_soon_threadsafe(put, ("closed", _Closed()))
+
+    async def _watch_kernel(self, monitor: Monitor) -> None:
+        async for batch in monitor.events():
+            self.inbox.put_nowait(("kernel", batch))
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(TICK)
+            self.inbox.put_nowait(("tick", None))
+
+    async def _owner(self, state: AgentState) -> None:
+        router_id = state.router_id
+        while True:
+            items = [await self.inbox.get()]
+            while not self.inbox.empty():
+                items.append(self.inbox.get_nowait())
+            now = time.monotonic()
+            resync = False
+            for kind, payload in items:
+                if kind == "bgp":
+                    state.on_bgp(parse_line(payload.decode("utf-8", "replace"), router_id), now)
+                elif kind == "kernel":
+                    resync |= not state.on_kernel(payload)
+                elif kind == "tick":
+                    state.tick(now)
+                elif kind == "closed":
+                    log.info("ExaBGP closed the API channel; core exits, kernel state kept")
+                    return
+            if resync:
+                log.warning("netlink events were lost: resynchronising from a full dump")
+                state.load_snapshot(await dump())
+            self._flush(state)
+
+    def _flush(self, state: AgentState) -> None:
+        quiet = QuietEchoes(*state.quiet_echoes())
+        if self.monitor is not None and self.monitor.quiet != quiet:
+            # Our own writes echo back on the monitor: drop them undecoded.
+            self.monitor.quiet = quiet
+        ops = state.take_kernel_ops()
+        if ops:
+            failures = self.writer.apply(ops)
+            for failure in failures[:5]:
+                log.warning("kernel refused %s: %s", failure.op, failure.message)
+            state.kernel_applied(ops, [f.op for f in failures])
+        if any(v not in state.rd_index for v in state.vnis):
+            state.rd_index = rd_indexes(self.cfg.state_dir, state.vnis)
+        self._send(state.take_bgp_lines())
+
+    def _send(self, lines: list[str]) -> None:
+        if not lines:
+            return
+        self.stdout.write("".join(f"{line}\n" for line in lines).encode())
+        self.stdout.flush()
+
+    def _answer(self, request: dict[str, Any]) -> Any:
+        state = self.state
+        command = request.get("command")
+        if state is None:
+            raise ValueError("the agent is still starting")
+        if command == "show vni":
+            vni = request.get("vni")
+            rows = state.show_vni()
+            if vni is not None:
+                rows = [r for r in rows if r["vni"] == vni]
+                if not rows:
+                    raise ValueError(f"VNI {vni} is not configured on this VTEP")
+            return rows
+        raise ValueError(f"unknown command {command!r}")
+
+
+def main_core(cfg: Config) -> int:
+    agent = Agent(cfg, sys.stdin.buffer, sys.stdout.buffer)
+    asyncio.run(agent.run())
+    return 0

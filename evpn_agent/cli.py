@@ -1,0 +1,195 @@
+"""The ``evpn-agent`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from evpn_agent import __version__, control
+from evpn_agent.config import DEFAULT_SOCKET, Config, ConfigError, load
+from evpn_agent.identity import IdentityError, resolve
+from evpn_agent.logs import setup_logging
+
+DEFAULT_CONFIG = "/etc/evpn-agent/evpn-agent.yaml"
+
+EPILOG = """\b
+Examples:
+  evpn-agent run --config /etc/evpn-agent/evpn-agent.yaml
+  evpn-agent show vni
+  evpn-agent show vni 100 --json
+"""
+
+
+def _load(path: str) -> Config:
+    try:
+        return load(path)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="evpn-agent")
+def main() -> None:
+    """BGP EVPN VTEP agent: ExaBGP speaks BGP to FRR route reflectors, the agent programs
+    the kernel's VXLAN FDB, flood lists and neighbour tables."""
+
+
+@main.command()
+@click.option(
+    "--config",
+    "-c",
+    "config_path",
+    default=DEFAULT_CONFIG,
+    show_default=True,
+    type=click.Path(dir_okay=False),
+)
+@click.option(
+    "--print-exabgp-config",
+    is_flag=True,
+    help="Print the ExaBGP configuration that would be used, and exit.",
+)
+def run(config_path: str, print_exabgp_config: bool) -> None:
+    """Run the agent: ExaBGP (with our EVPN commands) and the agent core under it.
+
+    \b
+    Example:
+      evpn-agent run --config /etc/evpn-agent/evpn-agent.yaml
+    """
+    from evpn_agent.exabgp_conf import PeerSpec, render
+    from evpn_agent.kernel import dump
+
+    cfg = _load(config_path)
+    setup_logging(cfg.log_level)
+    try:
+        router_id, vtep_ip = resolve(cfg, asyncio.run(dump()).links)
+    except IdentityError as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot read the kernel's links: {exc}") from None
+    conf_path = os.path.abspath(config_path)
+    text = render(
+        router_id=router_id,
+        local_as=cfg.local_as,
+        local_address=cfg.local_address,
+        peers=[
+            PeerSpec(address=rr.address, password=rr.password, hold_time=rr.hold_time, port=rr.port)
+            for rr in cfg.route_reflectors
+        ],
+        process_argv=[sys.executable, "-m", "evpn_agent.core", "--config", conf_path],
+    )
+    if print_exabgp_config:
+        click.echo(text, nl=False)
+        return
+    state_dir = Path(cfg.state_dir)
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        exabgp_conf = state_dir / "exabgp.conf"
+        exabgp_conf.write_text(text)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot write the ExaBGP configuration in {state_dir}: {exc}"
+        ) from None
+    click.echo(f"evpn-agent: router-id {router_id}, VTEP {vtep_ip}; starting ExaBGP", err=True)
+    argv = [sys.executable, "-m", "evpn_agent.speaker", str(exabgp_conf)]
+    os.execv(sys.executable, argv)
+
+
+@main.group()
+def show() -> None:
+    """Show the running agent's state (through its control socket)."""
+
+
+def _socket_option(f: Any) -> Any:
+    f = click.option(
+        "--socket",
+        "socket_path",
+        envvar="EVPN_AGENT_SOCKET",
+        help="Control socket of the agent (default: from --config).",
+    )(f)
+    f = click.option(
+        "--config",
+        "-c",
+        "config_path",
+        default=DEFAULT_CONFIG,
+        show_default=True,
+        help="Configuration naming the control socket.",
+    )(f)
+    return f
+
+
+def _socket(config_path: str, socket_path: str | None) -> str:
+    if socket_path:
+        return socket_path
+    if os.path.exists(config_path):
+        return _load(config_path).control_socket
+    return DEFAULT_SOCKET
+
+
+def _ask(config_path: str, socket_path: str | None, command: str, **args: Any) -> Any:
+    try:
+        return control.request(_socket(config_path, socket_path), command, **args)
+    except control.ControlError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@show.command("vni")
+@click.argument("vni", required=False, type=click.IntRange(1, (1 << 24) - 1))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (FRR's field names).")
+@_socket_option
+def show_vni(vni: int | None, as_json: bool, config_path: str, socket_path: str | None) -> None:
+    """VNIs with their devices, MAC counts and remote VTEPs (flood list).
+
+    \b
+    Example:
+      evpn-agent show vni
+      evpn-agent show vni 100 --json
+    """
+    rows = _ask(config_path, socket_path, "show vni", vni=vni)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(format_vni_table(rows))
+
+
+def format_vni_table(rows: list[dict[str, Any]]) -> str:
+    header = (
+        "VNI",
+        "VxLAN IF",
+        "Bridge",
+        "VLAN",
+        "# Local MACs",
+        "# Remote MACs",
+        "# ARP/ND",
+        "Remote VTEPs",
+    )
+    table = [header] + [
+        (
+            str(r["vni"]),
+            r["vxlanIf"],
+            r["bridge"],
+            str(r["vlan"]) if r["vlan"] is not None else "-",
+            str(r["numLocalMacs"]),
+            str(r["numRemoteMacs"]),
+            str(r["numArpNd"]),
+            ",".join(r["remoteVteps"]) or "-",
+        )
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1]
+        for row in table
+    ]
+    if not rows:
+        lines.append("(no VNIs: no VXLAN device is enslaved to a bridge)")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

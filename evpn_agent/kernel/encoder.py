@@ -1,0 +1,145 @@
+"""Lean rtnetlink encoder for plan steps: FRR's exact FDB and neighbour messages.
+
+pyroute2 spends ~170 us building one message; a precompiled `struct` layout per message shape
+takes ~1 us, which is what lets the writer install 100k+ entries per second.
+Attribute order is fixed (LLADDR, DST, then VLAN or PROTOCOL); the kernel does not care.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+from evpn_agent.kernel.netlink import (
+    AF_BRIDGE,
+    AF_INET,
+    AF_INET6,
+    NDA_DST,
+    NDA_LLADDR,
+    NDA_PROTOCOL,
+    NDA_VLAN,
+    NLM_F_ACK,
+    NLM_F_APPEND,
+    NLM_F_CREATE,
+    NLM_F_REPLACE,
+    NLM_F_REQUEST,
+    NTF_EXT_LEARNED,
+    NTF_MASTER,
+    NTF_SELF,
+    NUD_NOARP,
+    NUD_PERMANENT,
+    NUD_REACHABLE,
+    RTM_DELNEIGH,
+    RTM_NEWNEIGH,
+    RTPROT_EVPN_AGENT,
+)
+from evpn_agent.kernel.ops import AddFdb, AddFlood, AddNeigh, DelFdb, DelFlood, DelNeigh, Op
+
+_HEAD = "=IHHIIBxxxiHBB"  # nlmsghdr + ndmsg
+_LLADDR = "HH6sxx"
+_DST4 = "HH4s"
+_DST6 = "HH16s"
+_VLAN = "HHHxx"
+_PROTOCOL = "HHBxxx"
+
+# attribute headers: (nla_len, nla_type); nla_len excludes the padding
+_A_LLADDR = (4 + 6, NDA_LLADDR)
+_A_DST = {AF_INET: (4 + 4, NDA_DST), AF_INET6: (4 + 16, NDA_DST)}
+_A_VLAN = (4 + 2, NDA_VLAN)
+_A_PROTOCOL = (4 + 1, NDA_PROTOCOL)
+
+_DST = {AF_INET: _DST4, AF_INET6: _DST6}
+_FDB_ADD = {
+    (fam, vlan): struct.Struct(_HEAD + _LLADDR + _DST[fam] + (_VLAN if vlan else ""))
+    for fam in (AF_INET, AF_INET6)
+    for vlan in (False, True)
+}
+_FDB_DEL = {
+    vlan: struct.Struct(_HEAD + _LLADDR + (_VLAN if vlan else "")) for vlan in (False, True)
+}
+_FLOOD = {fam: struct.Struct(_HEAD + _LLADDR + _DST[fam]) for fam in (AF_INET, AF_INET6)}
+_NEIGH_ADD = {fam: struct.Struct(_HEAD + _DST[fam] + _LLADDR + _PROTOCOL) for fam in _DST}
+_NEIGH_DEL = {fam: struct.Struct(_HEAD + _DST[fam]) for fam in _DST}
+
+# FRR's recipe (DESIGN 1.4): one request creates both the bridge and the VXLAN entry.
+FDB_ADD_FLAGS = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE
+FDB_NTF = NTF_MASTER | NTF_SELF | NTF_EXT_LEARNED
+FLOOD_ADD_FLAGS = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_APPEND
+FLOOD_STATE = NUD_NOARP | NUD_PERMANENT
+NEIGH_ADD_FLAGS = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE
+DEL_FLAGS = NLM_F_REQUEST | NLM_F_ACK
+
+ZERO_MAC_BYTES = bytes(6)
+
+
+def mac_bytes(mac: str) -> bytes:
+    raw = bytes.fromhex(mac.replace(":", ""))
+    if len(raw) != 6:
+        raise ValueError(f"not a 48-bit MAC: {mac!r}")
+    return raw
+
+
+def ip_bytes(ip: str) -> tuple[int, bytes]:
+    """(address family, packed address); raises OSError on a malformed address."""
+    family = AF_INET6 if ":" in ip else AF_INET
+    return family, socket.inet_pton(family, ip)
+
+
+def _head(
+    layout: struct.Struct, msg_type: int, flags: int, seq: int, family: int, op_ifindex: int
+) -> tuple[int, ...]:
+    """nlmsghdr fields and the first two ndmsg fields (the writer's port id is 0 = kernel's)."""
+    return (layout.size, msg_type, flags, seq, 0, family, op_ifindex)
+
+
+def encode(op: Op, seq: int) -> list[bytes]:
+    """The netlink request(s) for `op`, numbered seq, seq+1, ...
+
+    DelFdb needs two requests: the kernel's rtnl_fdb_del() stops at the first failing
+    target, so one MASTER|SELF request leaves the VXLAN entry behind when the bridge entry is
+    already gone (e.g. the MAC moved to a local port).
+    """
+    if type(op) is AddFdb:
+        fam, dst = ip_bytes(op.dst)
+        vlan = () if op.vlan is None else (*_A_VLAN, op.vlan)
+        layout = _FDB_ADD[fam, op.vlan is not None]
+        head = _head(layout, RTM_NEWNEIGH, FDB_ADD_FLAGS, seq, AF_BRIDGE, op.ifindex)
+        ndm = (NUD_REACHABLE, FDB_NTF, 0)  # state, flags, type
+        return [layout.pack(*head, *ndm, *_A_LLADDR, mac_bytes(op.mac), *_A_DST[fam], dst, *vlan)]
+    if type(op) is DelFdb:
+        mac = mac_bytes(op.mac)
+        vlan = () if op.vlan is None else (*_A_VLAN, op.vlan)
+        layout = _FDB_DEL[op.vlan is not None]
+        return [
+            layout.pack(
+                *_head(layout, RTM_DELNEIGH, DEL_FLAGS, seq + i, AF_BRIDGE, op.ifindex),
+                *(0, target, 0),
+                *_A_LLADDR,
+                mac,
+                *vlan,
+            )
+            for i, target in enumerate((NTF_MASTER, NTF_SELF))
+        ]
+    if type(op) is AddFlood or type(op) is DelFlood:
+        fam, dst = ip_bytes(op.dst)
+        layout = _FLOOD[fam]
+        if type(op) is AddFlood:
+            head = _head(layout, RTM_NEWNEIGH, FLOOD_ADD_FLAGS, seq, AF_BRIDGE, op.ifindex)
+            ndm = (FLOOD_STATE, NTF_SELF, 0)
+        else:
+            head = _head(layout, RTM_DELNEIGH, DEL_FLAGS, seq, AF_BRIDGE, op.ifindex)
+            ndm = (0, NTF_SELF, 0)
+        return [layout.pack(*head, *ndm, *_A_LLADDR, ZERO_MAC_BYTES, *_A_DST[fam], dst)]
+    if type(op) is AddNeigh:
+        fam, ip = ip_bytes(op.ip)
+        layout = _NEIGH_ADD[fam]
+        head = _head(layout, RTM_NEWNEIGH, NEIGH_ADD_FLAGS, seq, fam, op.ifindex)
+        ndm = (NUD_NOARP, NTF_EXT_LEARNED, 0)
+        attrs = (*_A_DST[fam], ip, *_A_LLADDR, mac_bytes(op.mac), *_A_PROTOCOL, RTPROT_EVPN_AGENT)
+        return [layout.pack(*head, *ndm, *attrs)]
+    if type(op) is DelNeigh:
+        fam, ip = ip_bytes(op.ip)
+        layout = _NEIGH_DEL[fam]
+        head = _head(layout, RTM_DELNEIGH, DEL_FLAGS, seq, fam, op.ifindex)
+        return [layout.pack(*head, 0, 0, 0, *_A_DST[fam], ip)]
+    raise TypeError(f"not a kernel op: {op!r}")

@@ -1,0 +1,243 @@
+"""Kernel change events from a raw rtnetlink multicast socket (links, FDB, neighbours).
+
+Every FDB entry the writer installs comes back here (twice: bridge and VXLAN entry), 100k
+writes within a second. Those echoes are recognised from the ndmsg header with `struct` and
+dropped undecoded (QuietEchoes); everything else is decoded into events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from types import TracebackType
+
+from evpn_agent.kernel.bridge_vlan import PortVlans, decode_port_vlans
+from evpn_agent.kernel.events import (
+    FdbRemoved,
+    FdbUpdated,
+    KernelEvent,
+    LinkRemoved,
+    LinkUpdated,
+    MonitorOverflowed,
+    NeighRemoved,
+    NeighUpdated,
+)
+from evpn_agent.kernel.links import Link, decode_link, parse_link
+from evpn_agent.kernel.neighbours import FdbEntry, decode_neighbour
+from evpn_agent.kernel.netlink import (
+    AF_BRIDGE,
+    AF_INET,
+    AF_INET6,
+    NDA_LLADDR,
+    NDMSG,
+    NLATTR,
+    NLMSGHDR,
+    NTF_EXT_LEARNED,
+    RTM_DELLINK,
+    RTM_DELNEIGH,
+    RTM_NEWLINK,
+    RTM_NEWNEIGH,
+    RTMGRP_LINK,
+    RTMGRP_NEIGH,
+    align4,
+    open_route_socket,
+)
+from evpn_agent.kernel.snapshot import dump_devices, with_vlans
+
+log = logging.getLogger(__name__)
+
+_ZERO_MAC = bytes(6)
+_ATTRS = NLMSGHDR.size + NDMSG.size
+
+
+@dataclass(frozen=True, slots=True)
+class QuietEchoes:
+    """Neighbour messages to drop undecoded: the echo of our own writes.
+
+    fdb_ifindexes: managed VXLAN devices; their extern_learn entries (remote MACs, bridge and
+    VXLAN side) and zero-MAC entries (flood list) are ours.
+    neigh_ifindexes: managed SVIs; their extern_learn ARP/ND entries are ours.
+    Deletions are dropped too, so an entry of ours removed by someone else (or flushed by the
+    kernel when a VXLAN device goes down) is only noticed by a reconcile.
+    """
+
+    fdb_ifindexes: frozenset[int] = frozenset()
+    neigh_ifindexes: frozenset[int] = frozenset()
+
+
+@dataclass(slots=True)
+class MonitorStats:
+    messages: int = 0
+    quiet: int = 0
+    overflows: int = 0
+
+
+@dataclass(slots=True)
+class _Devices:
+    """Last known devices and bridge-port VLANs, to merge AF_BRIDGE port messages."""
+
+    links: dict[int, Link] = field(default_factory=dict)
+    ports: dict[int, PortVlans] = field(default_factory=dict)
+
+
+class Monitor:
+    """Call start() before dumping, then iterate events()."""
+
+    def __init__(
+        self,
+        quiet: QuietEchoes | None = None,
+        *,
+        rcvbuf: int = 64 << 20,
+        max_batch: int = 4096,
+    ) -> None:
+        self.quiet = quiet or QuietEchoes()  # may be replaced at any time
+        self.stats = MonitorStats()
+        self._rcvbuf = rcvbuf
+        self._max_batch = max_batch
+        self._sock: socket.socket | None = None
+        self._buf = bytearray(1 << 18)
+        self._devices = _Devices()
+
+    async def start(self) -> None:
+        """Subscribe to link and neighbour changes; from now on nothing is missed."""
+        sock = open_route_socket(self._rcvbuf, RTMGRP_LINK | RTMGRP_NEIGH)
+        sock.setblocking(False)
+        self._sock = sock
+        await self._load_devices()
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    async def __aenter__(self) -> Monitor:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    async def events(self) -> AsyncIterator[list[KernelEvent]]:
+        """Batches of events, in kernel order, as they arrive (never an empty batch)."""
+        sock = self._sock
+        if sock is None:
+            raise RuntimeError("Monitor.start() first")
+        loop = asyncio.get_running_loop()
+        buf = self._buf
+        while True:
+            batch: list[KernelEvent] = []
+            try:
+                received = await loop.sock_recv_into(sock, buf)
+                self._feed(buf, received, batch)
+                for _ in range(self._max_batch):
+                    received = sock.recv_into(buf)
+                    self._feed(buf, received, batch)
+            except BlockingIOError:
+                pass
+            except OSError as exc:
+                if exc.errno != errno.ENOBUFS:
+                    raise
+                self.stats.overflows += 1
+                log.warning("netlink monitor overflowed: events lost, a dump is needed")
+                batch.append(MonitorOverflowed())
+                await self._load_devices()
+            if batch:
+                yield batch
+
+    async def _load_devices(self) -> None:
+        links, ports = await dump_devices()
+        self._devices = _Devices({link.ifindex: link for link in links}, ports)
+
+    def feed(self, data: bytes | bytearray) -> list[KernelEvent]:
+        """Events for raw netlink messages (sans-I/O entry point, used by tests)."""
+        out: list[KernelEvent] = []
+        self._feed(bytearray(data), len(data), out)
+        return out
+
+    def _feed(self, buf: bytearray, received: int, out: list[KernelEvent]) -> None:
+        offset = 0
+        while offset + NLMSGHDR.size <= received:
+            length, msg_type, _flags, _seq, _pid = NLMSGHDR.unpack_from(buf, offset)
+            if length < NLMSGHDR.size:
+                break
+            self.stats.messages += 1
+            if msg_type in (RTM_NEWNEIGH, RTM_DELNEIGH):
+                if self._is_quiet(buf, offset, length):
+                    self.stats.quiet += 1
+                else:
+                    self._on_neighbour(msg_type, buf, offset, out)
+            elif msg_type in (RTM_NEWLINK, RTM_DELLINK):
+                self._on_link(msg_type, bytes(buf[offset : offset + length]), out)
+            offset += align4(length)
+
+    def _is_quiet(self, buf: bytearray, offset: int, length: int) -> bool:
+        family, ifindex, _state, flags, _type = NDMSG.unpack_from(buf, offset + NLMSGHDR.size)
+        if family == AF_BRIDGE:
+            if ifindex not in self.quiet.fdb_ifindexes:
+                return False
+            return bool(flags & NTF_EXT_LEARNED) or _has_zero_mac(buf, offset, length)
+        if family in (AF_INET, AF_INET6):
+            return bool(flags & NTF_EXT_LEARNED) and ifindex in self.quiet.neigh_ifindexes
+        return False
+
+    @staticmethod
+    def _on_neighbour(msg_type: int, buf: bytearray, offset: int, out: list[KernelEvent]) -> None:
+        entry = decode_neighbour(buf, offset)
+        if entry is None:
+            return
+        if isinstance(entry, FdbEntry):
+            out.append(FdbUpdated(entry) if msg_type == RTM_NEWNEIGH else FdbRemoved(entry))
+        else:
+            out.append(NeighUpdated(entry) if msg_type == RTM_NEWNEIGH else NeighRemoved(entry))
+
+    def _on_link(self, msg_type: int, data: bytes, out: list[KernelEvent]) -> None:
+        msg = parse_link(data)
+        ifindex: int = msg["index"]
+        devices = self._devices
+        if msg["family"] == AF_BRIDGE:
+            # Bridge port news (VLANs, STP state...), not the device itself: an AF_BRIDGE
+            # RTM_DELLINK means the port left the bridge.
+            if msg_type == RTM_NEWLINK:
+                devices.ports[ifindex] = decode_port_vlans(msg)
+            else:
+                devices.ports.pop(ifindex, None)
+            known = devices.links.get(ifindex)
+            if known is not None:
+                self._update_link(known, out)
+            return
+        if msg_type == RTM_DELLINK:
+            devices.links.pop(ifindex, None)
+            devices.ports.pop(ifindex, None)
+            out.append(LinkRemoved(ifindex, msg.get_attr("IFLA_IFNAME") or ""))
+            return
+        self._update_link(decode_link(msg), out)
+
+    def _update_link(self, link: Link, out: list[KernelEvent]) -> None:
+        # The kernel re-sends unchanged devices for changes we do not model (MTU, carrier
+        # of other devices...): report only changes of the value.
+        (merged,) = with_vlans([link], self._devices.ports)
+        if self._devices.links.get(merged.ifindex) != merged:
+            self._devices.links[merged.ifindex] = merged
+            out.append(LinkUpdated(merged))
+
+
+def _has_zero_mac(buf: bytearray, offset: int, length: int) -> bool:
+    pos = offset + _ATTRS
+    end = offset + length
+    while pos + NLATTR.size <= end:
+        alen, atype = NLATTR.unpack_from(buf, pos)
+        if alen < NLATTR.size:
+            return False
+        if atype == NDA_LLADDR:
+            return buf[pos + 4 : pos + alen] == _ZERO_MAC
+        pos += align4(alen)
+    return False

@@ -1,0 +1,108 @@
+"""Read the whole relevant kernel state: devices, FDB, neighbours."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from evpn_agent.kernel import netlink
+from evpn_agent.kernel.bridge_vlan import PortVlans, decode_port_vlans
+from evpn_agent.kernel.links import Link, VxlanDevice, decode_link, parse_link
+from evpn_agent.kernel.neighbours import FdbEntry, NeighEntry, decode_neighbour
+from evpn_agent.kernel.netlink import (
+    AF_BRIDGE,
+    AF_UNSPEC,
+    RTEXT_FILTER_BRVLAN,
+    RTEXT_FILTER_SKIP_STATS,
+    U32,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class KernelSnapshot:
+    links: tuple[Link, ...]
+    fdb: tuple[FdbEntry, ...]
+    neigh: tuple[NeighEntry, ...]
+
+
+def _link_at(buf: bytearray, offset: int) -> Link:
+    (length,) = U32.unpack_from(buf, offset)
+    return decode_link(parse_link(bytes(buf[offset : offset + length])))
+
+
+def _port_vlans_at(buf: bytearray, offset: int) -> PortVlans:
+    (length,) = U32.unpack_from(buf, offset)
+    return decode_port_vlans(parse_link(bytes(buf[offset : offset + length])))
+
+
+def _fdb_at(buf: bytearray, offset: int) -> FdbEntry | None:
+    entry = decode_neighbour(buf, offset)
+    return entry if isinstance(entry, FdbEntry) else None
+
+
+def _neigh_at(buf: bytearray, offset: int) -> NeighEntry | None:
+    entry = decode_neighbour(buf, offset)
+    return entry if isinstance(entry, NeighEntry) else None
+
+
+def with_vlans(links: Iterable[Link], ports: Mapping[int, PortVlans]) -> list[Link]:
+    """Fill in each VXLAN device's VLAN from its bridge port's VLAN table."""
+    out: list[Link] = []
+    for link in links:
+        if isinstance(link, VxlanDevice):
+            port = ports.get(link.ifindex)
+            vlan = port.vlan_for(link.vni) if port is not None else None
+            if vlan != link.vlan:
+                link = dataclasses.replace(link, vlan=vlan)
+        out.append(link)
+    return out
+
+
+async def dump_port_vlans() -> dict[int, PortVlans]:
+    """Per-port VLANs of every bridge port; empty where the kernel cannot report them."""
+    try:
+        ports = await netlink.dump(
+            netlink.link_dump_request(AF_BRIDGE, RTEXT_FILTER_BRVLAN), _port_vlans_at
+        )
+    except OSError as exc:  # no bridge VLAN support: there is no VLAN to map
+        log.info("bridge VLAN dump unavailable: %s", exc)
+        return {}
+    return {port.ifindex: port for port in ports}
+
+
+async def dump_devices() -> tuple[list[Link], dict[int, PortVlans]]:
+    """All devices (VXLAN VLANs filled in) and the bridge ports' VLAN tables."""
+    links: list[Link] = await netlink.dump(
+        netlink.link_dump_request(AF_UNSPEC, RTEXT_FILTER_SKIP_STATS), _link_at
+    )
+    ports = await dump_port_vlans()
+    return with_vlans(links, ports), ports
+
+
+async def dump_links() -> list[Link]:
+    links, _ports = await dump_devices()
+    return links
+
+
+async def dump_fdb() -> list[FdbEntry]:
+    return await netlink.dump(netlink.neigh_dump_request(AF_BRIDGE), _fdb_at)
+
+
+async def dump_neighbours() -> list[NeighEntry]:
+    # AF_UNSPEC walks the ARP and ND tables (the FDB only answers AF_BRIDGE)
+    return await netlink.dump(netlink.neigh_dump_request(AF_UNSPEC), _neigh_at)
+
+
+async def dump() -> KernelSnapshot:
+    """Devices, FDB and neighbours of the current network namespace.
+
+    Bind the Monitor first: changes during the dump then arrive as events afterwards.
+    """
+    links = await dump_links()
+    fdb = await dump_fdb()
+    neigh = await dump_neighbours()
+    return KernelSnapshot(tuple(links), tuple(fdb), tuple(neigh))

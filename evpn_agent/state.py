@@ -1,0 +1,538 @@
+"""The agent's single owner of state: events in, kernel ops and BGP commands out.
+
+No I/O happens here. The glue (``agent.py``) feeds kernel observations and ExaBGP events,
+then takes the planned kernel ops and command lines and performs them. Work is
+incremental: every change marks keys dirty, and only dirty keys are planned, so one route
+costs the same whether the table holds ten routes or a hundred thousand.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from evpn_agent.adverts import AdvertKey, AdvertTable, ImetAdvert, MacAdvert
+from evpn_agent.bgp_events import (
+    BgpEvent,
+    CommandAnswered,
+    EndOfRib,
+    LineRejected,
+    MacRoute,
+    Route,
+    RouteAnnounced,
+    RouteRejected,
+    RouteWithdrawn,
+    SessionDown,
+    SessionUp,
+)
+from evpn_agent.config import Config
+from evpn_agent.kernel import (
+    FdbEntry,
+    FdbRemoved,
+    FdbUpdated,
+    KernelEvent,
+    KernelSnapshot,
+    LinkRemoved,
+    LinkUpdated,
+    MonitorOverflowed,
+    NeighEntry,
+    NeighRemoved,
+    NeighUpdated,
+    VxlanDevice,
+)
+from evpn_agent.kernel.ops import (
+    ZERO_MAC,
+    AddFdb,
+    AddFlood,
+    AddNeigh,
+    DelFdb,
+    DelFlood,
+    DelNeigh,
+    Op,
+)
+from evpn_agent.local import (
+    NTF_EXT_LEARNED,
+    NTF_SELF,
+    Link,
+    LocalFdbKey,
+    LocalMac,
+    LocalVni,
+    derive_vnis,
+    local_mac_of,
+)
+from evpn_agent.rib import Dirty, Rib, better
+from evpn_agent.targets import Importer, RouteTarget, default_export_rt, route_distinguisher
+
+log = logging.getLogger(__name__)
+
+QUIET_PERIOD = 1.0  # no route changes for this long before a sweep, after a route refresh
+
+
+@dataclass
+class Mirror:
+    """Our entries as the kernel holds them (dump, then our acked writes and events)."""
+
+    fdb: dict[tuple[int, str, int | None], str] = field(default_factory=dict)  # -> dst
+    flood: dict[int, set[str]] = field(default_factory=dict)  # vxlan ifindex -> dsts
+    neigh: dict[tuple[int, str], str] = field(default_factory=dict)  # (svi, ip) -> mac
+
+    def forget_ifindex(self, ifindex: int) -> None:
+        self.fdb = {k: v for k, v in self.fdb.items() if k[0] != ifindex}
+        self.flood.pop(ifindex, None)
+        self.neigh = {k: v for k, v in self.neigh.items() if k[0] != ifindex}
+
+
+@dataclass
+class PeerState:
+    up: bool = False
+    eor: bool = False
+    received: int = 0
+
+
+class AgentState:
+    def __init__(
+        self, cfg: Config, *, router_id: str, vtep_ip: str, rd_index: dict[int, int], now: float
+    ) -> None:
+        self.cfg = cfg
+        self.router_id = router_id
+        self.vtep_ip = vtep_ip
+        self.rd_index = rd_index
+        self.started = now
+        self.links: dict[int, Link] = {}
+        self.vnis: dict[int, LocalVni] = {}
+        self.importer = Importer((), {})
+        self.rib = Rib(self._import)
+        self.local_fdb: dict[LocalFdbKey, LocalMac] = {}
+        self.local_seq: dict[tuple[int, str], int] = {}
+        self.mirror = Mirror()
+        self.adverts = AdvertTable()
+        self.peers: dict[str, PeerState] = {}
+        self.counters: Counter[str] = Counter()
+        self.sweep_ok = False
+        self.last_route_change = now
+        self._touched: set[object] = set()  # kernel keys desired at some point in this run
+        self._dirty = Dirty()
+        self._dirty_adverts: set[AdvertKey] = set()
+        self._ops: list[Op] = []
+        self._vxlan_ports: set[int] = set()
+        self._vni_by_vxlan: dict[int, LocalVni] = {}
+        self._vni_of_bridge: dict[tuple[int, int | None], int] = {}
+        self._svis: dict[int, int] = {}
+
+    # -- inputs: kernel ----------------------------------------------------------------
+
+    def load_snapshot(self, snap: KernelSnapshot) -> None:
+        """Start state, or a resync after lost netlink events: rebuild from a full dump."""
+        self.links = {link.ifindex: link for link in snap.links}
+        self._relink()
+        self.mirror = Mirror()
+        self.local_fdb.clear()
+        for fdb in snap.fdb:
+            self._fdb_seen(fdb)
+        for neigh in snap.neigh:
+            self._neigh_seen(neigh)
+        self._mark_everything()
+
+    def on_kernel(self, events: Iterable[KernelEvent]) -> bool:
+        """Apply monitor events; False means events were lost and a dump is needed."""
+        relink = False
+        for ev in events:
+            if isinstance(ev, FdbUpdated):
+                self._fdb_seen(ev.entry)
+            elif isinstance(ev, FdbRemoved):
+                self._fdb_gone(ev.entry)
+            elif isinstance(ev, NeighUpdated):
+                self._neigh_seen(ev.entry)
+            elif isinstance(ev, NeighRemoved):
+                self._neigh_gone(ev.entry)
+            elif isinstance(ev, LinkUpdated):
+                self.links[ev.link.ifindex] = ev.link
+                relink = True
+            elif isinstance(ev, LinkRemoved):
+                self.links.pop(ev.ifindex, None)
+                relink = True
+            elif isinstance(ev, MonitorOverflowed):
+                self.counters["netlink-overflow"] += 1
+                return False
+        if relink:
+            self._relink()
+        return True
+
+    def _fdb_seen(self, entry: FdbEntry) -> None:
+        lv = self._vni_by_vxlan.get(entry.ifindex)
+        if lv is not None:
+            if entry.mac == ZERO_MAC:
+                if entry.dst is not None:
+                    self.mirror.flood.setdefault(entry.ifindex, set()).add(entry.dst)
+            elif entry.flags & NTF_EXT_LEARNED and entry.flags & NTF_SELF and entry.dst:
+                ours = (entry.ifindex, entry.mac, entry.vlan)
+                if self.mirror.fdb.get(ours) != entry.dst:
+                    self.mirror.fdb[ours] = entry.dst
+                    self._dirty.fdb.add((lv.vni, entry.mac))
+            return
+        found = local_mac_of(entry, self._vxlan_ports)
+        if found is None:
+            return
+        (bridge, vlan, mac), local = found
+        if self.local_fdb.get((bridge, vlan, mac)) == local:
+            return
+        self.local_fdb[(bridge, vlan, mac)] = local
+        vni = self._vni_of_bridge.get((bridge, vlan))
+        if vni is not None:
+            self._local_changed(vni, mac, learned=True)
+
+    def _fdb_gone(self, entry: FdbEntry) -> None:
+        lv = self._vni_by_vxlan.get(entry.ifindex)
+        if lv is not None:
+            if entry.mac == ZERO_MAC:
+                if entry.dst is not None:
+                    self.mirror.flood.get(entry.ifindex, set()).discard(entry.dst)
+                    self._dirty.flood.add((lv.vni, entry.dst))
+            elif (
+                entry.flags & NTF_SELF
+                and self.mirror.fdb.pop((entry.ifindex, entry.mac, entry.vlan), None) is not None
+            ):
+                self._dirty.fdb.add((lv.vni, entry.mac))
+            return
+        key = (entry.master or 0, entry.vlan, entry.mac)
+        local = self.local_fdb.get(key)
+        if local is None or local.port != entry.ifindex:
+            return
+        del self.local_fdb[key]
+        vni = self._vni_of_bridge.get((key[0], key[1]))
+        if vni is not None:
+            self._local_changed(vni, entry.mac, learned=False)
+
+    def _neigh_seen(self, entry: NeighEntry) -> None:
+        if entry.ifindex in self._svis and entry.flags & NTF_EXT_LEARNED and entry.mac:
+            self.mirror.neigh[(entry.ifindex, entry.ip)] = entry.mac
+
+    def _neigh_gone(self, entry: NeighEntry) -> None:
+        vni = self._svis.get(entry.ifindex)
+        if vni is not None and self.mirror.neigh.pop((entry.ifindex, entry.ip), ""):
+            self._dirty.neigh.add((vni, entry.ip))
+
+    def _local_changed(self, vni: int, mac: str, *, learned: bool) -> None:
+        key = (vni, mac)
+        if learned and key not in self.local_seq:
+            # RFC 7432 s15: a MAC learned while a remote route exists moves here with seq+1.
+            best = self.rib.best_mac(vni, mac)
+            self.local_seq[key] = best.seq + 1 if best is not None else 0
+        elif not learned:
+            self.local_seq.pop(key, None)
+        self._dirty.fdb.add(key)
+        self._dirty_adverts.add((vni, mac, None))
+
+    # -- VNIs ----------------------------------------------------------------------------
+
+    def _relink(self) -> None:
+        old = self.vnis
+        new = derive_vnis(self.links.values(), self.cfg.vnis)
+        self.vnis = new
+        self._vxlan_ports = {i for i, link in self.links.items() if isinstance(link, VxlanDevice)}
+        self._vni_by_vxlan = {lv.vxlan_ifindex: lv for lv in new.values()}
+        self._vni_of_bridge = {(lv.bridge_ifindex, lv.vlan): lv.vni for lv in new.values()}
+        self._svis = {lv.svi_ifindex: lv.vni for lv in new.values() if lv.svi_ifindex is not None}
+        changed = {v for v in old.keys() | new.keys() if old.get(v) != new.get(v)}
+        if not changed:
+            return
+        for vni in changed:
+            before, after = old.get(vni), new.get(vni)
+            if before is not None and (
+                after is None or after.vxlan_ifindex != before.vxlan_ifindex
+            ):
+                self._retire(before)
+            if after is None:
+                log.info("VNI %d removed (was on %s)", vni, before.vxlan_name if before else "?")
+            else:
+                log.info("VNI %d on %s in bridge %s", vni, after.vxlan_name, after.bridge_name)
+            self._dirty_adverts.add((vni, "", None))
+            self._dirty_adverts.update((vni, k[0], None) for k in self._adverts_of(vni))
+            for (bridge, vlan, mac), _ in self.local_fdb.items():
+                if after is not None and (bridge, vlan) == (after.bridge_ifindex, after.vlan):
+                    self._local_changed(vni, mac, learned=True)
+        if old.keys() != new.keys() or any(
+            (old[v].vxlan_ifindex != new[v].vxlan_ifindex) for v in old.keys() & new.keys()
+        ):
+            overrides = {v: t.import_rts for v, t in self.cfg.route_targets.items()}
+            self.importer = Importer(new.keys(), overrides)
+            self.rib.reimport(self._import, self._dirty)
+        for vni in changed & new.keys():
+            self._dirty.update(self.rib.keys_of_vni(vni))
+
+    def _adverts_of(self, vni: int) -> list[tuple[str, str | None]]:
+        return [(k[1], k[2]) for k in self.adverts.keys_of_vni(vni) if k[1]]
+
+    def _retire(self, lv: LocalVni) -> None:
+        """A VNI left (or moved device): remove our entries if its device still exists."""
+        if lv.vxlan_ifindex in self.links:
+            for ifindex, mac, vlan in [k for k in self.mirror.fdb if k[0] == lv.vxlan_ifindex]:
+                self._ops.append(DelFdb(ifindex, mac, vlan))
+            for dst in self.mirror.flood.get(lv.vxlan_ifindex, ()):
+                self._ops.append(DelFlood(lv.vxlan_ifindex, dst))
+        if lv.svi_ifindex is not None and lv.svi_ifindex in self.links:
+            for ifindex, ip in [k for k in self.mirror.neigh if k[0] == lv.svi_ifindex]:
+                self._ops.append(DelNeigh(ifindex, ip))
+        self.mirror.forget_ifindex(lv.vxlan_ifindex)
+        if lv.svi_ifindex is not None:
+            self.mirror.forget_ifindex(lv.svi_ifindex)
+        self.local_seq = {k: v for k, v in self.local_seq.items() if k[0] != lv.vni}
+
+    def _import(self, route: Route) -> int | None:
+        return self.importer.vni_for(route.rts)
+
+    # -- inputs: BGP ---------------------------------------------------------------------
+
+    def on_bgp(self, events: Iterable[BgpEvent], now: float) -> None:
+        for ev in events:
+            if isinstance(ev, RouteAnnounced):
+                self._announced(ev.peer, ev.route, now)
+            elif isinstance(ev, RouteWithdrawn):
+                self._peer(ev.peer)
+                if self.rib.withdraw(ev.peer, ev.key, self._dirty):
+                    self.last_route_change = now
+                self.counters["routes-withdrawn"] += 1
+            elif isinstance(ev, CommandAnswered):
+                if not ev.ok:
+                    self.counters["commands-failed"] += 1
+                    log.warning("ExaBGP rejected a command (see its log)")
+            elif isinstance(ev, RouteRejected | LineRejected):
+                self._reject(ev.reason, ev.detail)
+            elif isinstance(ev, SessionUp):
+                log.info("BGP session with %s is up", ev.peer)
+                self.peers[ev.peer] = PeerState(up=True)
+                self.last_route_change = now
+            elif isinstance(ev, SessionDown):
+                log.warning("BGP session with %s is down: %s", ev.peer, ev.reason or "no reason")
+                self.peers[ev.peer] = PeerState(up=False)
+                dropped = self.rib.drop_peer(ev.peer, self._dirty)
+                if dropped:
+                    log.info("dropped %d routes learned from %s", dropped, ev.peer)
+            elif isinstance(ev, EndOfRib):
+                self._peer(ev.peer).eor = True
+
+    def _peer(self, peer: str) -> PeerState:
+        state = self.peers.get(peer)
+        if state is None:
+            # An update from a peer we never saw come up: the session predates this core
+            # (ExaBGP respawned us), so it is up.
+            state = self.peers[peer] = PeerState(up=True)
+        return state
+
+    def _announced(self, peer: str, route: Route, now: float) -> None:
+        if route.vtep == self.vtep_ip:
+            self._reject("own-vtep", f"route {route.key} names our own VTEP {route.vtep}")
+            return
+        self._peer(peer).received += 1
+        self.counters["routes-received"] += 1
+        if not self.rib.announce(peer, route, self._dirty):
+            self.counters["rejected:vni-not-local"] += 1
+        self.last_route_change = now
+
+    def _reject(self, reason: str, detail: str) -> None:
+        self.counters[f"rejected:{reason}"] += 1
+        # Debug only: a hostile peer must not be able to flood the log.
+        log.debug("ignored (%s): %s", reason, detail)
+
+    # -- time ----------------------------------------------------------------------------
+
+    def tick(self, now: float) -> None:
+        """Enable the stale-entry sweep once the table is known complete."""
+        if self.sweep_ok:
+            return
+        up = [p for p in self.peers.values() if p.up]
+        if (
+            up
+            and all(p.eor for p in up)
+            and now - self.started >= self.cfg.sweep_delay
+            and now - self.last_route_change >= QUIET_PERIOD
+        ):
+            log.info("routing table complete: removing stale kernel entries")
+            self.sweep_ok = True
+            self._mark_everything()
+
+    # -- outputs -------------------------------------------------------------------------
+
+    def take_kernel_ops(self) -> list[Op]:
+        dirty, self._dirty = self._dirty, Dirty()
+        ops, self._ops = self._ops, []
+        for vni, mac in dirty.fdb:
+            self._plan_fdb(vni, mac, ops)
+        for vni, vtep in dirty.flood:
+            self._plan_flood(vni, vtep, ops)
+        for vni, ip in dirty.neigh:
+            self._plan_neigh(vni, ip, ops)
+        return ops
+
+    def _plan_fdb(self, vni: int, mac: str, ops: list[Op]) -> None:
+        lv = self.vnis.get(vni)
+        if lv is None:
+            return
+        want: str | None = None
+        best = self.rib.best_mac(vni, mac)
+        if best is not None:
+            local = self._local_mac(lv, mac)
+            if local is None or not self._local_wins(vni, mac, local, best):
+                want = best.vtep
+                if local is not None:
+                    self._lost_to_remote(lv, mac, best)
+        key = (lv.vxlan_ifindex, mac, lv.vlan)
+        have = self.mirror.fdb.get(key)
+        if want is not None:
+            self._touched.add(key)
+            if want != have:
+                ops.append(AddFdb(lv.vxlan_ifindex, mac, want, lv.vlan))
+        elif have is not None and (self.sweep_ok or key in self._touched):
+            ops.append(DelFdb(lv.vxlan_ifindex, mac, lv.vlan))
+        self._dirty_adverts.add((vni, mac, None))
+
+    def _plan_flood(self, vni: int, vtep: str, ops: list[Op]) -> None:
+        lv = self.vnis.get(vni)
+        if lv is None:
+            return
+        want = self.rib.has_flood(vni, vtep)
+        have = vtep in self.mirror.flood.get(lv.vxlan_ifindex, ())
+        key = (lv.vxlan_ifindex, ZERO_MAC, vtep)
+        if want:
+            self._touched.add(key)
+            if not have:
+                ops.append(AddFlood(lv.vxlan_ifindex, vtep))
+        elif have and (self.sweep_ok or key in self._touched):
+            ops.append(DelFlood(lv.vxlan_ifindex, vtep))
+
+    def _plan_neigh(self, vni: int, ip: str, ops: list[Op]) -> None:
+        lv = self.vnis.get(vni)
+        if lv is None or lv.svi_ifindex is None:
+            return
+        best = self.rib.best_ip(vni, ip)
+        want = best.key.mac if best is not None else None
+        key = (lv.svi_ifindex, ip)
+        have = self.mirror.neigh.get(key)
+        if want is not None:
+            self._touched.add(key)
+            if want != have:
+                ops.append(AddNeigh(lv.svi_ifindex, ip, want))
+        elif have is not None and (self.sweep_ok or key in self._touched):
+            ops.append(DelNeigh(lv.svi_ifindex, ip))
+
+    def _local_mac(self, lv: LocalVni, mac: str) -> LocalMac | None:
+        return self.local_fdb.get((lv.bridge_ifindex, lv.vlan, mac))
+
+    def _local_wins(self, vni: int, mac: str, local: LocalMac, remote: MacRoute) -> bool:
+        seq = self.local_seq.get((vni, mac), 0)
+        ours = MacRoute(remote.key, vni, self.vtep_ip, (), seq, local.static)
+        return better(ours, remote)
+
+    def _lost_to_remote(self, lv: LocalVni, mac: str, best: MacRoute) -> None:
+        # The remote claim is newer: our AddFdb replaces the bridge's local entry, so the
+        # MAC is no longer local here until the bridge learns it again.
+        log.info("MAC %s in VNI %d moved to VTEP %s (seq %d)", mac, lv.vni, best.vtep, best.seq)
+        self.local_fdb.pop((lv.bridge_ifindex, lv.vlan, mac), None)
+        self.local_seq.pop((lv.vni, mac), None)
+        self.counters["mac-moved-away"] += 1
+
+    def kernel_applied(self, ops: Sequence[Op], failed: Iterable[Op]) -> None:
+        """Record acked writes in the mirror; failed ops stay dirty for the next round."""
+        bad = set(failed)
+        for op in ops:
+            if op in bad:
+                self.counters["kernel-failures"] += 1
+                continue
+            self.counters["kernel-ops"] += 1
+            if isinstance(op, AddFdb):
+                self.mirror.fdb[(op.ifindex, op.mac, op.vlan)] = op.dst
+            elif isinstance(op, DelFdb):
+                self.mirror.fdb.pop((op.ifindex, op.mac, op.vlan), None)
+            elif isinstance(op, AddFlood):
+                self.mirror.flood.setdefault(op.ifindex, set()).add(op.dst)
+            elif isinstance(op, DelFlood):
+                self.mirror.flood.get(op.ifindex, set()).discard(op.dst)
+            elif isinstance(op, AddNeigh):
+                self.mirror.neigh[(op.ifindex, op.ip)] = op.mac
+            elif isinstance(op, DelNeigh):
+                self.mirror.neigh.pop((op.ifindex, op.ip), None)
+
+    def take_bgp_lines(self) -> list[str]:
+        dirty, self._dirty_adverts = self._dirty_adverts, set()
+        lines: list[str] = []
+        for key in dirty:
+            lines.extend(self.adverts.set(key, self._desired_advert(key)))
+        return lines
+
+    def _desired_advert(self, key: AdvertKey) -> ImetAdvert | MacAdvert | None:
+        vni, mac, _ip = key
+        lv = self.vnis.get(vni)
+        if lv is None:
+            return None
+        local = self._local_mac(lv, mac) if mac else None
+        if mac and local is None:
+            return None
+        rd = route_distinguisher(self.router_id, self.rd_index.get(vni, vni & 0xFFFF))
+        rts = self._export_rts(vni)
+        if local is None:
+            return ImetAdvert(rd, vni, self.vtep_ip, rts)
+        best = self.rib.best_mac(vni, mac)
+        if best is not None and not self._local_wins(vni, mac, local, best):
+            return None
+        seq = self.local_seq.get((vni, mac), 0)
+        return MacAdvert(rd, vni, mac, None, self.vtep_ip, rts, seq, local.static)
+
+    def _export_rts(self, vni: int) -> tuple[RouteTarget, ...]:
+        override = self.cfg.route_targets.get(vni)
+        if override is not None and override.export_rts:
+            return override.export_rts
+        return (default_export_rt(self.cfg.local_as, vni),)
+
+    def _mark_everything(self) -> None:
+        for vni in self.vnis:
+            self._dirty.update(self.rib.keys_of_vni(vni))
+            self._dirty_adverts.add((vni, "", None))
+        for lv in self.vnis.values():
+            for ifindex, mac, _vlan in self.mirror.fdb:
+                if ifindex == lv.vxlan_ifindex:
+                    self._dirty.fdb.add((lv.vni, mac))
+            for dst in self.mirror.flood.get(lv.vxlan_ifindex, ()):
+                self._dirty.flood.add((lv.vni, dst))
+            for svi, ip in self.mirror.neigh:
+                if svi == lv.svi_ifindex:
+                    self._dirty.neigh.add((lv.vni, ip))
+        for bridge, vlan, mac in self.local_fdb:
+            local_vni = self._vni_of_bridge.get((bridge, vlan))
+            if local_vni is not None:
+                self._local_changed(local_vni, mac, learned=True)
+        for key in self.adverts.sent:
+            self._dirty_adverts.add(key)
+
+    def quiet_echoes(self) -> tuple[frozenset[int], frozenset[int]]:
+        """(managed VXLAN ifindexes, managed SVI ifindexes): where our own writes echo."""
+        return frozenset(self._vni_by_vxlan), frozenset(self._svis)
+
+    # -- views ---------------------------------------------------------------------------
+
+    def show_vni(self) -> list[dict[str, Any]]:
+        out = []
+        local_counts: Counter[int] = Counter()
+        for bridge, vlan, _mac in self.local_fdb:
+            vni = self._vni_of_bridge.get((bridge, vlan))
+            if vni is not None:
+                local_counts[vni] += 1
+        for vni in sorted(self.vnis):
+            lv = self.vnis[vni]
+            out.append(
+                {
+                    "vni": vni,
+                    "vxlanIf": lv.vxlan_name,
+                    "bridge": lv.bridge_name,
+                    "vlan": lv.vlan,
+                    "localVtepIp": self.vtep_ip,
+                    "state": "up" if lv.up else "down",
+                    "numLocalMacs": local_counts[vni],
+                    "numRemoteMacs": len(self.rib.remote_macs(vni)),
+                    "numArpNd": len(self.rib.remote_ips(vni)),
+                    "remoteVteps": self.rib.flood_vteps(vni),
+                }
+            )
+        return out

@@ -1,0 +1,188 @@
+"""The agent core end to end: a real FRR route reflector, an FRR VTEP and two evpn-agent
+VTEPs in network namespaces, two VNIs, hosts behind every VTEP.
+
+Hosts of both VNIs share one tenant subnet, so "unreachable across VNIs" checks isolation,
+not routing.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from lab.fabric import AgentProcess, Box, Fabric, Host, skip_unless_supported, wait_until
+
+pytestmark = [pytest.mark.netns, pytest.mark.frr]
+
+
+@dataclass
+class Topology:
+    fab: Fabric
+    rr: Box
+    frr: Box
+    a1: Box
+    a2: Box
+    agents: dict[str, AgentProcess]
+    hosts: dict[str, Host]
+
+
+@pytest.fixture(scope="module")
+def topo() -> Iterator[Topology]:
+    skip_unless_supported()
+    with Fabric("evag") as fab:
+        rr = fab.add_route_reflector("rr", 1)
+        frr = fab.add_frr_vtep("frr", 11, rrs=[rr])
+        a1 = fab.add_agent_vtep("a1", 21)
+        a2 = fab.add_agent_vtep("a2", 22)
+        for box in (frr, a1, a2):
+            box.add_vni(100, svi_addresses=["198.51.100.250/24"] if box is frr else ())
+            box.add_vni(200)
+        hosts: dict[str, Host] = {}
+        for n, box in enumerate((frr, a1, a2), start=1):
+            hosts[f"x{n}"] = fab.add_host(f"x{n}", box, 100, f"198.51.100.{n}/24")
+            hosts[f"y{n}"] = fab.add_host(f"y{n}", box, 200, f"198.51.100.{100 + n}/24")
+        agents = {b.name: fab.start_agent(b, rrs=[rr]) for b in (a1, a2)}
+        try:
+            for box in (frr, a1, a2):
+                fab.wait_established(rr, box.address)
+            yield Topology(fab, rr, frr, a1, a2, agents, hosts)
+        except BaseException:
+            print(fab.logs())
+            raise
+
+
+def _same_vni(a: Host, b: Host) -> bool:
+    return a.vni == b.vni
+
+
+def test_every_host_reaches_its_vni_and_never_the_other(topo: Topology) -> None:
+    hosts = list(topo.hosts.values())
+    for src, dst in itertools.permutations(hosts, 2):
+        if _same_vni(src, dst):
+            wait_until(lambda s=src, d=dst: s.ping(d.ip), 20, f"{src.name} -> {dst.name}")
+    for src, dst in itertools.permutations(hosts, 2):
+        if not _same_vni(src, dst):
+            assert not src.ping(dst.ip, timeout=0.3), f"{src.name} reached {dst.name} across VNIs"
+
+
+def _fdb(box: Box, device: str) -> list[dict[str, object]]:
+    entries: list[dict[str, object]] = json.loads(
+        box.netns.bridge("-j", "fdb", "show", "dev", device)
+    )
+    return entries
+
+
+def _shape(entry: dict[str, object]) -> tuple[object, ...]:
+    """An FDB entry without what differs per box (ifindex, the dst VTEP)."""
+    return (
+        entry.get("mac"),
+        entry.get("master"),
+        tuple(sorted(map(str, entry.get("flags", [])))),
+        entry.get("state"),
+        "dst" in entry,
+    )  # type: ignore[call-overload]
+
+
+def test_kernel_entries_match_what_frr_installs(topo: Topology) -> None:
+    # x3 (behind a2) is remote for both a1 and the FRR VTEP: both must hold identical entries.
+    x3 = topo.hosts["x3"]
+
+    def entries(box: Box) -> set[tuple[object, ...]]:
+        return {_shape(e) for e in _fdb(box, "vxlan100") if e.get("mac") == x3.mac}
+
+    wait_until(
+        lambda: len(entries(topo.a1)) == 2 and len(entries(topo.frr)) == 2,
+        20,
+        "x3's MAC on a1 and on the FRR VTEP",
+    )
+    assert entries(topo.a1) == entries(topo.frr)
+    dst = {e.get("dst") for e in _fdb(topo.a1, "vxlan100") if e.get("mac") == x3.mac}
+    assert dst == {None, topo.a2.address}
+    # Flood list: one zero-MAC entry per remote VTEP, same flags as FRR's.
+    flood_a1 = {e["dst"] for e in _fdb(topo.a1, "vxlan100") if e["mac"] == "00:00:00:00:00:00"}
+    assert flood_a1 == {topo.frr.address, topo.a2.address}
+    flood_frr = [e for e in _fdb(topo.frr, "vxlan100") if e["mac"] == "00:00:00:00:00:00"]
+    flood_ours = [e for e in _fdb(topo.a1, "vxlan100") if e["mac"] == "00:00:00:00:00:00"]
+    assert {_shape(e) for e in flood_ours} == {_shape(e) for e in flood_frr}
+    # No remote MAC of VNI 200 leaked into VNI 100's device.
+    y3 = topo.hosts["y3"]
+    assert all(e.get("mac") != y3.mac for e in _fdb(topo.a1, "vxlan100"))
+
+
+def test_frr_mac_ip_becomes_a_suppression_neighbour(topo: Topology) -> None:
+    x1 = topo.hosts["x1"]
+    # The FRR VTEP learns x1's MAC+IP from ARP on its SVI and advertises a MAC+IP route.
+    wait_until(lambda: x1.ping("198.51.100.250"), 10, "x1 reaches the FRR VTEP's SVI")
+
+    def neigh() -> list[dict[str, object]]:
+        out: list[dict[str, object]] = json.loads(
+            topo.a1.netns.ip("-j", "neigh", "show", "dev", "br100", "198.51.100.1")
+        )
+        return out
+
+    [entry] = wait_until(neigh, 20, "x1's ARP entry on a1's br100")
+    assert entry["lladdr"] == x1.mac
+    assert "extern_learn" in entry  # iproute2 prints the flag as a key
+    assert entry.get("state") == ["NOARP"]
+
+
+def test_show_vni(topo: Topology) -> None:
+    def rows() -> dict[int, dict[str, object]]:
+        return {r["vni"]: r for r in topo.agents["a1"].show_vni()}
+
+    wait_until(lambda: rows()[100]["numRemoteMacs"] == 2, 20, "two remote MACs in VNI 100")
+    row = rows()[100]
+    assert row["vxlanIf"] == "vxlan100" and row["bridge"] == "br100"
+    assert row["numLocalMacs"] == 1
+    assert sorted(row["remoteVteps"]) == sorted([topo.frr.address, topo.a2.address])  # type: ignore[type-var]
+    text = topo.agents["a1"].cli("show", "vni")
+    assert "vxlan100" in text and topo.a2.address in text
+
+
+def test_removed_host_is_withdrawn_everywhere(topo: Topology) -> None:
+    x2 = topo.hosts["x2"]  # behind a1
+
+    def known_on(box: Box) -> bool:
+        return any(e.get("mac") == x2.mac for e in _fdb(box, "vxlan100"))
+
+    wait_until(lambda: x2.ping(topo.hosts["x1"].ip), 10, "x2 is learned")
+    wait_until(lambda: known_on(topo.a2) and known_on(topo.frr), 20, "x2 known remotely")
+    topo.fab.del_host(x2)
+    del topo.hosts["x2"]
+    wait_until(
+        lambda: not known_on(topo.a2) and not known_on(topo.frr),
+        20,
+        "x2's MAC withdrawn from a2 and the FRR VTEP",
+    )
+
+
+def test_vni_added_at_run_time_becomes_reachable(topo: Topology) -> None:
+    for box in (topo.a1, topo.a2, topo.frr):
+        box.add_vni(300)
+    z1 = topo.fab.add_host("z1", topo.a1, 300, "203.0.113.1/24")
+    z2 = topo.fab.add_host("z2", topo.a2, 300, "203.0.113.2/24")
+    z3 = topo.fab.add_host("z3", topo.frr, 300, "203.0.113.3/24")
+    wait_until(lambda: z1.ping(z2.ip), 20, "z1 -> z2 in the new VNI")
+    wait_until(lambda: z1.ping(z3.ip), 20, "z1 -> z3 (FRR VTEP) in the new VNI")
+    wait_until(lambda: z3.ping(z2.ip), 20, "z3 -> z2")
+    wait_until(lambda: 300 in {r["vni"] for r in topo.agents["a2"].show_vni()}, 10, "VNI 300 shown")
+
+
+def test_vni_removed_at_run_time_withdraws_its_routes(topo: Topology) -> None:
+    def flood(box: Box) -> set[object]:
+        return {e.get("dst") for e in _fdb(box, "vxlan200") if e["mac"] == "00:00:00:00:00:00"}
+
+    wait_until(
+        lambda: topo.a2.address in flood(topo.frr), 20, "a2 in the FRR VTEP's VNI 200 flood list"
+    )
+    topo.fab.del_host(topo.hosts.pop("y3"))
+    topo.a2.del_vni(200)
+    wait_until(
+        lambda: topo.a2.address not in flood(topo.frr), 20, "a2's type 3 for VNI 200 withdrawn"
+    )
+    wait_until(lambda: topo.a2.address not in flood(topo.a1), 20, "and on a1")
+    assert 200 not in {r["vni"] for r in topo.agents["a2"].show_vni()}

@@ -1,0 +1,291 @@
+"""Decoding of kernel messages: neighbours (lean decoder), bridge-port VLANs, links, and the
+monitor's echo filter, all on constructed messages."""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import pytest
+from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+from pyroute2.netlink.rtnl.ndmsg import ndmsg
+
+from evpn_agent.kernel.bridge_vlan import decode_port_vlans, port_vlans
+from evpn_agent.kernel.events import (
+    FdbRemoved,
+    FdbUpdated,
+    LinkRemoved,
+    LinkUpdated,
+    NeighUpdated,
+)
+from evpn_agent.kernel.links import BridgeDevice, OtherLink, VxlanDevice, decode_link, parse_link
+from evpn_agent.kernel.monitor import Monitor, QuietEchoes
+from evpn_agent.kernel.neighbours import FdbEntry, NeighEntry, decode_neighbour
+
+AF_UNSPEC, AF_INET, AF_BRIDGE, AF_INET6 = 0, 2, 7, 10
+NEWLINK, DELLINK, NEWNEIGH, DELNEIGH = 16, 17, 28, 29
+NESTED = 0x8000
+PVID, UNTAGGED, RANGE_BEGIN, RANGE_END = 0x2, 0x4, 0x8, 0x10
+VX, BR, HOST = 5, 4, 6
+
+
+# --- message builders (kernel layout) -------------------------------------------------------
+
+
+def nla(kind: int, payload: bytes) -> bytes:
+    raw = struct.pack("=HH", 4 + len(payload), kind) + payload
+    return raw + b"\0" * (-len(raw) % 4)
+
+
+def nlmsg(msg_type: int, body: bytes) -> bytes:
+    return struct.pack("=IHHII", 16 + len(body), msg_type, 0, 0, 0) + body
+
+
+def neigh_msg(
+    msg_type: int, family: int, ifindex: int, state: int, flags: int, attrs: Any
+) -> bytes:
+    msg = ndmsg()
+    msg["header"]["type"] = msg_type
+    msg["family"] = family
+    msg["ifindex"] = ifindex
+    msg["state"] = state
+    msg["flags"] = flags
+    msg["attrs"] = attrs
+    msg.encode()
+    return bytes(msg.data)
+
+
+def vlan_info(flags: int, vid: int) -> bytes:
+    return nla(2, struct.pack("=HH", flags, vid))
+
+
+def tunnel_info(vni: int, vid: int, flags: int = 0, nested_flag: int = 0) -> bytes:
+    inner = nla(1, struct.pack("=I", vni)) + nla(2, struct.pack("=H", vid))
+    if flags:
+        inner += nla(3, struct.pack("=H", flags))
+    return nla(3 | nested_flag, inner)
+
+
+def bridge_port_msg(ifindex: int, af_spec: bytes | None, msg_type: int = NEWLINK) -> bytes:
+    """RTM_NEWLINK of family AF_BRIDGE as br_fill_ifinfo() builds it."""
+    body = struct.pack("=BxHiII", AF_BRIDGE, 1, ifindex, 0x1043, 0)
+    body += nla(3, b"vx100\0") + nla(10, struct.pack("=I", BR)) + nla(4, struct.pack("=I", 1500))
+    if af_spec is not None:
+        body += nla(26, af_spec)
+    return nlmsg(msg_type, body)
+
+
+def vxlan_link_msg(
+    ifindex: int = VX, vni: int = 100, up: bool = True, msg_type: int = NEWLINK
+) -> bytes:
+    msg = ifinfmsg()
+    msg["header"]["type"] = msg_type
+    msg["index"] = ifindex
+    msg["flags"] = 0x1043 if up else 0x1002
+    vxlan = [("IFLA_VXLAN_ID", vni), ("IFLA_VXLAN_LOCAL", "192.0.2.1"), ("IFLA_VXLAN_LEARNING", 0)]
+    msg["attrs"] = [
+        ("IFLA_IFNAME", "vx100"),
+        ("IFLA_MASTER", BR),
+        (
+            "IFLA_LINKINFO",
+            {"attrs": [("IFLA_INFO_KIND", "vxlan"), ("IFLA_INFO_DATA", {"attrs": vxlan})]},
+        ),
+    ]
+    msg.encode()
+    return bytes(msg.data)
+
+
+# --- neighbours -----------------------------------------------------------------------------
+
+
+def pyroute2_decode(data: bytes) -> dict[str, Any]:
+    msg = ndmsg(data)
+    msg.decode()
+    return {"ifindex": msg["ifindex"], "flags": msg["flags"], "state": msg["state"]} | {
+        name: msg.get_attr(name)
+        for name in ("NDA_LLADDR", "NDA_DST", "NDA_VLAN", "NDA_MASTER", "NDA_PROTOCOL")
+    }
+
+
+@pytest.mark.parametrize(
+    ("family", "attrs"),
+    [
+        (AF_BRIDGE, [("NDA_LLADDR", "02:00:5e:00:01:01"), ("NDA_MASTER", BR)]),
+        (AF_BRIDGE, [("NDA_LLADDR", "02:00:5e:00:01:01"), ("NDA_VLAN", 10), ("NDA_MASTER", 4)]),
+        (AF_BRIDGE, [("NDA_LLADDR", "00:00:00:00:00:00"), ("NDA_DST", "198.51.100.7")]),
+        (AF_BRIDGE, [("NDA_LLADDR", "02:00:5e:00:01:01"), ("NDA_DST", "2001:db8::7")]),
+        (AF_INET, [("NDA_DST", "203.0.113.4"), ("NDA_LLADDR", "02:00:5e:00:01:01")]),
+        (AF_INET6, [("NDA_DST", "2001:db8::4"), ("NDA_LLADDR", "02:aa:5e:00:01:01"),
+                    ("NDA_PROTOCOL", 186)]),
+        (AF_INET, [("NDA_DST", "203.0.113.5")]),  # incomplete: no lladdr
+    ],
+)  # fmt: skip
+def test_neighbour_decoder_agrees_with_pyroute2(family: int, attrs: Any) -> None:
+    data = neigh_msg(NEWNEIGH, family, VX, 0x42, 0x12, attrs)
+    ref = pyroute2_decode(data)
+    entry = decode_neighbour(data)
+    if family == AF_BRIDGE:
+        assert isinstance(entry, FdbEntry)
+        assert (entry.mac, entry.dst, entry.vlan, entry.master) == (
+            ref["NDA_LLADDR"], ref["NDA_DST"], ref["NDA_VLAN"], ref["NDA_MASTER"],
+        )  # fmt: skip
+    else:
+        assert isinstance(entry, NeighEntry)
+        assert (entry.ip, entry.mac, entry.protocol) == (
+            ref["NDA_DST"], ref["NDA_LLADDR"], ref["NDA_PROTOCOL"],
+        )  # fmt: skip
+    assert (entry.ifindex, entry.flags, entry.state) == (VX, ref["flags"], ref["state"])
+
+
+def test_fdb_entry_properties() -> None:
+    master = FdbEntry(VX, "02:00:5e:00:01:01", None, None, BR, 0x10, 0x02)
+    assert master.is_master and master.ext_learned and not master.is_self
+    flood = FdbEntry(VX, "00:00:00:00:00:00", None, "192.0.2.9", None, 0x02, 0xC0)
+    assert flood.is_flood and flood.is_self and flood.permanent and not flood.is_static
+    static = FdbEntry(HOST, "02:00:5e:00:01:02", None, None, BR, 0, 0x40)
+    assert static.is_static and static.noarp
+
+
+def test_other_families_are_ignored() -> None:
+    assert decode_neighbour(neigh_msg(NEWNEIGH, 28, 1, 0, 0, [])) is None
+
+
+# --- bridge port VLANs ----------------------------------------------------------------------
+
+
+def decode_ports(data: bytes) -> Any:
+    return decode_port_vlans(parse_link(data))
+
+
+def test_pvid_is_the_vlan_of_a_classic_vxlan_port() -> None:
+    spec = vlan_info(0, 1) + vlan_info(PVID | UNTAGGED, 100) + vlan_info(0, 200)
+    ports = decode_ports(bridge_port_msg(VX, spec))
+    assert ports.ifindex == VX and ports.pvid == 100
+    assert ports.vlan_for(100) == 100 and ports.vlan_for(4242) == 100
+
+
+def test_compressed_ranges_keep_the_pvid_single() -> None:
+    spec = vlan_info(RANGE_BEGIN, 10) + vlan_info(RANGE_END, 20) + vlan_info(PVID | UNTAGGED, 30)
+    assert decode_ports(bridge_port_msg(VX, spec)).pvid == 30
+
+
+def test_no_pvid_means_no_vlan() -> None:
+    spec = vlan_info(UNTAGGED, 10) + vlan_info(0, 20)
+    assert decode_ports(bridge_port_msg(VX, spec)).vlan_for(100) is None
+
+
+def test_no_af_spec_means_no_vlan() -> None:
+    """What a bridge without VLAN filtering (this machine's kernel) reports."""
+    ports = decode_ports(bridge_port_msg(VX, None))
+    assert ports.pvid is None and ports.tunnels == {} and ports.vlan_for(100) is None
+
+
+@pytest.mark.parametrize("nested_flag", [0, NESTED])
+def test_tunnel_info_maps_vni_to_vlan(nested_flag: int) -> None:
+    spec = vlan_info(PVID | UNTAGGED, 1) + vlan_info(0, 10) + vlan_info(0, 11)
+    spec += tunnel_info(10010, 10, nested_flag=nested_flag)
+    spec += tunnel_info(10011, 11, nested_flag=nested_flag)
+    ports = decode_ports(bridge_port_msg(VX, spec))
+    assert ports.tunnels == {10010: 10, 10011: 11}
+    assert ports.vlan_for(10011) == 11
+    assert ports.vlan_for(99) == 1  # not mapped: the PVID
+
+
+def test_tunnel_info_ranges_expand() -> None:
+    spec = tunnel_info(1000, 100, RANGE_BEGIN) + tunnel_info(1003, 103, RANGE_END)
+    spec += tunnel_info(5000, 500)
+    assert decode_ports(bridge_port_msg(VX, spec)).tunnels == {
+        1000: 100, 1001: 101, 1002: 102, 1003: 103, 5000: 500,
+    }  # fmt: skip
+
+
+def test_inconsistent_tunnel_range_is_dropped() -> None:
+    ports = port_vlans(VX, [], [(RANGE_BEGIN, 100, 1000), (RANGE_END, 103, 1010), (0, 7, 70)])
+    assert ports.tunnels == {70: 7}
+
+
+# --- links ----------------------------------------------------------------------------------
+
+
+def link_msg(ifindex: int, name: str, kind: str, data: Any, extra: Any = ()) -> bytes:
+    msg = ifinfmsg()
+    msg["header"]["type"] = NEWLINK
+    msg["index"] = ifindex
+    msg["flags"] = 0x1043
+    info: list[Any] = [("IFLA_INFO_KIND", kind)]
+    if data:
+        info.append(("IFLA_INFO_DATA", {"attrs": data}))
+    msg["attrs"] = [("IFLA_IFNAME", name), ("IFLA_LINKINFO", {"attrs": info}), *extra]
+    msg.encode()
+    return bytes(msg.data)
+
+
+def test_decode_links() -> None:
+    assert decode_link(parse_link(vxlan_link_msg())) == VxlanDevice(
+        VX, "vx100", 100, "192.0.2.1", BR, learning=False, up=True, vlan=None
+    )
+    bridge = link_msg(
+        BR, "br0", "bridge", [("IFLA_BR_VLAN_FILTERING", 1)],
+        [("IFLA_ADDRESS", "02:00:5E:00:00:04")],
+    )  # fmt: skip
+    assert decode_link(parse_link(bridge)) == BridgeDevice(
+        BR, "br0", "02:00:5e:00:00:04", True, True
+    )
+    svi = link_msg(9, "br0.10", "vlan", [("IFLA_VLAN_ID", 10)], [("IFLA_LINK", BR)])
+    assert decode_link(parse_link(svi)) == OtherLink(9, "br0.10", None, "vlan", 10, BR, True)
+
+
+# --- monitor echo filter --------------------------------------------------------------------
+
+
+def fdb(msg_type: int, ifindex: int, mac: str, flags: int, dst: str | None = None) -> bytes:
+    attrs: list[Any] = [("NDA_LLADDR", mac)]
+    if dst:
+        attrs.append(("NDA_DST", dst))
+    else:
+        attrs.append(("NDA_MASTER", BR))
+    return neigh_msg(msg_type, AF_BRIDGE, ifindex, 0x02, flags, attrs)
+
+
+def test_monitor_skips_quiet_echoes_and_decodes_the_rest() -> None:
+    monitor = Monitor(QuietEchoes(fdb_ifindexes=frozenset({VX}), neigh_ifindexes=frozenset({BR})))
+    ours = [
+        fdb(NEWNEIGH, VX, "02:00:5e:00:01:01", 0x10),  # bridge side of a remote MAC
+        fdb(NEWNEIGH, VX, "02:00:5e:00:01:01", 0x12, "198.51.100.1"),  # VXLAN side
+        fdb(DELNEIGH, VX, "02:00:5e:00:01:01", 0x10),
+        fdb(NEWNEIGH, VX, "00:00:00:00:00:00", 0x02, "198.51.100.1"),  # flood list
+        neigh_msg(NEWNEIGH, AF_INET, BR, 0x40, 0x10, [("NDA_DST", "203.0.113.1")]),
+    ]
+    local_learned = fdb(NEWNEIGH, HOST, "02:00:5e:00:02:01", 0)
+    static_on_vxlan = fdb(NEWNEIGH, VX, "02:00:5e:00:02:02", 0x02, "198.51.100.2")
+    aged = fdb(DELNEIGH, HOST, "02:00:5e:00:02:01", 0)
+    local_arp = neigh_msg(
+        NEWNEIGH,
+        AF_INET,
+        BR,
+        0x02,
+        0,
+        [("NDA_DST", "203.0.113.2"), ("NDA_LLADDR", "02:01:02:03:04:05")],
+    )
+    events = monitor.feed(b"".join([*ours, local_learned, static_on_vxlan, aged, local_arp]))
+    assert [type(e) for e in events] == [FdbUpdated, FdbUpdated, FdbRemoved, NeighUpdated]
+    assert isinstance(events[0], FdbUpdated) and events[0].entry.ifindex == HOST
+    assert isinstance(events[1], FdbUpdated) and events[1].entry.dst == "198.51.100.2"
+    assert monitor.stats.quiet == len(ours)
+    # without a filter nothing is quiet
+    assert len(Monitor().feed(b"".join(ours))) == len(ours)
+
+
+def test_monitor_merges_bridge_port_vlan_into_vxlan_device() -> None:
+    monitor = Monitor()
+    (first,) = monitor.feed(vxlan_link_msg())
+    assert isinstance(first, LinkUpdated) and first.link.vlan is None  # type: ignore[union-attr]
+    assert monitor.feed(vxlan_link_msg()) == []  # unchanged: no event
+    (moved,) = monitor.feed(bridge_port_msg(VX, vlan_info(PVID | UNTAGGED, 100)))
+    assert isinstance(moved, LinkUpdated) and moved.link.vlan == 100  # type: ignore[union-attr]
+    (down,) = monitor.feed(vxlan_link_msg(up=False))
+    assert isinstance(down, LinkUpdated)
+    assert isinstance(down.link, VxlanDevice) and (down.link.up, down.link.vlan) == (False, 100)
+    (left,) = monitor.feed(bridge_port_msg(VX, None, DELLINK))  # port left the bridge
+    assert isinstance(left, LinkUpdated) and left.link.vlan is None  # type: ignore[union-attr]
+    assert monitor.feed(vxlan_link_msg(msg_type=DELLINK)) == [LinkRemoved(VX, "vx100")]

@@ -1,0 +1,378 @@
+"""Writer, snapshot and monitor against a real kernel, in a throw-away network namespace.
+
+The code under test runs in a forked child that entered the namespace (run_in_netns); the
+test inspects the result with iproute2 (`bridge -j fdb`, `ip -j neigh`), as an operator would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import os
+import pickle
+import subprocess
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from uuid import uuid4
+
+import pytest
+
+from evpn_agent.kernel import (
+    AddFdb,
+    AddFlood,
+    AddNeigh,
+    DelFdb,
+    DelFlood,
+    DelNeigh,
+    FdbRemoved,
+    FdbUpdated,
+    KernelEvent,
+    KernelSnapshot,
+    LinkUpdated,
+    Monitor,
+    NetlinkWriter,
+    Op,
+    OpFailure,
+    QuietEchoes,
+    VxlanDevice,
+    dump,
+)
+
+pytestmark = [
+    pytest.mark.netns,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces"),
+]
+
+T = TypeVar("T")
+MAC1, MAC2, MAC3 = "02:00:5e:00:01:01", "02:00:5e:00:01:02", "02:00:5e:00:01:03"
+VTEP1, VTEP2, VTEP3 = "198.51.100.1", "198.51.100.2", "198.51.100.3"
+ZERO = "00:00:00:00:00:00"
+
+
+def run_in_netns(ns: str, fn: Callable[..., T], *args: Any) -> T:
+    """Run fn(*args) in a forked child inside netns `ns`; return its (pickled) result."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: never return into pytest
+        status = 0
+        try:
+            os.close(read_fd)
+            from pyroute2.netns import setns
+
+            setns(ns, flags=0)  # flags=0: never create a namespace by accident
+            outcome: tuple[str, Any] = ("ok", fn(*args))
+        except BaseException:
+            outcome = ("error", traceback.format_exc())
+        try:
+            with os.fdopen(write_fd, "wb") as pipe:
+                pickle.dump(outcome, pipe)
+        except BaseException:
+            status = 1
+        os._exit(status)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as pipe:
+        data = pipe.read()
+    os.waitpid(pid, 0)
+    kind, value = pickle.loads(data)
+    if kind == "error":
+        raise AssertionError(f"in netns {ns}:\n{value}")
+    result: T = value
+    return result
+
+
+@dataclass(frozen=True)
+class Lab:
+    ns: str
+    br: int
+    vx: int  # vx100, IPv4 underlay
+    vx6: int  # vx200, IPv6 underlay
+    host: int  # veth host port on br0 (peer host0p)
+
+    def sh(self, command: str) -> str:
+        done = subprocess.run(
+            ["ip", "netns", "exec", self.ns, *command.split()],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        return done.stdout
+
+    def fdb(self, dev: str) -> list[dict[str, Any]]:
+        entries: list[dict[str, Any]] = json.loads(self.sh(f"bridge -j fdb show dev {dev}"))
+        return entries
+
+    def neigh(self, dev: str) -> list[dict[str, Any]]:
+        entries: list[dict[str, Any]] = json.loads(self.sh(f"ip -j neigh show dev {dev}"))
+        return entries
+
+    def apply(self, ops: list[Op]) -> list[OpFailure]:
+        return run_in_netns(self.ns, _apply, ops)
+
+
+def _apply(ops: list[Op]) -> list[OpFailure]:
+    with NetlinkWriter() as writer:
+        return writer.apply(ops)
+
+
+@pytest.fixture
+def lab() -> Iterator[Lab]:
+    ns = f"evt-{os.getpid()}-{uuid4().hex[:6]}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        setup = [
+            "ip link add br0 type bridge",
+            "ip link add vx100 type vxlan id 100 local 192.0.2.1 dstport 4789 nolearning",
+            "ip link add vx200 type vxlan id 200 local 2001:db8::1 dstport 4789 nolearning",
+            "ip link add host0 type veth peer name host0p",
+        ]
+        for port in ("vx100", "vx200", "host0"):
+            setup += [f"ip link set {port} master br0", f"ip link set {port} up"]
+        setup += [
+            "ip link set br0 up",
+            "bridge link set dev vx100 learning off",
+            "bridge link set dev vx200 learning off",
+        ]
+        for command in setup:
+            subprocess.run(["ip", "netns", "exec", ns, *command.split()], check=True)
+        links = json.loads(
+            subprocess.run(
+                ["ip", "-n", ns, "-j", "link", "show"], check=True, capture_output=True, text=True
+            ).stdout
+        )
+        index = {link["ifname"]: link["ifindex"] for link in links}
+        yield Lab(ns, index["br0"], index["vx100"], index["vx200"], index["host0"])
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
+def entries_for(entries: list[dict[str, Any]], mac: str) -> list[dict[str, Any]]:
+    return [e for e in entries if e["mac"] == mac]
+
+
+def master_entry(entries: list[dict[str, Any]], mac: str) -> dict[str, Any]:
+    (entry,) = [e for e in entries_for(entries, mac) if "master" in e]
+    return entry
+
+
+def self_entry(entries: list[dict[str, Any]], mac: str) -> dict[str, Any]:
+    (entry,) = [e for e in entries_for(entries, mac) if "self" in e["flags"]]
+    return entry
+
+
+def flood_dsts(entries: list[dict[str, Any]]) -> set[str]:
+    return {e["dst"] for e in entries if e["mac"] == ZERO}
+
+
+# --- writer ---------------------------------------------------------------------------------
+
+
+def test_writer_installs_frr_style_entries(lab: Lab) -> None:
+    ops: list[Op] = [
+        AddFdb(lab.vx, MAC1, VTEP1),
+        AddFdb(lab.vx6, MAC2, "2001:db8::2"),
+        AddFlood(lab.vx, VTEP1),
+        AddFlood(lab.vx, VTEP2),
+        AddNeigh(lab.br, "203.0.113.1", MAC1),
+        AddNeigh(lab.br, "2001:db8:1::1", MAC2),
+    ]
+    assert lab.apply(ops) == []
+
+    vx = lab.fdb("vx100")
+    # one request made both: the bridge entry and the VXLAN entry (FRR's recipe)
+    assert master_entry(vx, MAC1) == {
+        "mac": MAC1, "flags": ["extern_learn"], "master": "br0", "state": "",
+    }  # fmt: skip
+    assert self_entry(vx, MAC1) == {
+        "mac": MAC1, "dst": VTEP1, "flags": ["self", "extern_learn"], "state": "",
+    }  # fmt: skip
+    floods = [e for e in vx if e["mac"] == ZERO]
+    assert sorted(floods, key=lambda e: e["dst"]) == [
+        {"mac": ZERO, "dst": dst, "flags": ["self"], "state": "permanent"} for dst in (VTEP1, VTEP2)
+    ]
+    assert self_entry(lab.fdb("vx200"), MAC2)["dst"] == "2001:db8::2"
+
+    neigh = {n["dst"]: n for n in lab.neigh("br0")}
+    for ip, mac in (("203.0.113.1", MAC1), ("2001:db8:1::1", MAC2)):
+        assert neigh[ip]["lladdr"] == mac
+        assert neigh[ip]["state"] == ["NOARP"]
+        assert "extern_learn" in lab.sh(f"ip neigh show dev br0 to {ip}")
+        assert "extern_learn NOARP proto bgp" in lab.sh(f"ip neigh show dev br0 to {ip}")
+
+
+def test_writer_is_idempotent(lab: Lab) -> None:
+    ops: list[Op] = [
+        AddFdb(lab.vx, MAC1, VTEP1),
+        AddFlood(lab.vx, VTEP1),
+        AddNeigh(lab.br, "203.0.113.1", MAC1),
+    ]
+    assert lab.apply(ops) == []
+    before = (lab.fdb("vx100"), lab.neigh("br0"))
+    assert lab.apply(ops) == []
+    assert (lab.fdb("vx100"), lab.neigh("br0")) == before
+    assert len(entries_for(before[0], MAC1)) == 2
+    assert flood_dsts(before[0]) == {VTEP1}
+
+
+def test_remote_mac_moves_by_replace(lab: Lab) -> None:
+    assert lab.apply([AddFdb(lab.vx, MAC1, VTEP1)]) == []
+    assert lab.apply([AddFdb(lab.vx, MAC1, VTEP2)]) == []
+    vx = lab.fdb("vx100")
+    assert len(entries_for(vx, MAC1)) == 2
+    assert self_entry(vx, MAC1)["dst"] == VTEP2
+
+
+def test_deletes_remove_exactly_their_entries(lab: Lab) -> None:
+    adds: list[Op] = [
+        AddFdb(lab.vx, MAC1, VTEP1),
+        AddFdb(lab.vx, MAC2, VTEP2),
+        AddFlood(lab.vx, VTEP1),
+        AddFlood(lab.vx, VTEP2),
+        AddNeigh(lab.br, "203.0.113.1", MAC1),
+        AddNeigh(lab.br, "203.0.113.2", MAC2),
+    ]
+    assert lab.apply(adds) == []
+    deletes: list[Op] = [
+        DelFdb(lab.vx, MAC1),
+        DelFlood(lab.vx, VTEP1),
+        DelNeigh(lab.br, "203.0.113.1"),
+    ]
+    assert lab.apply(deletes) == []
+    vx = lab.fdb("vx100")
+    assert entries_for(vx, MAC1) == []
+    assert len(entries_for(vx, MAC2)) == 2
+    assert flood_dsts(vx) == {VTEP2}
+    assert {n["dst"] for n in lab.neigh("br0")} == {"203.0.113.2"}
+    # deleting what is already gone (ENOENT) is success
+    assert lab.apply(deletes) == []
+    assert lab.apply([DelFlood(lab.vx, VTEP3), DelNeigh(lab.br, "2001:db8::99")]) == []
+
+
+def test_delete_fdb_removes_vxlan_entry_when_bridge_entry_is_gone(lab: Lab) -> None:
+    assert lab.apply([AddFdb(lab.vx, MAC1, VTEP1)]) == []
+    lab.sh(f"bridge fdb del {MAC1} dev vx100 master")
+    assert [e.get("dst") for e in entries_for(lab.fdb("vx100"), MAC1)] == [VTEP1]
+    assert lab.apply([DelFdb(lab.vx, MAC1)]) == []
+    assert entries_for(lab.fdb("vx100"), MAC1) == []
+
+
+def test_failing_op_is_reported_and_the_rest_applied(lab: Lab) -> None:
+    bad = AddFdb(999_999, MAC3, VTEP3)
+    malformed = AddFlood(lab.vx, "198.51.100.300")
+    ops: list[Op] = [AddFdb(lab.vx, MAC1, VTEP1), bad, malformed, AddFdb(lab.vx, MAC2, VTEP2)]
+    failures = lab.apply(ops)
+    assert [(f.op, f.errno) for f in failures] == [(bad, errno.ENODEV), (malformed, errno.EINVAL)]
+    assert failures[0].message  # the kernel's extack text or strerror
+    vx = lab.fdb("vx100")
+    assert len(entries_for(vx, MAC1)) == 2 and len(entries_for(vx, MAC2)) == 2
+
+
+def test_bulk_apply_and_dump(lab: Lab) -> None:
+    count = 20_000
+    macs = [
+        f"02:00:00:{i >> 16 & 0xFF:02x}:{i >> 8 & 0xFF:02x}:{i & 0xFF:02x}" for i in range(count)
+    ]
+    vteps = [VTEP1, VTEP2, VTEP3]
+    ops: list[Op] = [AddFdb(lab.vx, mac, vteps[i % 3]) for i, mac in enumerate(macs)]
+    assert lab.apply(ops) == []
+    snapshot = run_in_netns(lab.ns, lambda: asyncio.run(dump()))
+    ours = [e for e in snapshot.fdb if e.ifindex == lab.vx and e.ext_learned]
+    assert len(ours) == 2 * count
+    bridge_side = {e.mac for e in ours if e.is_master and e.master == lab.br}
+    vxlan_side = {(e.mac, e.dst) for e in ours if e.is_self}
+    assert bridge_side == set(macs)
+    assert vxlan_side == {(mac, vteps[i % 3]) for i, mac in enumerate(macs)}
+    assert lab.apply([DelFdb(lab.vx, mac) for mac in macs]) == []
+    assert [e for e in lab.fdb("vx100") if e["mac"] in set(macs)] == []
+
+
+# --- snapshot -------------------------------------------------------------------------------
+
+
+def test_dump_reports_devices_and_entries(lab: Lab) -> None:
+    lab.sh("ip link set vx200 down")
+    ops: list[Op] = [
+        AddFdb(lab.vx, MAC1, VTEP1),
+        AddFlood(lab.vx, VTEP2),
+        AddNeigh(lab.br, "203.0.113.1", MAC1),
+    ]
+    assert lab.apply(ops) == []
+    snapshot: KernelSnapshot = run_in_netns(lab.ns, lambda: asyncio.run(dump()))
+    links = {link.ifindex: link for link in snapshot.links}
+    assert links[lab.vx] == VxlanDevice(
+        lab.vx, "vx100", 100, "192.0.2.1", lab.br, learning=False, up=True, vlan=None
+    )
+    vx6 = links[lab.vx6]
+    assert isinstance(vx6, VxlanDevice)
+    assert (vx6.vni, vx6.local, vx6.up) == (200, "2001:db8::1", False)
+    assert links[lab.br].name == "br0" and not getattr(links[lab.br], "vlan_filtering", True)
+    assert links[lab.host].master == lab.br  # type: ignore[union-attr]
+
+    fdb = [e for e in snapshot.fdb if e.ifindex == lab.vx and e.mac == MAC1]
+    assert {(e.is_master, e.is_self, e.ext_learned, e.dst) for e in fdb} == {
+        (True, False, True, None),
+        (False, True, True, VTEP1),
+    }
+    (flood,) = [e for e in snapshot.fdb if e.ifindex == lab.vx and e.is_flood]
+    assert (flood.dst, flood.is_self, flood.permanent) == (VTEP2, True, True)
+    (neigh,) = [n for n in snapshot.neigh if n.ip == "203.0.113.1"]
+    assert (neigh.ifindex, neigh.mac, neigh.ext_learned, neigh.protocol) == (
+        lab.br, MAC1, True, 186,
+    )  # fmt: skip
+
+
+# --- monitor --------------------------------------------------------------------------------
+
+
+def _monitor_scenario(vx: int, br: int, host: int) -> tuple[list[KernelEvent], int]:
+    """Bind, write quiet and non-quiet changes, collect events until the last one arrives."""
+
+    async def scenario() -> tuple[list[KernelEvent], int]:
+        quiet = QuietEchoes(fdb_ifindexes=frozenset({vx}), neigh_ifindexes=frozenset({br}))
+        async with Monitor(quiet) as monitor:
+            with NetlinkWriter() as writer:
+                ops: list[Op] = [AddFdb(vx, f"02:00:5e:00:10:{i:02x}", VTEP1) for i in range(50)]
+                ops += [AddFlood(vx, VTEP1), AddNeigh(br, "203.0.113.7", MAC1)]
+                assert writer.apply(ops) == []
+            for command in (
+                f"bridge fdb add {MAC2} dev host0 master static",
+                f"bridge fdb del {MAC2} dev host0 master",
+                "ip link set vx100 down",
+            ):
+                subprocess.run(command.split(), check=True)
+            seen: list[KernelEvent] = []
+            deadline = time.monotonic() + 10
+
+            def vx_down() -> bool:
+                return any(
+                    isinstance(e, LinkUpdated) and e.link.ifindex == vx and not e.link.up
+                    for e in seen
+                )
+
+            async for batch in monitor.events():
+                seen += batch
+                if vx_down() or time.monotonic() > deadline:
+                    break
+            return seen, monitor.stats.quiet
+
+    return asyncio.run(asyncio.wait_for(scenario(), 20))
+
+
+def test_monitor_reports_foreign_changes_and_skips_our_echoes(lab: Lab) -> None:
+    events, quiet = run_in_netns(lab.ns, _monitor_scenario, lab.vx, lab.br, lab.host)
+    fdb_events = [e for e in events if isinstance(e, FdbUpdated | FdbRemoved)]
+    assert [(type(e), e.entry.ifindex, e.entry.mac) for e in fdb_events[:2]] == [
+        (FdbUpdated, lab.host, MAC2),
+        (FdbRemoved, lab.host, MAC2),
+    ]
+    ours = {f"02:00:5e:00:10:{i:02x}" for i in range(50)} | {ZERO}
+    assert not any(e.entry.mac in ours and e.entry.ifindex == lab.vx for e in fdb_events)
+    # 50 remote MACs echo twice (bridge + VXLAN), plus flood and neighbour
+    assert quiet >= 2 * 50 + 2
+    (down,) = [e for e in events if isinstance(e, LinkUpdated) and e.link.ifindex == lab.vx]
+    assert down.link == VxlanDevice(
+        lab.vx, "vx100", 100, "192.0.2.1", lab.br, learning=False, up=False, vlan=None
+    )
