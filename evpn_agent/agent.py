@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import sys
 import threading
 import time
-from collections.abc import Callable
 from typing import IO, Any
 
 from evpn_agent import control
@@ -20,12 +20,17 @@ from evpn_agent.config import Config
 from evpn_agent.exabgp_json import parse_line
 from evpn_agent.identity import rd_indexes, resolve
 from evpn_agent.kernel import Monitor, NetlinkWriter, QuietEchoes, dump
+from evpn_agent.latency import Latency
 from evpn_agent.state import AgentState
 
 log = logging.getLogger(__name__)
 
 TICK = 1.0
 REFRESH = "announce route-refresh l2vpn evpn"
+# Lines handled before the kernel is written: bounds how long a burst delays installs, so
+# installing runs while ExaBGP is still delivering (each line can hold ~1,700 routes).
+MAX_LINES_PER_ROUND = 32
+_TIME = re.compile(rb'"time": ([0-9.]+)')
 
 
 class _Closed:
@@ -41,7 +46,8 @@ class Agent:
         self.state: AgentState | None = None
         self.monitor: Monitor | None = None
         self.writer = NetlinkWriter()
-        self.answers: dict[str, Callable[[dict[str, Any]], Any]] = {}
+        self.route_to_kernel = Latency()  # ExaBGP's timestamp of an UPDATE -> kernel acked
+        self.mac_to_bgp = Latency()  # netlink event arrival -> command written to ExaBGP
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -90,7 +96,7 @@ class Agent:
 
     async def _watch_kernel(self, monitor: Monitor) -> None:
         async for batch in monitor.events():
-            self.inbox.put_nowait(("kernel", batch))
+            self.inbox.put_nowait(("kernel", (batch, time.monotonic())))
 
     async def _tick(self) -> None:
         while True:
@@ -101,15 +107,22 @@ class Agent:
         router_id = state.router_id
         while True:
             items = [await self.inbox.get()]
-            while not self.inbox.empty():
+            while not self.inbox.empty() and len(items) < MAX_LINES_PER_ROUND:
                 items.append(self.inbox.get_nowait())
             now = time.monotonic()
             resync = False
+            update_times: list[float] = []
+            kernel_arrival: float | None = None
             for kind, payload in items:
                 if kind == "bgp":
-                    state.on_bgp(parse_line(payload.decode("utf-8", "replace"), router_id), now)
+                    events = parse_line(payload.decode("utf-8", "replace"), router_id)
+                    state.on_bgp(events, now)
+                    if events and (found := _TIME.search(payload, 0, 200)):
+                        update_times.append(float(found.group(1)))
                 elif kind == "kernel":
-                    resync |= not state.on_kernel(payload)
+                    batch, arrived = payload
+                    resync |= not state.on_kernel(batch)
+                    kernel_arrival = arrived if kernel_arrival is None else kernel_arrival
                 elif kind == "tick":
                     state.tick(now)
                 elif kind == "closed":
@@ -118,9 +131,15 @@ class Agent:
             if resync:
                 log.warning("netlink events were lost: resynchronising from a full dump")
                 state.load_snapshot(await dump())
-            self._flush(state)
+            sent = self._flush(state)
+            done = time.time()
+            for stamp in update_times:
+                self.route_to_kernel.record(done - stamp)
+            if sent and kernel_arrival is not None:
+                self.mac_to_bgp.record(time.monotonic() - kernel_arrival)
 
-    def _flush(self, state: AgentState) -> None:
+    def _flush(self, state: AgentState) -> int:
+        """Write planned kernel ops, then planned BGP commands; returns commands sent."""
         quiet = QuietEchoes(*state.quiet_echoes())
         if self.monitor is not None and self.monitor.quiet != quiet:
             # Our own writes echo back on the monitor: drop them undecoded.
@@ -133,7 +152,9 @@ class Agent:
             state.kernel_applied(ops, [f.op for f in failures])
         if any(v not in state.rd_index for v in state.vnis):
             state.rd_index = rd_indexes(self.cfg.state_dir, state.vnis)
-        self._send(state.take_bgp_lines())
+        lines = state.take_bgp_lines()
+        self._send(lines)
+        return len(lines)
 
     def _send(self, lines: list[str]) -> None:
         if not lines:
@@ -154,6 +175,18 @@ class Agent:
                 if not rows:
                     raise ValueError(f"VNI {vni} is not configured on this VTEP")
             return rows
+        if command == "show counters":
+            return {
+                "counters": dict(sorted(state.counters.items())),
+                "latency": {
+                    "route-to-kernel": self.route_to_kernel.summary(),
+                    "local-mac-to-bgp": self.mac_to_bgp.summary(),
+                },
+                "peers": {
+                    peer: {"up": p.up, "eor": p.eor, "received": p.received}
+                    for peer, p in sorted(state.peers.items())
+                },
+            }
         raise ValueError(f"unknown command {command!r}")
 
 

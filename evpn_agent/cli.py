@@ -157,6 +157,25 @@ def show_vni(vni: int | None, as_json: bool, config_path: str, socket_path: str 
     click.echo(format_vni_table(rows))
 
 
+@show.command("counters")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_socket_option
+def show_counters(as_json: bool, config_path: str, socket_path: str | None) -> None:
+    """Routes received and rejected (by reason), kernel operations, latencies, peers."""
+    data = _ask(config_path, socket_path, "show counters")
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    for name, value in data["counters"].items():
+        click.echo(f"{name:<32} {value}")
+    for name, summary in data["latency"].items():
+        fields = " ".join(f"{k}={v}" for k, v in summary.items())
+        click.echo(f"latency {name:<24} {fields}")
+    for peer, info in data["peers"].items():
+        state = "up" if info["up"] else "down"
+        click.echo(f"peer {peer:<27} {state}, {info['received']} routes received")
+
+
 def format_vni_table(rows: list[dict[str, Any]]) -> str:
     header = (
         "VNI",
