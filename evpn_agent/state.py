@@ -245,6 +245,12 @@ class AgentState:
                 after is None or after.vxlan_ifindex != before.vxlan_ifindex
             ):
                 self._retire(before)
+            elif before is not None and after is not None and before.up and not after.up:
+                # A VXLAN device going down flushes its dynamic FDB entries (ours among
+                # them, silently for us): forget them so they are rewritten when it is up.
+                self.mirror.fdb = {
+                    k: v for k, v in self.mirror.fdb.items() if k[0] != after.vxlan_ifindex
+                }
             if after is None:
                 log.info("VNI %d removed (was on %s)", vni, before.vxlan_name if before else "?")
             else:

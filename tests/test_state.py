@@ -1,0 +1,270 @@
+"""The state owner as pure logic: kernel observations and BGP events in, ops and lines out."""
+
+from __future__ import annotations
+
+from evpn_agent.bgp_events import (
+    EndOfRib,
+    ImetKey,
+    ImetRoute,
+    MacKey,
+    MacRoute,
+    RouteAnnounced,
+    RouteWithdrawn,
+    SessionDown,
+    SessionUp,
+)
+from evpn_agent.config import parse
+from evpn_agent.kernel import (
+    AddFdb,
+    AddFlood,
+    AddNeigh,
+    BridgeDevice,
+    DelFdb,
+    DelFlood,
+    DelNeigh,
+    FdbEntry,
+    FdbRemoved,
+    FdbUpdated,
+    KernelSnapshot,
+    LinkRemoved,
+    LinkUpdated,
+    OtherLink,
+    VxlanDevice,
+)
+from evpn_agent.state import AgentState
+from evpn_agent.targets import RouteTarget
+
+ME = "192.0.2.21"
+RR = "192.0.2.1"
+BR, VX, PORT = 10, 11, 12
+NUD_REACHABLE, NUD_NOARP, NUD_PERMANENT = 0x02, 0x40, 0x80
+NTF_SELF, NTF_EXT_LEARNED = 0x02, 0x10
+HOST_MAC = "02:00:5e:00:00:21"
+REMOTE_MAC = "02:00:5e:00:00:22"
+RT = (RouteTarget("65000", 100),)
+
+
+def links(*, vlan_aware: bool = False) -> tuple[object, ...]:
+    return (
+        BridgeDevice(BR, "br100", "02:00:00:00:00:10", vlan_aware, True),
+        VxlanDevice(VX, "vxlan100", 100, ME, BR, False, True, 10 if vlan_aware else None),
+        OtherLink(PORT, "h-host", BR, "veth", up=True),
+        OtherLink(13, "vlan10", None, "vlan", vlan_id=10, link=BR, up=True),
+    )
+
+
+def learned(mac: str = HOST_MAC, vlan: int | None = None, state: int = NUD_REACHABLE) -> FdbEntry:
+    return FdbEntry(PORT, mac, vlan, None, BR, 0, state)
+
+
+def make(
+    *, vlan_aware: bool = False, fdb: tuple[FdbEntry, ...] = (), sweep_delay: float = 0
+) -> AgentState:
+    cfg = parse(f"local-as: 65000\nroute-reflectors: [{RR}]\nsweep-delay: {sweep_delay}\n")
+    state = AgentState(cfg, router_id=ME, vtep_ip=ME, rd_index={}, now=0.0)
+    state.load_snapshot(KernelSnapshot(links(vlan_aware=vlan_aware), fdb, ()))  # type: ignore[arg-type]
+    return state
+
+
+def mac_route(
+    mac: str = REMOTE_MAC, vtep: str = "192.0.2.22", seq: int = 0, ip: str | None = None
+) -> MacRoute:
+    return MacRoute(MacKey(f"{vtep}:100", 0, mac, ip), 100, vtep, RT, seq)
+
+
+def imet(vtep: str = "192.0.2.22") -> ImetRoute:
+    return ImetRoute(ImetKey(f"{vtep}:100", 0, vtep), 100, vtep, RT)
+
+
+def flush(state: AgentState) -> list[object]:
+    ops = state.take_kernel_ops()
+    state.kernel_applied(ops, [])
+    return list(ops)
+
+
+def test_local_vni_and_mac_are_advertised() -> None:
+    state = make(fdb=(learned(),))
+    lines = sorted(state.take_bgp_lines())
+    assert lines == [
+        f"announce evpn mac rd {ME}:100 mac {HOST_MAC} label 100 next-hop {ME} rt 65000:100",
+        f"announce evpn multicast rd {ME}:100 ip {ME} label 100 next-hop {ME} rt 65000:100",
+    ]
+    assert state.take_bgp_lines() == []  # nothing changed, nothing sent
+
+
+def test_permanent_and_foreign_entries_are_not_local_macs() -> None:
+    own = FdbEntry(PORT, "02:00:00:00:00:99", None, None, BR, 0, NUD_PERMANENT)
+    port_self = FdbEntry(PORT, "33:33:00:00:00:01", None, None, None, NTF_SELF, NUD_PERMANENT)
+    state = make(fdb=(own, port_self))
+    assert all("mac rd" not in line for line in state.take_bgp_lines())
+
+
+def test_remote_routes_become_frr_style_ops() -> None:
+    state = make()
+    state.on_bgp([RouteAnnounced(RR, mac_route(ip="198.51.100.22")), RouteAnnounced(RR, imet())], 1)
+    assert sorted(map(repr, flush(state))) == sorted(
+        map(
+            repr,
+            [
+                AddFdb(VX, REMOTE_MAC, "192.0.2.22", None),
+                AddNeigh(BR, "198.51.100.22", REMOTE_MAC),
+                AddFlood(VX, "192.0.2.22"),
+            ],
+        )
+    )
+    assert flush(state) == []  # already installed: nothing to do
+    state.on_bgp(
+        [
+            RouteWithdrawn(RR, mac_route(ip="198.51.100.22").key),
+            RouteWithdrawn(RR, imet().key),
+        ],
+        2,
+    )
+    # The MAC+IP route was the MAC's only route: the MAC goes with it.
+    assert set(flush(state)) == {
+        DelNeigh(BR, "198.51.100.22"),
+        DelFlood(VX, "192.0.2.22"),
+        DelFdb(VX, REMOTE_MAC, None),
+    }
+    state.on_bgp([RouteWithdrawn(RR, mac_route().key)], 2)
+    assert flush(state) == []  # the MAC-only route was never announced: nothing to remove
+    state.on_bgp([RouteAnnounced(RR, mac_route())], 3)
+    assert flush(state) == [AddFdb(VX, REMOTE_MAC, "192.0.2.22", None)]
+    state.on_bgp([RouteWithdrawn(RR, mac_route().key)], 4)
+    assert flush(state) == [DelFdb(VX, REMOTE_MAC, None)]
+
+
+def test_vlan_aware_bridge_puts_the_vlan_on_every_entry() -> None:
+    state = make(vlan_aware=True, fdb=(learned(vlan=10),))
+    state.on_bgp([RouteAnnounced(RR, mac_route(ip="198.51.100.22"))], 1)
+    ops = flush(state)
+    assert AddFdb(VX, REMOTE_MAC, "192.0.2.22", 10) in ops
+    assert AddNeigh(13, "198.51.100.22", REMOTE_MAC) in ops  # on the VLAN's SVI
+    assert any(HOST_MAC in line for line in state.take_bgp_lines())
+    # A MAC learned in another VLAN of the same bridge belongs to no local VNI.
+    state.on_kernel([FdbUpdated(learned(mac="02:00:5e:00:00:77", vlan=20))])
+    assert not any("02:00:5e:00:00:77" in line for line in state.take_bgp_lines())
+    state.on_bgp([RouteWithdrawn(RR, mac_route(ip="198.51.100.22").key)], 2)
+    assert set(flush(state)) == {DelFdb(VX, REMOTE_MAC, 10), DelNeigh(13, "198.51.100.22")}
+
+
+def test_route_for_a_vni_created_later_is_installed_then() -> None:
+    state = make()
+    route = MacRoute(MacKey("192.0.2.22:300", 0, REMOTE_MAC, None), 300, "192.0.2.22",
+                     (RouteTarget("65000", 300),))  # fmt: skip
+    state.on_bgp([RouteAnnounced(RR, route)], 1)
+    assert flush(state) == []
+    assert state.counters["rejected:vni-not-local"] == 1
+    state.on_kernel(
+        [
+            LinkUpdated(BridgeDevice(20, "br300", "02:00:00:00:00:20", False, True)),
+            LinkUpdated(VxlanDevice(21, "vxlan300", 300, ME, 20, False, True)),
+        ]
+    )
+    assert flush(state) == [AddFdb(21, REMOTE_MAC, "192.0.2.22", None)]
+    assert any("multicast" in line and "label 300" in line for line in state.take_bgp_lines())
+
+
+def test_removed_vni_withdraws_and_cleans_up() -> None:
+    state = make(fdb=(learned(),))
+    state.take_bgp_lines()
+    state.on_bgp([RouteAnnounced(RR, mac_route())], 1)
+    flush(state)
+    # The VXLAN device leaves the bridge (still exists): our entries on it must go.
+    state.on_kernel([LinkUpdated(VxlanDevice(VX, "vxlan100", 100, ME, None, False, True))])
+    assert flush(state) == [DelFdb(VX, REMOTE_MAC, None)]
+    lines = sorted(state.take_bgp_lines())
+    assert [line.split()[2] for line in lines] == ["mac", "multicast"]
+    assert all(line.startswith("withdraw evpn") for line in lines)
+    state.on_kernel([LinkRemoved(VX, "vxlan100")])
+    assert flush(state) == [] and state.show_vni() == []
+
+
+def test_own_vtep_as_next_hop_is_rejected() -> None:
+    state = make()
+    state.on_bgp([RouteAnnounced(RR, mac_route(vtep=ME)), RouteAnnounced(RR, imet(ME))], 1)
+    assert flush(state) == []
+    assert state.counters["rejected:own-vtep"] == 2
+
+
+def test_session_loss_removes_exactly_what_it_installed() -> None:
+    state = make()
+    state.on_bgp([SessionUp(RR), RouteAnnounced(RR, mac_route()), RouteAnnounced(RR, imet())], 1)
+    flush(state)
+    state.on_bgp([SessionDown(RR, "hold timer expired")], 2)
+    assert set(flush(state)) == {DelFdb(VX, REMOTE_MAC, None), DelFlood(VX, "192.0.2.22")}
+
+
+def test_stale_entries_wait_for_a_complete_table() -> None:
+    stale = FdbEntry(VX, "02:00:5e:00:00:99", None, "192.0.2.99", None, NTF_SELF | NTF_EXT_LEARNED,
+                     NUD_REACHABLE)  # fmt: skip
+    stale_flood = FdbEntry(VX, "00:00:00:00:00:00", None, "192.0.2.99", None, NTF_SELF,
+                           NUD_NOARP | NUD_PERMANENT)  # fmt: skip
+    state = make(fdb=(stale, stale_flood), sweep_delay=5)
+    assert flush(state) == []  # never flush what we do not know to be stale
+    state.on_bgp([SessionUp(RR), RouteAnnounced(RR, mac_route())], 1)
+    state.tick(3)
+    assert flush(state) == [AddFdb(VX, REMOTE_MAC, "192.0.2.22", None)]
+    state.on_bgp([EndOfRib(RR)], 4)
+    state.tick(4.5)  # EoR seen, but not yet sweep-delay after start
+    assert flush(state) == []
+    state.tick(6)
+    assert set(flush(state)) == {DelFdb(VX, "02:00:5e:00:00:99", None), DelFlood(VX, "192.0.2.99")}
+
+
+def test_existing_entry_is_kept_when_the_route_comes_back() -> None:
+    ours = FdbEntry(VX, REMOTE_MAC, None, "192.0.2.22", None, NTF_SELF | NTF_EXT_LEARNED,
+                    NUD_REACHABLE)  # fmt: skip
+    state = make(fdb=(ours,))
+    state.on_bgp([RouteAnnounced(RR, mac_route())], 1)
+    assert flush(state) == []  # already right in the kernel: no rewrite after a restart
+
+
+def test_mac_mobility_remote_wins_with_higher_sequence() -> None:
+    state = make(fdb=(learned(),))
+    state.take_bgp_lines()
+    state.on_bgp([RouteAnnounced(RR, mac_route(mac=HOST_MAC, seq=1))], 1)
+    assert flush(state) == [AddFdb(VX, HOST_MAC, "192.0.2.22", None)]
+    [line] = state.take_bgp_lines()
+    assert line.startswith(f"withdraw evpn mac rd {ME}:100 mac {HOST_MAC}")
+    # The host comes back: learned locally again, advertised with seq 2, remote entry goes.
+    state.on_kernel([FdbUpdated(learned())])
+    assert flush(state) == [DelFdb(VX, HOST_MAC, None)]
+    [line] = state.take_bgp_lines()
+    assert line.startswith("announce evpn mac") and line.endswith("mobility 2")
+
+
+def test_local_mac_aged_out_is_withdrawn() -> None:
+    state = make(fdb=(learned(),))
+    state.take_bgp_lines()
+    state.on_kernel([FdbRemoved(learned())])
+    [line] = state.take_bgp_lines()
+    assert line.startswith(f"withdraw evpn mac rd {ME}:100 mac {HOST_MAC}")
+
+
+def test_static_mac_is_sticky() -> None:
+    state = make(fdb=(learned(state=NUD_NOARP),))
+    assert any(line.endswith("mobility 0 sticky") for line in state.take_bgp_lines())
+    state.on_bgp([RouteAnnounced(RR, mac_route(mac=HOST_MAC, seq=9))], 1)
+    assert flush(state) == []  # a remote claim never moves a sticky MAC
+
+
+def test_show_vni_counts() -> None:
+    state = make(fdb=(learned(),))
+    state.on_bgp([RouteAnnounced(RR, mac_route(ip="198.51.100.22")), RouteAnnounced(RR, imet())], 1)
+    [row] = state.show_vni()
+    assert row["vni"] == 100 and row["vxlanIf"] == "vxlan100" and row["bridge"] == "br100"
+    assert (row["numLocalMacs"], row["numRemoteMacs"], row["numArpNd"]) == (1, 1, 1)
+    assert row["remoteVteps"] == ["192.0.2.22"]
+
+
+def test_vxlan_device_down_and_up_rewrites_our_entries() -> None:
+    state = make()
+    state.on_bgp([RouteAnnounced(RR, mac_route())], 1)
+    assert flush(state) == [AddFdb(VX, REMOTE_MAC, "192.0.2.22", None)]
+    # Down flushed the kernel's copy: it is written again (the kernel keeps entries added
+    # while down), and not again when the device comes back up.
+    state.on_kernel([LinkUpdated(VxlanDevice(VX, "vxlan100", 100, ME, BR, False, False))])
+    assert flush(state) == [AddFdb(VX, REMOTE_MAC, "192.0.2.22", None)]
+    state.on_kernel([LinkUpdated(VxlanDevice(VX, "vxlan100", 100, ME, BR, False, True))])
+    assert flush(state) == []
