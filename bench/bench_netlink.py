@@ -16,11 +16,15 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from evpn_agent.kernel.events import MonitorOverflowed
+from evpn_agent.kernel.monitor import Monitor, QuietEchoes
 from evpn_agent.kernel.ops import AddFdb, AddFlood, AddNeigh, DelFdb, DelNeigh, Op
+from evpn_agent.kernel.snapshot import dump
 from evpn_agent.kernel.writer import NetlinkWriter
 
 VTEPS = [f"198.51.100.{i}" for i in range(1, 11)]
@@ -30,7 +34,7 @@ def mac(i: int) -> str:
     return "02:" + ":".join(f"{b:02x}" for b in i.to_bytes(5, "big"))
 
 
-def timed(writer: NetlinkWriter, ops: list[Op]) -> dict[str, float | int]:
+def timed(writer: NetlinkWriter, ops: Sequence[Op]) -> dict[str, float | int]:
     started = time.perf_counter()
     failures = writer.apply(ops)
     seconds = time.perf_counter() - started
@@ -58,6 +62,51 @@ async def pyroute2_add(vx: int, count: int) -> dict[str, float | int]:
     return {"entries": count, "seconds": round(seconds, 4), "rate": round(count / seconds)}
 
 
+async def add_with_monitor(vx: int, count: int, chunk_bytes: int) -> dict[str, float | int]:
+    """AddFdb while a Monitor (kernel echo filter on) is bound, as in the agent."""
+    ops: list[Op] = [AddFdb(vx, mac(20_000_000 + i), VTEPS[0]) for i in range(count)]
+    monitor = Monitor(QuietEchoes(fdb_ifindexes=frozenset({vx})))
+    await monitor.start()
+    try:
+        with NetlinkWriter(chunk_bytes=chunk_bytes) as writer:
+            result = timed(writer, ops)
+        try:  # whatever reached userspace: the echoes must not have overflowed the socket
+            batch = await asyncio.wait_for(anext(monitor.events()), 0.2)
+        except TimeoutError:
+            batch = []
+        result["overflowed"] = int(any(isinstance(e, MonitorOverflowed) for e in batch))
+        result["kernel_filter"] = int(monitor.stats.kernel_filter)
+    finally:
+        monitor.close()
+    return result
+
+
+async def timed_dump() -> dict[str, float | int]:
+    """snapshot.dump() of the whole table, and the longest event-loop stall it caused."""
+    stall = 0.0
+
+    async def ticker() -> None:
+        nonlocal stall
+        last = time.perf_counter()
+        while True:
+            await asyncio.sleep(0.001)
+            now = time.perf_counter()
+            stall = max(stall, now - last)
+            last = now
+
+    tick = asyncio.create_task(ticker())
+    await asyncio.sleep(0)
+    started = time.perf_counter()
+    snapshot = await dump()
+    seconds = time.perf_counter() - started
+    tick.cancel()
+    return {
+        "fdb_entries": len(snapshot.fdb),
+        "seconds": round(seconds, 4),
+        "max_loop_stall_ms": round(stall * 1000, 1),
+    }
+
+
 def inside(args: argparse.Namespace) -> None:
     vx = socket.if_nametoindex("vx100")
     br = socket.if_nametoindex("br0")
@@ -68,6 +117,7 @@ def inside(args: argparse.Namespace) -> None:
         add = [AddFdb(vx, mac(i), VTEPS[i % len(VTEPS)]) for i in range(n)]
         result["add_fdb"] = timed(writer, add)
         result["replace_fdb"] = timed(writer, add)  # same entries again: idempotent replace
+        result["dump"] = asyncio.run(timed_dump())
         result["del_fdb"] = timed(writer, [DelFdb(vx, mac(i)) for i in range(n)])
         neigh_n = min(n, 60_000)  # 203.0.113.0/24 is too small: use 2001:db8:: for volume
         neigh: list[Op] = [AddNeigh(br, f"2001:db8::{i:x}", mac(i)) for i in range(neigh_n)]
@@ -75,6 +125,7 @@ def inside(args: argparse.Namespace) -> None:
         result["del_neigh"] = timed(
             writer, [DelNeigh(br, f"2001:db8::{i:x}") for i in range(neigh_n)]
         )
+    result["add_fdb_monitor_bound"] = asyncio.run(add_with_monitor(vx, n, args.chunk_bytes))
     if args.pyroute2:
         result["pyroute2_add_fdb"] = asyncio.run(pyroute2_add(vx, args.pyroute2))
     print(json.dumps(result))

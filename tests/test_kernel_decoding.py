@@ -11,6 +11,7 @@ from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 from pyroute2.netlink.rtnl.ndmsg import ndmsg
 
 from evpn_agent.kernel.bridge_vlan import decode_port_vlans, port_vlans
+from evpn_agent.kernel.echo_filter import build_program, run_program
 from evpn_agent.kernel.events import (
     FdbRemoved,
     FdbUpdated,
@@ -276,16 +277,50 @@ def test_monitor_skips_quiet_echoes_and_decodes_the_rest() -> None:
     assert len(Monitor().feed(b"".join(ours))) == len(ours)
 
 
+def vxlan_of(event: object) -> VxlanDevice:
+    assert isinstance(event, LinkUpdated) and isinstance(event.link, VxlanDevice)
+    return event.link
+
+
 def test_monitor_merges_bridge_port_vlan_into_vxlan_device() -> None:
     monitor = Monitor()
     (first,) = monitor.feed(vxlan_link_msg())
-    assert isinstance(first, LinkUpdated) and first.link.vlan is None  # type: ignore[union-attr]
+    assert vxlan_of(first).vlan is None
     assert monitor.feed(vxlan_link_msg()) == []  # unchanged: no event
     (moved,) = monitor.feed(bridge_port_msg(VX, vlan_info(PVID | UNTAGGED, 100)))
-    assert isinstance(moved, LinkUpdated) and moved.link.vlan == 100  # type: ignore[union-attr]
+    assert vxlan_of(moved).vlan == 100
     (down,) = monitor.feed(vxlan_link_msg(up=False))
-    assert isinstance(down, LinkUpdated)
-    assert isinstance(down.link, VxlanDevice) and (down.link.up, down.link.vlan) == (False, 100)
+    assert (vxlan_of(down).up, vxlan_of(down).vlan) == (False, 100)
     (left,) = monitor.feed(bridge_port_msg(VX, None, DELLINK))  # port left the bridge
-    assert isinstance(left, LinkUpdated) and left.link.vlan is None  # type: ignore[union-attr]
+    assert vxlan_of(left).vlan is None
     assert monitor.feed(vxlan_link_msg(msg_type=DELLINK)) == [LinkRemoved(VX, "vx100")]
+
+
+# --- in-kernel echo filter ------------------------------------------------------------------
+
+
+def test_kernel_echo_filter_program() -> None:
+    program = build_program(fdb_ifindexes={VX, 300}, neigh_ifindexes={BR})
+
+    def verdict(data: bytes) -> bool:
+        return run_program(program, data) != 0
+
+    # dropped: extern_learn FDB on managed VXLAN devices, extern_learn neighbours on SVIs
+    assert not verdict(fdb(NEWNEIGH, VX, "02:00:5e:00:01:01", 0x10))
+    assert not verdict(fdb(DELNEIGH, 300, "02:00:5e:00:01:01", 0x12, "198.51.100.1"))
+    for family in (AF_INET, AF_INET6):
+        assert not verdict(neigh_msg(NEWNEIGH, family, BR, 0x40, 0x10, []))
+    # passed: everything else
+    assert verdict(fdb(NEWNEIGH, HOST, "02:00:5e:00:01:01", 0x10))  # other device
+    assert verdict(fdb(NEWNEIGH, VX, "02:00:5e:00:01:01", 0x02, "198.51.100.1"))  # not ours
+    assert verdict(fdb(NEWNEIGH, BR, "02:00:5e:00:01:01", 0x10))  # BR only quiet for neigh
+    assert verdict(neigh_msg(NEWNEIGH, AF_INET, VX, 0x40, 0x10, []))  # VX only quiet for fdb
+    assert verdict(neigh_msg(NEWNEIGH, AF_INET, BR, 0x02, 0, []))
+    assert verdict(vxlan_link_msg())
+    assert verdict(bridge_port_msg(VX, None))
+
+
+def test_kernel_echo_filter_without_devices_passes_everything() -> None:
+    program = build_program((), ())
+    assert run_program(program, fdb(NEWNEIGH, VX, "02:00:5e:00:01:01", 0x10)) != 0
+    assert run_program(program, neigh_msg(DELNEIGH, AF_INET, BR, 0x40, 0x10, [])) != 0

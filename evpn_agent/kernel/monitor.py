@@ -1,8 +1,9 @@
 """Kernel change events from a raw rtnetlink multicast socket (links, FDB, neighbours).
 
-Every FDB entry the writer installs comes back here (twice: bridge and VXLAN entry), 100k
-writes within a second. Those echoes are recognised from the ndmsg header with `struct` and
-dropped undecoded (QuietEchoes); everything else is decoded into events.
+Every FDB entry the writer installs comes back here (bridge entry, VXLAN entry, flag update:
+~300k notifications for 100k remote MACs within a second). Those echoes (QuietEchoes) are
+dropped in the kernel by a socket filter (echo_filter) and, for what passes it, recognised
+from the ndmsg header with `struct` and dropped undecoded; the rest is decoded into events.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 
 from evpn_agent.kernel.bridge_vlan import PortVlans, decode_port_vlans
+from evpn_agent.kernel.echo_filter import attach, build_program
 from evpn_agent.kernel.events import (
     FdbRemoved,
     FdbUpdated,
@@ -62,7 +64,8 @@ class QuietEchoes:
     VXLAN side) and zero-MAC entries (flood list) are ours.
     neigh_ifindexes: managed SVIs; their extern_learn ARP/ND entries are ours.
     Deletions are dropped too, so an entry of ours removed by someone else (or flushed by the
-    kernel when a VXLAN device goes down) is only noticed by a reconcile.
+    kernel when a VXLAN device goes down) is only noticed by a reconcile. A new filter also
+    applies to messages already queued but not yet read.
     """
 
     fdb_ifindexes: frozenset[int] = frozenset()
@@ -71,9 +74,10 @@ class QuietEchoes:
 
 @dataclass(slots=True)
 class MonitorStats:
-    messages: int = 0
-    quiet: int = 0
+    messages: int = 0  # messages that reached userspace
+    quiet: int = 0  # of those, dropped as our echo (the kernel filter drops most before)
     overflows: int = 0
+    kernel_filter: bool = False  # whether the in-kernel echo filter is attached
 
 
 @dataclass(slots=True)
@@ -94,7 +98,7 @@ class Monitor:
         rcvbuf: int = 64 << 20,
         max_batch: int = 4096,
     ) -> None:
-        self.quiet = quiet or QuietEchoes()  # may be replaced at any time
+        self._quiet = quiet or QuietEchoes()
         self.stats = MonitorStats()
         self._rcvbuf = rcvbuf
         self._max_batch = max_batch
@@ -102,12 +106,29 @@ class Monitor:
         self._buf = bytearray(1 << 18)
         self._devices = _Devices()
 
+    @property
+    def quiet(self) -> QuietEchoes:
+        return self._quiet
+
+    @quiet.setter
+    def quiet(self, quiet: QuietEchoes) -> None:
+        """Replace the echo filter (e.g. when managed devices come and go)."""
+        self._quiet = quiet
+        if self._sock is not None:
+            self._attach_filter(self._sock)
+
     async def start(self) -> None:
         """Subscribe to link and neighbour changes; from now on nothing is missed."""
         sock = open_route_socket(self._rcvbuf, RTMGRP_LINK | RTMGRP_NEIGH)
         sock.setblocking(False)
+        self._attach_filter(sock)
         self._sock = sock
         await self._load_devices()
+
+    def _attach_filter(self, sock: socket.socket) -> None:
+        # The kernel-side filter is an optimisation; _is_quiet() below stays authoritative.
+        program = build_program(self._quiet.fdb_ifindexes, self._quiet.neigh_ifindexes)
+        self.stats.kernel_filter = attach(sock, program)
 
     def close(self) -> None:
         if self._sock is not None:
@@ -141,6 +162,8 @@ class Monitor:
                 for _ in range(self._max_batch):
                     received = sock.recv_into(buf)
                     self._feed(buf, received, batch)
+                # More is queued: let other tasks (e.g. the ExaBGP reader) run first.
+                await asyncio.sleep(0)
             except BlockingIOError:
                 pass
             except OSError as exc:
@@ -176,7 +199,10 @@ class Monitor:
                 else:
                     self._on_neighbour(msg_type, buf, offset, out)
             elif msg_type in (RTM_NEWLINK, RTM_DELLINK):
-                self._on_link(msg_type, bytes(buf[offset : offset + length]), out)
+                try:
+                    self._on_link(msg_type, bytes(buf[offset : offset + length]), out)
+                except Exception:  # a message pyroute2 cannot parse must not stop the monitor
+                    log.exception("undecodable link message (type %d) skipped", msg_type)
             offset += align4(length)
 
     def _is_quiet(self, buf: bytearray, offset: int, length: int) -> bool:

@@ -29,8 +29,8 @@ from evpn_agent.kernel.netlink import (
     NUD_NOARP,
     NUD_PERMANENT,
 )
+from evpn_agent.kernel.ops import ZERO_MAC
 
-ZERO_MAC = "00:00:00:00:00:00"
 _ATTRS = NLMSGHDR.size + NDMSG.size
 _U16 = struct.Struct("=H")
 _U32 = struct.Struct("=I")

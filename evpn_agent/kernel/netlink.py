@@ -166,16 +166,16 @@ def link_dump_request(family: int, ext_mask: int) -> bytes:
     return NLMSGHDR.pack(NLMSGHDR.size + len(body), RTM_GETLINK, _DUMP_FLAGS, _DUMP_SEQ, 0) + body
 
 
-async def dump(request: bytes, decode: Callable[[bytearray, int], T | None]) -> list[T]:
+async def request_dump(request: bytes, decode: Callable[[bytearray, int], T | None]) -> list[T]:
     """Send one dump request on a fresh socket and decode every answer with `decode`.
 
-    `decode(buf, offset)` gets the shared receive buffer and must copy what it keeps. The
-    loop awaits between datagrams (~32 KiB each), so a 200k-entry dump does not starve
-    other tasks. Raises OSError if the kernel refuses the request.
+    `decode(buf, offset)` gets the shared receive buffer and must copy what it keeps. We
+    yield to the event loop after every datagram (~32 KiB, ~400 FDB entries): a 200k-entry
+    dump takes seconds and must not starve other tasks. Raises OSError if the kernel refuses.
     """
     loop = asyncio.get_running_loop()
     results: list[T] = []
-    with open_route_socket(rcvbuf=4 << 20) as sock:
+    with open_route_socket(rcvbuf=1 << 20) as sock:
         sock.setblocking(False)
         await loop.sock_sendall(sock, request)
         buf = bytearray(1 << 16)  # the kernel fills at most 32 KiB per dump datagram
@@ -202,3 +202,6 @@ async def dump(request: bytes, decode: Callable[[bytearray, int], T | None]) -> 
                         if item is not None:
                             results.append(item)
                 offset += align4(length)
+            # sock_recv_into() returns without suspending while data is queued, and the
+            # kernel queues the next part of a dump as soon as we read one.
+            await asyncio.sleep(0)

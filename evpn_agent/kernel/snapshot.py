@@ -65,7 +65,7 @@ def with_vlans(links: Iterable[Link], ports: Mapping[int, PortVlans]) -> list[Li
 async def dump_port_vlans() -> dict[int, PortVlans]:
     """Per-port VLANs of every bridge port; empty where the kernel cannot report them."""
     try:
-        ports = await netlink.dump(
+        ports = await netlink.request_dump(
             netlink.link_dump_request(AF_BRIDGE, RTEXT_FILTER_BRVLAN), _port_vlans_at
         )
     except OSError as exc:  # no bridge VLAN support: there is no VLAN to map
@@ -76,7 +76,7 @@ async def dump_port_vlans() -> dict[int, PortVlans]:
 
 async def dump_devices() -> tuple[list[Link], dict[int, PortVlans]]:
     """All devices (VXLAN VLANs filled in) and the bridge ports' VLAN tables."""
-    links: list[Link] = await netlink.dump(
+    links: list[Link] = await netlink.request_dump(
         netlink.link_dump_request(AF_UNSPEC, RTEXT_FILTER_SKIP_STATS), _link_at
     )
     ports = await dump_port_vlans()
@@ -89,12 +89,12 @@ async def dump_links() -> list[Link]:
 
 
 async def dump_fdb() -> list[FdbEntry]:
-    return await netlink.dump(netlink.neigh_dump_request(AF_BRIDGE), _fdb_at)
+    return await netlink.request_dump(netlink.neigh_dump_request(AF_BRIDGE), _fdb_at)
 
 
 async def dump_neighbours() -> list[NeighEntry]:
     # AF_UNSPEC walks the ARP and ND tables (the FDB only answers AF_BRIDGE)
-    return await netlink.dump(netlink.neigh_dump_request(AF_UNSPEC), _neigh_at)
+    return await netlink.request_dump(netlink.neigh_dump_request(AF_UNSPEC), _neigh_at)
 
 
 async def dump() -> KernelSnapshot:

@@ -25,6 +25,7 @@ from evpn_agent.kernel.ops import DelFdb, DelFlood, DelNeigh, Op
 log = logging.getLogger(__name__)
 
 _DELETES = (DelFdb, DelFlood, DelNeigh)
+_MASTER_PART = 0  # encode() puts DelFdb's bridge (NTF_MASTER) request first
 _SEQ_LIMIT = 0xFFFF_FFF0  # wrap well before u32 overflow (one op takes up to 2 sequence numbers)
 _ACK_BUDGET = 2048  # bytes of receive buffer one queued ack may cost (skb truesize, generous)
 
@@ -86,7 +87,7 @@ class NetlinkWriter:
         """
         started = time.perf_counter()
         failures: dict[int, OpFailure] = {}
-        pending: dict[int, int] = {}  # seq -> index into ops
+        pending: dict[int, tuple[int, int]] = {}  # seq -> (index into ops, request number)
         chunk: list[bytes] = []
         size = 0
         for index, op in enumerate(ops):
@@ -97,8 +98,8 @@ class NetlinkWriter:
             except (ValueError, OSError, TypeError) as exc:  # malformed MAC/IP: never sent
                 failures[index] = OpFailure(op, errno.EINVAL, str(exc))
                 continue
-            for message in messages:
-                pending[self._seq] = index
+            for part, message in enumerate(messages):
+                pending[self._seq] = (index, part)
                 self._seq += 1
                 chunk.append(message)
                 size += len(message)
@@ -119,7 +120,7 @@ class NetlinkWriter:
     def _exchange(
         self,
         data: bytes,
-        pending: dict[int, int],
+        pending: dict[int, tuple[int, int]],
         ops: Sequence[Op],
         failures: dict[int, OpFailure],
     ) -> None:
@@ -141,34 +142,36 @@ class NetlinkWriter:
                     return
                 continue
             except OSError as exc:
-                if exc.errno != errno.ENOBUFS:
-                    raise
-                # Acks were dropped; the ones still queued are read on, the rest are unknown.
-                log.warning("netlink acks lost (receive buffer overflow)")
-                self._drain(pending, ops, failures)
-                self._give_up(pending, ops, failures, errno.ENOBUFS, "ack lost, outcome unknown")
+                # ENOBUFS: acks were dropped. The queued ones are read on; the rest (and the
+                # whole chunk on any other error) end as failures with an unknown outcome.
+                log.warning("reading netlink acks failed: %s", exc)
+                if exc.errno == errno.ENOBUFS:
+                    self._drain(pending, ops, failures)
+                code = exc.errno or errno.EIO
+                self._give_up(pending, ops, failures, code, f"ack lost, outcome unknown: {exc}")
                 return
             self._read_acks(buf, received, pending, ops, failures)
 
     def _drain(
-        self, pending: dict[int, int], ops: Sequence[Op], failures: dict[int, OpFailure]
+        self,
+        pending: dict[int, tuple[int, int]],
+        ops: Sequence[Op],
+        failures: dict[int, OpFailure],
     ) -> None:
         while pending:
             try:
                 received = self._sock.recv_into(self._buf, 0, socket.MSG_DONTWAIT)
             except BlockingIOError:
                 return
-            except OSError as exc:
-                if exc.errno != errno.ENOBUFS:
-                    raise
-                continue
+            except OSError:
+                continue  # another overflow report; keep reading what is queued
             self._read_acks(self._buf, received, pending, ops, failures)
 
     @staticmethod
     def _read_acks(
         buf: bytearray,
         received: int,
-        pending: dict[int, int],
+        pending: dict[int, tuple[int, int]],
         ops: Sequence[Op],
         failures: dict[int, OpFailure],
     ) -> None:
@@ -178,23 +181,34 @@ class NetlinkWriter:
             if length < NLMSGHDR.size:
                 break
             if msg_type == NLMSG_ERROR:
-                index = pending.pop(seq, None)  # None: a late ack from an abandoned chunk
+                request = pending.pop(seq, None)  # None: a late ack from an abandoned chunk
                 (error,) = NLMSGERR.unpack_from(buf, offset + NLMSGHDR.size)
-                if index is not None and error:
+                if request is not None and error:
+                    index, part = request
                     op = ops[index]
                     code, text = parse_ack(buf, offset)
-                    if not (code == errno.ENOENT and isinstance(op, _DELETES)):
+                    if not _already_absent(op, part, code):
                         failures.setdefault(index, OpFailure(op, code, text or os.strerror(code)))
             offset += (length + 3) & ~3
 
     @staticmethod
     def _give_up(
-        pending: dict[int, int],
+        pending: dict[int, tuple[int, int]],
         ops: Sequence[Op],
         failures: dict[int, OpFailure],
         code: int,
         message: str,
     ) -> None:
-        for index in pending.values():
+        for index, _part in pending.values():
             failures.setdefault(index, OpFailure(ops[index], code, message))
         pending.clear()
+
+
+def _already_absent(op: Op, part: int, code: int) -> bool:
+    """Whether a delete failed only because there was nothing to delete (idempotent)."""
+    if not isinstance(op, _DELETES):
+        return False
+    if code == errno.ENOENT:
+        return True
+    # A VXLAN device outside any bridge has no bridge entry: the kernel answers EOPNOTSUPP.
+    return code == errno.EOPNOTSUPP and isinstance(op, DelFdb) and part == _MASTER_PART
