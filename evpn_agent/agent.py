@@ -99,9 +99,14 @@ class Agent:
             self.inbox.put_nowait(("kernel", (batch, time.monotonic())))
 
     async def _tick(self) -> None:
+        last_reconcile = time.monotonic()
+        interval = self.cfg.reconcile_interval
         while True:
             await asyncio.sleep(TICK)
             self.inbox.put_nowait(("tick", None))
+            if interval and time.monotonic() - last_reconcile >= interval:
+                last_reconcile = time.monotonic()
+                self.inbox.put_nowait(("reconcile", None))
 
     async def _owner(self, state: AgentState) -> None:
         router_id = state.router_id
@@ -121,15 +126,19 @@ class Agent:
                         update_times.append(float(found.group(1)))
                 elif kind == "kernel":
                     batch, arrived = payload
-                    resync |= not state.on_kernel(batch)
+                    if not state.on_kernel(batch):
+                        log.warning("netlink events were lost: resynchronising from a full dump")
+                        resync = True
                     kernel_arrival = arrived if kernel_arrival is None else kernel_arrival
                 elif kind == "tick":
                     state.tick(now)
+                elif kind == "reconcile":
+                    resync = True
                 elif kind == "closed":
                     log.info("ExaBGP closed the API channel; core exits, kernel state kept")
                     return
             if resync:
-                log.warning("netlink events were lost: resynchronising from a full dump")
+                log.debug("reconciling with a full kernel dump")
                 state.load_snapshot(await dump())
             sent = self._flush(state)
             done = time.time()

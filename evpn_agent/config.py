@@ -61,6 +61,9 @@ class Config:
     # Stale kernel entries from before a restart are swept only once the table is known
     # complete: End-of-RIB from every peer that is up, and at least this long after start.
     sweep_delay: float = 5.0
+    # Full dump-and-diff against the kernel, catching what events cannot (entries flushed
+    # with a device or carrier, writes that failed); 0 turns it off.
+    reconcile_interval: float = 60.0
     source: str = "<config>"
 
     def manages(self, vni: int) -> bool:
@@ -79,6 +82,7 @@ _KNOWN_KEYS = {
     "state-dir",
     "log-level",
     "sweep-delay",
+    "reconcile-interval",
 }
 _RR_KEYS = {"address", "password", "hold-time", "port"}
 _LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -117,6 +121,12 @@ class _Checker:
             self.fail(path, f"not a unicast address: {value!r}")
             return None
         return str(ip)
+
+    def seconds(self, path: str, value: object, default: float) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            self.fail(path, f"expected seconds >= 0, got {value!r}")
+            return default
+        return float(value)
 
     def unknown_keys(self, path: str, doc: Mapping[str, Any], known: set[str]) -> None:
         for key in doc:
@@ -179,10 +189,8 @@ def parse(text: str, source: str = "<config>") -> Config:
         strings[key] = value
     if strings["log-level"] not in _LOG_LEVELS:
         c.fail("log-level", f"{strings['log-level']!r} is not one of {', '.join(_LOG_LEVELS)}")
-    sweep_delay = doc.get("sweep-delay", 5.0)
-    if isinstance(sweep_delay, bool) or not isinstance(sweep_delay, int | float) or sweep_delay < 0:
-        c.fail("sweep-delay", f"expected seconds >= 0, got {sweep_delay!r}")
-        sweep_delay = 5.0
+    sweep_delay = c.seconds("sweep-delay", doc.get("sweep-delay", 5.0), 5.0)
+    reconcile = c.seconds("reconcile-interval", doc.get("reconcile-interval", 60.0), 60.0)
 
     if c.problems or local_as is None:
         raise ConfigError(source, c.problems)
@@ -197,7 +205,8 @@ def parse(text: str, source: str = "<config>") -> Config:
         control_socket=strings["control-socket"],
         state_dir=strings["state-dir"],
         log_level=strings["log-level"],
-        sweep_delay=float(sweep_delay),
+        sweep_delay=sweep_delay,
+        reconcile_interval=reconcile,
         source=source,
     )
 

@@ -45,7 +45,10 @@ def topo() -> Iterator[Topology]:
         for n, box in enumerate((frr, a1, a2), start=1):
             hosts[f"x{n}"] = fab.add_host(f"x{n}", box, 100, f"198.51.100.{n}/24")
             hosts[f"y{n}"] = fab.add_host(f"y{n}", box, 200, f"198.51.100.{100 + n}/24")
-        agents = {b.name: fab.start_agent(b, rrs=[rr]) for b in (a1, a2)}
+        agents = {
+            b.name: fab.start_agent(b, rrs=[rr], settings={"reconcile-interval": 1})
+            for b in (a1, a2)
+        }
         try:
             for box in (frr, a1, a2):
                 fab.wait_established(rr, box.address)
@@ -141,6 +144,18 @@ def test_show_vni(topo: Topology) -> None:
     assert sorted(row["remoteVteps"]) == sorted([topo.frr.address, topo.a2.address])  # type: ignore[type-var]
     text = topo.agents["a1"].cli("show", "vni")
     assert "vxlan100" in text and topo.a2.address in text
+
+
+def test_entry_deleted_by_hand_is_restored(topo: Topology) -> None:
+    x3 = topo.hosts["x3"]
+
+    def on_vxlan() -> bool:
+        return any(e.get("mac") == x3.mac and "dst" in e for e in _fdb(topo.a1, "vxlan100"))
+
+    wait_until(on_vxlan, 20, "x3's MAC on a1's vxlan100")
+    topo.a1.netns.bridge("fdb", "del", x3.mac, "dev", "vxlan100", "self")
+    assert not on_vxlan()
+    wait_until(on_vxlan, 10, "the periodic reconcile restores x3's entry")
 
 
 def test_removed_host_is_withdrawn_everywhere(topo: Topology) -> None:
