@@ -15,7 +15,7 @@ import threading
 import time
 from typing import IO, Any
 
-from evpn_agent import control
+from evpn_agent import control, views
 from evpn_agent.config import Config
 from evpn_agent.exabgp_json import parse_line
 from evpn_agent.identity import rd_indexes, resolve
@@ -173,17 +173,24 @@ class Agent:
 
     def _answer(self, request: dict[str, Any]) -> Any:
         state = self.state
-        command = request.get("command")
         if state is None:
             raise ValueError("the agent is still starting")
+        command = request.get("command")
+        vni = request.get("vni")
+        if vni is not None and vni not in state.vnis:
+            raise ValueError(f"VNI {vni} is not configured on this VTEP")
         if command == "show vni":
-            vni = request.get("vni")
-            rows = state.show_vni()
-            if vni is not None:
-                rows = [r for r in rows if r["vni"] == vni]
-                if not rows:
-                    raise ValueError(f"VNI {vni} is not configured on this VTEP")
-            return rows
+            return views.vnis(state, vni)
+        if command == "show mac":
+            return views.macs(state, vni, request.get("mac"))
+        if command == "show neigh":
+            return views.neighbours(state, vni)
+        if command == "show peers":
+            return views.peers(state, self.cfg, time.monotonic())
+        if command == "show routes":
+            return views.routes(state, request.get("type"), vni)
+        if command == "show vxlans":
+            return views.vxlans(state)
         if command == "show counters":
             return {
                 "counters": dict(sorted(state.counters.items())),

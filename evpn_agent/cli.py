@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from evpn_agent import __version__, control
+from evpn_agent import __version__, control, show_text
 from evpn_agent.config import DEFAULT_SOCKET, Config, ConfigError, load
 from evpn_agent.identity import IdentityError, resolve
 from evpn_agent.logs import setup_logging
@@ -23,6 +23,8 @@ Examples:
   evpn-agent run --config /etc/evpn-agent/evpn-agent.yaml
   evpn-agent show vni
   evpn-agent show vni 100 --json
+  evpn-agent show mac 100
+  evpn-agent show vxlans hrep
 """
 
 
@@ -138,11 +140,21 @@ def _ask(config_path: str, socket_path: str | None, command: str, **args: Any) -
         raise click.ClickException(str(exc)) from None
 
 
+VNI = click.IntRange(1, (1 << 24) - 1)
+
+
+def _emit(data: Any, as_json: bool, text: Any) -> None:
+    click.echo(json.dumps(data, indent=2) if as_json else text(data))
+
+
 @show.command("vni")
-@click.argument("vni", required=False, type=click.IntRange(1, (1 << 24) - 1))
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (FRR's field names).")
+@click.argument("vni", required=False, type=VNI)
+@click.option("--detail", is_flag=True, help="One block per VNI with RD, RTs and VTEPs.")
+@click.option("--json", "as_json", is_flag=True, help="JSON with FRR's field names.")
 @_socket_option
-def show_vni(vni: int | None, as_json: bool, config_path: str, socket_path: str | None) -> None:
+def show_vni(
+    vni: int | None, detail: bool, as_json: bool, config_path: str, socket_path: str | None
+) -> None:
     """VNIs with their devices, MAC counts and remote VTEPs (flood list).
 
     \b
@@ -152,9 +164,79 @@ def show_vni(vni: int | None, as_json: bool, config_path: str, socket_path: str 
     """
     rows = _ask(config_path, socket_path, "show vni", vni=vni)
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
-        return
-    click.echo(format_vni_table(rows))
+        # FRR's shapes: a map by VNI, a single object for one VNI, a list in detail.
+        data: Any = (
+            rows if detail else ({str(r["vni"]): r for r in rows} if vni is None else rows[0])
+        )
+        click.echo(json.dumps(data, indent=2))
+    else:
+        click.echo(show_text.vni_detail(rows) if detail or vni else show_text.vni_summary(rows))
+
+
+@show.command("mac")
+@click.argument("vni", required=False, type=VNI)
+@click.option("--mac", "mac", help="Only this MAC (aa:bb:cc:dd:ee:ff).")
+@click.option("--json", "as_json", is_flag=True, help="JSON as FRR's 'show evpn mac vni all json'.")
+@_socket_option
+def show_mac(
+    vni: int | None, mac: str | None, as_json: bool, config_path: str, socket_path: str | None
+) -> None:
+    """Local and remote MACs with interface or VTEP, VLAN and mobility sequence numbers."""
+    if mac is not None:
+        mac = mac.strip().lower().replace("-", ":")
+        if len(mac) != 17 or any(len(p) != 2 for p in mac.split(":")):
+            raise click.BadParameter(f"{mac!r} is not a MAC address", param_hint="--mac")
+    _emit(_ask(config_path, socket_path, "show mac", vni=vni, mac=mac), as_json, show_text.macs)
+
+
+@show.command("neigh")
+@click.argument("vni", required=False, type=VNI)
+@click.option("--json", "as_json", is_flag=True, help="JSON as FRR's 'show evpn arp-cache'.")
+@_socket_option
+def show_neigh(vni: int | None, as_json: bool, config_path: str, socket_path: str | None) -> None:
+    """MAC+IP bindings (ARP/ND suppression entries) per VNI."""
+    _emit(_ask(config_path, socket_path, "show neigh", vni=vni), as_json, show_text.neighbours)
+
+
+@show.command("peers")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_socket_option
+def show_peers(as_json: bool, config_path: str, socket_path: str | None) -> None:
+    """Route reflector sessions: state, uptime, routes received and advertised, last error."""
+    _emit(_ask(config_path, socket_path, "show peers"), as_json, show_text.peers)
+
+
+@show.command("routes")
+@click.option("--type", "route_type", type=click.Choice(["2", "3"]), help="Only this route type.")
+@click.option("--vni", type=VNI, help="Only routes carrying this VNI.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_socket_option
+def show_routes(
+    route_type: str | None, vni: int | None, as_json: bool, config_path: str,
+    socket_path: str | None,
+) -> None:  # fmt: skip
+    """EVPN routes as received and as advertised, in RFC 7432 prefix notation."""
+    data = _ask(
+        config_path, socket_path, "show routes",
+        type=int(route_type) if route_type else None, vni=vni,
+    )  # fmt: skip
+    _emit(data, as_json, show_text.routes)
+
+
+@show.command("vxlans")
+@click.argument("hrep", required=False, type=click.Choice(["hrep"]))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_socket_option
+def show_vxlans(hrep: str | None, as_json: bool, config_path: str, socket_path: str | None) -> None:
+    """LNV's 'vxrdctl vxlans [hrep]' layout, filled from EVPN state.
+
+    \b
+    Example:
+      evpn-agent show vxlans
+      evpn-agent show vxlans hrep
+    """
+    rows = _ask(config_path, socket_path, "show vxlans")
+    _emit(rows, as_json, show_text.hrep if hrep else show_text.vxlans)
 
 
 @show.command("counters")
@@ -171,43 +253,6 @@ def show_counters(as_json: bool, config_path: str, socket_path: str | None) -> N
     for name, summary in data["latency"].items():
         fields = " ".join(f"{k}={v}" for k, v in summary.items())
         click.echo(f"latency {name:<24} {fields}")
-    for peer, info in data["peers"].items():
-        state = "up" if info["up"] else "down"
-        click.echo(f"peer {peer:<27} {state}, {info['received']} routes received")
-
-
-def format_vni_table(rows: list[dict[str, Any]]) -> str:
-    header = (
-        "VNI",
-        "VxLAN IF",
-        "Bridge",
-        "VLAN",
-        "# Local MACs",
-        "# Remote MACs",
-        "# ARP/ND",
-        "Remote VTEPs",
-    )
-    table = [header] + [
-        (
-            str(r["vni"]),
-            r["vxlanIf"],
-            r["bridge"],
-            str(r["vlan"]) if r["vlan"] is not None else "-",
-            str(r["numLocalMacs"]),
-            str(r["numRemoteMacs"]),
-            str(r["numArpNd"]),
-            ",".join(r["remoteVteps"]) or "-",
-        )
-        for r in rows
-    ]
-    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
-    lines = [
-        "  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1]
-        for row in table
-    ]
-    if not rows:
-        lines.append("(no VNIs: no VXLAN device is enslaved to a bridge)")
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from evpn_agent.adverts import AdvertKey, AdvertTable, ImetAdvert, MacAdvert
 from evpn_agent.bgp_events import (
@@ -90,6 +89,9 @@ class PeerState:
     up: bool = False
     eor: bool = False
     received: int = 0
+    since: float | None = None  # monotonic time of the last state change seen
+    last_error: str = ""
+    downs: int = 0
 
 
 class AgentState:
@@ -309,11 +311,17 @@ class AgentState:
                 self._reject(ev.reason, ev.detail)
             elif isinstance(ev, SessionUp):
                 log.info("BGP session with %s is up", ev.peer)
-                self.peers[ev.peer] = PeerState(up=True)
+                old = self.peers.get(ev.peer, PeerState())
+                self.peers[ev.peer] = PeerState(
+                    up=True, since=now, last_error=old.last_error, downs=old.downs
+                )
                 self.last_route_change = now
             elif isinstance(ev, SessionDown):
                 log.warning("BGP session with %s is down: %s", ev.peer, ev.reason or "no reason")
-                self.peers[ev.peer] = PeerState(up=False)
+                old = self.peers.get(ev.peer, PeerState())
+                self.peers[ev.peer] = PeerState(
+                    up=False, since=now, last_error=ev.reason, downs=old.downs + 1
+                )
                 dropped = self.rib.drop_peer(ev.peer, self._dirty)
                 if dropped:
                     log.info("dropped %d routes learned from %s", dropped, ev.peer)
@@ -477,7 +485,7 @@ class AgentState:
         if mac and local is None:
             return None
         rd = route_distinguisher(self.router_id, self.rd_index.get(vni, vni & 0xFFFF))
-        rts = self._export_rts(vni)
+        rts = self.export_rts(vni)
         if local is None:
             return ImetAdvert(rd, vni, self.vtep_ip, rts)
         best = self.rib.best_mac(vni, mac)
@@ -486,7 +494,7 @@ class AgentState:
         seq = self.local_seq.get((vni, mac), 0)
         return MacAdvert(rd, vni, mac, None, self.vtep_ip, rts, seq, local.static)
 
-    def _export_rts(self, vni: int) -> tuple[RouteTarget, ...]:
+    def export_rts(self, vni: int) -> tuple[RouteTarget, ...]:
         override = self.cfg.route_targets.get(vni)
         if override is not None and override.export_rts:
             return override.export_rts
@@ -518,27 +526,5 @@ class AgentState:
 
     # -- views ---------------------------------------------------------------------------
 
-    def show_vni(self) -> list[dict[str, Any]]:
-        out = []
-        local_counts: Counter[int] = Counter()
-        for bridge, vlan, _mac in self.local_fdb:
-            vni = self._vni_of_bridge.get((bridge, vlan))
-            if vni is not None:
-                local_counts[vni] += 1
-        for vni in sorted(self.vnis):
-            lv = self.vnis[vni]
-            out.append(
-                {
-                    "vni": vni,
-                    "vxlanIf": lv.vxlan_name,
-                    "bridge": lv.bridge_name,
-                    "vlan": lv.vlan,
-                    "localVtepIp": self.vtep_ip,
-                    "state": "up" if lv.up else "down",
-                    "numLocalMacs": local_counts[vni],
-                    "numRemoteMacs": len(self.rib.remote_macs(vni)),
-                    "numArpNd": len(self.rib.remote_ips(vni)),
-                    "remoteVteps": self.rib.flood_vteps(vni),
-                }
-            )
-        return out
+    def vni_of_bridge(self, bridge: int, vlan: int | None) -> int | None:
+        return self._vni_of_bridge.get((bridge, vlan))

@@ -26,6 +26,7 @@ import json
 import os
 import pwd
 import secrets
+import shlex
 import shutil
 import signal
 import subprocess
@@ -574,9 +575,15 @@ class AgentProcess(Speaker):
             PYTHON, "-m", "evpn_agent.cli", *args, "--socket", str(self.socket), check=check
         )
 
+    def cli_argv(self, *args: str) -> str:
+        """The shell words of ``evpn-agent ARGS --socket S`` (for checking exit codes)."""
+        words = [PYTHON, "-m", "evpn_agent.cli", *args, "--socket", str(self.socket)]
+        return " ".join(shlex.quote(w) for w in words)
+
     def show_vni(self) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = json.loads(self.cli("show", "vni", "--json"))
-        return rows
+        """``show vni --json`` rows (the CLI prints FRR's map keyed by VNI)."""
+        by_vni: dict[str, dict[str, Any]] = json.loads(self.cli("show", "vni", "--json"))
+        return list(by_vni.values())
 
     def core_pid(self) -> int | None:
         """PID of the agent core (ExaBGP's API process), if it runs."""
@@ -637,7 +644,12 @@ class PeerScript:
 class Fabric:
     """Namespaces, FRR and speakers for one test; a context manager that cleans up."""
 
-    def __init__(self, prefix: str = "evf", workdir: Path | None = None) -> None:
+    def __init__(
+        self, prefix: str = "evf", workdir: Path | None = None, *, switch: bool = True
+    ) -> None:
+        """``switch=False``: no underlay switch namespace (``add_box`` needs it); for
+        callers that wire their own topology from bare namespaces (:meth:`add_namespace`).
+        """
         if len(prefix) > 8:
             raise ValueError("prefix is at most 8 characters")
         self.tag = f"{prefix}{os.getpid()}{secrets.token_hex(2)}"
@@ -651,9 +663,10 @@ class Fabric:
         self.speakers: list[Speaker] = []
         self._closed = False
         try:
-            self.switch = self._add_netns("sw")
-            self.switch.ip("link", "add", "sw", "type", "bridge", "stp_state", "0")
-            self.switch.ip("link", "set", "sw", "up")
+            if switch:
+                self.switch = self._add_netns("sw")
+                self.switch.ip("link", "add", "sw", "type", "bridge", "stp_state", "0")
+                self.switch.ip("link", "set", "sw", "up")
         except BaseException:
             self.close()
             raise
@@ -682,6 +695,14 @@ class Fabric:
             raise ValueError(f"name {name!r}: use up to 12 letters/digits")
         if name in self.boxes or name in self.hosts:
             raise ValueError(f"name {name!r} is taken")
+
+    def add_namespace(self, name: str) -> Netns:
+        """A bare namespace ``<tag>-<name>`` (lo up, no DAD) that close() deletes; the
+        caller wires it (the lab's containerlab runner)."""
+        self._check_name(name)
+        if any(netns.name == f"{self.tag}-{name}" for netns in self.namespaces):
+            raise ValueError(f"name {name!r} is taken")
+        return self._add_netns(name)
 
     # -- boxes
 
@@ -862,8 +883,13 @@ class Fabric:
         rrs: Sequence[Box],
         settings: dict[str, Any] | None = None,
         hold_time: int = 9,
+        new_session: bool = False,
     ) -> AgentProcess:
-        """``evpn-agent run`` in ``box`` with a YAML config naming ``rrs``."""
+        """``evpn-agent run`` in ``box`` with a YAML config naming ``rrs``.
+
+        ``new_session``: run it in its own session, so that it outlives the caller's
+        terminal (a hangup signals the whole session); for fabrics that :meth:`detach`.
+        """
         socket_path = box.directory / "evpn-agent.sock"
         config = {
             "local-as": ASN,
@@ -883,6 +909,7 @@ class Fabric:
                 [IP, "netns", "exec", box.netns.name, PYTHON, "-m", "evpn_agent.cli", "run",
                  "--config", str(config_path)],
                 stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, cwd=REPO_ROOT,
+                start_new_session=new_session,
             )  # fmt: skip
         agent = AgentProcess(box, process, config_path, stderr_path, stdout_path, socket_path)
         self.speakers.append(agent)
@@ -902,6 +929,11 @@ class Fabric:
         run([IP, "netns", "del", netns.name], check=False)
         with contextlib.suppress(ValueError):
             self.namespaces.remove(netns)
+
+    def detach(self) -> None:
+        """Leave everything running and make close() a no-op: the caller has recorded the
+        namespaces and PIDs (the lab's state file) and tears down from that record."""
+        self._closed = True
 
     def close(self) -> None:
         """Stop our processes (by PID) and delete our namespaces; safe to call twice."""

@@ -201,3 +201,67 @@ def test_vni_removed_at_run_time_withdraws_its_routes(topo: Topology) -> None:
     )
     wait_until(lambda: topo.a2.address not in flood(topo.a1), 20, "and on a1")
     assert 200 not in {r["vni"] for r in topo.agents["a2"].show_vni()}
+
+
+def test_show_commands_text_and_json(topo: Topology) -> None:
+    agent = topo.agents["a1"]
+    x1, x3 = topo.hosts["x1"], topo.hosts["x3"]
+    wait_until(lambda: x1.ping(x3.ip), 20, "x1 -> x3")
+
+    vni = json.loads(agent.cli("show", "vni", "100", "--json"))
+    assert vni["vni"] == 100 and vni["vxlanIf"] == "vxlan100" and vni["type"] == "L2"
+    assert vni["rd"] == f"{topo.a1.address}:100" and vni["exportRts"] == ["65000:100"]
+    detail = agent.cli("show", "vni", "--detail")
+    assert f"RD: {topo.a1.address}:100" in detail and "flood: HER" in detail
+
+    macs = json.loads(agent.cli("show", "mac", "100", "--json"))["100"]["macs"]
+    assert macs[x3.mac]["type"] == "remote" and macs[x3.mac]["remoteVtep"] == topo.a2.address
+    assert x1.mac in agent.cli("show", "mac", "--mac", x1.mac.upper())
+    assert x3.mac not in agent.cli("show", "mac", "--mac", x1.mac)
+
+    neigh = json.loads(agent.cli("show", "neigh", "100", "--json"))["100"]
+    assert neigh["198.51.100.1"]["mac"] == x1.mac
+    assert "198.51.100.1" in agent.cli("show", "neigh")
+
+    [peer] = json.loads(agent.cli("show", "peers", "--json"))
+    assert peer["peer"] == topo.rr.address and peer["state"] == "Established"
+    assert peer["routesReceived"] > 0 and peer["routesAdvertised"] > 0
+    assert "Established" in agent.cli("show", "peers")
+
+    routes = json.loads(agent.cli("show", "routes", "--type", "3", "--json"))
+    assert {r["prefix"] for r in routes["advertised"]} == {f"[3]:[0]:[32]:[{topo.a1.address}]"}
+    assert all(r["type"] == 3 for r in routes["received"])
+    text = agent.cli("show", "routes", "--vni", "100", "--type", "2")
+    assert (
+        f"[2]:[0]:[48]:[{x3.mac}]" in text and f"Route Distinguisher: {topo.a2.address}:100" in text
+    )
+
+    hrep = agent.cli("show", "vxlans", "hrep")
+    assert "HREP Addrs" in hrep and topo.a2.address in hrep
+    assert "Svc Node" in agent.cli("show", "vxlans")
+    counters = json.loads(agent.cli("show", "counters", "--json"))
+    assert counters["counters"]["routes-received"] > 0
+
+
+def test_show_error_paths(topo: Topology) -> None:
+    agent = topo.agents["a1"]
+    out = topo.a1.exec(
+        "sh", "-c", f"{agent.cli_argv('show', 'vni', '4242')} 2>&1; echo rc=$?", check=False
+    )
+    assert "VNI 4242 is not configured on this VTEP" in out and "rc=1" in out
+    assert "Traceback" not in out
+    out = topo.a1.exec(
+        "sh",
+        "-c",
+        f"{agent.cli_argv('show', 'mac', '--mac', 'nope')} 2>&1; echo rc=$?",
+        check=False,
+    )
+    assert "is not a MAC address" in out and "rc=2" in out
+    missing = topo.a1.directory / "absent.sock"
+    out = topo.a1.exec(
+        "sh",
+        "-c",
+        f"{agent.cli_argv('show', 'peers')} --socket {missing} 2>&1; echo rc=$?",
+        check=False,
+    )
+    assert "evpn-agent is not running" in out and "rc=1" in out

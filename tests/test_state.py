@@ -31,6 +31,7 @@ from evpn_agent.kernel import (
     OtherLink,
     VxlanDevice,
 )
+from evpn_agent import views
 from evpn_agent.state import AgentState
 from evpn_agent.targets import RouteTarget
 
@@ -177,7 +178,7 @@ def test_removed_vni_withdraws_and_cleans_up() -> None:
     assert [line.split()[2] for line in lines] == ["mac", "multicast"]
     assert all(line.startswith("withdraw evpn") for line in lines)
     state.on_kernel([LinkRemoved(VX, "vxlan100")])
-    assert flush(state) == [] and state.show_vni() == []
+    assert flush(state) == [] and views.vnis(state) == []
 
 
 def test_own_vtep_as_next_hop_is_rejected() -> None:
@@ -252,7 +253,7 @@ def test_static_mac_is_sticky() -> None:
 def test_show_vni_counts() -> None:
     state = make(fdb=(learned(),))
     state.on_bgp([RouteAnnounced(RR, mac_route(ip="198.51.100.22")), RouteAnnounced(RR, imet())], 1)
-    [row] = state.show_vni()
+    [row] = views.vnis(state)
     assert row["vni"] == 100 and row["vxlanIf"] == "vxlan100" and row["bridge"] == "br100"
     assert (row["numLocalMacs"], row["numRemoteMacs"], row["numArpNd"]) == (1, 1, 1)
     assert row["remoteVteps"] == ["192.0.2.22"]

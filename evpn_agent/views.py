@@ -1,0 +1,255 @@
+"""Read-only views of the agent's state for the show commands.
+
+JSON field names follow FRR's ``show evpn ... json`` so scripts written for FRR VTEPs work
+unchanged; our additions (bridge, VLAN, local/remote split) sit beside them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from evpn_agent.adverts import ImetAdvert, MacAdvert
+from evpn_agent.bgp_events import ImetKey, ImetRoute, MacKey, MacRoute, Route
+from evpn_agent.config import Config
+from evpn_agent.rib import best_of
+from evpn_agent.state import AgentState
+from evpn_agent.targets import route_distinguisher
+
+FLOOD_MODE = "HER"  # head-end (ingress) replication, FRR's name for it
+
+
+def vnis(state: AgentState, only: int | None = None) -> list[dict[str, Any]]:
+    local_counts: Counter[int] = Counter(vni for vni, _mac in _local_macs(state))
+    rows = []
+    for vni in sorted(state.vnis):
+        if only is not None and vni != only:
+            continue
+        lv = state.vnis[vni]
+        remote = len(state.rib.remote_macs(vni))
+        vteps = state.rib.flood_vteps(vni)
+        override = state.cfg.route_targets.get(vni)
+        import_rts = (
+            [str(rt) for rt in override.import_rts]
+            if override and override.import_rts
+            else [f"*:{vni}"]
+        )
+        rows.append(
+            {
+                "vni": vni,
+                "type": "L2",
+                "vxlanIf": lv.vxlan_name,
+                "vxlanInterface": lv.vxlan_name,
+                "ifindex": lv.vxlan_ifindex,
+                "bridge": lv.bridge_name,
+                "sviInterface": _name(state, lv.svi_ifindex),
+                "sviIfindex": lv.svi_ifindex,
+                "vlan": lv.vlan,
+                "vtepIp": state.vtep_ip,
+                "state": "up" if lv.up else "down",
+                "tenantVrf": "default",
+                "rd": route_distinguisher(state.router_id, state.rd_index.get(vni, vni & 0xFFFF)),
+                "importRts": import_rts,
+                "exportRts": [str(rt) for rt in state.export_rts(vni)],
+                "numMacs": local_counts[vni] + remote,
+                "numLocalMacs": local_counts[vni],
+                "numRemoteMacs": remote,
+                "numArpNd": len(state.rib.remote_ips(vni)),
+                "numRemoteVteps": len(vteps),
+                "remoteVteps": vteps,
+                "floodMode": FLOOD_MODE,
+            }
+        )
+    return rows
+
+
+def macs(state: AgentState, only: int | None = None, mac: str | None = None) -> dict[str, Any]:
+    """FRR's ``show evpn mac vni all json``: {vni: {numMacs, macs: {mac: {...}}}}."""
+    out: dict[str, Any] = {}
+    local_by_vni: dict[int, dict[str, Any]] = {}
+    for (vni, m), (port, vlan, static) in _local_macs(state).items():
+        local_by_vni.setdefault(vni, {})[m] = (port, vlan, static)
+    for vni in sorted(state.vnis):
+        if only is not None and vni != only:
+            continue
+        table: dict[str, Any] = {}
+        for m, (port, vlan, static) in sorted(local_by_vni.get(vni, {}).items()):
+            best = state.rib.best_mac(vni, m)
+            table[m] = {
+                "type": "local",
+                "intf": _name(state, port),
+                "vlan": vlan,
+                "localSequence": state.local_seq.get((vni, m), 0),
+                "remoteSequence": best.seq if best else 0,
+                "sticky": static,
+                "detectionCount": 0,
+                "isDuplicate": False,
+            }
+        for m, paths in sorted(state.rib.remote_macs(vni).items()):
+            if m in table:
+                continue  # the local entry won; its remote sequence is shown there
+            best = best_of(paths.values())
+            if best is None:
+                continue
+            table[m] = {
+                "type": "remote",
+                "remoteVtep": best.vtep,
+                "vlan": state.vnis[vni].vlan,
+                "localSequence": 0,
+                "remoteSequence": best.seq,
+                "sticky": best.sticky,
+                "detectionCount": 0,
+                "isDuplicate": False,
+            }
+        if mac is not None:
+            table = {k: v for k, v in table.items() if k == mac}
+        out[str(vni)] = {"numMacs": len(table), "macs": table}
+    return out
+
+
+def neighbours(state: AgentState, only: int | None = None) -> dict[str, Any]:
+    """FRR's ``show evpn arp-cache vni all json``: {vni: {numArpNd, ip: {...}}}."""
+    out: dict[str, Any] = {}
+    for vni in sorted(state.vnis):
+        if only is not None and vni != only:
+            continue
+        table: dict[str, Any] = {}
+        for ip, paths in sorted(state.rib.remote_ips(vni).items()):
+            best = best_of(paths.values())
+            if best is None:
+                continue
+            table[ip] = {
+                "type": "remote",
+                "state": "active",
+                "mac": best.key.mac,
+                "remoteVtep": best.vtep,
+                "localSequence": 0,
+                "remoteSequence": best.seq,
+                "detectionCount": 0,
+                "isDuplicate": False,
+            }
+        out[str(vni)] = {"numArpNd": len(table), **table}
+    return out
+
+
+def peers(state: AgentState, cfg: Config, now: float) -> list[dict[str, Any]]:
+    held: Counter[str] = Counter(peer for peer, _key in state.rib.paths)
+    rows = []
+    for rr in cfg.route_reflectors:
+        p = state.peers.get(rr.address)
+        rows.append(
+            {
+                "peer": rr.address,
+                "state": "Established" if p and p.up else ("Down" if p else "Unknown"),
+                "uptimeSeconds": round(now - p.since, 1) if p and p.up and p.since else None,
+                "routesReceived": held[rr.address],
+                "routesAdvertised": len(state.adverts.sent) if p and p.up else 0,
+                "endOfRib": bool(p and p.eor),
+                "sessionDowns": p.downs if p else 0,
+                "lastError": p.last_error if p else "",
+                "md5": rr.password is not None,
+                "holdTime": rr.hold_time,
+            }
+        )
+    return rows
+
+
+def prefix(key: MacKey | ImetKey) -> str:
+    """RFC 7432 prefix in FRR's notation: ``[2]:[0]:[48]:[mac]:[32]:[ip]``."""
+    if isinstance(key, MacKey):
+        text = f"[2]:[{key.etag}]:[48]:[{key.mac}]"
+        if key.ip is not None:
+            text += f":[{128 if ':' in key.ip else 32}]:[{key.ip}]"
+        return text
+    return f"[3]:[{key.etag}]:[{128 if ':' in key.origin else 32}]:[{key.origin}]"
+
+
+def routes(state: AgentState, route_type: int | None, vni: int | None) -> dict[str, Any]:
+    received = []
+    for (peer, _key), route in state.rib.paths.items():
+        if not _wanted(route, route_type, vni):
+            continue
+        received.append(_route_row(route, peer, state.rib.imported.get((peer, route.key))))
+    advertised = []
+    for advert in state.adverts.sent.values():
+        if route_type is not None and route_type != (2 if isinstance(advert, MacAdvert) else 3):
+            continue
+        if vni is not None and advert.vni != vni:
+            continue
+        advertised.append(_advert_row(advert))
+    received.sort(key=lambda r: (r["rd"], r["prefix"], r["peer"]))
+    advertised.sort(key=lambda r: (r["rd"], r["prefix"]))
+    return {"received": received, "advertised": advertised}
+
+
+def vxlans(state: AgentState) -> list[dict[str, Any]]:
+    """LNV's ``vxrdctl vxlans [hrep]``, filled from EVPN state."""
+    return [
+        {
+            "vni": vni,
+            "device": state.vnis[vni].vxlan_name,
+            "localAddr": state.vnis[vni].local_ip or state.vtep_ip,
+            "svcNode": None,  # EVPN has no service node: BGP distributes the flood list
+            "hrepAddrs": state.rib.flood_vteps(vni),
+        }
+        for vni in sorted(state.vnis)
+    ]
+
+
+def _wanted(route: Route, route_type: int | None, vni: int | None) -> bool:
+    kind = 2 if isinstance(route, MacRoute) else 3
+    return (route_type is None or route_type == kind) and (vni is None or route.vni == vni)
+
+
+def _route_row(route: Route, peer: str, imported: int | None) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "type": 2 if isinstance(route, MacRoute) else 3,
+        "rd": route.key.rd,
+        "prefix": prefix(route.key),
+        "nexthop": route.vtep,
+        "vni": route.vni,
+        "rts": [str(rt) for rt in route.rts],
+        "peer": peer,
+        "importedInto": imported,
+    }
+    if isinstance(route, MacRoute):
+        row["sequence"] = route.seq
+        row["sticky"] = route.sticky
+    elif isinstance(route, ImetRoute):
+        row["pmsi"] = f"ingress-replication {route.vtep} label {route.vni}"
+    return row
+
+
+def _advert_row(advert: MacAdvert | ImetAdvert) -> dict[str, Any]:
+    if isinstance(advert, MacAdvert):
+        key: MacKey | ImetKey = MacKey(advert.rd, 0, advert.mac, advert.ip)
+        extra: dict[str, Any] = {"sequence": advert.seq, "sticky": advert.sticky}
+    else:
+        key = ImetKey(advert.rd, 0, advert.vtep)
+        extra = {"pmsi": f"ingress-replication {advert.vtep} label {advert.vni}"}
+    return {
+        "type": 2 if isinstance(advert, MacAdvert) else 3,
+        "rd": advert.rd,
+        "prefix": prefix(key),
+        "nexthop": advert.vtep,
+        "vni": advert.vni,
+        "rts": [str(rt) for rt in advert.rts],
+        **extra,
+    }
+
+
+def _local_macs(state: AgentState) -> dict[tuple[int, str], tuple[int, int | None, bool]]:
+    """(vni, mac) -> (port ifindex, vlan, static) for MACs learned on local ports."""
+    out = {}
+    for (bridge, vlan, mac), local in state.local_fdb.items():
+        vni = state.vni_of_bridge(bridge, vlan)
+        if vni is not None:
+            out[(vni, mac)] = (local.port, vlan, local.static)
+    return out
+
+
+def _name(state: AgentState, ifindex: int | None) -> str | None:
+    if ifindex is None:
+        return None
+    link = state.links.get(ifindex)
+    return link.name if link is not None else str(ifindex)
