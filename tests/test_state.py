@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from evpn_agent import views
 from evpn_agent.bgp_events import (
     EndOfRib,
     ImetKey,
@@ -31,7 +32,6 @@ from evpn_agent.kernel import (
     OtherLink,
     VxlanDevice,
 )
-from evpn_agent import views
 from evpn_agent.state import AgentState
 from evpn_agent.targets import RouteTarget
 
