@@ -67,7 +67,7 @@ def run(config_path: str, print_exabgp_config: bool) -> None:
     from evpn_agent.kernel import dump
 
     cfg = _load(config_path)
-    setup_logging(cfg.log_level)
+    setup_logging(cfg.log_level, cfg.log_destination)
     try:
         router_id, vtep_ip = resolve(cfg, asyncio.run(dump()).links)
     except IdentityError as exc:
@@ -99,6 +99,12 @@ def run(config_path: str, print_exabgp_config: bool) -> None:
         ) from None
     click.echo(f"evpn-agent: router-id {router_id}, VTEP {vtep_ip}; starting ExaBGP", err=True)
     argv = [sys.executable, "-m", "evpn_agent.speaker", str(exabgp_conf)]
+    destination = cfg.log_destination
+    # ExaBGP logs where we do: stderr, syslog, or the same file.
+    os.environ.setdefault(
+        "exabgp_log_destination",
+        destination[5:] if destination.startswith("file:") else destination,
+    )
     os.execv(sys.executable, argv)
 
 

@@ -58,6 +58,7 @@ class Config:
     control_socket: str = DEFAULT_SOCKET
     state_dir: str = DEFAULT_STATE_DIR
     log_level: str = "info"
+    log_destination: str = "stderr"  # stderr, syslog or file:/path
     # Stale kernel entries from before a restart are swept only once the table is known
     # complete: End-of-RIB from every peer that is up, and at least this long after start.
     sweep_delay: float = 5.0
@@ -81,6 +82,7 @@ _KNOWN_KEYS = {
     "control-socket",
     "state-dir",
     "log-level",
+    "log-destination",
     "sweep-delay",
     "reconcile-interval",
 }
@@ -187,6 +189,18 @@ def parse(text: str, source: str = "<config>") -> Config:
             c.fail(key, f"expected a non-empty string, got {value!r}")
             value = default
         strings[key] = value
+    destination = doc.get("log-destination", "stderr")
+    if not isinstance(destination, str) or not (
+        destination in ("stderr", "stdout", "syslog")
+        or (destination.startswith("file:/") and len(destination) > 6)
+    ):
+        c.fail(
+            "log-destination",
+            f"expected stderr, syslog or file:/absolute/path, got {destination!r}",
+        )
+        destination = "stderr"
+    if destination == "stdout":
+        destination = "stderr"  # stdout is ExaBGP's command channel in the agent core
     if strings["log-level"] not in _LOG_LEVELS:
         c.fail("log-level", f"{strings['log-level']!r} is not one of {', '.join(_LOG_LEVELS)}")
     sweep_delay = c.seconds("sweep-delay", doc.get("sweep-delay", 5.0), 5.0)
@@ -205,6 +219,7 @@ def parse(text: str, source: str = "<config>") -> Config:
         control_socket=strings["control-socket"],
         state_dir=strings["state-dir"],
         log_level=strings["log-level"],
+        log_destination=destination,
         sweep_delay=sweep_delay,
         reconcile_interval=reconcile,
         source=source,

@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
         setup_logging("info")
         logging.getLogger("evpn_agent").error("%s", exc)
         return 2
-    setup_logging(cfg.log_level)
+    setup_logging(cfg.log_level, cfg.log_destination)
     try:
         return main_core(cfg)
     except IdentityError as exc:

@@ -83,3 +83,15 @@ def test_all_problems_reported_together() -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         load(tmp_path / "absent.yaml")
+
+
+def test_log_destinations() -> None:
+    base = "local-as: 65000\nroute-reflectors: [192.0.2.1]\n"
+    assert parse(base).log_destination == "stderr"
+    assert parse(base + "log-destination: syslog\n").log_destination == "syslog"
+    assert parse(base + "log-destination: stdout\n").log_destination == "stderr"
+    assert parse(base + "log-destination: file:/var/log/evpn-agent.log\n").log_destination == (
+        "file:/var/log/evpn-agent.log"
+    )
+    with pytest.raises(ConfigError, match="key 'log-destination'"):
+        parse(base + "log-destination: file:relative.log\n")
