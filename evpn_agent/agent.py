@@ -21,6 +21,7 @@ from evpn_agent.exabgp_json import parse_line
 from evpn_agent.identity import rd_indexes, resolve
 from evpn_agent.kernel import Monitor, NetlinkWriter, QuietEchoes, dump
 from evpn_agent.latency import Latency
+from evpn_agent.metrics import Metrics
 from evpn_agent.state import AgentState
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ class Agent:
         self.writer = NetlinkWriter()
         self.route_to_kernel = Latency()  # ExaBGP's timestamp of an UPDATE -> kernel acked
         self.mac_to_bgp = Latency()  # netlink event arrival -> command written to ExaBGP
+        self.metrics = Metrics(lambda: self.state)
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -69,6 +71,12 @@ class Agent:
             ",".join(str(v) for v in sorted(state.vnis)) or "none yet",
         )
         server = await control.serve(self.cfg.control_socket, self._answer)
+        metrics_server = None
+        if self.cfg.metrics_address:
+            try:
+                metrics_server = await self.metrics.serve(self.cfg.metrics_address)
+            except OSError as exc:
+                log.error("cannot serve metrics on %s: %s", self.cfg.metrics_address, exc)
         threading.Thread(
             target=self._read_stdin, args=(loop,), name="exabgp-in", daemon=True
         ).start()
@@ -84,6 +92,8 @@ class Agent:
             for task in tasks:
                 task.cancel()
             server.close()
+            if metrics_server is not None:
+                metrics_server.close()
             monitor.close()
 
     def _read_stdin(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -144,8 +154,11 @@ class Agent:
             done = time.time()
             for stamp in update_times:
                 self.route_to_kernel.record(done - stamp)
+                self.metrics.route_to_kernel.observe(max(done - stamp, 0.0))
             if sent and kernel_arrival is not None:
-                self.mac_to_bgp.record(time.monotonic() - kernel_arrival)
+                elapsed = time.monotonic() - kernel_arrival
+                self.mac_to_bgp.record(elapsed)
+                self.metrics.mac_to_bgp.observe(elapsed)
 
     def _flush(self, state: AgentState) -> int:
         """Write planned kernel ops, then planned BGP commands; returns commands sent."""

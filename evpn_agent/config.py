@@ -65,6 +65,7 @@ class Config:
     # Full dump-and-diff against the kernel, catching what events cannot (entries flushed
     # with a device or carrier, writes that failed); 0 turns it off.
     reconcile_interval: float = 60.0
+    metrics_address: str | None = None  # "127.0.0.1:9600" serves Prometheus metrics
     source: str = "<config>"
 
     def manages(self, vni: int) -> bool:
@@ -83,6 +84,7 @@ _KNOWN_KEYS = {
     "state-dir",
     "log-level",
     "log-destination",
+    "metrics-address",
     "sweep-delay",
     "reconcile-interval",
 }
@@ -201,6 +203,9 @@ def parse(text: str, source: str = "<config>") -> Config:
         destination = "stderr"
     if destination == "stdout":
         destination = "stderr"  # stdout is ExaBGP's command channel in the agent core
+    metrics = doc.get("metrics-address")
+    if metrics is not None:
+        metrics = _host_port(c, "metrics-address", metrics)
     if strings["log-level"] not in _LOG_LEVELS:
         c.fail("log-level", f"{strings['log-level']!r} is not one of {', '.join(_LOG_LEVELS)}")
     sweep_delay = c.seconds("sweep-delay", doc.get("sweep-delay", 5.0), 5.0)
@@ -220,10 +225,21 @@ def parse(text: str, source: str = "<config>") -> Config:
         state_dir=strings["state-dir"],
         log_level=strings["log-level"],
         log_destination=destination,
+        metrics_address=metrics,
         sweep_delay=sweep_delay,
         reconcile_interval=reconcile,
         source=source,
     )
+
+
+def _host_port(c: _Checker, path: str, value: object) -> str | None:
+    host, sep, port = str(value).rpartition(":")
+    if not isinstance(value, str) or not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        c.fail(path, f"expected ADDRESS:PORT (e.g. 127.0.0.1:9600), got {value!r}")
+        return None
+    if c.address(path, host.strip("[]")) is None:
+        return None
+    return value
 
 
 def _reflectors(c: _Checker, value: object) -> tuple[RouteReflector, ...]:

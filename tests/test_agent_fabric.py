@@ -46,7 +46,9 @@ def topo() -> Iterator[Topology]:
             hosts[f"x{n}"] = fab.add_host(f"x{n}", box, 100, f"198.51.100.{n}/24")
             hosts[f"y{n}"] = fab.add_host(f"y{n}", box, 200, f"198.51.100.{100 + n}/24")
         agents = {
-            b.name: fab.start_agent(b, rrs=[rr], settings={"reconcile-interval": 1})
+            b.name: fab.start_agent(
+                b, rrs=[rr], settings={"reconcile-interval": 1, "metrics-address": "127.0.0.1:9600"}
+            )
             for b in (a1, a2)
         }
         try:
@@ -265,3 +267,17 @@ def test_show_error_paths(topo: Topology) -> None:
         check=False,
     )
     assert "evpn-agent is not running" in out and "rc=1" in out
+
+
+def test_prometheus_endpoint(topo: Topology) -> None:
+    def scrape() -> str:
+        return topo.a1.exec(
+            "python3", "-c",
+            "import urllib.request;"
+            "print(urllib.request.urlopen('http://127.0.0.1:9600/metrics', timeout=5).read().decode())",
+        )  # fmt: skip
+
+    text = wait_until(scrape, 10, "metrics endpoint answers", retry_on=(Exception,))
+    assert 'evpn_agent_session_up{peer="192.0.2.1"} 1.0' in text
+    assert 'evpn_agent_macs{origin="remote",vni="100"}' in text
+    assert "evpn_agent_route_to_kernel_seconds_count" in text
