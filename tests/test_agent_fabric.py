@@ -273,8 +273,8 @@ def test_prometheus_endpoint(topo: Topology) -> None:
     def scrape() -> str:
         return topo.a1.exec(
             "python3", "-c",
-            "import urllib.request;"
-            "print(urllib.request.urlopen('http://127.0.0.1:9600/metrics', timeout=5).read().decode())",
+            "import urllib.request as u;"
+            "print(u.urlopen('http://127.0.0.1:9600/metrics', timeout=5).read().decode())",
         )  # fmt: skip
 
     text = wait_until(scrape, 10, "metrics endpoint answers", retry_on=(Exception,))
