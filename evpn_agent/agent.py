@@ -22,6 +22,7 @@ from evpn_agent.identity import rd_indexes, resolve
 from evpn_agent.kernel import Monitor, NetlinkWriter, QuietEchoes, dump
 from evpn_agent.latency import Latency
 from evpn_agent.metrics import Metrics
+from evpn_agent.speaker import grammar
 from evpn_agent.state import AgentState
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,11 @@ class Agent:
         ).start()
         # After a respawn the session is already up and nobody replays routes to us.
         self._send([REFRESH])
+        # Our whole desired set, bracketed so ExaBGP drops what a predecessor announced
+        # and we no longer want (a MAC that aged out while no core ran).
+        self._send([grammar.SYNC_BEGIN])
+        self._flush(state)
+        self._send([grammar.SYNC_END])
         tasks = [
             asyncio.create_task(self._watch_kernel(monitor)),
             asyncio.create_task(self._tick()),

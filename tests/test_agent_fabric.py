@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -281,3 +283,37 @@ def test_prometheus_endpoint(topo: Topology) -> None:
     assert 'evpn_agent_session_up{peer="192.0.2.1"} 1.0' in text
     assert 'evpn_agent_macs{origin="remote",vni="100"}' in text
     assert "evpn_agent_route_to_kernel_seconds_count" in text
+
+
+def test_core_restart_keeps_kernel_and_session_and_withdraws_what_left(topo: Topology) -> None:
+    agent = topo.agents["a1"]
+    y2, x3 = topo.hosts["y2"], topo.hosts["x3"]  # y2 behind a1 (VNI 200), x3 behind a2
+
+    def frr_knows_y2() -> bool:
+        return any(e.get("mac") == y2.mac for e in _fdb(topo.frr, "vxlan200"))
+
+    def a1_has_x3() -> bool:
+        return any(e.get("mac") == x3.mac and "dst" in e for e in _fdb(topo.a1, "vxlan100"))
+
+    wait_until(lambda: y2.ping(topo.hosts["y1"].ip), 10, "y2 is learned on a1")
+    wait_until(frr_knows_y2, 20, "the FRR VTEP knows y2")
+    wait_until(a1_has_x3, 20, "a1 has x3")
+    old_core = agent.core_pid()
+    assert old_core is not None
+    os.kill(old_core, signal.SIGSTOP)  # frozen: it cannot see y2 leave
+    try:
+        topo.fab.del_host(topo.hosts.pop("y2"))
+    finally:
+        os.kill(old_core, signal.SIGKILL)
+    assert a1_has_x3(), "the kernel keeps our entries while no core runs"
+    new_core = wait_until(
+        lambda: (pid := agent.core_pid()) is not None and pid != old_core and pid,
+        20,
+        "ExaBGP respawns the core",
+    )
+    assert agent.running() and new_core
+    # The new core re-announced its set; ExaBGP withdrew y2, which no core announces now.
+    wait_until(lambda: not frr_knows_y2(), 20, "y2 withdrawn from the FRR VTEP")
+    assert topo.rr.evpn_peer_state(topo.a1.address) == "Established"
+    assert a1_has_x3()
+    wait_until(lambda: topo.hosts["x1"].ping(x3.ip), 10, "x1 -> x3 after the restart")

@@ -359,3 +359,28 @@ def test_launcher_process_answers_our_commands(tmp_path: Path) -> None:
     assert stdout == b""  # stdout is never used for logs
     assert b"bad EVPN command" in stderr
     assert b"multicast or broadcast" in stderr
+
+
+def test_sync_withdraws_what_no_core_announces_any_more() -> None:
+    from evpn_agent.speaker import grammar
+    from evpn_agent.speaker.launcher import Advertised
+
+    def mac(m: str, seq: int = 0) -> grammar.Command:
+        return grammar.parse(
+            f"announce evpn mac rd 192.0.2.21:100 mac {m} label 100 next-hop 192.0.2.21 "
+            f"rt 65000:100 mobility {seq}"
+        )
+
+    adv = Advertised()
+    adv.record(mac("02:00:5e:00:00:01"))
+    adv.record(mac("02:00:5e:00:00:02"))
+    adv.record(mac("02:00:5e:00:00:03"))
+    adv.record(mac("02:00:5e:00:00:03").withdrawal())
+    adv.begin()
+    adv.record(mac("02:00:5e:00:00:01", seq=2))  # re-announced (attributes may differ)
+    stale = adv.end()
+    assert [grammar.render(c) for c in stale] == [
+        "withdraw evpn mac rd 192.0.2.21:100 mac 02:00:5e:00:00:02 label 100 next-hop 192.0.2.21"
+    ]
+    assert adv.end() == []  # nothing pending without a begin
+    assert set(adv.routes) == {Advertised.key(mac("02:00:5e:00:00:01"))}

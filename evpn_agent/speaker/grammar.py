@@ -56,6 +56,11 @@ _DIGITS = re.compile(r"[0-9]+")
 _MAC = re.compile(r"[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5}")
 
 
+# Bracket a core's full re-announcement; the launcher then withdraws what was not repeated.
+SYNC_BEGIN = "announce evpn sync begin"
+SYNC_END = "announce evpn sync end"
+
+
 class GrammarError(ValueError):
     """A command or value that does not follow the grammar; the message says why."""
 

@@ -212,6 +212,48 @@ def inject(configuration: Any, peers: Sequence[str], cmd: grammar.Command) -> bo
     return injected
 
 
+class Advertised:
+    """What the agent cores announced through this ExaBGP, which outlives them.
+
+    A respawned core cannot know what its predecessor announced. It re-announces its
+    whole desired set between ``announce evpn sync begin`` and ``announce evpn sync end``;
+    at the end, whatever was announced before the begin and not since is withdrawn
+    (mark and sweep), so MACs that left while no core ran do not stay advertised.
+    """
+
+    def __init__(self) -> None:
+        self.routes: dict[tuple[object, ...], grammar.Command] = {}
+        self.unconfirmed: set[tuple[object, ...]] | None = None
+
+    @staticmethod
+    def key(cmd: grammar.Command) -> tuple[object, ...]:
+        """ExaBGP's identity of a route: the NLRI with its label, and the next hop."""
+        if isinstance(cmd, grammar.MacRoute):
+            return ("mac", cmd.rd, cmd.mac, cmd.ip, cmd.label, cmd.next_hop)
+        return ("multicast", cmd.rd, cmd.ip, cmd.label, cmd.next_hop)
+
+    def record(self, cmd: grammar.Command) -> None:
+        key = self.key(cmd)
+        if cmd.action is grammar.Action.ANNOUNCE:
+            self.routes[key] = cmd
+        else:
+            self.routes.pop(key, None)
+        if self.unconfirmed is not None:
+            self.unconfirmed.discard(key)
+
+    def begin(self) -> None:
+        self.unconfirmed = set(self.routes)
+
+    def end(self) -> list[grammar.Command]:
+        """Withdraws for every route not re-announced since begin()."""
+        stale = self.unconfirmed or set()
+        self.unconfirmed = None
+        return [self.routes.pop(key).withdrawal() for key in stale]
+
+
+ADVERTISED = Advertised()
+
+
 def handle(api: Any, reactor: Any, service: str, line: str, use_json: bool) -> bool:
     """ExaBGP command handler for both EVPN commands.
 
@@ -228,7 +270,23 @@ def handle(api: Any, reactor: Any, service: str, line: str, use_json: bool) -> b
             log.error("no neighbor matches %r (from %s)", line, service)
             reactor.processes.answer_error(service)
             return False
-        injected = inject(reactor.configuration, peers, grammar.parse(command))
+        words = command.split()
+        if " ".join(words) == grammar.SYNC_BEGIN:
+            ADVERTISED.begin()
+            reactor.processes.answer_done(service)
+            return True
+        if " ".join(words) == grammar.SYNC_END:
+            stale = ADVERTISED.end()
+            for cmd in stale:
+                inject(reactor.configuration, peers, cmd)
+            if stale:
+                log.info("withdrew %d routes no agent core announces any more", len(stale))
+            reactor.processes.answer_done(service)
+            return True
+        cmd = grammar.parse(command)
+        injected = inject(reactor.configuration, peers, cmd)
+        if injected:
+            ADVERTISED.record(cmd)
     except grammar.GrammarError as exc:
         log.error("bad EVPN command from %s: %s: %r", service, exc, line)
         reactor.processes.answer_error(service)
