@@ -17,7 +17,7 @@ import yaml
 from evpn_agent.targets import RouteTarget, parse_route_target
 
 DEFAULT_SOCKET = "/run/evpn-agent/evpn-agent.sock"
-DEFAULT_STATE_DIR = "/run/evpn-agent"
+DEFAULT_STATE_DIR = "/var/lib/evpn-agent"  # RD indexes must survive reboots
 MAX_VNI = (1 << 24) - 1
 
 
