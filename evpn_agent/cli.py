@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from evpn_agent import __version__, control, show_text
+from evpn_agent.cli_config import register
 from evpn_agent.config import DEFAULT_SOCKET, Config, ConfigError, load
 from evpn_agent.identity import IdentityError, resolve
 from evpn_agent.logs import setup_logging
@@ -260,6 +261,8 @@ def show_counters(as_json: bool, config_path: str, socket_path: str | None) -> N
         fields = " ".join(f"{k}={v}" for k, v in summary.items())
         click.echo(f"latency {name:<24} {fields}")
 
+
+register(main)
 
 if __name__ == "__main__":
     main()

@@ -92,13 +92,24 @@ class Location:
         return self.file if self.line is None else f"{self.file}:{self.line}"
 
 
-class _Findings:
+class Findings:
+    """Errors (the input is unusable) and warnings (worth a look) of one migration."""
+
     def __init__(self) -> None:
-        self.errors: list[str] = []
+        self._errors: list[tuple[Location, str]] = []
         self.warnings: list[str] = []
 
+    @property
+    def errors(self) -> list[str]:
+        """Files in the order their first problem was found, lines ascending within each."""
+        order: dict[str, int] = {}
+        for where, _ in self._errors:
+            order.setdefault(where.file, len(order))
+        ranked = sorted(self._errors, key=lambda e: (order[e[0].file], e[0].line or 0))
+        return [f"{where}: {what}" for where, what in ranked]
+
     def error(self, where: Location, what: str) -> None:
-        self.errors.append(f"{where}: {what}")
+        self._errors.append((where, what))
 
     def warn(self, where: Location | None, what: str) -> None:
         self.warnings.append(f"{where}: {what}" if where else what)
@@ -111,6 +122,11 @@ def _reason(exc: OSError) -> str:
 def _bool(value: str) -> bool | None:
     low = value.strip().lower()
     return True if low in _TRUE else False if low in _FALSE else None
+
+
+def _number(text: str) -> int | None:
+    # str.isdigit() would pass '²', which int() refuses
+    return int(text) if re.fullmatch(r"[0-9]+", text) else None
 
 
 def _ip(value: str) -> str | None:
@@ -141,7 +157,7 @@ class VxrdConf:
         return self.settings.get((section, key)) or self.settings.get(("DEFAULT", key))
 
 
-def parse_ini(text: str, source: str, findings: _Findings) -> dict[tuple[str, str], Setting]:
+def parse_ini(text: str, source: str, findings: Findings) -> dict[tuple[str, str], Setting]:
     """RawConfigParser's syntax: [section], 'key = value' or 'key: value', full-line
     comments, indented continuation lines."""
     out: dict[tuple[str, str], Setting] = {}
@@ -174,7 +190,7 @@ def parse_ini(text: str, source: str, findings: _Findings) -> dict[tuple[str, st
     return out
 
 
-def read_vxrd(path: str, reader: Reader, findings: _Findings) -> VxrdConf:
+def read_vxrd(path: str, reader: Reader, findings: Findings) -> VxrdConf:
     settings: dict[tuple[str, str], Setting] = {}
     files: list[str] = []
     try:
@@ -195,7 +211,7 @@ def read_vxrd(path: str, reader: Reader, findings: _Findings) -> VxrdConf:
     return VxrdConf(settings, tuple(files))
 
 
-def _check_vxrd_keys(settings: Mapping[tuple[str, str], Setting], findings: _Findings) -> None:
+def _check_vxrd_keys(settings: Mapping[tuple[str, str], Setting], findings: Findings) -> None:
     for (section, key), setting in settings.items():
         if section in ("DEFAULT", "vxsnd"):
             continue
@@ -261,7 +277,7 @@ def _logical_lines(text: str) -> Iterator[tuple[int, str]]:
 
 
 class _InterfacesParser:
-    def __init__(self, reader: Reader, findings: _Findings) -> None:
+    def __init__(self, reader: Reader, findings: Findings) -> None:
         self.reader = reader
         self.findings = findings
         self.stanzas: dict[str, Stanza] = {}
@@ -301,8 +317,8 @@ class _InterfacesParser:
                     where, "template line not evaluated: stanzas it makes are unseen"
                 )
                 continue
-            word, _, rest = stripped.partition(" ")
-            word, rest = word.strip(), rest.strip()
+            word, *tail = stripped.split(None, 1)
+            rest = tail[0].strip() if tail else ""
             if word == "iface":
                 current, opaque = self._iface(rest, where), False
             elif word in _OPAQUE_STANZAS:
@@ -364,7 +380,7 @@ class _InterfacesParser:
                     self.read(posixpath.join(directory, name), where)
 
 
-def read_interfaces(path: str, reader: Reader, findings: _Findings) -> Interfaces:
+def read_interfaces(path: str, reader: Reader, findings: Findings) -> Interfaces:
     parser = _InterfacesParser(reader, findings)
     parser.read(path)
     return Interfaces(parser.stanzas, tuple(parser.files))
@@ -465,11 +481,10 @@ def migrate_files(
     route_reflectors: Sequence[str] = (),
 ) -> Migration:
     """Read an LNV host's files and convert them; raises LnvError listing every problem."""
-    findings = _Findings()
+    findings = Findings()
     vxrd = read_vxrd(vxrd_path, reader, findings)
     ifaces = read_interfaces(interfaces_path, reader, findings)
-    if findings.errors:
-        raise LnvError(findings.errors)
+    # Conversion checks run even after read errors, so every problem shows at once.
     return convert(
         vxrd,
         ifaces,
@@ -487,9 +502,9 @@ def convert(
     local_as: int,
     route_reflectors: Sequence[str] = (),
     vxrd_path: str = VXRD_CONF,
-    findings: _Findings | None = None,
+    findings: Findings | None = None,
 ) -> Migration:
-    f = findings or _Findings()
+    f = findings or Findings()
     devices = _vxlan_devices(ifaces, f)
     if not devices and not f.errors:
         f.error(Location(ifaces.files[0] if ifaces.files else INTERFACES), _NO_DEVICES)
@@ -500,22 +515,17 @@ def convert(
     service_nodes = _service_nodes(ifaces, vxrd, f)
     replication = _replication(vxrd, devices, f)
     changes = _changes(devices, ifaces, vtep, vxrd_path, service_nodes, vxrd)
-    log_level = _log_level(vxrd, f)
+    log_settings = _log_settings(vxrd, f)
     sources = vxrd.files + ifaces.files
     if not route_reflectors:
-        hint = f" (the LNV service nodes were {', '.join(service_nodes)}: a hint only)"
-        f.warn(
-            None,
-            "no --route-reflector given: the configuration has a placeholder and evpn-agent "
-            "will not start until route-reflectors is filled in" + (hint if service_nodes else ""),
-        )
+        _warn_no_reflectors(service_nodes, f)
     text = render_config(
         local_as=local_as,
         route_reflectors=route_reflectors,
         vtep_ip=vtep,
         vtep_origin=vtep_origin,
         vnis=vnis,
-        log_level=log_level,
+        log_settings=log_settings,
         service_nodes=service_nodes,
         sources=sources,
     )
@@ -536,6 +546,15 @@ def convert(
     )
 
 
+def _warn_no_reflectors(service_nodes: Sequence[str], f: Findings) -> None:
+    hint = f" (the LNV service nodes were {', '.join(service_nodes)}: a hint only)"
+    f.warn(
+        None,
+        "no --route-reflector given: the configuration has a placeholder and evpn-agent "
+        "will not start until route-reflectors is filled in" + (hint if service_nodes else ""),
+    )
+
+
 _NO_DEVICES = "no VXLAN device (an iface stanza with vxlan-id) found: nothing to migrate"
 
 
@@ -546,7 +565,7 @@ class _Device:
     vni_attr: Attr
 
 
-def _single(stanza: Stanza, name: str, f: _Findings) -> Attr | None:
+def _single(stanza: Stanza, name: str, f: Findings) -> Attr | None:
     attrs = stanza.all(name)
     for other in attrs[1:]:
         if other.value != attrs[0].value:
@@ -558,17 +577,17 @@ def _single(stanza: Stanza, name: str, f: _Findings) -> Attr | None:
     return attrs[0] if attrs else None
 
 
-def _vxlan_devices(ifaces: Interfaces, f: _Findings) -> list[_Device]:
+def _vxlan_devices(ifaces: Interfaces, f: Findings) -> list[_Device]:
     devices: list[_Device] = []
     by_vni: dict[int, _Device] = {}
     for stanza in ifaces.stanzas.values():
         attr = _single(stanza, "vxlan-id", f)
         if attr is None:
             continue
-        if not attr.value.isdigit():
+        vni = _number(attr.value)
+        if vni is None:
             f.error(attr.where, f"iface {stanza.name}: vxlan-id {attr.value!r} is not a number")
             continue
-        vni = int(attr.value)
         if not 1 <= vni <= MAX_LNV_VNI:
             f.error(
                 attr.where,
@@ -589,7 +608,7 @@ def _vxlan_devices(ifaces: Interfaces, f: _Findings) -> list[_Device]:
     return devices
 
 
-def _bridges_by_port(ifaces: Interfaces, f: _Findings) -> dict[str, Stanza]:
+def _bridges_by_port(ifaces: Interfaces, f: Findings) -> dict[str, Stanza]:
     out: dict[str, Stanza] = {}
     for stanza in ifaces.stanzas.values():
         for attr in stanza.all("bridge-ports"):
@@ -605,15 +624,15 @@ def _vlan_aware(bridge: Stanza) -> bool:
     return attr is not None and _bool(attr.value) is True
 
 
-def _vid(attr: Attr, owner: str, f: _Findings) -> int | None:
-    value = attr.value.strip()
-    if not value.isdigit() or not 1 <= int(value) <= 4094:
-        f.error(attr.where, f"iface {owner}: {attr.name} {value!r} is not a VLAN id 1..4094")
+def _vid(attr: Attr, owner: str, f: Findings) -> int | None:
+    vid = _number(attr.value)
+    if vid is None or not 1 <= vid <= 4094:
+        f.error(attr.where, f"iface {owner}: {attr.name} {attr.value!r} is not a VLAN id 1..4094")
         return None
-    return int(value)
+    return vid
 
 
-def _access_vlan(device: Stanza, bridge: Stanza, f: _Findings) -> int | None:
+def _access_vlan(device: Stanza, bridge: Stanza, f: Findings) -> int | None:
     """The VLAN a VXLAN port carries untagged: bridge-access, else the PVID."""
     for owner, name in (
         (device, "bridge-access"),
@@ -637,14 +656,15 @@ def _vids(bridge: Stanza) -> set[int] | None:
     attrs = bridge.all("bridge-vids")
     for attr in attrs:
         for word in attr.value.split():
-            low, _, high = word.partition("-")
-            if not low.isdigit() or (high and not high.isdigit()):
+            first, _, last = word.partition("-")
+            low, high = _number(first), _number(last or first)
+            if low is None or high is None:
                 return None
-            out.update(range(int(low), int(high or low) + 1))
+            out.update(range(low, high + 1))
     return out if attrs else None
 
 
-def _vni_map(devices: list[_Device], ifaces: Interfaces, f: _Findings) -> list[VniInfo]:
+def _vni_map(devices: list[_Device], ifaces: Interfaces, f: Findings) -> list[VniInfo]:
     bridges = _bridges_by_port(ifaces, f)
     out: list[VniInfo] = []
     for d in devices:
@@ -670,7 +690,7 @@ def _vni_map(devices: list[_Device], ifaces: Interfaces, f: _Findings) -> list[V
     return sorted(out, key=lambda v: v.vni)
 
 
-def _local_tunnel_ip(d: _Device, lo: Stanza | None, f: _Findings) -> Attr | None:
+def _local_tunnel_ip(d: _Device, lo: Stanza | None, f: Findings) -> Attr | None:
     attr = _single(d.stanza, "vxlan-local-tunnelip", f)
     if attr is None and lo is not None:
         attr = lo.first("vxlan-local-tunnelip")  # ifupdown2's global default on lo
@@ -684,7 +704,7 @@ def _local_tunnel_ip(d: _Device, lo: Stanza | None, f: _Findings) -> Attr | None
 
 
 def _vtep_ip(
-    devices: list[_Device], ifaces: Interfaces, vxrd: VxrdConf, f: _Findings
+    devices: list[_Device], ifaces: Interfaces, vxrd: VxrdConf, f: Findings
 ) -> tuple[str | None, str]:
     """The VTEP address and where it came from: the devices' local tunnel IP, all equal,
     else vxrd's src_ip."""
@@ -717,7 +737,7 @@ def _vtep_ip(
     return None, ""
 
 
-def _src_ip(ifaces: Interfaces, vxrd: VxrdConf, f: _Findings) -> tuple[str, Location] | None:
+def _src_ip(ifaces: Interfaces, vxrd: VxrdConf, f: Findings) -> tuple[str, Location] | None:
     lo = ifaces.stanzas.get("lo")
     attr = lo.first("vxrd-src-ip") if lo else None
     # lo's attribute is what ifupdown2 writes into the override file on the next ifreload.
@@ -734,7 +754,7 @@ def _src_ip(ifaces: Interfaces, vxrd: VxrdConf, f: _Findings) -> tuple[str, Loca
     return ip, found[1]
 
 
-def _service_nodes(ifaces: Interfaces, vxrd: VxrdConf, f: _Findings) -> list[str]:
+def _service_nodes(ifaces: Interfaces, vxrd: VxrdConf, f: Findings) -> list[str]:
     found: list[tuple[str, Location]] = []
     setting = vxrd.get("common", "svcnode_ip")
     if setting is not None:
@@ -762,7 +782,7 @@ def _remote_vteps(ifaces: Interfaces) -> list[str]:
     return out
 
 
-def _replication(vxrd: VxrdConf, devices: list[_Device], f: _Findings) -> str:
+def _replication(vxrd: VxrdConf, devices: list[_Device], f: Findings) -> str:
     setting = vxrd.get("vxrd", "head_rep")
     head_rep = True if setting is None else _bool(setting.value)
     if setting is not None and head_rep is None:
@@ -779,17 +799,28 @@ def _replication(vxrd: VxrdConf, devices: list[_Device], f: _Findings) -> str:
     return "head-end" if head_rep else "service-node"
 
 
-def _log_level(vxrd: VxrdConf, f: _Findings) -> tuple[str, Location] | None:
+def _log_settings(vxrd: VxrdConf, f: Findings) -> list[tuple[str, str, Location]]:
+    """vxrd's logging as our keys: (key, value, where), defaults left out."""
+    out: list[tuple[str, str, Location]] = []
+    level = _log_level(vxrd, f)
+    if level is not None and level[0] != "info":
+        out.append(("log-level", *level))
+    dest = vxrd.get("common", "logdest")
+    if dest is not None and dest.value == "syslog":
+        out.append(("log-destination", "syslog", dest.where))
+    elif dest is not None and dest.value not in ("stdout", ""):
+        f.warn(
+            dest.where,
+            f"logdest {dest.value} is not carried over: give evpn-agent its own file "
+            "(log-destination: file:/PATH) if it should not log to the journal",
+        )
+    return out
+
+
+def _log_level(vxrd: VxrdConf, f: Findings) -> tuple[str, Location] | None:
     debug = vxrd.get("common", "debug")
     if debug is not None and _bool(debug.value):
         return "debug", debug.where
-    logdest = vxrd.get("common", "logdest")
-    if logdest is not None and logdest.value not in ("syslog", ""):
-        f.warn(
-            logdest.where,
-            f"logdest {logdest.value} is not carried over: evpn-agent logs to stderr "
-            "(the journal under systemd)",
-        )
     setting = vxrd.get("common", "loglevel")
     if setting is None:
         return None
@@ -953,7 +984,7 @@ def _changes(
     service_nodes: list[str],
     vxrd: VxrdConf,
 ) -> list[Change]:
-    bridges = _bridges_by_port(ifaces, _Findings())
+    bridges = _bridges_by_port(ifaces, Findings())
     lo = ifaces.stanzas.get("lo")
     out = _lnv_attr_changes(ifaces)
     for d in devices:
@@ -976,7 +1007,7 @@ def render_config(
     vtep_ip: str | None,
     vtep_origin: str,
     vnis: Sequence[VniInfo],
-    log_level: tuple[str, Location] | None,
+    log_settings: Sequence[tuple[str, str, Location]] = (),
     service_nodes: Sequence[str],
     sources: Sequence[str],
 ) -> str:
@@ -1004,8 +1035,8 @@ def render_config(
             f"#   {v.vni:<8} {v.device:<15} {v.bridge or '(no bridge)':<15} {vlan:<12} {v.where}"
         )
     lines.append(f"vnis: [{', '.join(str(v.vni) for v in vnis)}]")
-    if log_level is not None and log_level[0] != "info":
-        lines += ["", f"# From vxrd's log settings ({log_level[1]}).", f"log-level: {log_level[0]}"]
+    for key, value, where in log_settings:
+        lines += ["", f"# From vxrd's logging ({where}).", f"{key}: {value}"]
     return "\n".join(lines) + "\n"
 
 
@@ -1025,8 +1056,8 @@ def _render_reflectors(route_reflectors: Sequence[str], service_nodes: Sequence[
     ]
     if service_nodes:
         lines += [
-            f"# Hint only: the LNV service node(s) were {', '.join(service_nodes)}. A service",
-            "# node is not a route reflector unless you make it one.",
+            f"# Hint only: the LNV service node(s) were {', '.join(service_nodes)};",
+            "# a service node is not a route reflector unless you make it one.",
         ]
     return [*lines, ""]
 
@@ -1073,14 +1104,15 @@ def render_frr(local_as: int, route_reflectors: Sequence[str], vteps: Sequence[s
         "! FRR route reflector for evpn-agent VTEPs (/etc/frr/frr.conf, bgpd=yes in",
         "! /etc/frr/daemons). The same on every route reflector; set 'bgp router-id' per RR.",
         f"router bgp {local_as}",
-        "! one cluster-id on all RRs: they form one redundant cluster"
+        " ! one cluster-id on all RRs: they form one redundant cluster"
         + ("" if v4_rrs else " (an IPv4 address or a number)"),
         f" bgp cluster-id {cluster}",
         " no bgp default ipv4-unicast",
         f" neighbor {PEER_GROUP} peer-group",
         f" neighbor {PEER_GROUP} remote-as {local_as}",
         f" neighbor {PEER_GROUP} timers 3 9",
-        f"! covers the VTEP addresses seen on this host ({seen}): widen it to all VTEP loopbacks",
+        f" ! covers the VTEP addresses seen on this host ({seen});",
+        " ! widen it to the range of every VTEP's loopback",
         *(f" bgp listen range {r} peer-group {PEER_GROUP}" for r in ranges),
         " address-family l2vpn evpn",
         f"  neighbor {PEER_GROUP} activate",
