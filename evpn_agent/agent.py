@@ -8,6 +8,7 @@ event loop, and only the ``_owner`` task touches ``AgentState``.
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import re
 import sys
@@ -19,7 +20,18 @@ from evpn_agent import control, views
 from evpn_agent.config import Config
 from evpn_agent.exabgp_json import parse_line
 from evpn_agent.identity import rd_indexes, resolve
-from evpn_agent.kernel import Monitor, NetlinkWriter, QuietEchoes, dump
+from evpn_agent.kernel import (
+    AddFdb,
+    AddFlood,
+    AddNeigh,
+    DelFdb,
+    DelFlood,
+    Monitor,
+    NetlinkWriter,
+    Op,
+    QuietEchoes,
+    dump,
+)
 from evpn_agent.latency import Latency
 from evpn_agent.metrics import Metrics
 from evpn_agent.speaker import grammar
@@ -210,6 +222,8 @@ class Agent:
             return views.routes(state, request.get("type"), vni)
         if command == "show vxlans":
             return views.vxlans(state)
+        if command == "reconcile":
+            return self._reconcile(state, dry_run=bool(request.get("dry_run")))
         if command == "show counters":
             return {
                 "counters": dict(sorted(state.counters.items())),
@@ -223,6 +237,45 @@ class Agent:
                 },
             }
         raise ValueError(f"unknown command {command!r}")
+
+    async def _reconcile(self, state: AgentState, *, dry_run: bool) -> dict[str, Any]:
+        """Dump the kernel and plan against it; apply unless ``dry_run``."""
+        snapshot = await dump()
+        # Nothing below awaits: the owner task cannot interleave with this.
+        if dry_run:
+            trial = copy.deepcopy(state)
+            trial.load_snapshot(snapshot)
+            ops = trial.take_kernel_ops()
+            failed: list[str] = []
+        else:
+            state.load_snapshot(snapshot)
+            ops = state.take_kernel_ops()
+            failures = self.writer.apply(ops) if ops else []
+            state.kernel_applied(ops, [f.op for f in failures])
+            failed = [f"{f.op}: {f.message}" for f in failures]
+            self._send(state.take_bgp_lines())
+        return {
+            "dryRun": dry_run,
+            "sweeping": state.sweep_ok,
+            "ops": [describe(op) for op in ops],
+            "failed": failed,
+        }
+
+
+def describe(op: Op) -> str:
+    """An op as the ``bridge``/``ip`` command that would do the same, for people."""
+    name = type(op).__name__
+    if isinstance(op, AddFdb | DelFdb):
+        vlan = f" vlan {op.vlan}" if op.vlan is not None else ""
+        dst = f" dst {op.dst}" if isinstance(op, AddFdb) else ""
+        verb = "replace" if isinstance(op, AddFdb) else "del"
+        return f"{name}: bridge fdb {verb} {op.mac} dev if{op.ifindex}{dst}{vlan} master self"
+    if isinstance(op, AddFlood | DelFlood):
+        verb = "append" if isinstance(op, AddFlood) else "del"
+        return f"{name}: bridge fdb {verb} 00:00:00:00:00:00 dev if{op.ifindex} dst {op.dst} self"
+    if isinstance(op, AddNeigh):
+        return f"{name}: ip neigh replace {op.ip} lladdr {op.mac} dev if{op.ifindex} extern_learn"
+    return f"{name}: ip neigh del {op.ip} dev if{op.ifindex}"
 
 
 def main_core(cfg: Config) -> int:

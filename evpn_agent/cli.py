@@ -262,6 +262,37 @@ def show_counters(as_json: bool, config_path: str, socket_path: str | None) -> N
         click.echo(f"latency {name:<24} {fields}")
 
 
+@main.command()
+@click.option("--dry-run", is_flag=True, help="Print the planned changes without making them.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_socket_option
+def reconcile(dry_run: bool, as_json: bool, config_path: str, socket_path: str | None) -> None:
+    """Compare the kernel with what the agent wants now, and fix the difference.
+
+    Only entries the agent owns are touched (extern_learn entries and flood lists on its
+    VXLAN devices, extern_learn neighbours on their SVIs). Stale entries are removed only
+    once the routing table is known complete.
+
+    \b
+    Example:
+      evpn-agent reconcile --dry-run
+    """
+    data = _ask(config_path, socket_path, "reconcile", dry_run=dry_run)
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    verb = "would make" if dry_run else "made"
+    click.echo(f"reconcile {verb} {len(data['ops'])} change(s)")
+    for line in data["ops"]:
+        click.echo(f"  {line}")
+    for line in data["failed"]:
+        click.echo(f"  failed: {line}")
+    if not data["sweeping"]:
+        click.echo("  (stale entries are kept until the routing table is known complete)")
+    if data["failed"]:
+        sys.exit(1)
+
+
 register(main)
 
 if __name__ == "__main__":

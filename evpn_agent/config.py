@@ -66,6 +66,12 @@ class Config:
     # with a device or carrier, writes that failed); 0 turns it off.
     reconcile_interval: float = 60.0
     metrics_address: str | None = None  # "127.0.0.1:9600" serves Prometheus metrics
+    # When every route reflector is gone, keep what they taught us this long (seconds), so
+    # a reflector restart costs no traffic; 0 removes the routes at once.
+    route_hold_time: float = 120.0
+    # Remote MACs accepted per VNI and in all; beyond, new MACs are refused (and counted).
+    mac_limit_per_vni: int = 100_000
+    mac_limit: int = 1_000_000
     source: str = "<config>"
 
     def manages(self, vni: int) -> bool:
@@ -85,6 +91,9 @@ _KNOWN_KEYS = {
     "log-level",
     "log-destination",
     "metrics-address",
+    "route-hold-time",
+    "mac-limit-per-vni",
+    "mac-limit",
     "sweep-delay",
     "reconcile-interval",
 }
@@ -212,6 +221,9 @@ def parse(text: str, source: str = "<config>") -> Config:
         c.fail("log-level", f"{strings['log-level']!r} is not one of {', '.join(_LOG_LEVELS)}")
     sweep_delay = c.seconds("sweep-delay", doc.get("sweep-delay", 5.0), 5.0)
     reconcile = c.seconds("reconcile-interval", doc.get("reconcile-interval", 60.0), 60.0)
+    hold = c.seconds("route-hold-time", doc.get("route-hold-time", 120.0), 120.0)
+    limit_vni = c.integer("mac-limit-per-vni", doc.get("mac-limit-per-vni", 100_000), 1, 1 << 30)
+    limit = c.integer("mac-limit", doc.get("mac-limit", 1_000_000), 1, 1 << 30)
 
     if c.problems or local_as is None:
         raise ConfigError(source, c.problems)
@@ -228,6 +240,9 @@ def parse(text: str, source: str = "<config>") -> Config:
         log_level=strings["log-level"],
         log_destination=destination,
         metrics_address=metrics,
+        route_hold_time=hold,
+        mac_limit_per_vni=limit_vni or 100_000,
+        mac_limit=limit or 1_000_000,
         sweep_delay=sweep_delay,
         reconcile_interval=reconcile,
         source=source,

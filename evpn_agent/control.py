@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import logging
 import os
@@ -35,7 +36,10 @@ async def serve(path: str, handler: Handler) -> asyncio.AbstractServer:
                 request = json.loads(line[:MAX_REQUEST])
                 if not isinstance(request, dict):
                     raise ValueError("request is not an object")
-                answer = {"ok": True, "data": handler(request)}
+                result = handler(request)
+                if inspect.isawaitable(result):
+                    result = await result
+                answer = {"ok": True, "data": result}
             except (ValueError, KeyError, TypeError) as exc:
                 answer = {"ok": False, "error": str(exc)}
             writer.write(json.dumps(answer).encode() + b"\n")
@@ -54,7 +58,7 @@ async def serve(path: str, handler: Handler) -> asyncio.AbstractServer:
     return server
 
 
-def request(path: str, command: str, timeout: float = 5.0, **args: Any) -> Any:
+def request(path: str, command: str, timeout: float = 30.0, **args: Any) -> Any:
     """Ask the running agent; raises ControlError with a one-line reason."""
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:

@@ -70,6 +70,7 @@ class Rib:
         self._by_mac: dict[int, dict[str, Paths]] = {}
         self._by_ip: dict[int, dict[str, Paths]] = {}
         self._flood: dict[int, dict[str, set[PathId]]] = {}
+        self.mac_total = 0  # remote (vni, mac) keys over all VNIs, for the MAC limit
 
     # -- changes -----------------------------------------------------------------------
 
@@ -80,6 +81,15 @@ class Rib:
             self._unindex(pid, dirty)
         self.paths[pid] = route
         return self._index(pid, route, dirty)
+
+    def knows_mac(self, vni: int, mac: str) -> bool:
+        return mac in self._by_mac.get(vni, {})
+
+    def count_macs(self, vni: int) -> int:
+        return len(self._by_mac.get(vni, {}))
+
+    def peer_paths(self, peer: str) -> list[PathId]:
+        return [pid for pid in self.paths if pid[0] == peer]
 
     def withdraw(self, peer: str, key: RouteKey, dirty: Dirty) -> bool:
         pid: PathId = (peer, key)
@@ -142,7 +152,11 @@ class Rib:
         self.imported[pid] = vni
         if isinstance(route, MacRoute):
             mac = route.key.mac
-            self._by_mac.setdefault(vni, {}).setdefault(mac, {})[pid] = route
+            per_vni = self._by_mac.setdefault(vni, {})
+            if mac not in per_vni:
+                self.mac_total += 1
+                per_vni[mac] = {}
+            per_vni[mac][pid] = route
             dirty.fdb.add((vni, mac))
             ip = route.key.ip
             if ip is not None:
@@ -159,7 +173,10 @@ class Rib:
             return
         route = self.paths[pid]
         if isinstance(route, MacRoute):
+            had = route.key.mac in self._by_mac.get(vni, {})
             _discard(self._by_mac, vni, route.key.mac, pid)
+            if had and route.key.mac not in self._by_mac.get(vni, {}):
+                self.mac_total -= 1
             dirty.fdb.add((vni, route.key.mac))
             if route.key.ip is not None:
                 _discard(self._by_ip, vni, route.key.ip, pid)

@@ -62,7 +62,7 @@ from evpn_agent.local import (
     derive_vnis,
     local_mac_of,
 )
-from evpn_agent.rib import Dirty, Rib, better
+from evpn_agent.rib import Dirty, PathId, Rib, better
 from evpn_agent.targets import Importer, RouteTarget, default_export_rt, route_distinguisher
 
 log = logging.getLogger(__name__)
@@ -116,6 +116,8 @@ class AgentState:
         self.sweep_ok = False
         self.last_route_change = now
         self._touched: set[object] = set()  # kernel keys desired at some point in this run
+        self._held: set[PathId] = set()  # paths kept while no route reflector is up
+        self._held_since: float | None = None
         self._dirty = Dirty()
         self._dirty_adverts: set[AdvertKey] = set()
         self._ops: list[Op] = []
@@ -322,11 +324,13 @@ class AgentState:
                 self.peers[ev.peer] = PeerState(
                     up=False, since=now, last_error=ev.reason, downs=old.downs + 1
                 )
-                dropped = self.rib.drop_peer(ev.peer, self._dirty)
-                if dropped:
-                    log.info("dropped %d routes learned from %s", dropped, ev.peer)
+                self._peer_lost(ev.peer, now)
             elif isinstance(ev, EndOfRib):
                 self._peer(ev.peer).eor = True
+                if self._held:
+                    # A reflector's table is complete again: what it did not repeat of
+                    # the routes we held is gone.
+                    self._drop_held(f"End-of-RIB from {ev.peer}")
 
     def _peer(self, peer: str) -> PeerState:
         state = self.peers.get(peer)
@@ -336,15 +340,62 @@ class AgentState:
             state = self.peers[peer] = PeerState(up=True)
         return state
 
+    def _peer_lost(self, peer: str, now: float) -> None:
+        others_up = any(p.up for name, p in self.peers.items() if name != peer)
+        paths = self.rib.peer_paths(peer)
+        if others_up or not self.cfg.route_hold_time or not paths:
+            # Another reflector still speaks for the fabric: its copies stay.
+            dropped = self.rib.drop_peer(peer, self._dirty)
+            if dropped:
+                log.info("dropped %d routes learned from %s", dropped, peer)
+            return
+        # The last reflector is gone: keep forwarding on what we know for a while, as
+        # graceful restart would; the routes go at the hold time or when a table returns.
+        self._held.update(paths)
+        self._held_since = self._held_since or now
+        log.warning(
+            "no route reflector left: keeping %d routes for %gs",
+            len(paths),
+            self.cfg.route_hold_time,
+        )
+
+    def _drop_held(self, why: str) -> None:
+        gone = 0
+        for pid in self._held:
+            gone += self.rib.withdraw(pid[0], pid[1], self._dirty)
+        self._held.clear()
+        self._held_since = None
+        if gone:
+            log.info("removed %d held routes (%s)", gone, why)
+
     def _announced(self, peer: str, route: Route, now: float) -> None:
         if route.vtep == self.vtep_ip:
             self._reject("own-vtep", f"route {route.key} names our own VTEP {route.vtep}")
             return
+        if isinstance(route, MacRoute) and not self._within_limits(route):
+            return
         self._peer(peer).received += 1
         self.counters["routes-received"] += 1
+        if self._held:
+            self._held.discard((peer, route.key))  # repeated: no longer stale
         if not self.rib.announce(peer, route, self._dirty):
             self.counters["rejected:vni-not-local"] += 1
         self.last_route_change = now
+
+    def _within_limits(self, route: MacRoute) -> bool:
+        vni = self.importer.vni_for(route.rts)
+        if vni is None or self.rib.knows_mac(vni, route.key.mac):
+            return True  # not imported, or a MAC we already hold: no new entry
+        if self.rib.count_macs(vni) >= self.cfg.mac_limit_per_vni:
+            limit = f"VNI {vni} holds {self.cfg.mac_limit_per_vni} remote MACs (mac-limit-per-vni)"
+        elif self.rib.mac_total >= self.cfg.mac_limit:
+            limit = f"{self.cfg.mac_limit} remote MACs in all (mac-limit)"
+        else:
+            return True
+        if self.counters["rejected:mac-limit"] == 0 or log.isEnabledFor(logging.DEBUG):
+            log.warning("refusing new MAC %s: %s", route.key.mac, limit)
+        self.counters["rejected:mac-limit"] += 1
+        return False
 
     def _reject(self, reason: str, detail: str) -> None:
         self.counters[f"rejected:{reason}"] += 1
@@ -354,7 +405,9 @@ class AgentState:
     # -- time ----------------------------------------------------------------------------
 
     def tick(self, now: float) -> None:
-        """Enable the stale-entry sweep once the table is known complete."""
+        """Expire held routes; enable the stale-entry sweep once the table is complete."""
+        if self._held_since is not None and now - self._held_since >= self.cfg.route_hold_time:
+            self._drop_held(f"no route reflector for {self.cfg.route_hold_time:g}s")
         if self.sweep_ok:
             return
         up = [p for p in self.peers.values() if p.up]

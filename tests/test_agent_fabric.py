@@ -48,8 +48,14 @@ def topo() -> Iterator[Topology]:
             hosts[f"x{n}"] = fab.add_host(f"x{n}", box, 100, f"198.51.100.{n}/24")
             hosts[f"y{n}"] = fab.add_host(f"y{n}", box, 200, f"198.51.100.{100 + n}/24")
         agents = {
+            # a1 reconciles every second (drift test); a2 only on demand (reconcile test)
             b.name: fab.start_agent(
-                b, rrs=[rr], settings={"reconcile-interval": 1, "metrics-address": "127.0.0.1:9600"}
+                b,
+                rrs=[rr],
+                settings={
+                    "reconcile-interval": 1 if b is a1 else 0,
+                    "metrics-address": "127.0.0.1:9600",
+                },
             )
             for b in (a1, a2)
         }
@@ -317,3 +323,34 @@ def test_core_restart_keeps_kernel_and_session_and_withdraws_what_left(topo: Top
     assert topo.rr.evpn_peer_state(topo.a1.address) == "Established"
     assert a1_has_x3()
     wait_until(lambda: topo.hosts["x1"].ping(x3.ip), 10, "x1 -> x3 after the restart")
+
+
+def test_reconcile_command_restores_and_removes_only_ours(topo: Topology) -> None:
+    agent = topo.agents["a2"]
+    x1 = topo.hosts["x1"]
+    box = topo.a2
+    wait_until(
+        lambda: any(e.get("mac") == x1.mac and "dst" in e for e in _fdb(box, "vxlan100")),
+        20, "a2 has x1",
+    )  # fmt: skip
+    box.netns.bridge("fdb", "del", x1.mac, "dev", "vxlan100", "self")
+    bogus = "02:00:5e:99:99:99"
+    box.netns.bridge(
+        "fdb", "add", bogus, "dev", "vxlan100", "dst", "192.0.2.99", "self", "extern_learn"
+    )  # fmt: skip
+    foreign = "02:00:5e:88:88:88"  # not extern_learn: an operator's static entry, not ours
+    box.netns.bridge("fdb", "add", foreign, "dev", "vxlan100", "dst", "192.0.2.98", "self")
+
+    planned = json.loads(agent.cli("reconcile", "--dry-run", "--json"))
+    assert planned["dryRun"] and planned["sweeping"]
+    text = "\n".join(planned["ops"])
+    assert (
+        f"AddFdb: bridge fdb replace {x1.mac}" in text and f"DelFdb: bridge fdb del {bogus}" in text
+    )
+    assert foreign not in text
+    assert any(e.get("mac") == bogus for e in _fdb(box, "vxlan100")), "a dry run changes nothing"
+
+    out = agent.cli("reconcile")
+    assert "reconcile made" in out
+    macs = {e.get("mac") for e in _fdb(box, "vxlan100")}
+    assert x1.mac in macs and bogus not in macs and foreign in macs

@@ -59,9 +59,16 @@ def learned(mac: str = HOST_MAC, vlan: int | None = None, state: int = NUD_REACH
 
 
 def make(
-    *, vlan_aware: bool = False, fdb: tuple[FdbEntry, ...] = (), sweep_delay: float = 0
+    *,
+    vlan_aware: bool = False,
+    fdb: tuple[FdbEntry, ...] = (),
+    sweep_delay: float = 0,
+    extra: str = "",
 ) -> AgentState:
-    cfg = parse(f"local-as: 65000\nroute-reflectors: [{RR}]\nsweep-delay: {sweep_delay}\n")
+    cfg = parse(
+        f"local-as: 65000\nroute-reflectors: [{RR}, 192.0.2.2]\nsweep-delay: {sweep_delay}\n"
+        + extra
+    )
     state = AgentState(cfg, router_id=ME, vtep_ip=ME, rd_index={}, now=0.0)
     state.load_snapshot(KernelSnapshot(links(vlan_aware=vlan_aware), fdb, ()))  # type: ignore[arg-type]
     return state
@@ -189,11 +196,53 @@ def test_own_vtep_as_next_hop_is_rejected() -> None:
 
 
 def test_session_loss_removes_exactly_what_it_installed() -> None:
-    state = make()
+    state = make(extra="route-hold-time: 0\n")
     state.on_bgp([SessionUp(RR), RouteAnnounced(RR, mac_route()), RouteAnnounced(RR, imet())], 1)
     flush(state)
     state.on_bgp([SessionDown(RR, "hold timer expired")], 2)
     assert set(flush(state)) == {DelFdb(VX, REMOTE_MAC, None), DelFlood(VX, "192.0.2.22")}
+
+
+RR2 = "192.0.2.2"
+
+
+def test_two_reflectors_then_none_holds_routes_for_the_hold_time() -> None:
+    state = make(extra="route-hold-time: 30\n")
+    both = [RouteAnnounced(rr, r) for rr in (RR, RR2) for r in (mac_route(), imet())]
+    state.on_bgp([SessionUp(RR), SessionUp(RR2), *both], 1)
+    assert len(flush(state)) == 2
+    state.on_bgp([SessionDown(RR, "stopped")], 2)
+    assert flush(state) == []  # RR2 still holds every route
+    state.on_bgp([SessionDown(RR2, "stopped")], 3)
+    state.tick(20)
+    assert flush(state) == []  # no reflector left: keep forwarding for the hold time
+    state.tick(34)
+    assert set(flush(state)) == {DelFdb(VX, REMOTE_MAC, None), DelFlood(VX, "192.0.2.22")}
+
+
+def test_reflector_back_keeps_what_it_repeats_and_drops_the_rest() -> None:
+    state = make()
+    other = mac_route(mac="02:00:5e:00:00:33")
+    state.on_bgp([SessionUp(RR), *(RouteAnnounced(RR, r) for r in (mac_route(), other, imet()))], 1)
+    flush(state)
+    state.on_bgp([SessionDown(RR, "peer reset")], 2)
+    assert flush(state) == []
+    state.on_bgp([SessionUp(RR), RouteAnnounced(RR, mac_route()), RouteAnnounced(RR, imet())], 3)
+    assert flush(state) == []  # the same routes again: nothing to rewrite
+    state.on_bgp([EndOfRib(RR)], 4)
+    assert flush(state) == [DelFdb(VX, "02:00:5e:00:00:33", None)]
+
+
+def test_mac_limits_refuse_new_macs_and_keep_existing() -> None:
+    state = make(extra="mac-limit-per-vni: 2\n")
+    macs = [mac_route(mac=f"02:00:5e:00:01:{i:02x}") for i in range(4)]
+    state.on_bgp([RouteAnnounced(RR, r) for r in macs], 1)
+    assert len(flush(state)) == 2
+    assert state.counters["rejected:mac-limit"] == 2
+    # An update of a MAC already held is no new entry: accepted.
+    state.on_bgp([RouteAnnounced(RR, mac_route(mac=macs[0].key.mac, vtep="192.0.2.23", seq=1))], 2)
+    assert flush(state) == [AddFdb(VX, macs[0].key.mac, "192.0.2.23", None)]
+    assert state.counters["rejected:mac-limit"] == 2
 
 
 def test_stale_entries_wait_for_a_complete_table() -> None:

@@ -15,7 +15,7 @@ import logging
 import os
 import struct
 import sys
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any
 
 from evpn_agent.speaker import grammar
@@ -39,6 +39,18 @@ ENVIRONMENT_DEFAULTS = {
     # one log line per BGP message received or sent: far too much under bulk.
     "exabgp_log_statistics": "false",
 }
+
+
+# How a type 3 of an IPv6 VTEP carries its PMSI tunnel identifier (ingress replication):
+# "rfc": the 16-byte address (RFC 6514 section 5, 21-byte attribute). FRR up to at least
+# 8.4 (and 9.x) refuses any ingress-replication PMSI but the 9-byte IPv4 form and resets
+# the session ("Bad PMSI tunnel attribute length 21 for IR", NOTIFICATION 3/5).
+# "frr-compat": that 9-byte form with tunnel identifier 0.0.0.0, which FRR reflects;
+# receivers then take the VTEP from the route's originating router IP, as FRR does.
+# IPv4 VTEPs are encoded the same either way.
+PMSI_IPV6_ENV = "EVPN_AGENT_PMSI_IPV6"
+PMSI_IPV6_FORMS = ("rfc", "frr-compat")
+pmsi_ipv6_form = "rfc"
 
 
 def environment_defaults(euid: int | None = None) -> dict[str, str]:
@@ -106,12 +118,20 @@ def _exa_ip(address: grammar.IPAddress) -> Any:
     return IP.create(str(address))
 
 
+def _pmsi_tunnel_bytes(tunnel: grammar.IPAddress, form: str) -> bytes:
+    """The tunnel identifier as sent: the address, or 0.0.0.0 for IPv6 in frr-compat."""
+    if tunnel.version == 6 and form == "frr-compat":
+        return bytes(4)
+    return tunnel.packed
+
+
 @functools.lru_cache(maxsize=4096)
 def _attributes(
     label: int,
     route_targets: tuple[grammar.RouteTarget, ...],
     mobility: grammar.MacMobility | None,
     pmsi_tunnel: grammar.IPAddress | None,
+    pmsi_form: str = "rfc",
 ) -> Any:
     """Path attributes for an announce; cached because many routes share them.
 
@@ -138,11 +158,14 @@ def _attributes(
     if pmsi_tunnel is not None:
         # FRR installs no flood entry for a type 3 without PMSI ingress replication.
         # raw_label: the VNI is a raw 24-bit value, not an MPLS label (RFC 8365).
+        # tunnel: given packed, so an IPv6 address is sent as its 16 bytes (ExaBGP would
+        # otherwise pack the string as IPv4).
+        tunnel = _pmsi_tunnel_bytes(pmsi_tunnel, pmsi_form)
         attributes.add(
             PMSIIngressReplication(
-                str(pmsi_tunnel),
+                str(pmsi_tunnel) if len(tunnel) == len(pmsi_tunnel.packed) else "0.0.0.0",
                 label=label >> 4,
-                tunnel=pmsi_tunnel.packed,
+                tunnel=tunnel,
                 raw_label=label,
             )
         )
@@ -182,7 +205,7 @@ def build_change(cmd: grammar.Command) -> Any:
         mobility = None
     nlri.action = Action.ANNOUNCE if announce else Action.WITHDRAW
     if announce:
-        attributes = _attributes(cmd.label, cmd.route_targets, mobility, pmsi)
+        attributes = _attributes(cmd.label, cmd.route_targets, mobility, pmsi, pmsi_ipv6_form)
     else:
         attributes = _no_attributes()
     return Change(nlri, attributes)
@@ -304,6 +327,61 @@ def handle(api: Any, reactor: Any, service: str, line: str, use_json: bool) -> b
     return True
 
 
+# ---------------------------------------------------------------- IPv6 underlay
+# ExaBGP 5.0.15 builds and decodes IPv6 addresses inside EVPN NLRIs, but two places around
+# them know IPv4 VTEPs only. Taught here, in the running process, before ExaBGP's main:
+# its files on disk stay as released.
+
+
+@functools.cache
+def _ingress_replication_any_family() -> type:
+    """PMSI.unpack's class for tunnel type 6: 4-byte tunnels exactly as ExaBGP decodes
+    them, 16-byte tunnels as IPv6 (ExaBGP's own class declares 4 bytes, so it handed
+    them to its generic form, which drops the VNI and prints the address in hex)."""
+    from exabgp.bgp.message.update.attribute.pmsi import PMSI, PMSIIngressReplication
+    from exabgp.protocol.ip import IPv6
+
+    class IngressReplicationAnyFamily(PMSIIngressReplication):  # type: ignore[misc]
+        TUNNEL_SIZE = -1  # PMSI.unpack then passes every length here: decided below
+
+        @classmethod
+        def unpack(cls, tunnel: bytes, label: int, flags: int, raw_label: int) -> Any:
+            # Instances are ExaBGP's own class, so repr, pack and equality stay ExaBGP's.
+            if len(tunnel) == 16:
+                return PMSIIngressReplication(IPv6.ntop(tunnel), label, flags, tunnel, raw_label)
+            if len(tunnel) == PMSIIngressReplication.TUNNEL_SIZE:
+                return PMSIIngressReplication.unpack(tunnel, label, flags, raw_label)
+            return PMSI.pmsi_unknown(cls.TUNNEL_TYPE, tunnel, label, flags, raw_label)
+
+    return IngressReplicationAnyFamily
+
+
+def teach_ipv6_underlay() -> None:
+    """Let ExaBGP receive EVPN routes of IPv6 VTEPs (idempotent; IPv4 is unchanged).
+
+    - MP_REACH_NLRI next hop: ExaBGP accepts 4 bytes only for l2vpn evpn and ends the
+      session (NOTIFICATION 3/9) on the 16-byte next hop of an IPv6 VTEP (RFC 8365
+      section 5.1.3: the next hop is the VTEP, IPv4 or IPv6).
+    - PMSI ingress replication with a 16-byte tunnel identifier: decoded as IPv6, the
+      JSON string then reads ``pmsi:ingressreplication:0:6(100):2001:db8::21``.
+    """
+    from exabgp.bgp.message.update.attribute.pmsi import PMSI, PMSIIngressReplication
+    from exabgp.protocol.family import AFI, SAFI, Family
+
+    Family.size[(AFI.l2vpn, SAFI.evpn)] = ((4, 16), 0)
+    PMSI._pmsi_known[PMSIIngressReplication.TUNNEL_TYPE] = _ingress_replication_any_family()
+
+
+def configure_pmsi_ipv6(environ: Mapping[str, str] | None = None) -> str:
+    """Set :data:`pmsi_ipv6_form` from ``EVPN_AGENT_PMSI_IPV6``; ValueError if unknown."""
+    global pmsi_ipv6_form
+    form = (os.environ if environ is None else environ).get(PMSI_IPV6_ENV, "rfc")
+    if form not in PMSI_IPV6_FORMS:
+        raise ValueError(f"{PMSI_IPV6_ENV}={form!r}: use one of {', '.join(PMSI_IPV6_FORMS)}")
+    pmsi_ipv6_form = form
+    return form
+
+
 def register() -> None:
     """Add the EVPN commands to ExaBGP's registry (idempotent)."""
     from exabgp.reactor.api.command.command import Command
@@ -332,6 +410,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if args else 2
     _configure_logging()
     apply_environment()
+    try:
+        configure_pmsi_ipv6()
+    except ValueError as exc:
+        sys.stderr.write(f"{exc}\n")
+        return 2
+    teach_ipv6_underlay()
     register()
 
     from exabgp.application.main import main as exabgp_main
