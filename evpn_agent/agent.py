@@ -154,7 +154,7 @@ class Agent:
                         update_times.append(float(found.group(1)))
                 elif kind == "kernel":
                     batch, arrived = payload
-                    if not state.on_kernel(batch):
+                    if not state.on_kernel(batch, now):
                         log.warning("netlink events were lost: resynchronising from a full dump")
                         resync = True
                     kernel_arrival = arrived if kernel_arrival is None else kernel_arrival
@@ -222,6 +222,10 @@ class Agent:
             return views.routes(state, request.get("type"), vni)
         if command == "show vxlans":
             return views.vxlans(state)
+        if command == "clear duplicate":
+            cleared = state.clear_duplicate(vni, request.get("mac"))
+            self._flush(state)
+            return [{"vni": v, "mac": m} for v, m in cleared]
         if command == "reconcile":
             return self._reconcile(state, dry_run=bool(request.get("dry_run")))
         if command == "show counters":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -148,6 +149,16 @@ def _ask(config_path: str, socket_path: str | None, command: str, **args: Any) -
 
 
 VNI = click.IntRange(1, (1 << 24) - 1)
+_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+
+
+def _mac_option(mac: str | None) -> str | None:
+    if mac is None:
+        return None
+    norm = mac.strip().lower().replace("-", ":")
+    if not _MAC.match(norm):
+        raise click.BadParameter(f"{mac!r} is not a MAC address", param_hint="--mac")
+    return norm
 
 
 def _emit(data: Any, as_json: bool, text: Any) -> None:
@@ -189,10 +200,7 @@ def show_mac(
     vni: int | None, mac: str | None, as_json: bool, config_path: str, socket_path: str | None
 ) -> None:
     """Local and remote MACs with interface or VTEP, VLAN and mobility sequence numbers."""
-    if mac is not None:
-        mac = mac.strip().lower().replace("-", ":")
-        if len(mac) != 17 or any(len(p) != 2 for p in mac.split(":")):
-            raise click.BadParameter(f"{mac!r} is not a MAC address", param_hint="--mac")
+    mac = _mac_option(mac)
     _emit(_ask(config_path, socket_path, "show mac", vni=vni, mac=mac), as_json, show_text.macs)
 
 
@@ -260,6 +268,31 @@ def show_counters(as_json: bool, config_path: str, socket_path: str | None) -> N
     for name, summary in data["latency"].items():
         fields = " ".join(f"{k}={v}" for k, v in summary.items())
         click.echo(f"latency {name:<24} {fields}")
+
+
+@main.group()
+def clear() -> None:
+    """Clear state in the running agent."""
+
+
+@clear.command("duplicate")
+@click.argument("vni", required=False, type=VNI)
+@click.option("--mac", "mac", help="Only this MAC.")
+@_socket_option
+def clear_duplicate(
+    vni: int | None, mac: str | None, config_path: str, socket_path: str | None
+) -> None:
+    """Forget duplicate-address marks, so frozen MACs are followed and advertised again.
+
+    \b
+    Example:
+      evpn-agent clear duplicate 100 --mac 02:00:5e:00:00:01
+    """
+    mac = _mac_option(mac)
+    cleared = _ask(config_path, socket_path, "clear duplicate", vni=vni, mac=mac)
+    click.echo(f"cleared {len(cleared)} duplicate MAC(s)")
+    for item in cleared:
+        click.echo(f"  VNI {item['vni']} {item['mac']}")
 
 
 @main.command()

@@ -6,6 +6,7 @@ Register them on the main group with :func:`register`.
 from __future__ import annotations
 
 import dataclasses
+import math
 import glob
 import ipaddress
 import json
@@ -170,6 +171,17 @@ def effective(cfg: Config, *, show_secrets: bool = False) -> dict[str, Any]:
             value = sorted(value) if value is not None else None
         elif f.name == "route_targets":
             value = _targets(cfg)
+        elif f.name == "duplicate_detection":
+            freeze = value.freeze
+            value = {
+                "max-moves": value.max_moves,
+                "time": value.window,
+                "freeze": "off"
+                if freeze is None
+                else "permanent"
+                if math.isinf(freeze)
+                else freeze,
+            }
         doc[f.name.replace("_", "-")] = value
     return doc
 

@@ -7,6 +7,7 @@ reported together, so an operator fixes the file in one pass.
 from __future__ import annotations
 
 import ipaddress
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from evpn_agent.dad import DadSettings
 from evpn_agent.targets import RouteTarget, parse_route_target
 
 DEFAULT_SOCKET = "/run/evpn-agent/evpn-agent.sock"
@@ -72,6 +74,7 @@ class Config:
     # Remote MACs accepted per VNI and in all; beyond, new MACs are refused (and counted).
     mac_limit_per_vni: int = 100_000
     mac_limit: int = 1_000_000
+    duplicate_detection: DadSettings = field(default_factory=DadSettings)
     source: str = "<config>"
 
     def manages(self, vni: int) -> bool:
@@ -94,6 +97,7 @@ _KNOWN_KEYS = {
     "route-hold-time",
     "mac-limit-per-vni",
     "mac-limit",
+    "duplicate-detection",
     "sweep-delay",
     "reconcile-interval",
 }
@@ -224,6 +228,7 @@ def parse(text: str, source: str = "<config>") -> Config:
     hold = c.seconds("route-hold-time", doc.get("route-hold-time", 120.0), 120.0)
     limit_vni = c.integer("mac-limit-per-vni", doc.get("mac-limit-per-vni", 100_000), 1, 1 << 30)
     limit = c.integer("mac-limit", doc.get("mac-limit", 1_000_000), 1, 1 << 30)
+    dad = _dad(c, doc.get("duplicate-detection", {}))
 
     if c.problems or local_as is None:
         raise ConfigError(source, c.problems)
@@ -243,10 +248,34 @@ def parse(text: str, source: str = "<config>") -> Config:
         route_hold_time=hold,
         mac_limit_per_vni=limit_vni or 100_000,
         mac_limit=limit or 1_000_000,
+        duplicate_detection=dad,
         sweep_delay=sweep_delay,
         reconcile_interval=reconcile,
         source=source,
     )
+
+
+def _dad(c: _Checker, value: object) -> DadSettings:
+    path = "duplicate-detection"
+    if not isinstance(value, dict):
+        c.fail(path, "expected a mapping with max-moves, time and freeze")
+        return DadSettings()
+    c.unknown_keys(path, value, {"max-moves", "time", "freeze"})
+    moves = c.integer(f"{path}.max-moves", value.get("max-moves", 5), 2, 1000) or 5
+    window = c.seconds(f"{path}.time", value.get("time", 180), 180.0)
+    freeze_value = value.get("freeze", False)
+    freeze: float | None
+    if freeze_value is False or freeze_value == "off":
+        freeze = None
+    elif freeze_value == "permanent":
+        freeze = math.inf
+    else:
+        freeze = c.seconds(f"{path}.freeze", freeze_value, 0.0) or None
+        if freeze_value is True or freeze is None:
+            c.fail(
+                f"{path}.freeze", f"expected off, permanent or seconds > 0, got {freeze_value!r}"
+            )
+    return DadSettings(moves, window, freeze)
 
 
 def _host_port(c: _Checker, path: str, value: object) -> str | None:

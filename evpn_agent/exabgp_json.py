@@ -174,20 +174,10 @@ def _announced(peer: str, nexthop: str, nlri: Any, attrs: _Attributes) -> BgpEve
             raise Rejected("unsupported-pmsi", f"{_describe(key)}: {attrs.pmsi!r}")
         raw = match.group(4)
         vni = _checked_vni(int(raw) if raw is not None else 0)
-        vtep = _unicast(_pmsi_tunnel(match.group(5)) or key.origin, "martian-nexthop", key)
+        vtep = _unicast(match.group(5) or key.origin, "martian-nexthop", key)
         return RouteAnnounced(peer, ImetRoute(key, vni, vtep, attrs.rts))
     except Rejected as exc:
         return RouteRejected(peer, exc.reason, exc.detail)
-
-
-def _pmsi_tunnel(text: str) -> str:
-    """The PMSI tunnel identifier, or "" when it names no VTEP: the route's originating
-    router IP applies then. An IPv6 VTEP sent through FRR up to 9.x carries 0.0.0.0
-    there (FRR refuses the 16-byte identifier; see evpn_agent.speaker.launcher)."""
-    try:
-        return "" if ipaddress.ip_address(text).is_unspecified else text
-    except ValueError:
-        return text  # not an address: _unicast rejects it with the reason
 
 
 def _key(nlri: Any) -> MacKey | ImetKey:

@@ -63,14 +63,14 @@ def macs(data: dict[str, Any]) -> str:
         rows = []
         for mac, m in block["macs"].items():
             where = m.get("intf") if m["type"] == "local" else m.get("remoteVtep")
-            flags = "S" if m.get("sticky") else ""
+            flags = ("S" if m.get("sticky") else "") + ("D" if m.get("isDuplicate") else "")
             rows.append(
                 (mac, m["type"], flags, where, m.get("vlan"),
                  f"{m['localSequence']}/{m['remoteSequence']}")
             )  # fmt: skip
         out.append(table(("MAC", "Type", "Flags", "Intf/Remote VTEP", "VLAN", "Seq #'s"), rows))
         out.append("")
-    out.append("Flags: S=sticky (static)")
+    out.append("Flags: S=sticky (static), D=duplicate (moved too often)")
     return "\n".join(out)
 
 
@@ -78,7 +78,7 @@ def neighbours(data: dict[str, Any]) -> str:
     out = []
     for vni, block in data.items():
         entries = {k: v for k, v in block.items() if k != "numArpNd"}
-        out.append(f"VNI {vni} #ARP (IPv4 and IPv6, remote) {block['numArpNd']}\n")
+        out.append(f"VNI {vni} #ARP (IPv4 and IPv6, local and remote) {block['numArpNd']}\n")
         rows = [
             (ip, n["type"], n["state"], n["mac"], n.get("remoteVtep"),
              f"{n['localSequence']}/{n['remoteSequence']}")

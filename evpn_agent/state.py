@@ -28,6 +28,7 @@ from evpn_agent.bgp_events import (
     SessionUp,
 )
 from evpn_agent.config import Config
+from evpn_agent.dad import DuplicateDetector
 from evpn_agent.kernel import (
     FdbEntry,
     FdbRemoved,
@@ -55,6 +56,8 @@ from evpn_agent.kernel.ops import (
 from evpn_agent.local import (
     NTF_EXT_LEARNED,
     NTF_SELF,
+    NUD_FAILED,
+    NUD_INCOMPLETE,
     Link,
     LocalFdbKey,
     LocalMac,
@@ -117,6 +120,9 @@ class AgentState:
         self.last_route_change = now
         self._touched: set[object] = set()  # kernel keys desired at some point in this run
         self._held: set[PathId] = set()  # paths kept while no route reflector is up
+        self.dad = DuplicateDetector(cfg.duplicate_detection)
+        self.local_neigh: dict[tuple[int, str], str] = {}  # (svi, ip) -> MAC, learned here
+        self._now = now
         self._held_since: float | None = None
         self._dirty = Dirty()
         self._dirty_adverts: set[AdvertKey] = set()
@@ -134,14 +140,17 @@ class AgentState:
         self._relink()
         self.mirror = Mirror()
         self.local_fdb.clear()
+        self.local_neigh.clear()
         for fdb in snap.fdb:
             self._fdb_seen(fdb)
         for neigh in snap.neigh:
             self._neigh_seen(neigh)
         self._mark_everything()
 
-    def on_kernel(self, events: Iterable[KernelEvent]) -> bool:
+    def on_kernel(self, events: Iterable[KernelEvent], now: float | None = None) -> bool:
         """Apply monitor events; False means events were lost and a dump is needed."""
+        if now is not None:
+            self._now = now
         relink = False
         for ev in events:
             if isinstance(ev, FdbUpdated):
@@ -211,13 +220,42 @@ class AgentState:
             self._local_changed(vni, entry.mac, learned=False)
 
     def _neigh_seen(self, entry: NeighEntry) -> None:
-        if entry.ifindex in self._svis and entry.flags & NTF_EXT_LEARNED and entry.mac:
-            self.mirror.neigh[(entry.ifindex, entry.ip)] = entry.mac
+        vni = self._svis.get(entry.ifindex)
+        if vni is None:
+            return
+        key = (entry.ifindex, entry.ip)
+        if entry.flags & NTF_EXT_LEARNED:
+            if entry.mac:
+                self.mirror.neigh[key] = entry.mac
+        elif entry.mac and not entry.state & (NUD_INCOMPLETE | NUD_FAILED):
+            # A binding learned here (ARP/ND on the SVI). STALE still counts: the route
+            # stays until the kernel really deletes the entry.
+            old = self.local_neigh.get(key)
+            if old != entry.mac:
+                self.local_neigh[key] = entry.mac
+                self._dirty_adverts.add((vni, entry.mac, entry.ip))
+                if old is not None:  # the IP moved to another MAC
+                    self._dirty_adverts.add((vni, old, entry.ip))
+        else:
+            self._local_neigh_gone(vni, key)
 
     def _neigh_gone(self, entry: NeighEntry) -> None:
         vni = self._svis.get(entry.ifindex)
-        if vni is not None and self.mirror.neigh.pop((entry.ifindex, entry.ip), ""):
+        if vni is None:
+            return
+        if self.mirror.neigh.pop((entry.ifindex, entry.ip), ""):
             self._dirty.neigh.add((vni, entry.ip))
+        self._local_neigh_gone(vni, (entry.ifindex, entry.ip))
+
+    def _local_neigh_gone(self, vni: int, key: tuple[int, str]) -> None:
+        mac = self.local_neigh.pop(key, None)
+        if mac is not None:
+            self._dirty_adverts.add((vni, mac, key[1]))
+
+    def _ips_of(self, lv: LocalVni, mac: str) -> list[str]:
+        return [
+            ip for (svi, ip), m in self.local_neigh.items() if m == mac and svi == lv.svi_ifindex
+        ]
 
     def _local_changed(self, vni: int, mac: str, *, learned: bool) -> None:
         key = (vni, mac)
@@ -225,10 +263,20 @@ class AgentState:
             # RFC 7432 s15: a MAC learned while a remote route exists moves here with seq+1.
             best = self.rib.best_mac(vni, mac)
             self.local_seq[key] = best.seq + 1 if best is not None else 0
+            if best is not None:
+                self._moved(vni, mac, "this VTEP")
         elif not learned:
             self.local_seq.pop(key, None)
         self._dirty.fdb.add(key)
         self._dirty_adverts.add((vni, mac, None))
+        lv = self.vnis.get(vni)
+        if lv is not None:
+            self._dirty_adverts.update((vni, mac, ip) for ip in self._ips_of(lv, mac))
+
+    def _moved(self, vni: int, mac: str, where: str) -> None:
+        self.counters["mac-moves"] += 1
+        if self.dad.moved((vni, mac), self._now, where):
+            self.counters["duplicate-macs"] += 1
 
     # -- VNIs ----------------------------------------------------------------------------
 
@@ -297,6 +345,7 @@ class AgentState:
     # -- inputs: BGP ---------------------------------------------------------------------
 
     def on_bgp(self, events: Iterable[BgpEvent], now: float) -> None:
+        self._now = now
         for ev in events:
             if isinstance(ev, RouteAnnounced):
                 self._announced(ev.peer, ev.route, now)
@@ -406,6 +455,11 @@ class AgentState:
 
     def tick(self, now: float) -> None:
         """Expire held routes; enable the stale-entry sweep once the table is complete."""
+        self._now = now
+        for vni, mac in self.dad.expire(now):
+            log.info("MAC %s in VNI %d: freeze over, followed again", mac, vni)
+            self._dirty.fdb.add((vni, mac))
+            self._dirty_adverts.add((vni, mac, None))
         if self._held_since is not None and now - self._held_since >= self.cfg.route_hold_time:
             self._drop_held(f"no route reflector for {self.cfg.route_hold_time:g}s")
         if self.sweep_ok:
@@ -436,8 +490,8 @@ class AgentState:
 
     def _plan_fdb(self, vni: int, mac: str, ops: list[Op]) -> None:
         lv = self.vnis.get(vni)
-        if lv is None:
-            return
+        if lv is None or self.dad.frozen((vni, mac), self._now):
+            return  # a frozen duplicate keeps its last entry
         want: str | None = None
         best = self.rib.best_mac(vni, mac)
         if best is not None:
@@ -451,6 +505,8 @@ class AgentState:
         if want is not None:
             self._touched.add(key)
             if want != have:
+                if have is not None:
+                    self._moved(vni, mac, want)
                 ops.append(AddFdb(lv.vxlan_ifindex, mac, want, lv.vlan))
         elif have is not None and (self.sweep_ok or key in self._touched):
             ops.append(DelFdb(lv.vxlan_ifindex, mac, lv.vlan))
@@ -499,7 +555,8 @@ class AgentState:
         log.info("MAC %s in VNI %d moved to VTEP %s (seq %d)", mac, lv.vni, best.vtep, best.seq)
         self.local_fdb.pop((lv.bridge_ifindex, lv.vlan, mac), None)
         self.local_seq.pop((lv.vni, mac), None)
-        self.counters["mac-moved-away"] += 1
+        self._dirty_adverts.update((lv.vni, mac, ip) for ip in self._ips_of(lv, mac))
+        self._moved(lv.vni, mac, best.vtep)
 
     def kernel_applied(self, ops: Sequence[Op], failed: Iterable[Op]) -> None:
         """Record acked writes in the mirror; failed ops stay dirty for the next round."""
@@ -530,12 +587,14 @@ class AgentState:
         return lines
 
     def _desired_advert(self, key: AdvertKey) -> ImetAdvert | MacAdvert | None:
-        vni, mac, _ip = key
+        vni, mac, ip = key
         lv = self.vnis.get(vni)
         if lv is None:
             return None
         local = self._local_mac(lv, mac) if mac else None
-        if mac and local is None:
+        if mac and (local is None or self.dad.frozen((vni, mac), self._now)):
+            return None
+        if ip is not None and self.local_neigh.get((lv.svi_ifindex or -1, ip)) != mac:
             return None
         rd = route_distinguisher(self.router_id, self.rd_index.get(vni, vni & 0xFFFF))
         rts = self.export_rts(vni)
@@ -545,7 +604,7 @@ class AgentState:
         if best is not None and not self._local_wins(vni, mac, local, best):
             return None
         seq = self.local_seq.get((vni, mac), 0)
-        return MacAdvert(rd, vni, mac, None, self.vtep_ip, rts, seq, local.static)
+        return MacAdvert(rd, vni, mac, ip, self.vtep_ip, rts, seq, local.static)
 
     def export_rts(self, vni: int) -> tuple[RouteTarget, ...]:
         override = self.cfg.route_targets.get(vni)
@@ -570,6 +629,10 @@ class AgentState:
             local_vni = self._vni_of_bridge.get((bridge, vlan))
             if local_vni is not None:
                 self._local_changed(local_vni, mac, learned=True)
+        for (svi, ip), mac in self.local_neigh.items():
+            neigh_vni = self._svis.get(svi)
+            if neigh_vni is not None:
+                self._dirty_adverts.add((neigh_vni, mac, ip))
         for key in self.adverts.sent:
             self._dirty_adverts.add(key)
 
@@ -578,6 +641,18 @@ class AgentState:
         return frozenset(self._vni_by_vxlan), frozenset(self._svis)
 
     # -- views ---------------------------------------------------------------------------
+
+    def clear_duplicate(self, vni: int | None, mac: str | None) -> list[tuple[int, str]]:
+        """Forget duplicate marks (all, one VNI's, or one MAC's); returns what was cleared."""
+        keys = [
+            k for k in list(self.dad.duplicates)
+            if (vni is None or k[0] == vni) and (mac is None or k[1] == mac)
+        ]  # fmt: skip
+        for key in keys:
+            self.dad.clear(key)
+            self._dirty.fdb.add(key)
+            self._dirty_adverts.add((key[0], key[1], None))
+        return keys
 
     def vni_of_bridge(self, bridge: int, vlan: int | None) -> int | None:
         return self._vni_of_bridge.get((bridge, vlan))

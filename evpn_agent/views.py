@@ -82,8 +82,8 @@ def macs(state: AgentState, only: int | None = None, mac: str | None = None) -> 
                 "localSequence": state.local_seq.get((vni, m), 0),
                 "remoteSequence": best.seq if best else 0,
                 "sticky": static,
-                "detectionCount": 0,
-                "isDuplicate": False,
+                "detectionCount": state.dad.count((vni, m)),
+                "isDuplicate": (vni, m) in state.dad.duplicates,
             }
         for m, paths in sorted(state.rib.remote_macs(vni).items()):
             if m in table:
@@ -98,8 +98,8 @@ def macs(state: AgentState, only: int | None = None, mac: str | None = None) -> 
                 "localSequence": 0,
                 "remoteSequence": best.seq,
                 "sticky": best.sticky,
-                "detectionCount": 0,
-                "isDuplicate": False,
+                "detectionCount": state.dad.count((vni, m)),
+                "isDuplicate": (vni, m) in state.dad.duplicates,
             }
         if mac is not None:
             table = {k: v for k, v in table.items() if k == mac}
@@ -114,9 +114,22 @@ def neighbours(state: AgentState, only: int | None = None) -> dict[str, Any]:
         if only is not None and vni != only:
             continue
         table: dict[str, Any] = {}
+        svi = state.vnis[vni].svi_ifindex
+        for (ifindex, ip), mac in sorted(state.local_neigh.items()):
+            if ifindex != svi:
+                continue
+            table[ip] = {
+                "type": "local",
+                "state": "active" if (vni, mac, ip) in state.adverts.sent else "inactive",
+                "mac": mac,
+                "localSequence": state.local_seq.get((vni, mac), 0),
+                "remoteSequence": 0,
+                "detectionCount": 0,
+                "isDuplicate": False,
+            }
         for ip, paths in sorted(state.rib.remote_ips(vni).items()):
             best = best_of(paths.values())
-            if best is None:
+            if best is None or ip in table:
                 continue
             table[ip] = {
                 "type": "remote",

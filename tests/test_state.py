@@ -29,6 +29,9 @@ from evpn_agent.kernel import (
     KernelSnapshot,
     LinkRemoved,
     LinkUpdated,
+    NeighEntry,
+    NeighRemoved,
+    NeighUpdated,
     OtherLink,
     VxlanDevice,
 )
@@ -318,3 +321,70 @@ def test_vxlan_device_down_and_up_rewrites_our_entries() -> None:
     assert flush(state) == [AddFdb(VX, REMOTE_MAC, "192.0.2.22", None)]
     state.on_kernel([LinkUpdated(VxlanDevice(VX, "vxlan100", 100, ME, BR, False, True))])
     assert flush(state) == []
+
+
+SVI_IP = "198.51.100.21"
+
+
+def local_neigh(ip: str = SVI_IP, mac: str = HOST_MAC, state: int = NUD_REACHABLE) -> NeighEntry:
+    return NeighEntry(BR, ip, mac, 0, state, None)
+
+
+def test_local_mac_ip_is_advertised_and_follows_the_kernel() -> None:
+    state = make(fdb=(learned(),))
+    state.take_bgp_lines()
+    state.on_kernel([NeighUpdated(local_neigh())])
+    [line] = state.take_bgp_lines()
+    assert line == (
+        f"announce evpn mac rd {ME}:100 mac {HOST_MAC} ip {SVI_IP} label 100 "
+        f"next-hop {ME} rt 65000:100"
+    )
+    state.on_kernel([NeighUpdated(local_neigh(state=0x04))])  # STALE: the route stays
+    assert state.take_bgp_lines() == []
+    # The IP moves to another local MAC: the old binding is withdrawn, the new announced.
+    other = "02:00:5e:00:00:31"
+    state.on_kernel([FdbUpdated(learned(mac=other)), NeighUpdated(local_neigh(mac=other))])
+    lines = sorted(state.take_bgp_lines())
+    assert any(f"withdraw evpn mac rd {ME}:100 mac {HOST_MAC} ip {SVI_IP}" in x for x in lines)
+    assert any(f"announce evpn mac rd {ME}:100 mac {other} ip {SVI_IP}" in x for x in lines)
+    state.on_kernel([NeighRemoved(local_neigh(mac=other))])
+    [line] = state.take_bgp_lines()
+    assert line.startswith(f"withdraw evpn mac rd {ME}:100 mac {other} ip {SVI_IP}")
+
+
+def test_neighbour_of_a_remote_mac_is_not_advertised() -> None:
+    state = make()
+    state.take_bgp_lines()
+    state.on_kernel([NeighUpdated(local_neigh(mac=REMOTE_MAC))])
+    assert state.take_bgp_lines() == []
+
+
+def test_flapping_mac_becomes_duplicate_and_frozen_then_cleared() -> None:
+    state = make(extra="duplicate-detection: {max-moves: 3, time: 60, freeze: permanent}\n")
+    key = (100, HOST_MAC)
+    seq = 0
+    for t in range(3):
+        state.on_kernel([FdbUpdated(learned())], now=10.0 + t)  # the host is here...
+        flush(state)
+        state.take_bgp_lines()
+        seq += 2
+        state.on_bgp([RouteAnnounced(RR, mac_route(mac=HOST_MAC, seq=seq))], 10.5 + t)  # ...there
+        flush(state)
+        state.take_bgp_lines()
+    assert key in state.dad.duplicates and state.counters["duplicate-macs"] == 1
+    # Frozen: a newer claim changes nothing, neither the FDB nor our adverts.
+    state.on_bgp([RouteAnnounced(RR, mac_route(mac=HOST_MAC, vtep="192.0.2.23", seq=99))], 20)
+    assert flush(state) == []
+    assert state.clear_duplicate(100, None) == [key]
+    assert flush(state) == [AddFdb(VX, HOST_MAC, "192.0.2.23", None)]
+
+
+def test_duplicate_detection_needs_the_moves_within_the_window() -> None:
+    state = make(extra="duplicate-detection: {max-moves: 2, time: 5}\n")
+    state.on_bgp([RouteAnnounced(RR, mac_route(seq=0))], 0)
+    flush(state)
+    state.on_bgp([RouteAnnounced(RR2, mac_route(vtep="192.0.2.23", seq=1))], 1)
+    flush(state)  # one move
+    state.on_bgp([RouteAnnounced(RR, mac_route(seq=2))], 10)
+    flush(state)  # a second move, but 9 s later
+    assert not state.dad.duplicates

@@ -15,7 +15,7 @@ import logging
 import os
 import struct
 import sys
-from collections.abc import Mapping, MutableMapping, Sequence
+from collections.abc import MutableMapping, Sequence
 from typing import Any
 
 from evpn_agent.speaker import grammar
@@ -39,18 +39,6 @@ ENVIRONMENT_DEFAULTS = {
     # one log line per BGP message received or sent: far too much under bulk.
     "exabgp_log_statistics": "false",
 }
-
-
-# How a type 3 of an IPv6 VTEP carries its PMSI tunnel identifier (ingress replication):
-# "rfc": the 16-byte address (RFC 6514 section 5, 21-byte attribute). FRR up to at least
-# 8.4 (and 9.x) refuses any ingress-replication PMSI but the 9-byte IPv4 form and resets
-# the session ("Bad PMSI tunnel attribute length 21 for IR", NOTIFICATION 3/5).
-# "frr-compat": that 9-byte form with tunnel identifier 0.0.0.0, which FRR reflects;
-# receivers then take the VTEP from the route's originating router IP, as FRR does.
-# IPv4 VTEPs are encoded the same either way.
-PMSI_IPV6_ENV = "EVPN_AGENT_PMSI_IPV6"
-PMSI_IPV6_FORMS = ("rfc", "frr-compat")
-pmsi_ipv6_form = "rfc"
 
 
 def environment_defaults(euid: int | None = None) -> dict[str, str]:
@@ -118,20 +106,12 @@ def _exa_ip(address: grammar.IPAddress) -> Any:
     return IP.create(str(address))
 
 
-def _pmsi_tunnel_bytes(tunnel: grammar.IPAddress, form: str) -> bytes:
-    """The tunnel identifier as sent: the address, or 0.0.0.0 for IPv6 in frr-compat."""
-    if tunnel.version == 6 and form == "frr-compat":
-        return bytes(4)
-    return tunnel.packed
-
-
 @functools.lru_cache(maxsize=4096)
 def _attributes(
     label: int,
     route_targets: tuple[grammar.RouteTarget, ...],
     mobility: grammar.MacMobility | None,
     pmsi_tunnel: grammar.IPAddress | None,
-    pmsi_form: str = "rfc",
 ) -> Any:
     """Path attributes for an announce; cached because many routes share them.
 
@@ -160,12 +140,11 @@ def _attributes(
         # raw_label: the VNI is a raw 24-bit value, not an MPLS label (RFC 8365).
         # tunnel: given packed, so an IPv6 address is sent as its 16 bytes (ExaBGP would
         # otherwise pack the string as IPv4).
-        tunnel = _pmsi_tunnel_bytes(pmsi_tunnel, pmsi_form)
         attributes.add(
             PMSIIngressReplication(
-                str(pmsi_tunnel) if len(tunnel) == len(pmsi_tunnel.packed) else "0.0.0.0",
+                str(pmsi_tunnel),
                 label=label >> 4,
-                tunnel=tunnel,
+                tunnel=pmsi_tunnel.packed,
                 raw_label=label,
             )
         )
@@ -205,7 +184,7 @@ def build_change(cmd: grammar.Command) -> Any:
         mobility = None
     nlri.action = Action.ANNOUNCE if announce else Action.WITHDRAW
     if announce:
-        attributes = _attributes(cmd.label, cmd.route_targets, mobility, pmsi, pmsi_ipv6_form)
+        attributes = _attributes(cmd.label, cmd.route_targets, mobility, pmsi)
     else:
         attributes = _no_attributes()
     return Change(nlri, attributes)
@@ -372,16 +351,6 @@ def teach_ipv6_underlay() -> None:
     PMSI._pmsi_known[PMSIIngressReplication.TUNNEL_TYPE] = _ingress_replication_any_family()
 
 
-def configure_pmsi_ipv6(environ: Mapping[str, str] | None = None) -> str:
-    """Set :data:`pmsi_ipv6_form` from ``EVPN_AGENT_PMSI_IPV6``; ValueError if unknown."""
-    global pmsi_ipv6_form
-    form = (os.environ if environ is None else environ).get(PMSI_IPV6_ENV, "rfc")
-    if form not in PMSI_IPV6_FORMS:
-        raise ValueError(f"{PMSI_IPV6_ENV}={form!r}: use one of {', '.join(PMSI_IPV6_FORMS)}")
-    pmsi_ipv6_form = form
-    return form
-
-
 def register() -> None:
     """Add the EVPN commands to ExaBGP's registry (idempotent)."""
     from exabgp.reactor.api.command.command import Command
@@ -410,11 +379,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if args else 2
     _configure_logging()
     apply_environment()
-    try:
-        configure_pmsi_ipv6()
-    except ValueError as exc:
-        sys.stderr.write(f"{exc}\n")
-        return 2
     teach_ipv6_underlay()
     register()
 

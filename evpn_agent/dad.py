@@ -1,0 +1,81 @@
+"""Duplicate address detection: a MAC that moves too often is claimed twice.
+
+As FRR's ``dup-addr-detection``: ``max_moves`` moves within ``window`` seconds mark the
+MAC duplicate (logged, counted, shown). With ``freeze`` the MAC is frozen: we stop
+advertising it and keep the last FDB entry, for ``freeze`` seconds (or until cleared when
+``freeze`` is infinite).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+log = logging.getLogger(__name__)
+
+Key = tuple[int, str]  # (vni, mac)
+
+
+@dataclass(frozen=True)
+class DadSettings:
+    max_moves: int = 5
+    window: float = 180.0
+    freeze: float | None = None  # seconds frozen; math.inf = until cleared; None = never
+
+
+@dataclass
+class Duplicate:
+    since: float
+    frozen_until: float | None
+
+
+@dataclass
+class DuplicateDetector:
+    settings: DadSettings = field(default_factory=DadSettings)
+    moves: dict[Key, deque[float]] = field(default_factory=dict)
+    duplicates: dict[Key, Duplicate] = field(default_factory=dict)
+    detected: int = 0
+
+    def moved(self, key: Key, now: float, where: str) -> bool:
+        """Record a move of ``key``; True if this move made it a duplicate."""
+        times = self.moves.setdefault(key, deque())
+        times.append(now)
+        while times and now - times[0] > self.settings.window:
+            times.popleft()
+        if key in self.duplicates or len(times) < self.settings.max_moves:
+            return False
+        freeze = self.settings.freeze
+        self.duplicates[key] = Duplicate(now, None if freeze is None else now + freeze)
+        self.detected += 1
+        action = "frozen" if freeze is not None else "still followed"
+        log.warning(
+            "duplicate MAC %s in VNI %d: %d moves in %gs (last to %s); %s",
+            key[1], key[0], len(times), self.settings.window, where, action,
+        )  # fmt: skip
+        return True
+
+    def frozen(self, key: Key, now: float) -> bool:
+        dup = self.duplicates.get(key)
+        return dup is not None and dup.frozen_until is not None and now < dup.frozen_until
+
+    def count(self, key: Key) -> int:
+        return len(self.moves.get(key, ()))
+
+    def expire(self, now: float) -> list[Key]:
+        """Keys whose freeze ran out (they are no longer duplicate)."""
+        done = [
+            k
+            for k, d in self.duplicates.items()
+            if d.frozen_until is not None
+            and not math.isinf(d.frozen_until)
+            and now >= d.frozen_until
+        ]
+        for key in done:
+            self.clear(key)
+        return done
+
+    def clear(self, key: Key) -> bool:
+        self.moves.pop(key, None)
+        return self.duplicates.pop(key, None) is not None
