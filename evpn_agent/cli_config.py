@@ -6,10 +6,10 @@ Register them on the main group with :func:`register`.
 from __future__ import annotations
 
 import dataclasses
-import math
 import glob
 import ipaddress
 import json
+import math
 import os
 import textwrap
 from pathlib import Path
