@@ -368,8 +368,10 @@ class AgentState:
                 )
                 self.last_route_change = now
             elif isinstance(ev, SessionDown):
-                log.warning("BGP session with %s is down: %s", ev.peer, ev.reason or "no reason")
                 old = self.peers.get(ev.peer, PeerState())
+                if ev.peer in self.peers and not old.up:
+                    continue  # ExaBGP repeats "down" on every failed reconnect
+                log.warning("BGP session with %s is down: %s", ev.peer, ev.reason or "no reason")
                 self.peers[ev.peer] = PeerState(
                     up=False, since=now, last_error=ev.reason, downs=old.downs + 1
                 )
@@ -390,15 +392,16 @@ class AgentState:
         return state
 
     def _peer_lost(self, peer: str, now: float) -> None:
-        others_up = any(p.up for name, p in self.peers.items() if name != peer)
+        # Another reflector speaks for the fabric only once its table is complete (End-of-
+        # RIB): one that just came back may not have sent the copies yet.
+        others_ready = any(p.up and p.eor for name, p in self.peers.items() if name != peer)
         paths = self.rib.peer_paths(peer)
-        if others_up or not self.cfg.route_hold_time or not paths:
-            # Another reflector still speaks for the fabric: its copies stay.
+        if others_ready or not self.cfg.route_hold_time or not paths:
             dropped = self.rib.drop_peer(peer, self._dirty)
             if dropped:
                 log.info("dropped %d routes learned from %s", dropped, peer)
             return
-        # The last reflector is gone: keep forwarding on what we know for a while, as
+        # No complete reflector left: keep forwarding on what we know for a while, as
         # graceful restart would; the routes go at the hold time or when a table returns.
         self._held.update(paths)
         self._held_since = self._held_since or now
