@@ -13,8 +13,8 @@ Everything is named ``<prefix><pid><random>-<name>`` so parallel runs never coll
 (FRR pidfiles, our subprocesses and their children), then deletes every namespace it
 created. Nothing here sleeps a fixed time: :func:`wait_until` polls with a deadline.
 
-Addresses are TEST-NET only: underlay 192.0.2.0/24, tenants 198.51.100.0/24 and
-203.0.113.0/24.
+Addresses are TEST-NET only: underlay 192.0.2.0/24 (2001:db8::/64 with
+``Fabric(underlay6=True)``), tenants 198.51.100.0/24, 203.0.113.0/24 and 2001:db8::/32.
 """
 
 from __future__ import annotations
@@ -47,6 +47,9 @@ PYTHON = sys.executable
 PEER_SCRIPT = REPO_ROOT / "tests" / "speaker_peer.py"
 
 UNDERLAY = ipaddress.IPv4Network("192.0.2.0/24")
+# Fabric(underlay6=True): boxes get 2001:db8::<octet>/64 instead, and keep 192.0.2.<octet>
+# as their BGP router-id only (a router-id is 32 bits; it is configured on no interface).
+UNDERLAY6 = ipaddress.IPv6Network("2001:db8::/64")
 ASN = 65000
 VXLAN_PORT = 4789
 
@@ -400,10 +403,15 @@ class Box:
 
     name: str
     netns: Netns
-    address: str  # underlay IPv4, also the VTEP and router id
+    address: str  # underlay address (IPv4, or IPv6 with underlay6), also the VTEP
     directory: Path
     frr: Frr | None = None
     vnis: dict[int, Vni] = field(default_factory=dict)
+    router_id: str = ""  # BGP router-id (IPv4); defaults to ``address``
+
+    def __post_init__(self) -> None:
+        if not self.router_id:
+            self.router_id = self.address
 
     def exec(self, *argv: str, check: bool = True) -> str:
         return self.netns.exec(*argv, check=check)
@@ -645,11 +653,19 @@ class Fabric:
     """Namespaces, FRR and speakers for one test; a context manager that cleans up."""
 
     def __init__(
-        self, prefix: str = "evf", workdir: Path | None = None, *, switch: bool = True
+        self,
+        prefix: str = "evf",
+        workdir: Path | None = None,
+        *,
+        switch: bool = True,
+        underlay6: bool = False,
     ) -> None:
         """``switch=False``: no underlay switch namespace (``add_box`` needs it); for
         callers that wire their own topology from bare namespaces (:meth:`add_namespace`).
+        ``underlay6=True``: an IPv6-only underlay (:data:`UNDERLAY6`): boxes, VTEPs, BGP
+        sessions and next hops in IPv6; router-ids stay IPv4 (``192.0.2.<octet>``).
         """
+        self.underlay6 = underlay6
         if len(prefix) > 8:
             raise ValueError("prefix is at most 8 characters")
         self.tag = f"{prefix}{os.getpid()}{secrets.token_hex(2)}"
@@ -707,20 +723,26 @@ class Fabric:
     # -- boxes
 
     def add_box(self, name: str, octet: int) -> Box:
-        """A namespace on the underlay with ``192.0.2.<octet>/24`` on ``eth0``."""
+        """A namespace on the underlay with ``192.0.2.<octet>/24`` on ``eth0``
+        (``2001:db8::<octet>/64`` with ``underlay6``; the octet's digits read as hex)."""
         self._check_name(name)
-        address = str(UNDERLAY[octet])
+        router_id = str(UNDERLAY[octet])
+        if self.underlay6:
+            network: ipaddress.IPv4Network | ipaddress.IPv6Network = UNDERLAY6
+            address = str(ipaddress.IPv6Address(f"{UNDERLAY6[0]}{octet}"))
+        else:
+            network, address = UNDERLAY, router_id
         netns = self._add_netns(name)
         port = f"p-{name}"
         self.switch.ip(
             "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", netns.name
         )
         self.switch.ip("link", "set", port, "master", "sw", "up")
-        netns.ip("address", "add", f"{address}/{UNDERLAY.prefixlen}", "dev", "eth0")
+        netns.ip("address", "add", f"{address}/{network.prefixlen}", "dev", "eth0")
         netns.ip("link", "set", "eth0", "up")
         directory = self.workdir / name
         directory.mkdir()
-        box = Box(name, netns, address, directory)
+        box = Box(name, netns, address, directory, router_id=router_id)
         self.boxes[name] = box
         return box
 
@@ -736,8 +758,9 @@ class Fabric:
     ) -> Box:
         box = self.add_box(name, octet)
         config = render_rr_config(
-            router_id=box.address,
+            router_id=box.router_id,
             log_file=box.directory / "frr" / "bgpd.log",
+            listen_range=str(UNDERLAY6 if self.underlay6 else UNDERLAY),
             password=password,
             hostname=name,
         )
@@ -748,7 +771,7 @@ class Fabric:
         """An FRR VTEP; add VNIs with ``box.add_vni()`` (before or after start)."""
         box = self.add_box(name, octet)
         config = render_vtep_config(
-            router_id=box.address,
+            router_id=box.router_id,
             route_reflectors=[rr.address for rr in rrs],
             log_file=box.directory / "frr" / "bgpd.log",
             hostname=name,
@@ -767,10 +790,13 @@ class Fabric:
         mac: str | None = None,
         *,
         extra_addresses: Sequence[str] = (),
+        ipv6: bool = True,
     ) -> Host:
         """A host namespace whose ``eth0`` is a port of ``box``'s bridge for ``vni``.
 
         ``address`` and ``extra_addresses`` carry a prefix length, e.g. 198.51.100.1/24.
+        ``ipv6=False``: IPv6 is off on ``eth0`` before it comes up, so an IPv4 host sends
+        nothing (no MLD, no router solicitation) until the caller makes it.
         """
         self._check_name(name)
         for each in (address, *extra_addresses):
@@ -785,6 +811,8 @@ class Fabric:
         netns.ip("link", "set", "eth0", "address", mac)
         for each in (address, *extra_addresses):
             netns.ip("address", "add", each, "dev", "eth0")
+        if not ipv6:
+            netns.exec("sysctl", "-qw", "net.ipv6.conf.eth0.disable_ipv6=1")
         netns.ip("link", "set", "eth0", "up")
         host = Host(name, netns, box, vni, address, mac, tuple(extra_addresses))
         self.hosts[name] = host
@@ -824,7 +852,7 @@ class Fabric:
         config = box.directory / "exabgp.conf"
         config.write_text(
             exabgp_conf.render(
-                router_id=box.address,
+                router_id=box.router_id,
                 local_as=ASN,
                 local_address=box.address,
                 peers=[
@@ -884,11 +912,13 @@ class Fabric:
         settings: dict[str, Any] | None = None,
         hold_time: int = 9,
         new_session: bool = False,
+        env: dict[str, str] | None = None,
     ) -> AgentProcess:
         """``evpn-agent run`` in ``box`` with a YAML config naming ``rrs``.
 
         ``new_session``: run it in its own session, so that it outlives the caller's
         terminal (a hangup signals the whole session); for fabrics that :meth:`detach`.
+        ``env``: added to the environment (ExaBGP's settings, e.g. ``exabgp_tcp_bind``).
         """
         socket_path = box.directory / "evpn-agent.sock"
         config = {
@@ -898,6 +928,8 @@ class Fabric:
             "state-dir": str(box.directory / "state"),
             "sweep-delay": 2,
             "log-level": "debug" if os.environ.get("EVPN_AGENT_DEBUG") else "info",
+            # an IPv6 VTEP cannot be the router-id: the agent requires it set
+            **({"router-id": box.router_id} if box.router_id != box.address else {}),
             **(settings or {}),
         }
         config_path = box.directory / "evpn-agent.yaml"
@@ -909,7 +941,7 @@ class Fabric:
                 [IP, "netns", "exec", box.netns.name, PYTHON, "-m", "evpn_agent.cli", "run",
                  "--config", str(config_path)],
                 stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, cwd=REPO_ROOT,
-                start_new_session=new_session,
+                start_new_session=new_session, env=None if env is None else {**os.environ, **env},
             )  # fmt: skip
         agent = AgentProcess(box, process, config_path, stderr_path, stdout_path, socket_path)
         self.speakers.append(agent)
