@@ -8,6 +8,7 @@ costs the same whether the table holds ten routes or a hundred thousand.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -30,6 +31,7 @@ from evpn_agent.bgp_events import (
 from evpn_agent.config import Config
 from evpn_agent.dad import DuplicateDetector
 from evpn_agent.kernel import (
+    BridgeDevice,
     FdbEntry,
     FdbRemoved,
     FdbUpdated,
@@ -97,6 +99,11 @@ class PeerState:
     downs: int = 0
 
 
+def _unicast_ip(text: str) -> bool:
+    ip = ipaddress.ip_address(text)
+    return not (ip.is_multicast or ip.is_link_local or ip.is_unspecified)
+
+
 class AgentState:
     def __init__(
         self, cfg: Config, *, router_id: str, vtep_ip: str, rd_index: dict[int, int], now: float
@@ -162,7 +169,14 @@ class AgentState:
             elif isinstance(ev, NeighRemoved):
                 self._neigh_gone(ev.entry)
             elif isinstance(ev, LinkUpdated):
+                old_link = self.links.get(ev.link.ifindex)
                 self.links[ev.link.ifindex] = ev.link
+                if (
+                    isinstance(ev.link, BridgeDevice)
+                    and isinstance(old_link, BridgeDevice)
+                    and old_link.mac != ev.link.mac
+                ):
+                    self._svi_flushed(ev.link.ifindex)
                 relink = True
             elif isinstance(ev, LinkRemoved):
                 self.links.pop(ev.ifindex, None)
@@ -227,6 +241,8 @@ class AgentState:
         if entry.flags & NTF_EXT_LEARNED:
             if entry.mac:
                 self.mirror.neigh[key] = entry.mac
+        elif not _unicast_ip(entry.ip):
+            return  # multicast and link-local entries are no host bindings
         elif entry.mac and not entry.state & (NUD_INCOMPLETE | NUD_FAILED):
             # A binding learned here (ARP/ND on the SVI). STALE still counts: the route
             # stays until the kernel really deletes the entry.
@@ -246,6 +262,14 @@ class AgentState:
         if self.mirror.neigh.pop((entry.ifindex, entry.ip), ""):
             self._dirty.neigh.add((vni, entry.ip))
         self._local_neigh_gone(vni, (entry.ifindex, entry.ip))
+
+    def _svi_flushed(self, bridge: int) -> None:
+        """A bridge's MAC changed: the kernel flushed its neighbours, ours among them."""
+        for lv in self.vnis.values():
+            if lv.bridge_ifindex == bridge and lv.svi_ifindex is not None:
+                for svi, ip in [k for k in self.mirror.neigh if k[0] == lv.svi_ifindex]:
+                    del self.mirror.neigh[(svi, ip)]
+                    self._dirty.neigh.add((lv.vni, ip))
 
     def _local_neigh_gone(self, vni: int, key: tuple[int, str]) -> None:
         mac = self.local_neigh.pop(key, None)
@@ -508,8 +532,8 @@ class AgentState:
         if want is not None:
             self._touched.add(key)
             if want != have:
-                if have is not None:
-                    self._moved(vni, mac, want)
+                # A remote MAC changing VTEP is not a move here: as FRR and RFC 7432
+                # s15.1, only moves seen through local learning count for duplicates.
                 ops.append(AddFdb(lv.vxlan_ifindex, mac, want, lv.vlan))
         elif have is not None and (self.sweep_ok or key in self._touched):
             ops.append(DelFdb(lv.vxlan_ifindex, mac, lv.vlan))
@@ -579,6 +603,10 @@ class AgentState:
                 self.mirror.flood.get(op.ifindex, set()).discard(op.dst)
             elif isinstance(op, AddNeigh):
                 self.mirror.neigh[(op.ifindex, op.ip)] = op.mac
+                # Ours replaced any entry the SVI had learned (its echo is filtered out).
+                svi_vni = self._svis.get(op.ifindex)
+                if svi_vni is not None:
+                    self._local_neigh_gone(svi_vni, (op.ifindex, op.ip))
             elif isinstance(op, DelNeigh):
                 self.mirror.neigh.pop((op.ifindex, op.ip), None)
 
