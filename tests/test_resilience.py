@@ -211,3 +211,20 @@ def test_routes_for_vnis_not_configured_here_are_never_installed(two: TwoReflect
     for box in (two.a1, two.a2):
         everything = box.netns.bridge("fdb", "show")
         assert foreign not in everything and injector.address not in everything
+
+
+def test_whole_service_restart_keeps_our_entries_and_peers_relearn_us(two: TwoReflectors) -> None:
+    _wait_both_copies(two)
+    old = two.agents["a2"]
+    old.stop()  # ExaBGP and the core: the reflectors withdraw a2's routes at once
+    assert _remote(two.a2, two.h1.mac), "a2's kernel keeps its entries while stopped"
+    wait_until(lambda: not _remote(two.a1, two.h2.mac), 20, "a1 drops a2's MAC (RR withdrew)")
+    started = time.monotonic()
+    new = two.fab.start_agent(two.a2, rrs=[two.rr1, two.rr2], settings={"route-hold-time": HOLD})
+    two.agents["a2"] = new
+    wait_until(lambda: _remote(two.a1, two.h2.mac), 30, "a1 relearns a2's MAC")
+    print(
+        f"whole-service restart: peers relearned us {time.monotonic() - started:.1f}s after start"
+    )
+    assert _remote(two.a2, two.h1.mac), "kept across the restart, then reconciled in place"
+    wait_until(lambda: two.h1.ping(two.h2.ip), 10, "h1 -> h2 after the restart")
