@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 TICK = 1.0
 REFRESH = "announce route-refresh l2vpn evpn"
+REFRESH_DELAY = 1.0  # seconds to see the sessions come up before asking for a refresh
 # Lines handled before the kernel is written: bounds how long a burst delays installs, so
 # installing runs while ExaBGP is still delivering (each line can hold ~1,700 routes).
 MAX_LINES_PER_ROUND = 32
@@ -93,8 +94,6 @@ class Agent:
         threading.Thread(
             target=self._read_stdin, args=(loop,), name="exabgp-in", daemon=True
         ).start()
-        # After a respawn the session is already up and nobody replays routes to us.
-        self._send([REFRESH])
         # Our whole desired set, bracketed so ExaBGP drops what a predecessor announced
         # and we no longer want (a MAC that aged out while no core ran).
         self._send([grammar.SYNC_BEGIN])
@@ -103,6 +102,7 @@ class Agent:
         tasks = [
             asyncio.create_task(self._watch_kernel(monitor)),
             asyncio.create_task(self._tick()),
+            asyncio.create_task(self._refresh_if_respawned(state)),
         ]
         try:
             await self._owner(state)
@@ -113,6 +113,18 @@ class Agent:
             if metrics_server is not None:
                 metrics_server.close()
             monitor.close()
+
+    async def _refresh_if_respawned(self, state: AgentState) -> None:
+        """Ask the reflectors to send their tables again, unless we saw the sessions start.
+
+        After a respawn the sessions are up already and nobody replays routes to us. On a
+        first start the sessions come up within a moment and bring the full table; a
+        refresh then would only make the reflector send much of it twice.
+        """
+        await asyncio.sleep(REFRESH_DELAY)
+        seen = {peer for peer, p in state.peers.items() if p.since is not None}
+        if not all(rr.address in seen for rr in self.cfg.route_reflectors):
+            self._send([REFRESH])
 
     def _read_stdin(self, loop: asyncio.AbstractEventLoop) -> None:
         put = self.inbox.put_nowait

@@ -7,6 +7,7 @@ keys whose best answer may have changed ("dirty"), so the planner only revisits 
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ class Dirty:
         return bool(self.fdb or self.neigh or self.flood)
 
 
+@functools.lru_cache(maxsize=4096)
 def _vtep_order(vtep: str) -> tuple[int, int]:
     ip = ipaddress.ip_address(vtep)
     return (ip.version, int(ip))

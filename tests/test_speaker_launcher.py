@@ -384,3 +384,23 @@ def test_sync_withdraws_what_no_core_announces_any_more() -> None:
     ]
     assert adv.end() == []  # nothing pending without a begin
     assert set(adv.routes) == {Advertised.key(mac("02:00:5e:00:00:01"))}
+
+
+def test_faster_raw_nlri_text_is_unchanged() -> None:
+    from exabgp.bgp.message.update.nlri.evpn.nlri import EVPN
+
+    from evpn_agent.speaker import grammar
+    from evpn_agent.speaker.launcher import build_change, speed_up_json
+
+    line = (
+        "announce evpn mac rd 192.0.2.21:100 mac 02:00:5e:00:00:0a ip 198.51.100.10 label 100 "
+        "next-hop 192.0.2.21 rt 65000:100"
+    )
+    nlri = build_change(grammar.parse(line)).nlri
+    before = "".join(f"{b:02X}" for b in nlri.pack_nlri())
+    original = EVPN._raw
+    try:
+        speed_up_json()
+        assert nlri._raw() == before
+    finally:
+        EVPN._raw = original

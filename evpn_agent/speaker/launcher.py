@@ -351,6 +351,20 @@ def teach_ipv6_underlay() -> None:
     PMSI._pmsi_known[PMSIIngressReplication.TUNNEL_TYPE] = _ingress_replication_any_family()
 
 
+def speed_up_json() -> None:
+    """Hex the raw NLRI in ExaBGP's JSON with bytes.hex (same text, one C call).
+
+    ExaBGP formats every byte with str.format: measured at a quarter of its CPU when it
+    hands 100,000 EVPN routes to the agent, and ExaBGP is the pipeline's slowest stage.
+    """
+    from exabgp.bgp.message.update.nlri.evpn.nlri import EVPN
+
+    def _raw(self: Any) -> str:
+        return bytes(self.pack_nlri()).hex().upper()
+
+    EVPN._raw = _raw
+
+
 def register() -> None:
     """Add the EVPN commands to ExaBGP's registry (idempotent)."""
     from exabgp.reactor.api.command.command import Command
@@ -380,6 +394,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging()
     apply_environment()
     teach_ipv6_underlay()
+    speed_up_json()
     register()
 
     from exabgp.application.main import main as exabgp_main
