@@ -8,7 +8,10 @@ event loop, and only the ``_owner`` task touches ``AgentState``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
+import fcntl
+import io
 import logging
 import re
 import sys
@@ -41,6 +44,8 @@ log = logging.getLogger(__name__)
 
 TICK = 1.0
 REFRESH = "announce route-refresh l2vpn evpn"
+F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ, Linux
+PIPE_SIZE = 1 << 20  # the default per-user limit (/proc/sys/fs/pipe-max-size)
 REFRESH_DELAY = 1.0  # seconds to see the sessions come up before asking for a refresh
 # Lines handled before the kernel is written: bounds how long a burst delays installs, so
 # installing runs while ExaBGP is still delivering (each line can hold ~1,700 routes).
@@ -127,6 +132,10 @@ class Agent:
             self._send([REFRESH])
 
     def _read_stdin(self, loop: asyncio.AbstractEventLoop) -> None:
+        with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
+            # A deeper pipe lets ExaBGP hand over a burst while we install the last one,
+            # instead of blocking on its write (measured: ~8% of its time at 100k routes).
+            fcntl.fcntl(self.stdin.fileno(), F_SETPIPE_SZ, PIPE_SIZE)
         put = self.inbox.put_nowait
         try:
             for line in self.stdin:

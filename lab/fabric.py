@@ -340,9 +340,13 @@ class Frr:
             "0",  # no vty TCP port: vtysh uses the unix sockets
         ]
         for daemon in ("zebra", "bgpd"):
+            # zebra's netlink buffer as Debian's /etc/frr/daemons sets it (-s 90000000):
+            # without it, zebra overruns and exits under a 100k-MAC burst.
+            extra = ["-s", "90000000"] if daemon == "zebra" else []
             argv = [
                 str(FRR_DIR / daemon),
                 *common,
+                *extra,
                 "-f",
                 str(self.directory / f"{daemon}.conf"),
                 "-i",
