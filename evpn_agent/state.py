@@ -521,8 +521,8 @@ class AgentState:
             return  # a frozen duplicate keeps its last entry
         want: str | None = None
         best = self.rib.best_mac(vni, mac)
+        local = self._local_mac(lv, mac)
         if best is not None:
-            local = self._local_mac(lv, mac)
             if local is None or not self._local_wins(vni, mac, local, best):
                 want = best.vtep
                 if local is not None:
@@ -537,7 +537,9 @@ class AgentState:
                 ops.append(AddFdb(lv.vxlan_ifindex, mac, want, lv.vlan))
         elif have is not None and (self.sweep_ok or key in self._touched):
             ops.append(DelFdb(lv.vxlan_ifindex, mac, lv.vlan))
-        self._dirty_adverts.add((vni, mac, None))
+        # Our own route for the MAC depends on who won; a purely remote MAC has none.
+        if local is not None or (vni, mac, None) in self.adverts.sent:
+            self._dirty_adverts.add((vni, mac, None))
 
     def _plan_flood(self, vni: int, vtep: str, ops: list[Op]) -> None:
         lv = self.vnis.get(vni)
