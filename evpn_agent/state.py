@@ -522,11 +522,10 @@ class AgentState:
         want: str | None = None
         best = self.rib.best_mac(vni, mac)
         local = self._local_mac(lv, mac)
-        if best is not None:
-            if local is None or not self._local_wins(vni, mac, local, best):
-                want = best.vtep
-                if local is not None:
-                    self._lost_to_remote(lv, mac, best)
+        if best is not None and (local is None or not self._local_wins(vni, mac, local, best)):
+            want = best.vtep
+            if local is not None:
+                self._lost_to_remote(lv, mac, best)
         key = (lv.vxlan_ifindex, mac, lv.vlan)
         have = self.mirror.fdb.get(key)
         if want is not None:
