@@ -256,10 +256,6 @@ class Agent:
                     "route-to-kernel": self.route_to_kernel.summary(),
                     "local-mac-to-bgp": self.mac_to_bgp.summary(),
                 },
-                "peers": {
-                    peer: {"up": p.up, "eor": p.eor, "received": p.received}
-                    for peer, p in sorted(state.peers.items())
-                },
             }
         raise ValueError(f"unknown command {command!r}")
 

@@ -15,6 +15,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from evpn_agent.state import AgentState
+from evpn_agent.views import local_mac_counts
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +34,9 @@ class StateCollector(Collector):
         macs = GaugeMetricFamily("evpn_agent_macs", "MACs per VNI", labels=[*labels, "origin"])
         neigh = GaugeMetricFamily("evpn_agent_neighbours", "Remote MAC+IP bindings", labels=labels)
         vteps = GaugeMetricFamily("evpn_agent_remote_vteps", "Flood list size", labels=labels)
-        local: dict[int, int] = {}
-        for bridge, vlan, _mac in state.local_fdb:
-            vni = state.vni_of_bridge(bridge, vlan)
-            if vni is not None:
-                local[vni] = local.get(vni, 0) + 1
+        local = local_mac_counts(state)
         for vni in sorted(state.vnis):
-            macs.add_metric([str(vni), "local"], local.get(vni, 0))
+            macs.add_metric([str(vni), "local"], local[vni])
             macs.add_metric([str(vni), "remote"], len(state.rib.remote_macs(vni)))
             neigh.add_metric([str(vni)], len(state.rib.remote_ips(vni)))
             vteps.add_metric([str(vni)], len(state.rib.flood_vteps(vni)))

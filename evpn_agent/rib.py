@@ -102,7 +102,7 @@ class Rib:
         return True
 
     def drop_peer(self, peer: str, dirty: Dirty) -> int:
-        gone = [pid for pid in self.paths if pid[0] == peer]
+        gone = self.peer_paths(peer)
         for pid in gone:
             self._unindex(pid, dirty)
             del self.paths[pid]

@@ -93,7 +93,6 @@ class Mirror:
 class PeerState:
     up: bool = False
     eor: bool = False
-    received: int = 0
     since: float | None = None  # monotonic time of the last state change seen
     last_error: str = ""
     downs: int = 0
@@ -332,7 +331,7 @@ class AgentState:
             else:
                 log.info("VNI %d on %s in bridge %s", vni, after.vxlan_name, after.bridge_name)
             self._dirty_adverts.add((vni, "", None))
-            self._dirty_adverts.update((vni, k[0], None) for k in self._adverts_of(vni))
+            self._dirty_adverts.update(self.adverts.keys_of_vni(vni))
             for (bridge, vlan, mac), _ in self.local_fdb.items():
                 if after is not None and (bridge, vlan) == (after.bridge_ifindex, after.vlan):
                     self._local_changed(vni, mac, learned=True)
@@ -344,9 +343,6 @@ class AgentState:
             self.rib.reimport(self._import, self._dirty)
         for vni in changed & new.keys():
             self._dirty.update(self.rib.keys_of_vni(vni))
-
-    def _adverts_of(self, vni: int) -> list[tuple[str, str | None]]:
-        return [(k[1], k[2]) for k in self.adverts.keys_of_vni(vni) if k[1]]
 
     def _retire(self, lv: LocalVni) -> None:
         """A VNI left (or moved device): remove our entries if its device still exists."""
@@ -450,7 +446,7 @@ class AgentState:
             return
         if isinstance(route, MacRoute) and not self._within_limits(route):
             return
-        self._peer(peer).received += 1
+        self._peer(peer)  # an update proves the session is up
         self.counters["routes-received"] += 1
         if self._held:
             self._held.discard((peer, route.key))  # repeated: no longer stale

@@ -20,7 +20,7 @@ FLOOD_MODE = "HER"  # head-end (ingress) replication, FRR's name for it
 
 
 def vnis(state: AgentState, only: int | None = None) -> list[dict[str, Any]]:
-    local_counts: Counter[int] = Counter(vni for vni, _mac in _local_macs(state))
+    local_counts = local_mac_counts(state)
     rows = []
     for vni in sorted(state.vnis):
         if only is not None and vni != only:
@@ -249,6 +249,11 @@ def _advert_row(advert: MacAdvert | ImetAdvert) -> dict[str, Any]:
         "rts": [str(rt) for rt in advert.rts],
         **extra,
     }
+
+
+def local_mac_counts(state: AgentState) -> Counter[int]:
+    """Local MACs per VNI."""
+    return Counter(vni for vni, _mac in _local_macs(state))
 
 
 def _local_macs(state: AgentState) -> dict[tuple[int, str], tuple[int, int | None, bool]]:

@@ -388,3 +388,13 @@ def test_duplicate_detection_needs_the_moves_within_the_window() -> None:
     state.on_bgp([RouteAnnounced(RR, mac_route(seq=2))], 10)
     flush(state)  # a second move, but 9 s later
     assert not state.dad.duplicates
+
+
+def test_removed_vni_withdraws_local_mac_ip_routes_too() -> None:
+    state = make(fdb=(learned(),))
+    state.on_kernel([NeighUpdated(local_neigh())])
+    state.take_bgp_lines()
+    state.on_kernel([LinkRemoved(VX, "vxlan100")])
+    withdrawn = {line for line in state.take_bgp_lines() if line.startswith("withdraw")}
+    assert any(f"mac {HOST_MAC} ip {SVI_IP}" in line for line in withdrawn)
+    assert state.adverts.sent == {}
