@@ -597,6 +597,24 @@ class AgentProcess(Speaker):
         by_vni: dict[str, dict[str, Any]] = json.loads(self.cli("show", "vni", "--json"))
         return list(by_vni.values())
 
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Until the core answers on its control socket. ExaBGP may bring the session up
+        before the core has bound netlink, dumped the kernel and opened the socket."""
+        from evpn_agent import control
+
+        def answers() -> bool:
+            if not self.running():
+                raise RuntimeError(f"evpn-agent in {self.box.name} exited\n{self.logs()}")
+            control.request(str(self.socket), "show peers", timeout=2.0)
+            return True
+
+        wait_until(
+            answers,
+            timeout,
+            f"evpn-agent in {self.box.name} to answer",
+            retry_on=(control.ControlError,),
+        )
+
     def core_pid(self) -> int | None:
         """PID of the agent core (ExaBGP's API process), if it runs."""
         for pid in _children(self.pid):
@@ -917,12 +935,14 @@ class Fabric:
         hold_time: int = 9,
         new_session: bool = False,
         env: dict[str, str] | None = None,
+        wait: bool = True,
     ) -> AgentProcess:
         """``evpn-agent run`` in ``box`` with a YAML config naming ``rrs``.
 
         ``new_session``: run it in its own session, so that it outlives the caller's
         terminal (a hangup signals the whole session); for fabrics that :meth:`detach`.
         ``env``: added to the environment (ExaBGP's settings, e.g. ``exabgp_tcp_bind``).
+        ``wait``: return once the core answers on its control socket.
         """
         socket_path = box.directory / "evpn-agent.sock"
         config = {
@@ -949,6 +969,8 @@ class Fabric:
             )  # fmt: skip
         agent = AgentProcess(box, process, config_path, stderr_path, stdout_path, socket_path)
         self.speakers.append(agent)
+        if wait:
+            agent.wait_ready()
         return agent
 
     # -- diagnostics and teardown

@@ -261,7 +261,7 @@ def _build(fab: Fabric, plan: Plan, state: LabState, note: Note) -> float:
         assert node.agent_config is not None
         box = boxes[node.name]
         settings = agent_settings(node.agent_config, box.directory)
-        agent = fab.start_agent(box, rrs=[], settings=settings, new_session=True)
+        agent = fab.start_agent(box, rrs=[], settings=settings, new_session=True, wait=False)
         record = state.nodes[node.name]
         record.agent_pid = agent.pid
         record.agent_socket = settings["control-socket"]
