@@ -82,7 +82,7 @@ def run(config_path: str, print_exabgp_config: bool) -> None:
         local_as=cfg.local_as,
         local_address=cfg.local_address,
         peers=[
-            PeerSpec(address=rr.address, password=rr.password, hold_time=rr.hold_time, port=rr.port)
+            PeerSpec(rr.address, rr.password, rr.hold_time, rr.port, rr.passive)
             for rr in cfg.route_reflectors
         ],
         process_argv=[sys.executable, "-m", "evpn_agent.core", "--config", conf_path],

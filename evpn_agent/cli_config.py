@@ -135,7 +135,7 @@ def _reflectors(cfg: Config, show_secrets: bool) -> list[dict[str, Any]]:
         item: dict[str, Any] = {"address": rr.address}
         if rr.password is not None:
             item["password"] = rr.password if show_secrets else REDACTED
-        out.append({**item, "hold-time": rr.hold_time, "port": rr.port})
+        out.append({**item, "hold-time": rr.hold_time, "port": rr.port, "passive": rr.passive})
     return out
 
 

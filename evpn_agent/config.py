@@ -38,6 +38,7 @@ class RouteReflector:
     password: str | None = None
     hold_time: int = 9
     port: int = 179
+    passive: bool = False  # the peer connects to us, on local-address:port
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ _KNOWN_KEYS = {
     "sweep-delay",
     "reconcile-interval",
 }
-_RR_KEYS = {"address", "password", "hold-time", "port"}
+_RR_KEYS = {"address", "password", "hold-time", "port", "passive"}
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -192,6 +193,13 @@ def parse(text: str, source: str = "<config>") -> Config:
     )
 
     reflectors = _reflectors(c, doc.get("route-reflectors"))
+    for i, rr in enumerate(reflectors):
+        if rr.passive and local_address is None and "local-address" not in doc:
+            # ExaBGP listens for a passive peer on the session's local address only
+            c.fail(
+                f"route-reflectors[{i}].passive",
+                "needs 'local-address' (the address to listen on for this peer)",
+            )
     vnis = _vnis(c, doc["vnis"]) if "vnis" in doc and doc["vnis"] is not None else None
     targets = _targets(c, doc.get("route-targets") or {}, local_as)
 
@@ -317,13 +325,17 @@ def _reflectors(c: _Checker, value: object) -> tuple[RouteReflector, ...]:
             c.fail(f"{path}.password", "must not contain quotes or newlines")
         hold = c.integer(f"{path}.hold-time", item.get("hold-time", 9), 3, 65535)
         port = c.integer(f"{path}.port", item.get("port", 179), 1, 65535)
+        passive = item.get("passive", False)
+        if not isinstance(passive, bool):
+            c.fail(f"{path}.passive", f"expected true or false, got {passive!r}")
+            passive = False
         if address is None or hold is None or port is None:
             continue
         if address in seen:
             c.fail(f"{path}.address", f"{address} is listed twice")
             continue
         seen.add(address)
-        out.append(RouteReflector(address, password, hold, port))
+        out.append(RouteReflector(address, password, hold, port, passive))
     return tuple(out)
 
 

@@ -1,8 +1,8 @@
 """Render the ExaBGP configuration: iBGP l2vpn evpn sessions to the route reflectors.
 
 One ``process`` (the agent core, run by ExaBGP as its API process) and one ``neighbor``
-block per peer. ExaBGP connects out; the route reflectors accept us with
-``bgp listen range``.
+block per peer. ExaBGP connects out (the route reflectors accept us with
+``bgp listen range``), or for a passive peer listens on our local address.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ class PeerSpec:
     password: str | None = None
     hold_time: int = 90
     port: int = 179
+    passive: bool = False
 
     def __post_init__(self) -> None:
         ipaddress.ip_address(self.address)  # raises ValueError with the address in it
@@ -125,7 +126,12 @@ def render(
         if local_address is not None:
             lines.append(f"    local-address {local_address};")
         lines.append(f"    hold-time {peer.hold_time};")
-        if peer.port != 179:
+        if peer.passive:
+            if local_address is None:
+                raise ValueError(f"passive peer {address} needs local_address to listen on")
+            # ExaBGP then never connects; it listens on local-address:port for this peer
+            lines += ["    passive true;", f"    listen {peer.port};"]
+        elif peer.port != 179:
             lines.append(f"    connect {peer.port};")
         if peer.password is not None:
             lines.append(f"    md5-password {quote(peer.password)};")

@@ -162,6 +162,7 @@ def peers(state: AgentState, cfg: Config, now: float) -> list[dict[str, Any]]:
                 "lastError": p.last_error if p else "",
                 "md5": rr.password is not None,
                 "holdTime": rr.hold_time,
+                "passive": rr.passive,
             }
         )
     return rows

@@ -318,6 +318,7 @@ def test_core_restart_keeps_kernel_and_session_and_withdraws_what_left(topo: Top
         "ExaBGP respawns the core",
     )
     assert agent.running() and new_core
+    agent.wait_ready()  # later tests ask a1 over its control socket
     # The new core re-announced its set; ExaBGP withdrew y2, which no core announces now.
     wait_until(lambda: not frr_knows_y2(), 20, "y2 withdrawn from the FRR VTEP")
     assert topo.rr.evpn_peer_state(topo.a1.address) == "Established"

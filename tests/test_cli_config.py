@@ -97,6 +97,7 @@ def test_check_json(tmp_path: Path) -> None:
         "address": "192.0.2.2",
         "hold-time": 9,
         "port": 179,
+        "passive": False,
     }
     assert doc["derived"]["route-targets"]["200"] == {
         "import": ["65000:1200"],

@@ -62,6 +62,14 @@ def test_vnis_default_to_everything_discovered() -> None:
             "key 'route-targets.100.import[0]'",
         ),
         ("local-as: 65000\nroute-reflectors: [192.0.2.1, 192.0.2.1]\n", "listed twice"),
+        (
+            "local-as: 65000\nroute-reflectors: [{address: 192.0.2.1, passive: yes please}]\n",
+            "key 'route-reflectors[0].passive': expected true or false",
+        ),
+        (
+            "local-as: 65000\nroute-reflectors: [{address: 192.0.2.1, passive: true}]\n",
+            "key 'route-reflectors[0].passive': needs 'local-address'",
+        ),
         ("local-as: 65000\nroute-reflectors: [192.0.2.1]\nlog-level: loud\n", "key 'log-level'"),
         ("local-as: [\n", "invalid YAML"),
         ("- a\n- b\n", "mapping of keys at the top level"),
@@ -95,3 +103,12 @@ def test_log_destinations() -> None:
     )
     with pytest.raises(ConfigError, match="key 'log-destination'"):
         parse(base + "log-destination: file:relative.log\n")
+
+
+def test_passive_peer() -> None:
+    cfg = parse(
+        "local-as: 65000\nlocal-address: 192.0.2.21\n"
+        "route-reflectors: [{address: 192.0.2.1, passive: true}, 192.0.2.2]\n",
+        "x.yaml",
+    )
+    assert [rr.passive for rr in cfg.route_reflectors] == [True, False]

@@ -97,6 +97,19 @@ def test_port_and_no_graceful_restart(tmp_path: Path) -> None:
     assert not neighbor["capability"]["graceful-restart"]
 
 
+def test_passive_peer_listens_on_its_port(tmp_path: Path) -> None:
+    text = rendered(peers=[PeerSpec("192.0.2.1", port=1179, passive=True), PeerSpec("192.0.2.2")])
+    first, second = load(text, tmp_path).neighbors.values()
+    assert first["passive"] and int(first["listen"]) == 1179
+    assert not first["connect"]
+    assert not second["passive"] and not second["listen"]
+
+
+def test_passive_peer_needs_a_local_address() -> None:
+    with pytest.raises(ValueError, match=r"passive peer 192\.0\.2\.1 needs local_address"):
+        rendered(local_address=None, peers=[PeerSpec("192.0.2.1", passive=True)])
+
+
 def test_auto_local_address_and_ipv6_peer(tmp_path: Path) -> None:
     text = rendered(local_address=None, peers=[PeerSpec("2001:db8::1")])
     assert "local-address" not in text

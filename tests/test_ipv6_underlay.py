@@ -126,13 +126,18 @@ def v6() -> Iterator[Agents]:
                     )
             ps_box = fab.add_box("ps", 31)
             agents = {
-                # ExaBGP connects out only; a1 listens instead, for a2 and the peer script
+                # a1 listens (passive peers) for a2 and the peer script, which connect
                 "a1": fab.start_agent(
                     a1,
                     rrs=[a2, ps_box],
-                    # ExaBGP matches an incoming session on its local address too
-                    settings={"reconcile-interval": 1, "local-address": a1.address},
-                    env={"exabgp_tcp_bind": a1.address, "exabgp_bgp_passive": "true"},
+                    settings={
+                        "reconcile-interval": 1,
+                        "local-address": a1.address,
+                        "route-reflectors": [
+                            {"address": peer.address, "hold-time": 9, "passive": True}
+                            for peer in (a2, ps_box)
+                        ],
+                    },
                 ),
                 "a2": fab.start_agent(a2, rrs=[a1], settings={"reconcile-interval": 1}),
             }
