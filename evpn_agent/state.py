@@ -67,10 +67,14 @@ from evpn_agent.local import (
     derive_vnis,
     local_mac_of,
 )
+from evpn_agent.retries import Retries
 from evpn_agent.rib import Dirty, PathId, Rib, better
 from evpn_agent.targets import Importer, RouteTarget, default_export_rt, route_distinguisher
 
 log = logging.getLogger(__name__)
+
+# ("fdb", VNI, MAC), ("flood", VNI, VTEP) or ("neigh", VNI, IP): a refused write to retry
+RetryKey = tuple[str, int, str]
 
 QUIET_PERIOD = 1.0  # no route changes for this long before a sweep, after a route refresh
 
@@ -137,6 +141,7 @@ class AgentState:
         self._vni_by_vxlan: dict[int, LocalVni] = {}
         self._vni_of_bridge: dict[tuple[int, int | None], int] = {}
         self._svis: dict[int, int] = {}
+        self._retries: Retries[RetryKey] = Retries()
 
     # -- inputs: kernel ----------------------------------------------------------------
 
@@ -479,6 +484,14 @@ class AgentState:
     def tick(self, now: float) -> None:
         """Expire held routes; enable the stale-entry sweep once the table is complete."""
         self._now = now
+        for kind, vni, item in self._retries.due(now):
+            self.counters["kernel-retries"] += 1
+            if kind == "fdb":
+                self._dirty.fdb.add((vni, item))
+            elif kind == "flood":
+                self._dirty.flood.add((vni, item))
+            else:
+                self._dirty.neigh.add((vni, item))
         for vni, mac in self.dad.expire(now):
             log.info("MAC %s in VNI %d: freeze over, followed again", mac, vni)
             self._dirty.fdb.add((vni, mac))
@@ -509,7 +522,21 @@ class AgentState:
             self._plan_flood(vni, vtep, ops)
         for vni, ip in dirty.neigh:
             self._plan_neigh(vni, ip, ops)
+        if retrying := self._retries.in_flight():
+            planned = {self._retry_key(op) for op in ops}
+            self._retries.forget([key for key in retrying if key not in planned])
         return ops
+
+    def _retry_key(self, op: Op) -> RetryKey | None:
+        """The dirty key that plans ``op`` again, while its device is still ours."""
+        if isinstance(op, AddFdb | DelFdb):
+            lv = self._vni_by_vxlan.get(op.ifindex)
+            return None if lv is None else ("fdb", lv.vni, op.mac)
+        if isinstance(op, AddFlood | DelFlood):
+            lv = self._vni_by_vxlan.get(op.ifindex)
+            return None if lv is None else ("flood", lv.vni, op.dst)
+        vni = self._svis.get(op.ifindex)
+        return None if vni is None else ("neigh", vni, op.ip)
 
     def _plan_fdb(self, vni: int, mac: str, ops: list[Op]) -> None:
         lv = self.vnis.get(vni)
@@ -583,13 +610,18 @@ class AgentState:
         self._moved(lv.vni, mac, best.vtep)
 
     def kernel_applied(self, ops: Sequence[Op], failed: Iterable[Op]) -> None:
-        """Record acked writes in the mirror; failed ops stay dirty for the next round."""
+        """Record acked writes in the mirror; failed ops are planned again after a backoff."""
         bad = set(failed)
         for op in ops:
             if op in bad:
                 self.counters["kernel-failures"] += 1
+                if (key := self._retry_key(op)) is not None:
+                    delay = self._retries.failed(key, self._now)
+                    log.debug("retrying %s in %gs", op, delay)
                 continue
             self.counters["kernel-ops"] += 1
+            if self._retries and (key := self._retry_key(op)) is not None:
+                self._retries.succeeded(key)
             if isinstance(op, AddFdb):
                 self.mirror.fdb[(op.ifindex, op.mac, op.vlan)] = op.dst
             elif isinstance(op, DelFdb):

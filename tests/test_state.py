@@ -398,3 +398,39 @@ def test_removed_vni_withdraws_local_mac_ip_routes_too() -> None:
     withdrawn = {line for line in state.take_bgp_lines() if line.startswith("withdraw")}
     assert any(f"mac {HOST_MAC} ip {SVI_IP}" in line for line in withdrawn)
     assert state.adverts.sent == {}
+
+
+def test_refused_writes_are_retried_with_backoff_until_they_succeed() -> None:
+    state = make()
+    state.on_bgp([RouteAnnounced(RR, mac_route(ip="198.51.100.22")), RouteAnnounced(RR, imet())], 1)
+    ops = state.take_kernel_ops()
+    state.kernel_applied(ops, ops)  # the kernel refused all three
+    assert state.counters["kernel-failures"] == 3
+    state.tick(1.5)
+    assert state.take_kernel_ops() == []  # not yet: the first retry is 1 s after the failure
+    state.tick(2.0)
+    again = state.take_kernel_ops()
+    assert sorted(map(repr, again)) == sorted(map(repr, ops))
+    state.kernel_applied(again, [again[0]])  # one still refused: next try 2 s later
+    state.tick(3.5)
+    assert state.take_kernel_ops() == []
+    state.tick(4.0)
+    assert state.take_kernel_ops() == [again[0]]
+    state.kernel_applied([again[0]], [])
+    state.tick(100.0)
+    assert state.take_kernel_ops() == []  # all installed: nothing left to retry
+    assert state.counters["kernel-retries"] == 4
+
+
+def test_a_retry_that_is_no_longer_wanted_is_dropped() -> None:
+    state = make()
+    state.on_bgp([RouteAnnounced(RR, mac_route())], 1)
+    ops = state.take_kernel_ops()
+    state.kernel_applied(ops, ops)
+    state.on_bgp([RouteWithdrawn(RR, mac_route().key)], 1.2)
+    assert state.take_kernel_ops() == []  # never installed: nothing to remove
+    state.tick(2.0)
+    assert state.take_kernel_ops() == []  # planned again, nothing to write: forgotten
+    state.tick(100.0)
+    assert state.take_kernel_ops() == []
+    assert state.counters["kernel-retries"] == 1
