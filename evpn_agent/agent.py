@@ -72,7 +72,7 @@ class Agent:
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        monitor = Monitor()
+        monitor = Monitor(rcvbuf=self.cfg.netlink_buffer_size)
         self.monitor = monitor
         await monitor.start()  # bind before the dump: nothing changes unseen in between
         snap = await dump()
@@ -164,7 +164,7 @@ class Agent:
             while not self.inbox.empty() and len(items) < MAX_LINES_PER_ROUND:
                 items.append(self.inbox.get_nowait())
             now = time.monotonic()
-            resync = False
+            resync = lost = False
             update_times: list[float] = []
             kernel_arrival: float | None = None
             for kind, payload in items:
@@ -176,8 +176,7 @@ class Agent:
                 elif kind == "kernel":
                     batch, arrived = payload
                     if not state.on_kernel(batch, now):
-                        log.warning("netlink events were lost: resynchronising from a full dump")
-                        resync = True
+                        lost = True
                     kernel_arrival = arrived if kernel_arrival is None else kernel_arrival
                 elif kind == "tick":
                     state.tick(now)
@@ -186,7 +185,9 @@ class Agent:
                 elif kind == "closed":
                     log.info("ExaBGP closed the API channel; core exits, kernel state kept")
                     return
-            if resync:
+            if lost:
+                log.warning("netlink events were lost: resynchronising from a full dump")
+            if resync or lost:
                 log.debug("reconciling with a full kernel dump")
                 state.load_snapshot(await dump())
             sent = self._flush(state)

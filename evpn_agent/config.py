@@ -68,6 +68,9 @@ class Config:
     # Full dump-and-diff against the kernel, catching what events cannot (entries flushed
     # with a device or carrier, writes that failed); 0 turns it off.
     reconcile_interval: float = 60.0
+    # Receive buffer of the netlink socket that watches the kernel (bytes), like zebra's
+    # -s. A burst beyond it loses events; the agent then resynchronises from a full dump.
+    netlink_buffer_size: int = 64 << 20
     metrics_address: str | None = None  # "127.0.0.1:9600" serves Prometheus metrics
     # When every route reflector is gone, keep what they taught us this long (seconds), so
     # a reflector restart costs no traffic; 0 removes the routes at once.
@@ -101,6 +104,7 @@ _KNOWN_KEYS = {
     "duplicate-detection",
     "sweep-delay",
     "reconcile-interval",
+    "netlink-buffer-size",
 }
 _RR_KEYS = {"address", "password", "hold-time", "port", "passive"}
 _LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -233,6 +237,9 @@ def parse(text: str, source: str = "<config>") -> Config:
         c.fail("log-level", f"{strings['log-level']!r} is not one of {', '.join(_LOG_LEVELS)}")
     sweep_delay = c.seconds("sweep-delay", doc.get("sweep-delay", 5.0), 5.0)
     reconcile = c.seconds("reconcile-interval", doc.get("reconcile-interval", 60.0), 60.0)
+    nl_buffer = c.integer(
+        "netlink-buffer-size", doc.get("netlink-buffer-size", 64 << 20), 1 << 16, 1 << 30
+    )
     hold = c.seconds("route-hold-time", doc.get("route-hold-time", 120.0), 120.0)
     limit_vni = c.integer("mac-limit-per-vni", doc.get("mac-limit-per-vni", 100_000), 1, 1 << 30)
     limit = c.integer("mac-limit", doc.get("mac-limit", 1_000_000), 1, 1 << 30)
@@ -259,6 +266,7 @@ def parse(text: str, source: str = "<config>") -> Config:
         duplicate_detection=dad,
         sweep_delay=sweep_delay,
         reconcile_interval=reconcile,
+        netlink_buffer_size=nl_buffer or 64 << 20,
         source=source,
     )
 

@@ -63,6 +63,10 @@ def test_vnis_default_to_everything_discovered() -> None:
         ),
         ("local-as: 65000\nroute-reflectors: [192.0.2.1, 192.0.2.1]\n", "listed twice"),
         (
+            "local-as: 65000\nroute-reflectors: [192.0.2.1]\nnetlink-buffer-size: 1024\n",
+            "key 'netlink-buffer-size': 1024 is out of range",
+        ),
+        (
             "local-as: 65000\nroute-reflectors: [{address: 192.0.2.1, passive: yes please}]\n",
             "key 'route-reflectors[0].passive': expected true or false",
         ),
