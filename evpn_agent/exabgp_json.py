@@ -185,6 +185,8 @@ def _key(nlri: Any) -> MacKey | ImetKey:
     if not isinstance(nlri, dict):
         raise Rejected("malformed-nlri", f"NLRI is not an object: {nlri!r}"[:160])
     code = nlri.get("code")
+    if code not in (2, 3):  # before the RD: ExaBGP leaves unknown types unparsed
+        raise Rejected("unsupported-route-type", f"EVPN route type {code!r} is not handled")
     rd = nlri.get("rd")
     etag = nlri.get("ethernet-tag", 0)
     if not isinstance(rd, str) or not isinstance(etag, int):
@@ -193,9 +195,7 @@ def _key(nlri: Any) -> MacKey | ImetKey:
         mac = _mac(nlri.get("mac"))
         ip = nlri.get("ip")
         return MacKey(rd, etag, mac, _ip(ip) if ip is not None else None)
-    if code == 3:
-        return ImetKey(rd, etag, _ip(nlri.get("ip")))
-    raise Rejected("unsupported-route-type", f"EVPN route type {code!r} is not handled")
+    return ImetKey(rd, etag, _ip(nlri.get("ip")))
 
 
 def _mac(value: object) -> str:

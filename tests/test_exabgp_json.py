@@ -109,6 +109,7 @@ def test_bad_routes_are_rejected_one_by_one() -> None:
         mac_nlri(label=[[0, 0]]),
         mac_nlri(label=[[1048575, 16777216]]),
         {"code": 5, "rd": "192.0.2.11:2", "ethernet-tag": 0},
+        {"code": 42, "parsed": False, "raw": "2A0400000000"},  # as ExaBGP shows unknown types
         mac_nlri(),  # the one good route survives its bad neighbours
     ]
     events = parse_line(update({"192.0.2.11": nlris}, attribute={"extended-community": RT}))
@@ -120,6 +121,7 @@ def test_bad_routes_are_rejected_one_by_one() -> None:
         "bad-mac",
         "bad-label",
         "bad-label",
+        "unsupported-route-type",
         "unsupported-route-type",
     ]
     assert isinstance(events[-1], RouteAnnounced)
