@@ -68,18 +68,26 @@ def test_fifty_thousand_local_macs_come_and_go(
         [peer] = json.loads(agent.cli("show", "peers", "--json"))
         return int(peer["routesAdvertised"])
 
-    def rr_agrees(predicate: Callable[[int], bool]) -> bool:
-        ours = advertised()
-        return predicate(ours) and _received_by_rr(rr, a1.address) == ours
+    def rr_agrees(predicate: Callable[[int], bool]) -> tuple[int, int] | None:
+        """None until ``predicate`` holds for our count and the RR holds as many; the
+        counts on the way show in a timeout's message."""
+        ours, theirs = advertised(), _received_by_rr(rr, a1.address)
+        return (ours, theirs) if predicate(ours) and theirs == ours else None
+
+    def converge(predicate: Callable[[int], bool], what: str) -> None:
+        try:
+            wait_until(lambda: rr_agrees(predicate), 120, what, interval=0.5)
+        except TimeoutError as exc:
+            counts = f"advertised {advertised()}, RR holds {_received_by_rr(rr, a1.address)}"
+            counters = agent.cli("show", "counters", "--json")
+            raise AssertionError(f"{exc}\n{counts}\n{counters}\n{agent.logs()}") from None
 
     _batch(a1, "add", port)
     # Our type 3 and the host's own MAC come on top of the burst.
-    wait_until(lambda: rr_agrees(lambda n: n >= COUNT + 1), 120,
-               f"the RR holds all {COUNT} MACs from a1", interval=0.5)  # fmt: skip
+    converge(lambda n: n >= COUNT + 1, f"the RR to hold all {COUNT} MACs from a1")
 
     _batch(a1, "del", port)
-    wait_until(lambda: rr_agrees(lambda n: n <= 2), 120,
-               "every burst MAC withdrawn from the RR", interval=0.5)  # fmt: skip
+    converge(lambda n: n <= 2, "every burst MAC withdrawn from the RR")
 
     # The session never dropped: ExaBGP was read throughout the burst.
     assert _uptime_ms(rr, a1.address) > up_before

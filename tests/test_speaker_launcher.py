@@ -139,6 +139,78 @@ def test_withdraw_has_the_announce_index_and_no_attributes() -> None:
     assert withdraw.index() == launcher.build_change(announce).index()
 
 
+# ---------------------------------------------------------------- adj-rib-out order
+
+
+@pytest.fixture
+def _exabgp_logger() -> None:
+    # OutgoingRIB logs through a logger ExaBGP's main() sets up
+    from exabgp.environment import getenv
+    from exabgp.logger import log
+
+    log.init(getenv())
+
+
+def _mac(action: str, mac: str) -> grammar.Command:
+    rt = " rt 65000:100" if action == "announce" else ""
+    return grammar.parse(
+        f"{action} evpn mac rd 192.0.2.21:1 mac {mac} label 100 next-hop 192.0.2.21{rt}"
+    )
+
+
+def _sent(outgoing: Any) -> dict[str, str]:
+    """What the peer ends up with after one send cycle: last action per route."""
+    from exabgp.bgp.message import Action
+
+    final: dict[str, str] = {}
+    for update in outgoing.updates(False):
+        for nlri in update.nlris:
+            final[str(nlri)] = "announce" if nlri.action == Action.ANNOUNCE else "withdraw"
+    return {route.split(":-:0:")[1][:17].lower(): action for route, action in final.items()}
+
+
+M1, OTHER = "02:00:5e:00:00:01", "02:00:5e:00:00:0a"
+
+
+@pytest.mark.usefixtures("_exabgp_logger")
+@pytest.mark.parametrize(
+    "commands",
+    [
+        # a withdraw group exists first; then a MAC comes and goes within the cycle
+        [("withdraw", OTHER), ("announce", M1), ("withdraw", M1)],
+        # an announce group exists first; then a MAC goes and comes back
+        [("announce", OTHER), ("withdraw", M1), ("announce", M1)],
+        [("announce", M1), ("withdraw", M1), ("announce", M1), ("withdraw", M1)],
+        [("announce", M1), ("announce", M1)],
+    ],
+)
+def test_the_last_command_for_a_route_wins_within_a_send_cycle(
+    commands: list[tuple[str, str]],
+) -> None:
+    from exabgp.protocol.family import AFI, SAFI
+    from exabgp.rib.outgoing import OutgoingRIB
+
+    outgoing = OutgoingRIB(True, [(AFI.l2vpn, SAFI.evpn)])
+    for action, mac in commands:
+        launcher.queue(outgoing, launcher.build_change(_mac(action, mac)))
+    last = {mac: action for action, mac in commands}
+    assert _sent(outgoing) == last
+
+
+@pytest.mark.usefixtures("_exabgp_logger")
+def test_a_route_sent_before_is_withdrawn_and_announced_again_in_later_cycles() -> None:
+    from exabgp.protocol.family import AFI, SAFI
+    from exabgp.rib.outgoing import OutgoingRIB
+
+    outgoing = OutgoingRIB(True, [(AFI.l2vpn, SAFI.evpn)])
+    expected = ["announce", "withdraw", "announce", "announce"]  # the last one is a repeat
+    seen = []
+    for action in expected:
+        launcher.queue(outgoing, launcher.build_change(_mac(action, "02:00:5e:00:00:01")))
+        seen.append(_sent(outgoing).get("02:00:5e:00:00:01"))
+    assert seen == ["announce", "withdraw", "announce", None]  # a repeat sends nothing
+
+
 # ---------------------------------------------------------------- dispatch through ExaBGP
 
 
@@ -156,17 +228,19 @@ class FakeProcesses:
 class FakeNeighbor:
     def __init__(self) -> None:
         from exabgp.protocol.family import AFI, SAFI
+        from exabgp.rib.outgoing import OutgoingRIB
 
         self.added: list[Any] = []
         self._families = [(AFI.l2vpn, SAFI.evpn)]
         outer = self
 
-        class Outgoing:
-            def add_to_rib(self, change: Any) -> None:
+        class Outgoing(OutgoingRIB):  # type: ignore[misc]
+            def add_to_rib(self, change: Any, force: bool = False) -> Any:
                 outer.added.append(change)
+                return super().add_to_rib(change, force)
 
         class Rib:
-            outgoing = Outgoing()
+            outgoing = Outgoing(True, self._families)
 
         self.rib = Rib()
 

@@ -209,9 +209,31 @@ def inject(configuration: Any, peers: Sequence[str], cmd: grammar.Command) -> bo
         change = build_change(cmd)
         if change.nlri.family().afi_safi() not in neighbor.families():
             continue
-        neighbor.rib.outgoing.add_to_rib(change)
+        queue(neighbor.rib.outgoing, change)
         injected = True
     return injected
+
+
+def queue(outgoing: Any, change: Any) -> None:
+    """Queue ``change`` in ExaBGP's adj-rib-out so that it replaces whatever is still
+    pending for the same route: the last command wins.
+
+    OutgoingRIB groups pending changes by attribute set and sends the groups in the order
+    they were created, but add_to_rib leaves an earlier pending change for the same route
+    in its own group. An announce and a withdraw of one MAC within one send cycle then both
+    go out, in group order, and the peer may keep the route we withdrew (or lose the one we
+    announced). Seen with MACs that flap during a burst.
+    """
+    from exabgp.bgp.message import Action
+
+    if change.nlri.action == Action.ANNOUNCE and outgoing.in_cache(change):
+        return  # the same route with the same attributes is already sent or queued
+    index = change.index()
+    pending = outgoing._new_nlri.get(index)
+    if pending is not None:
+        groups = outgoing._new_attr_af_nlri.get(pending.attributes.index(), {})
+        groups.get(pending.nlri.family().afi_safi(), {}).pop(index, None)
+    outgoing.add_to_rib(change, force=True)
 
 
 class Advertised:
