@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import dataclasses
 import fcntl
 import io
 import logging
@@ -29,6 +30,7 @@ from evpn_agent.kernel import (
     AddNeigh,
     DelFdb,
     DelFlood,
+    KernelSnapshot,
     Monitor,
     NetlinkWriter,
     Op,
@@ -43,6 +45,7 @@ from evpn_agent.state import AgentState
 log = logging.getLogger(__name__)
 
 TICK = 1.0
+REDUMP_FIRST, REDUMP_LAST = 1.0, 16.0  # seconds; see Agent._schedule_redump
 REFRESH = "announce route-refresh l2vpn evpn"
 F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ, Linux
 PIPE_SIZE = 1 << 20  # the default per-user limit (/proc/sys/fs/pipe-max-size)
@@ -69,19 +72,23 @@ class Agent:
         self.route_to_kernel = Latency()  # ExaBGP's timestamp of an UPDATE -> kernel acked
         self.mac_to_bgp = Latency()  # netlink event arrival -> command written to ExaBGP
         self.metrics = Metrics(lambda: self.state)
+        self._events_lost = True  # since the last complete dump (none yet at start)
+        self._redump_at: float | None = None  # when to dump again after an incomplete one
+        self._redump_delay = REDUMP_FIRST
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         monitor = Monitor(rcvbuf=self.cfg.netlink_buffer_size)
         self.monitor = monitor
         await monitor.start()  # bind before the dump: nothing changes unseen in between
-        snap = await dump()
+        snap = await self._dump()
         router_id, vtep_ip = resolve(self.cfg, snap.links)
         state = AgentState(
             self.cfg, router_id=router_id, vtep_ip=vtep_ip, rd_index={}, now=time.monotonic()
         )
         self.state = state
         state.load_snapshot(snap)
+        self._schedule_redump(snap.complete, time.monotonic())
         state.rd_index = rd_indexes(self.cfg.state_dir, state.vnis)
         log.info(
             "evpn-agent core started: router-id %s, VTEP %s, VNIs %s",
@@ -187,9 +194,14 @@ class Agent:
                     return
             if lost:
                 log.warning("netlink events were lost: resynchronising from a full dump")
+                self._events_lost = True
+            if self._redump_at is not None and now >= self._redump_at:
+                resync = True
             if resync or lost:
                 log.debug("reconciling with a full kernel dump")
-                state.load_snapshot(await dump())
+                snap = await self._dump()
+                state.load_snapshot(snap)
+                self._schedule_redump(snap.complete, now)
             sent = self._flush(state)
             done = time.time()
             for stamp in update_times:
@@ -199,6 +211,34 @@ class Agent:
                 elapsed = time.monotonic() - kernel_arrival
                 self.mac_to_bgp.record(elapsed)
                 self.metrics.mac_to_bgp.observe(elapsed)
+
+    async def _dump(self) -> KernelSnapshot:
+        """A full dump, marked incomplete if the FDB changed while it ran: the kernel
+        resumes an FDB dump by position, so concurrent deletions make it skip entries
+        that are still there, and unlike the neighbour tables it does not say so."""
+        monitor = self.monitor
+        before = monitor.fdb_generation() if monitor is not None else None
+        snap = await dump()
+        await asyncio.sleep(0)  # let the monitor read what is queued
+        if monitor is not None and monitor.fdb_generation() != before and snap.complete:
+            snap = dataclasses.replace(snap, complete=False)
+        return snap
+
+    def _schedule_redump(self, complete: bool, now: float) -> None:
+        """After an incomplete dump, while events were lost since the last complete one
+        (or none was taken yet), dump again soon: 1 s, doubling to 16 s while the kernel
+        keeps changing under the dumps. With no events lost, the events already tell
+        what an incomplete dump missed."""
+        if complete:
+            self._events_lost = False
+            self._redump_at, self._redump_delay = None, REDUMP_FIRST
+            return
+        if not self._events_lost:
+            return
+        log.info("kernel dump was incomplete (tables changed meanwhile): again in %gs",
+                 self._redump_delay)  # fmt: skip
+        self._redump_at = now + self._redump_delay
+        self._redump_delay = min(self._redump_delay * 2, REDUMP_LAST)
 
     def _flush(self, state: AgentState) -> int:
         """Write planned kernel ops, then planned BGP commands; returns commands sent."""
@@ -262,7 +302,7 @@ class Agent:
 
     async def _reconcile(self, state: AgentState, *, dry_run: bool) -> dict[str, Any]:
         """Dump the kernel and plan against it; apply unless ``dry_run``."""
-        snapshot = await dump()
+        snapshot = await self._dump()
         # Nothing below awaits: the owner task cannot interleave with this.
         if dry_run:
             trial = copy.deepcopy(state)
@@ -271,6 +311,7 @@ class Agent:
             failed: list[str] = []
         else:
             state.load_snapshot(snapshot)
+            self._schedule_redump(snapshot.complete, time.monotonic())
             ops = state.take_kernel_ops()
             failures = self.writer.apply(ops) if ops else []
             state.kernel_applied(ops, [f.op for f in failures])
@@ -278,6 +319,7 @@ class Agent:
             self._send(state.take_bgp_lines())
         return {
             "dryRun": dry_run,
+            "complete": snapshot.complete,
             "sweeping": state.sweep_ok,
             "ops": [describe(op) for op in ops],
             "failed": failed,

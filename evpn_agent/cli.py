@@ -322,6 +322,8 @@ def reconcile(dry_run: bool, as_json: bool, config_path: str, socket_path: str |
         click.echo(f"  failed: {line}")
     if not data["sweeping"]:
         click.echo("  (stale entries are kept until the routing table is known complete)")
+    if not data.get("complete", True):
+        click.echo("  (the kernel changed during the dump: local entries it missed are kept)")
     if data["failed"]:
         sys.exit(1)
 

@@ -146,7 +146,14 @@ class AgentState:
     # -- inputs: kernel ----------------------------------------------------------------
 
     def load_snapshot(self, snap: KernelSnapshot) -> None:
-        """Start state, or a resync after lost netlink events: rebuild from a full dump."""
+        """Start state, or a resync after lost netlink events: rebuild from a full dump.
+
+        An incomplete dump (changed while the kernel walked it) may lack entries that never
+        changed: local MACs and bindings we knew stay until a complete dump, or their
+        removal event, says otherwise. Otherwise a burst makes them flap in BGP.
+        """
+        kept_fdb = {} if snap.complete else dict(self.local_fdb)
+        kept_neigh = {} if snap.complete else dict(self.local_neigh)
         self.links = {link.ifindex: link for link in snap.links}
         self._relink()
         self.mirror = Mirror()
@@ -156,6 +163,10 @@ class AgentState:
             self._fdb_seen(fdb)
         for neigh in snap.neigh:
             self._neigh_seen(neigh)
+        for fdb_key, local in kept_fdb.items():
+            self.local_fdb.setdefault(fdb_key, local)
+        for neigh_key, mac in kept_neigh.items():
+            self.local_neigh.setdefault(neigh_key, mac)
         self._mark_everything()
 
     def on_kernel(self, events: Iterable[KernelEvent], now: float | None = None) -> bool:

@@ -434,3 +434,17 @@ def test_a_retry_that_is_no_longer_wanted_is_dropped() -> None:
     state.tick(100.0)
     assert state.take_kernel_ops() == []
     assert state.counters["kernel-retries"] == 1
+
+
+def test_an_incomplete_dump_does_not_withdraw_local_macs_it_missed() -> None:
+    other = "02:00:5e:00:00:31"
+    state = make(fdb=(learned(), learned(other)))
+    state.take_bgp_lines()
+    # the kernel changed while it was dumped: this dump skipped HOST_MAC
+    state.load_snapshot(KernelSnapshot(links(), (learned(other),), (), complete=False))  # type: ignore[arg-type]
+    assert state.take_bgp_lines() == []
+    # a complete dump is believed
+    state.load_snapshot(KernelSnapshot(links(), (learned(other),), ()))  # type: ignore[arg-type]
+    assert state.take_bgp_lines() == [
+        f"withdraw evpn mac rd {ME}:100 mac {HOST_MAC} label 100 next-hop {ME}"
+    ]

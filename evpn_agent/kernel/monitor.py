@@ -77,6 +77,10 @@ class MonitorStats:
     messages: int = 0  # messages that reached userspace
     quiet: int = 0  # of those, dropped as our echo (the kernel filter drops most before)
     overflows: int = 0
+    # FDB deletions seen (not our echoes). The kernel resumes an FDB dump by position, so
+    # a deletion meanwhile makes it skip entries, and it does not flag that dump as it
+    # does neighbour dumps: the agent compares this before and after one.
+    fdb_deletions: int = 0
     kernel_filter: bool = False  # whether the in-kernel echo filter is attached
 
 
@@ -176,6 +180,11 @@ class Monitor:
             if batch:
                 yield batch
 
+    def fdb_generation(self) -> tuple[int, int]:
+        """Changes when FDB entries are deleted or events are lost: equal values before
+        and after an FDB dump mean it skipped nothing."""
+        return self.stats.fdb_deletions, self.stats.overflows
+
     async def _load_devices(self) -> None:
         links, ports = await dump_devices()
         self._devices = _Devices({link.ifindex: link for link in links}, ports)
@@ -197,6 +206,8 @@ class Monitor:
                 if self._is_quiet(buf, offset, length):
                     self.stats.quiet += 1
                 else:
+                    if msg_type == RTM_DELNEIGH and buf[offset + NLMSGHDR.size] == AF_BRIDGE:
+                        self.stats.fdb_deletions += 1
                     self._on_neighbour(msg_type, buf, offset, out)
             elif msg_type in (RTM_NEWLINK, RTM_DELLINK):
                 try:

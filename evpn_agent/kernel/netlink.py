@@ -167,7 +167,20 @@ def link_dump_request(family: int, ext_mask: int) -> bytes:
 
 
 async def request_dump(request: bytes, decode: Callable[[bytearray, int], T | None]) -> list[T]:
+    """Like :func:`request_dump_checked`, for callers that can live with a dump the kernel
+    flagged as interrupted (events about the changes follow on a bound monitor)."""
+    results, _complete = await request_dump_checked(request, decode)
+    return results
+
+
+async def request_dump_checked(
+    request: bytes, decode: Callable[[bytearray, int], T | None]
+) -> tuple[list[T], bool]:
     """Send one dump request on a fresh socket and decode every answer with `decode`.
+
+    Returns the items and whether the dump is complete: the kernel sets NLM_F_DUMP_INTR
+    when the table changed while it was walked, and then entries that did not change
+    may be missing from it (not only the changed ones, whose events follow).
 
     `decode(buf, offset)` gets the shared receive buffer and must copy what it keeps. We
     yield to the event loop after every datagram (~32 KiB, ~400 FDB entries): a 200k-entry
@@ -190,8 +203,8 @@ async def request_dump(request: bytes, decode: Callable[[bytearray, int], T | No
                 if seq == _DUMP_SEQ:
                     if msg_type == NLMSG_DONE:
                         if interrupted:
-                            log.debug("netlink dump changed while running; events follow")
-                        return results
+                            log.debug("netlink dump changed while running: incomplete")
+                        return results, not interrupted
                     if msg_type == NLMSG_ERROR:
                         code, text = parse_ack(buf, offset)
                         if code:

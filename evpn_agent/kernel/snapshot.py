@@ -27,6 +27,9 @@ class KernelSnapshot:
     links: tuple[Link, ...]
     fdb: tuple[FdbEntry, ...]
     neigh: tuple[NeighEntry, ...]
+    # False when the FDB or neighbour dump was interrupted by changes: entries may be
+    # missing from it, so absence proves nothing until a complete dump.
+    complete: bool = True
 
 
 def _link_at(buf: bytearray, offset: int) -> Link:
@@ -88,13 +91,15 @@ async def dump_links() -> list[Link]:
     return links
 
 
-async def dump_fdb() -> list[FdbEntry]:
-    return await netlink.request_dump(netlink.neigh_dump_request(AF_BRIDGE), _fdb_at)
+async def dump_fdb() -> tuple[list[FdbEntry], bool]:
+    """The bridge FDB, and whether the dump is complete."""
+    return await netlink.request_dump_checked(netlink.neigh_dump_request(AF_BRIDGE), _fdb_at)
 
 
-async def dump_neighbours() -> list[NeighEntry]:
+async def dump_neighbours() -> tuple[list[NeighEntry], bool]:
+    """ARP and ND entries, and whether the dump is complete."""
     # AF_UNSPEC walks the ARP and ND tables (the FDB only answers AF_BRIDGE)
-    return await netlink.request_dump(netlink.neigh_dump_request(AF_UNSPEC), _neigh_at)
+    return await netlink.request_dump_checked(netlink.neigh_dump_request(AF_UNSPEC), _neigh_at)
 
 
 async def dump() -> KernelSnapshot:
@@ -103,6 +108,6 @@ async def dump() -> KernelSnapshot:
     Bind the Monitor first: changes during the dump then arrive as events afterwards.
     """
     links = await dump_links()
-    fdb = await dump_fdb()
-    neigh = await dump_neighbours()
-    return KernelSnapshot(tuple(links), tuple(fdb), tuple(neigh))
+    fdb, fdb_complete = await dump_fdb()
+    neigh, neigh_complete = await dump_neighbours()
+    return KernelSnapshot(tuple(links), tuple(fdb), tuple(neigh), fdb_complete and neigh_complete)
