@@ -292,7 +292,15 @@ class Agent:
             return self._reconcile(state, dry_run=bool(request.get("dry_run")))
         if command == "show counters":
             return {
-                "counters": dict(sorted(state.counters.items())),
+                "counters": dict(
+                    sorted(
+                        {
+                            **state.counters,
+                            "bgp-announces": state.adverts.announced,
+                            "bgp-withdraws": state.adverts.withdrawn,
+                        }.items()
+                    )
+                ),
                 "latency": {
                     "route-to-kernel": self.route_to_kernel.summary(),
                     "local-mac-to-bgp": self.mac_to_bgp.summary(),
