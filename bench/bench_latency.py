@@ -45,8 +45,8 @@ from bench._common import (
     Child,
     CpuSampler,
     code_version,
-    setup_logging,
     summary_ms,
+    trial_arguments,
     wait_machine_quiet,
 )
 from lab.fabric import (
@@ -219,19 +219,7 @@ def agent_latency(agent: AgentProcess) -> dict[str, Any]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--trials", type=int, default=30, help="trials per origin (30)")
-    parser.add_argument("--warmup", type=int, default=2, help="uncounted trials first (2)")
-    parser.add_argument("--no-frr-baseline", action="store_true", help="agents only (no FRR VTEPs)")
-    parser.add_argument("--timeout", type=float, default=5.0, help="per-trial deadline (s)")
-    parser.add_argument(
-        "--jitter-ms", type=float, default=100.0, help="random pause between trials (0..ms)"
-    )
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--quiet-timeout", type=float, default=60.0)
-    parser.add_argument("-v", "--verbose", action="store_true")
-    args = parser.parse_args()
-    setup_logging(args.verbose)
+    args = trial_arguments(__doc__.split("\n\n")[0], "trials per origin (30)")
     missing = missing_requirements()
     if missing:
         log.error("cannot build a fabric here: %s", ", ".join(missing))

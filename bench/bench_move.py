@@ -37,7 +37,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import Child, code_version, setup_logging, summary_ms, wait_machine_quiet
+from bench._common import Child, code_version, summary_ms, trial_arguments, wait_machine_quiet
 from bench.bench_latency import wait_converged
 from lab.fabric import Box, Fabric, missing_requirements
 
@@ -165,19 +165,7 @@ def _kind(box: Box) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--trials", type=int, default=30, help="moves per fabric (30)")
-    parser.add_argument("--warmup", type=int, default=2, help="uncounted moves first (2)")
-    parser.add_argument("--no-frr-baseline", action="store_true", help="agents only (no FRR VTEPs)")
-    parser.add_argument("--timeout", type=float, default=5.0, help="per-step deadline (s)")
-    parser.add_argument(
-        "--jitter-ms", type=float, default=100.0, help="random pause between trials (0..ms)"
-    )
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--quiet-timeout", type=float, default=60.0)
-    parser.add_argument("-v", "--verbose", action="store_true")
-    args = parser.parse_args()
-    setup_logging(args.verbose)
+    args = trial_arguments(__doc__.split("\n\n")[0], "moves per fabric (30)")
     missing = missing_requirements()
     if missing:
         log.error("cannot build a fabric here: %s", ", ".join(missing))
