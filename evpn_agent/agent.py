@@ -78,6 +78,12 @@ class Agent:
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
+        # Drain ExaBGP from the first moment: its writes to us block its reactor, and its
+        # keepalives with it, while we bind, dump the kernel (seconds when it is large) and
+        # open the socket. Lines wait in the inbox until the state exists.
+        threading.Thread(
+            target=self._read_stdin, args=(loop,), name="exabgp-in", daemon=True
+        ).start()
         monitor = Monitor(rcvbuf=self.cfg.netlink_buffer_size)
         self.monitor = monitor
         await monitor.start()  # bind before the dump: nothing changes unseen in between
@@ -103,9 +109,6 @@ class Agent:
                 metrics_server = await self.metrics.serve(self.cfg.metrics_address)
             except OSError as exc:
                 log.error("cannot serve metrics on %s: %s", self.cfg.metrics_address, exc)
-        threading.Thread(
-            target=self._read_stdin, args=(loop,), name="exabgp-in", daemon=True
-        ).start()
         # Our whole desired set, bracketed so ExaBGP drops what a predecessor announced
         # and we no longer want (a MAC that aged out while no core ran).
         self._send([grammar.SYNC_BEGIN])
