@@ -220,10 +220,15 @@ class Agent:
         resumes an FDB dump by position, so concurrent deletions make it skip entries
         that are still there, and unlike the neighbour tables it does not say so."""
         monitor = self.monitor
-        before = monitor.fdb_generation() if monitor is not None else None
+        if monitor is None:
+            return await dump()
+        deletions, overflows = monitor.fdb_generation()
         snap = await dump()
-        await asyncio.sleep(0)  # let the monitor read what is queued
-        if monitor is not None and monitor.fdb_generation() != before and snap.complete:
+        # Unread messages may be deletions from during the dump: count them as such.
+        changed = monitor.backlog() or monitor.fdb_generation() != (deletions, overflows)
+        if monitor.stats.overflows != overflows:
+            self._events_lost = True
+        if changed and snap.complete:
             snap = dataclasses.replace(snap, complete=False)
         return snap
 

@@ -108,6 +108,8 @@ class Monitor:
         self._max_batch = max_batch
         self._sock: socket.socket | None = None
         self._buf = bytearray(1 << 18)
+        self._overflow_pending = False
+        self._readable: asyncio.Event | None = None
         self._devices = _Devices()
 
     @property
@@ -152,33 +154,66 @@ class Monitor:
         self.close()
 
     async def events(self) -> AsyncIterator[list[KernelEvent]]:
-        """Batches of events, in kernel order, as they arrive (never an empty batch)."""
+        """Batches of events, in kernel order, as they arrive (never an empty batch).
+
+        A message is decoded (and counted) in the same step that reads it off the socket,
+        so :meth:`backlog` on the socket tells exactly what has not been seen yet.
+        """
         sock = self._sock
         if sock is None:
             raise RuntimeError("Monitor.start() first")
         loop = asyncio.get_running_loop()
+        readable = self._readable = asyncio.Event()
+        loop.add_reader(sock.fileno(), readable.set)
         buf = self._buf
-        while True:
-            batch: list[KernelEvent] = []
-            try:
-                received = await loop.sock_recv_into(sock, buf)
-                self._feed(buf, received, batch)
-                for _ in range(self._max_batch):
-                    received = sock.recv_into(buf)
-                    self._feed(buf, received, batch)
-                # More is queued: let other tasks (e.g. the ExaBGP reader) run first.
-                await asyncio.sleep(0)
-            except BlockingIOError:
-                pass
-            except OSError as exc:
-                if exc.errno != errno.ENOBUFS:
-                    raise
-                self.stats.overflows += 1
-                log.warning("netlink monitor overflowed: events lost, a dump is needed")
-                batch.append(MonitorOverflowed())
-                await self._load_devices()
-            if batch:
-                yield batch
+        try:
+            while True:
+                batch: list[KernelEvent] = []
+                drained = False
+                readable.clear()
+                try:
+                    for _ in range(self._max_batch):
+                        received = sock.recv_into(buf)
+                        self._feed(buf, received, batch)
+                except BlockingIOError:
+                    drained = True
+                except OSError as exc:
+                    if exc.errno != errno.ENOBUFS:
+                        raise
+                    self._lost()
+                if self._overflow_pending:
+                    self._overflow_pending = False
+                    batch.append(MonitorOverflowed())
+                    await self._load_devices()
+                if batch:
+                    yield batch
+                if drained:
+                    await readable.wait()
+                else:
+                    await asyncio.sleep(0)  # more is queued: let other tasks run first
+        finally:
+            loop.remove_reader(sock.fileno())
+
+    def _lost(self) -> None:
+        self.stats.overflows += 1
+        self._overflow_pending = True
+        if self._readable is not None:
+            self._readable.set()  # wake events() to report it
+        log.warning("netlink monitor overflowed: events lost, a dump is needed")
+
+    def backlog(self) -> bool:
+        """Whether messages wait unread on the socket now (or were lost meanwhile)."""
+        if self._sock is None:
+            return False
+        try:
+            return bool(self._sock.recv(NLMSGHDR.size, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+        except BlockingIOError:
+            return False
+        except OSError as exc:
+            if exc.errno != errno.ENOBUFS:
+                raise
+            self._lost()  # reading the error cleared it: events() reports it next
+            return True
 
     def fdb_generation(self) -> tuple[int, int]:
         """Changes when FDB entries are deleted or events are lost: equal values before
