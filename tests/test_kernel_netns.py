@@ -353,10 +353,10 @@ def send_frame(ifname: str, src: str) -> None:
 # --- monitor --------------------------------------------------------------------------------
 
 
-def _monitor_scenario(vx: int, br: int, host: int) -> tuple[list[KernelEvent], MonitorStats]:
+def _monitor_scenario(vx: int, br: int, host: int) -> tuple[list[KernelEvent], MonitorStats, bool]:
     """Bind, write quiet and non-quiet changes, collect events until the last one arrives."""
 
-    async def scenario() -> tuple[list[KernelEvent], MonitorStats]:
+    async def scenario() -> tuple[list[KernelEvent], MonitorStats, bool]:
         quiet = QuietEchoes(fdb_ifindexes=frozenset({vx}), neigh_ifindexes=frozenset({br}))
         async with Monitor(quiet) as monitor:
             with NetlinkWriter() as writer:
@@ -372,6 +372,7 @@ def _monitor_scenario(vx: int, br: int, host: int) -> tuple[list[KernelEvent], M
             subprocess.run(["ip", "link", "set", "vx100", "down"], check=True)
             seen: list[KernelEvent] = []
             deadline = time.monotonic() + 10
+            backlog_before = monitor.backlog()  # all of it waits unread
 
             def vx_down() -> bool:
                 return any(
@@ -383,14 +384,16 @@ def _monitor_scenario(vx: int, br: int, host: int) -> tuple[list[KernelEvent], M
                 seen += batch
                 if vx_down() or time.monotonic() > deadline:
                     break
-            return seen, monitor.stats
+            return seen, monitor.stats, backlog_before
 
     return asyncio.run(asyncio.wait_for(scenario(), 20))
 
 
 def test_monitor_reports_foreign_changes_and_skips_our_echoes(lab: Lab) -> None:
-    events, stats = run_in_netns(lab.ns, _monitor_scenario, lab.vx, lab.br, lab.host)
+    events, stats, backlog = run_in_netns(lab.ns, _monitor_scenario, lab.vx, lab.br, lab.host)
     assert stats.kernel_filter and stats.overflows == 0
+    # unread messages show before events() reads them; MAC2's removal is the one deletion
+    assert backlog and stats.fdb_deletions == 1
     fdb_events = [e for e in events if isinstance(e, FdbUpdated | FdbRemoved)]
     assert [(type(e), e.entry.ifindex, e.entry.mac) for e in fdb_events[:2]] == [
         (FdbUpdated, lab.host, MAC2),
