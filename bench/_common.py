@@ -37,9 +37,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lab.fabric import Fabric
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
@@ -282,6 +285,23 @@ def child_send_frames(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- parent side
+
+
+@contextlib.contextmanager
+def bench_fabric(prefix: str, children: Sequence[Child] = ()) -> Iterator[Fabric]:
+    """The fabric of one benchmark run: if the run fails, every daemon's log tail goes to
+    stderr; at the end the child programs (watchers, senders) stop, then the fabric goes."""
+    from lab.fabric import Fabric  # the child programs never need it
+
+    with Fabric(prefix) as fab:
+        try:
+            yield fab
+        except BaseException:
+            logging.getLogger("bench").error("benchmark failed; logs:\n%s", fab.logs())
+            raise
+        finally:
+            for child in children:
+                child.stop()
 
 
 class Child:
@@ -662,24 +682,27 @@ def stop_py_spy(process: subprocess.Popen[bytes] | None) -> None:
         process.wait(5)
 
 
+def _profile_samples(path: Path) -> list[tuple[list[str], int]]:
+    """(stack frames, sample count) per line of a raw py-spy file; [] if unreadable."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return []
+    samples = []
+    for line in lines:
+        stack, _, count_text = line.rpartition(" ")
+        frames = [f for f in stack.split(";") if f]
+        if frames and count_text.isdigit():
+            samples.append((frames, int(count_text)))
+    return samples
+
+
 def summarize_profile(path: Path, top: int = 25) -> dict[str, Any]:
     """Own time and inclusive time (percent of samples) per function of a raw py-spy file."""
     own: dict[str, int] = {}
     inclusive: dict[str, int] = {}
     total = 0
-    try:
-        lines = path.read_text().splitlines()
-    except OSError:
-        return {}
-    for line in lines:
-        stack, _, count_text = line.rpartition(" ")
-        try:
-            count = int(count_text)
-        except ValueError:
-            continue
-        frames = [f for f in stack.split(";") if f]
-        if not frames:
-            continue
+    for frames, count in _profile_samples(path):
         total += count
         leaf = _frame_name(frames[-1])
         own[leaf] = own.get(leaf, 0) + count
@@ -700,17 +723,7 @@ def categorize_profile(path: Path, rules: Sequence[tuple[str, str]]) -> dict[str
     prefix such as ``"Agent._read_stdin ("``) whose frame is anywhere in its stack."""
     counts: dict[str, int] = {}
     total = 0
-    try:
-        lines = path.read_text().splitlines()
-    except OSError:
-        return {}
-    for line in lines:
-        stack, _, count_text = line.rpartition(" ")
-        try:
-            count = int(count_text)
-        except ValueError:
-            continue
-        frames = stack.split(";")
+    for frames, count in _profile_samples(path):
         total += count
         label = next(
             (label for label, prefix in rules if any(f.startswith(prefix) for f in frames)),

@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._common import (
     Child,
     CpuSampler,
+    bench_fabric,
     code_version,
     summary_ms,
     trial_arguments,
@@ -52,7 +53,6 @@ from bench._common import (
 from lab.fabric import (
     AgentProcess,
     Box,
-    Fabric,
     Host,
     missing_requirements,
     wait_until,
@@ -230,99 +230,88 @@ def main() -> int:
         "code": code_version(),
     }
     children: list[Child] = []
-    with Fabric("blat") as fab:
+    with bench_fabric("blat", children) as fab:
+        rr = fab.add_route_reflector("rr", 1)
+        a1 = fab.add_agent_vtep("a1", 21)
+        a2 = fab.add_agent_vtep("a2", 22)
+        vteps = [a1, a2]
+        if not args.no_frr_baseline:
+            f1 = fab.add_frr_vtep("f1", 11, rrs=[rr])
+            f2 = fab.add_frr_vtep("f2", 12, rrs=[rr])
+            vteps += [f1, f2]
+        for box in vteps:
+            box.add_vni(VNI)
+        agents = {box.name: fab.start_agent(box, rrs=[rr]) for box in (a1, a2)}
+        hosts = {"a1": fab.add_host("ha", a1, VNI, "198.51.100.1/24")}
+        if not args.no_frr_baseline:
+            hosts["f1"] = fab.add_host("hf", f1, VNI, "198.51.100.2/24")
+        for box in vteps:
+            fab.wait_established(rr, box.address, timeout=60)
+        wait_converged(vteps, 60)
+        watchers = {}
+        for box in vteps:
+            watchers[box.name] = Child(box.netns.name, "watch-neigh", "--mac-prefix", MAC_PREFIX)
+            children.append(watchers[box.name])
+        sniffer = Child(rr.netns.name, "sniff-bgp", "--device", "eth0", "--mac-prefix", MAC_PREFIX)
+        children.append(sniffer)
+        origins = []
+        for code, (kind, box_name) in enumerate((("agent", "a1"), ("frr", "f1")), start=1):
+            if box_name not in hosts:
+                continue
+            host = hosts[box_name]
+            sender = Child(host.netns.name, "send-frames", "--device", "eth0", stdin=True)
+            children.append(sender)
+            origins.append(Origin(kind, host.box, host, sender, code))
+        for child in children:
+            child.wait_ready()
+        destinations = {"agent": (a2, watchers["a2"])}
+        if not args.no_frr_baseline:
+            destinations["frr"] = (f2, watchers["f2"])
+        output["machine_busy_cores_before"] = wait_machine_quiet(timeout=args.quiet_timeout)
+        before = {name: agent_latency(agent) for name, agent in agents.items()}
+        sampler = CpuSampler(tracked_pids(rr, vteps, agents, children))
+        started = time.time()
         try:
-            rr = fab.add_route_reflector("rr", 1)
-            a1 = fab.add_agent_vtep("a1", 21)
-            a2 = fab.add_agent_vtep("a2", 22)
-            vteps = [a1, a2]
-            if not args.no_frr_baseline:
-                f1 = fab.add_frr_vtep("f1", 11, rrs=[rr])
-                f2 = fab.add_frr_vtep("f2", 12, rrs=[rr])
-                vteps += [f1, f2]
-            for box in vteps:
-                box.add_vni(VNI)
-            agents = {box.name: fab.start_agent(box, rrs=[rr]) for box in (a1, a2)}
-            hosts = {"a1": fab.add_host("ha", a1, VNI, "198.51.100.1/24")}
-            if not args.no_frr_baseline:
-                hosts["f1"] = fab.add_host("hf", f1, VNI, "198.51.100.2/24")
-            for box in vteps:
-                fab.wait_established(rr, box.address, timeout=60)
-            wait_converged(vteps, 60)
-            watchers = {}
-            for box in vteps:
-                watchers[box.name] = Child(
-                    box.netns.name, "watch-neigh", "--mac-prefix", MAC_PREFIX
-                )
-                children.append(watchers[box.name])
-            sniffer = Child(
-                rr.netns.name, "sniff-bgp", "--device", "eth0", "--mac-prefix", MAC_PREFIX
-            )
-            children.append(sniffer)
-            origins = []
-            for code, (kind, box_name) in enumerate((("agent", "a1"), ("frr", "f1")), start=1):
-                if box_name not in hosts:
-                    continue
-                host = hosts[box_name]
-                sender = Child(host.netns.name, "send-frames", "--device", "eth0", stdin=True)
-                children.append(sender)
-                origins.append(Origin(kind, host.box, host, sender, code))
-            for child in children:
-                child.wait_ready()
-            destinations = {"agent": (a2, watchers["a2"])}
-            if not args.no_frr_baseline:
-                destinations["frr"] = (f2, watchers["f2"])
-            output["machine_busy_cores_before"] = wait_machine_quiet(timeout=args.quiet_timeout)
-            before = {name: agent_latency(agent) for name, agent in agents.items()}
-            sampler = CpuSampler(tracked_pids(rr, vteps, agents, children))
-            started = time.time()
-            try:
-                samples, missed = run_trials(args, origins, destinations, watchers, sniffer)
-            finally:
-                sampler.stop()
-            window = sampler.between(started, time.time())
-            output["trials_wall_s"] = window.get("window_s")
-            output["cpu_during_trials"] = {
-                "others_core_share": window.get("others_core_share"),
-                "machine_busy_cores": window.get("machine_busy_cores"),
-                "busiest_other_processes_cpu_s": sampler.top_others(),
-            }
-            paths: dict[str, Any] = {}
-            for path in sorted(samples.keys() | missed.keys()):
-                bucket = samples.get(path, {})
-                paths[path] = {
-                    "mac_learned_to_remote_kernel": summary_ms(bucket.get("learn_to_remote", [])),
-                    "frame_sent_to_remote_kernel": summary_ms(bucket.get("send_to_remote", [])),
-                    "frame_sent_to_learned": summary_ms(bucket.get("send_to_learn", [])),
-                    "split": {
-                        "learned_to_update_at_rr": summary_ms(bucket.get("learned_to_rr_in", [])),
-                        "rr_in_to_rr_out": summary_ms(bucket.get("rr_in_to_rr_out", [])),
-                        "rr_out_to_remote_kernel": summary_ms(
-                            bucket.get("rr_out_to_remote_kernel", [])
-                        ),
-                    },
-                    "missed": missed.get(path, 0),
-                }
-            output["paths"] = paths
-            output["agent_latency"] = {
-                name: {
-                    "local-mac-to-bgp": lat["local-mac-to-bgp"],
-                    "route-to-kernel": lat["route-to-kernel"],
-                }
-                for name, lat in ((n, agent_latency(a)) for n, a in agents.items())
-            }
-            # samples from the start-up (initial table) sit in the same window: say how many
-            output["agent_latency_samples_before_trials"] = {
-                name: {kind: summary.get("count", 0) for kind, summary in lat.items()}
-                for name, lat in before.items()
-            }
-            output["targets"] = targets(output)
-        except BaseException:
-            log.error("benchmark failed; logs:\n%s", fab.logs())
-            raise
+            samples, missed = run_trials(args, origins, destinations, watchers, sniffer)
         finally:
-            for child in children:
-                child.stop()
+            sampler.stop()
+        window = sampler.between(started, time.time())
+        output["trials_wall_s"] = window.get("window_s")
+        output["cpu_during_trials"] = {
+            "others_core_share": window.get("others_core_share"),
+            "machine_busy_cores": window.get("machine_busy_cores"),
+            "busiest_other_processes_cpu_s": sampler.top_others(),
+        }
+        paths: dict[str, Any] = {}
+        for path in sorted(samples.keys() | missed.keys()):
+            bucket = samples.get(path, {})
+            paths[path] = {
+                "mac_learned_to_remote_kernel": summary_ms(bucket.get("learn_to_remote", [])),
+                "frame_sent_to_remote_kernel": summary_ms(bucket.get("send_to_remote", [])),
+                "frame_sent_to_learned": summary_ms(bucket.get("send_to_learn", [])),
+                "split": {
+                    "learned_to_update_at_rr": summary_ms(bucket.get("learned_to_rr_in", [])),
+                    "rr_in_to_rr_out": summary_ms(bucket.get("rr_in_to_rr_out", [])),
+                    "rr_out_to_remote_kernel": summary_ms(
+                        bucket.get("rr_out_to_remote_kernel", [])
+                    ),
+                },
+                "missed": missed.get(path, 0),
+            }
+        output["paths"] = paths
+        output["agent_latency"] = {
+            name: {
+                "local-mac-to-bgp": lat["local-mac-to-bgp"],
+                "route-to-kernel": lat["route-to-kernel"],
+            }
+            for name, lat in ((n, agent_latency(a)) for n, a in agents.items())
+        }
+        # samples from the start-up (initial table) sit in the same window: say how many
+        output["agent_latency_samples_before_trials"] = {
+            name: {kind: summary.get("count", 0) for kind, summary in lat.items()}
+            for name, lat in before.items()
+        }
+        output["targets"] = targets(output)
     print(json.dumps(output, indent=2))
     return 0
 

@@ -37,9 +37,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import Child, code_version, summary_ms, trial_arguments, wait_machine_quiet
+from bench._common import (
+    Child,
+    bench_fabric,
+    code_version,
+    summary_ms,
+    trial_arguments,
+    wait_machine_quiet,
+)
 from bench.bench_latency import wait_converged
-from lab.fabric import Box, Fabric, missing_requirements
+from lab.fabric import Box, missing_requirements
 
 log = logging.getLogger("bench.move")
 
@@ -172,61 +179,50 @@ def main() -> int:
         return 1
     output: dict[str, Any] = {"benchmark": "move", "trials": args.trials, "code": code_version()}
     children: list[Child] = []
-    with Fabric("bmov") as fab:
-        try:
-            rr = fab.add_route_reflector("rr", 1)
-            agents_boxes = [fab.add_agent_vtep(f"a{i}", 20 + i) for i in (1, 2, 3)]
-            frr_boxes = (
-                []
-                if args.no_frr_baseline
-                else [fab.add_frr_vtep(f"f{i}", 10 + i, rrs=[rr]) for i in (1, 2, 3)]
-            )
-            vteps = agents_boxes + frr_boxes
-            for box in vteps:
-                box.add_vni(VNI)
-            agents = {box.name: fab.start_agent(box, rrs=[rr]) for box in agents_boxes}
-            for box in vteps:
-                fab.wait_established(rr, box.address, timeout=60)
-            wait_converged(vteps, 60)
-            watchers = {}
-            for box in vteps:
-                watchers[box.name] = Child(
-                    box.netns.name, "watch-neigh", "--mac-prefix", MAC_PREFIX
-                )
-                children.append(watchers[box.name])
-            fabrics: list[Fabric2] = []
-            groups = [("agent", agents_boxes[:2])]
-            if frr_boxes:
-                groups.append(("frr", frr_boxes[:2]))
-            for code, (name, pair) in enumerate(groups, start=1):
-                leaves = []
-                for n, box in enumerate(pair, start=1):
-                    host = fab.add_host(
-                        f"h{name[0]}{n}", box, VNI, f"198.51.100.{code * 10 + n}/24"
-                    )
-                    sender = Child(host.netns.name, "send-frames", "--device", "eth0", stdin=True)
-                    children.append(sender)
-                    leaves.append(Leaf(box, f"h-{host.name}", sender))
-                fabrics.append(Fabric2(name, (leaves[0], leaves[1]), code))
-            for child in children:
-                child.wait_ready()
-            output["machine_busy_cores_before"] = wait_machine_quiet(timeout=args.quiet_timeout)
-            started = time.time()
-            samples, missed = run_trials(args, fabrics, vteps, watchers)
-            output["trials_wall_s"] = round(time.time() - started, 1)
-            output["paths"] = {
-                path: {**summary_ms(samples.get(path, [])), "missed": missed.get(path, 0)}
-                for path in sorted(samples.keys() | missed.keys())
-            }
-            counters = json.loads(agents["a1"].cli("show", "counters", "--json"))["counters"]
-            output["a1_counters"] = {k: v for k, v in counters.items() if "dup" in k or "move" in k}
-            output["targets"] = targets(output)
-        except BaseException:
-            log.error("benchmark failed; logs:\n%s", fab.logs())
-            raise
-        finally:
-            for child in children:
-                child.stop()
+    with bench_fabric("bmov", children) as fab:
+        rr = fab.add_route_reflector("rr", 1)
+        agents_boxes = [fab.add_agent_vtep(f"a{i}", 20 + i) for i in (1, 2, 3)]
+        frr_boxes = (
+            []
+            if args.no_frr_baseline
+            else [fab.add_frr_vtep(f"f{i}", 10 + i, rrs=[rr]) for i in (1, 2, 3)]
+        )
+        vteps = agents_boxes + frr_boxes
+        for box in vteps:
+            box.add_vni(VNI)
+        agents = {box.name: fab.start_agent(box, rrs=[rr]) for box in agents_boxes}
+        for box in vteps:
+            fab.wait_established(rr, box.address, timeout=60)
+        wait_converged(vteps, 60)
+        watchers = {}
+        for box in vteps:
+            watchers[box.name] = Child(box.netns.name, "watch-neigh", "--mac-prefix", MAC_PREFIX)
+            children.append(watchers[box.name])
+        fabrics: list[Fabric2] = []
+        groups = [("agent", agents_boxes[:2])]
+        if frr_boxes:
+            groups.append(("frr", frr_boxes[:2]))
+        for code, (name, pair) in enumerate(groups, start=1):
+            leaves = []
+            for n, box in enumerate(pair, start=1):
+                host = fab.add_host(f"h{name[0]}{n}", box, VNI, f"198.51.100.{code * 10 + n}/24")
+                sender = Child(host.netns.name, "send-frames", "--device", "eth0", stdin=True)
+                children.append(sender)
+                leaves.append(Leaf(box, f"h-{host.name}", sender))
+            fabrics.append(Fabric2(name, (leaves[0], leaves[1]), code))
+        for child in children:
+            child.wait_ready()
+        output["machine_busy_cores_before"] = wait_machine_quiet(timeout=args.quiet_timeout)
+        started = time.time()
+        samples, missed = run_trials(args, fabrics, vteps, watchers)
+        output["trials_wall_s"] = round(time.time() - started, 1)
+        output["paths"] = {
+            path: {**summary_ms(samples.get(path, [])), "missed": missed.get(path, 0)}
+            for path in sorted(samples.keys() | missed.keys())
+        }
+        counters = json.loads(agents["a1"].cli("show", "counters", "--json"))["counters"]
+        output["a1_counters"] = {k: v for k, v in counters.items() if "dup" in k or "move" in k}
+        output["targets"] = targets(output)
     print(json.dumps(output, indent=2))
     return 0
 

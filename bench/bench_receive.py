@@ -49,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._common import (
     Child,
     CpuSampler,
+    bench_fabric,
     categorize_profile,
     code_version,
     evpn_summary,
@@ -664,51 +665,47 @@ def main() -> int:
         "vnis": args.vnis,
         "imet_routes": 0 if args.no_imet else args.vnis,
     }
-    with Fabric("bre") as fab:
-        try:
-            rr = fab.add_route_reflector("rr", 1)
-            set_frr_log_precision(rr)
-            if args.rr_coalesce_ms is not None:
-                coalesce = f"coalesce-time {args.rr_coalesce_ms}"
-                rr.vtysh("configure terminal", f"router bgp {ASN}", coalesce)
-                output["rr_coalesce_ms"] = args.rr_coalesce_ms
-            output["setup"] = inject(fab, rr, args, vnis)
-            kinds = []
-            if not args.no_agent:
-                kinds.append(("agent", run_agent))
-            if args.frr_baseline:
-                kinds.append(("frr", run_frr))
-            if args.exabgp_baseline:
-                kinds.append(("exabgp_only", run_exabgp_only))
-            runs: dict[str, list[dict[str, Any]]] = {}
-            attempts = 0  # each attempt gets its own box (name and address)
-            for trial in range(args.trials):
-                for kind, runner in kinds:
-                    for retry in range(args.retries + 1):
-                        busy = wait_machine_quiet(timeout=args.quiet_timeout)
-                        log.info("trial %d: %s (attempt %d)", trial, kind, retry + 1)
-                        result = runner(fab, rr, args, vnis, attempts)
-                        attempts += 1
-                        result["machine_busy_cores_before"] = busy
-                        others = _others_share(result)
-                        result["disturbed"] = others is not None and others > args.max_others
-                        runs.setdefault(kind, []).append(result)
-                        if not result["disturbed"]:
-                            break
-                        log.warning(
-                            "%s run disturbed by other jobs (%.2f cores busy besides ours)",
-                            kind,
-                            others,
-                        )
-            for kind, results in runs.items():
-                output[kind] = {"summary": summarize(results, SUMMARY_KEYS[kind]), "runs": results}
-            if "agent" in output:
-                output["targets"] = targets(output["agent"]["summary"])
-            assert rr.frr is not None
-            output["rr_stats"] = {"bgpd": proc_stats(rr.frr.pid("bgpd"))}
-        except BaseException:
-            log.error("benchmark failed; logs:\n%s", fab.logs())
-            raise
+    with bench_fabric("bre") as fab:
+        rr = fab.add_route_reflector("rr", 1)
+        set_frr_log_precision(rr)
+        if args.rr_coalesce_ms is not None:
+            coalesce = f"coalesce-time {args.rr_coalesce_ms}"
+            rr.vtysh("configure terminal", f"router bgp {ASN}", coalesce)
+            output["rr_coalesce_ms"] = args.rr_coalesce_ms
+        output["setup"] = inject(fab, rr, args, vnis)
+        kinds = []
+        if not args.no_agent:
+            kinds.append(("agent", run_agent))
+        if args.frr_baseline:
+            kinds.append(("frr", run_frr))
+        if args.exabgp_baseline:
+            kinds.append(("exabgp_only", run_exabgp_only))
+        runs: dict[str, list[dict[str, Any]]] = {}
+        attempts = 0  # each attempt gets its own box (name and address)
+        for trial in range(args.trials):
+            for kind, runner in kinds:
+                for retry in range(args.retries + 1):
+                    busy = wait_machine_quiet(timeout=args.quiet_timeout)
+                    log.info("trial %d: %s (attempt %d)", trial, kind, retry + 1)
+                    result = runner(fab, rr, args, vnis, attempts)
+                    attempts += 1
+                    result["machine_busy_cores_before"] = busy
+                    others = _others_share(result)
+                    result["disturbed"] = others is not None and others > args.max_others
+                    runs.setdefault(kind, []).append(result)
+                    if not result["disturbed"]:
+                        break
+                    log.warning(
+                        "%s run disturbed by other jobs (%.2f cores busy besides ours)",
+                        kind,
+                        others,
+                    )
+        for kind, results in runs.items():
+            output[kind] = {"summary": summarize(results, SUMMARY_KEYS[kind]), "runs": results}
+        if "agent" in output:
+            output["targets"] = targets(output["agent"]["summary"])
+        assert rr.frr is not None
+        output["rr_stats"] = {"bgpd": proc_stats(rr.frr.pid("bgpd"))}
     print(json.dumps(output, indent=2))
     return 0
 
