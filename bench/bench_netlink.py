@@ -21,11 +21,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from evpn_agent.kernel.events import MonitorOverflowed
-from evpn_agent.kernel.monitor import Monitor, QuietEchoes
-from evpn_agent.kernel.ops import AddFdb, AddFlood, AddNeigh, DelFdb, DelNeigh, Op
+from evpn_agent.kernel.monitor import Monitor
 from evpn_agent.kernel.snapshot import dump
 from evpn_agent.kernel.writer import NetlinkWriter
+from evpn_agent.model import (
+    AddFdb,
+    AddFlood,
+    AddNeigh,
+    DelFdb,
+    DelNeigh,
+    Managed,
+    MonitorOverflowed,
+    Op,
+)
 
 VTEPS = [f"198.51.100.{i}" for i in range(1, 11)]
 
@@ -65,7 +73,7 @@ async def pyroute2_add(vx: int, count: int) -> dict[str, float | int]:
 async def add_with_monitor(vx: int, count: int, chunk_bytes: int) -> dict[str, float | int]:
     """AddFdb while a Monitor (kernel echo filter on) is bound, as in the agent."""
     ops: list[Op] = [AddFdb(vx, mac(20_000_000 + i), VTEPS[0]) for i in range(count)]
-    monitor = Monitor(QuietEchoes(fdb_ifindexes=frozenset({vx})))
+    monitor = Monitor(Managed(vxlans=frozenset({vx})))
     await monitor.start()
     try:
         with NetlinkWriter(chunk_bytes=chunk_bytes) as writer:

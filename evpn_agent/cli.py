@@ -12,9 +12,10 @@ from typing import Any
 
 import click
 
-from evpn_agent import __version__, control, show_text
+from evpn_agent import __version__, control
 from evpn_agent.cli_config import register
 from evpn_agent.config import DEFAULT_SOCKET, Config, ConfigError, load
+from evpn_agent.control import show_text
 from evpn_agent.identity import IdentityError, resolve
 from evpn_agent.logs import setup_logging
 
@@ -65,8 +66,8 @@ def run(config_path: str, print_exabgp_config: bool) -> None:
     Example:
       evpn-agent run --config /etc/evpn-agent/evpn-agent.yaml
     """
-    from evpn_agent.exabgp_conf import PeerSpec, render
     from evpn_agent.kernel import dump
+    from evpn_agent.speaker.process import exabgp_config, exec_exabgp
 
     cfg = _load(config_path)
     setup_logging(cfg.log_level, cfg.log_destination)
@@ -76,38 +77,21 @@ def run(config_path: str, print_exabgp_config: bool) -> None:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:
         raise click.ClickException(f"cannot read the kernel's links: {exc}") from None
-    conf_path = os.path.abspath(config_path)
-    text = render(
-        router_id=router_id,
-        local_as=cfg.local_as,
-        local_address=cfg.local_address,
-        peers=[
-            PeerSpec(rr.address, rr.password, rr.hold_time, rr.port, rr.passive)
-            for rr in cfg.route_reflectors
-        ],
-        process_argv=[sys.executable, "-m", "evpn_agent.core", "--config", conf_path],
-    )
+    text = exabgp_config(cfg, router_id, config_path)
     if print_exabgp_config:
         click.echo(text, nl=False)
         return
     state_dir = Path(cfg.state_dir)
     try:
         state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        exabgp_conf = state_dir / "exabgp.conf"
-        exabgp_conf.write_text(text)
+        conf_file = state_dir / "exabgp.conf"
+        conf_file.write_text(text)
     except OSError as exc:
         raise click.ClickException(
             f"cannot write the ExaBGP configuration in {state_dir}: {exc}"
         ) from None
     click.echo(f"evpn-agent: router-id {router_id}, VTEP {vtep_ip}; starting ExaBGP", err=True)
-    argv = [sys.executable, "-m", "evpn_agent.speaker", str(exabgp_conf)]
-    destination = cfg.log_destination
-    # ExaBGP logs where we do: stderr, syslog, or the same file.
-    os.environ.setdefault(
-        "exabgp_log_destination",
-        destination[5:] if destination.startswith("file:") else destination,
-    )
-    os.execv(sys.executable, argv)
+    exec_exabgp(str(conf_file), cfg.log_destination)
 
 
 @main.group()

@@ -19,8 +19,8 @@ import click
 import yaml
 
 from evpn_agent.config import Config, ConfigError, parse
+from evpn_agent.core.targets import default_export_rt, route_distinguisher
 from evpn_agent.lnv import INTERFACES, VXRD_CONF, LnvError, Migration, migrate_files
-from evpn_agent.targets import default_export_rt, route_distinguisher
 
 REDACTED = "<redacted>"
 # What a key left unset means; such keys are decided at run time, from the kernel.
@@ -200,7 +200,9 @@ def derived(cfg: Config) -> dict[str, Any]:
             "import": [str(rt) for rt in imports] or [f"*:{vni}"],
             "export": [str(rt) for rt in exports or (default_export_rt(cfg.local_as, vni),)],
         }
-        rds[str(vni)] = route_distinguisher(router_id, vni) if router_id and vni <= 0xFFFF else None
+        rds[str(vni)] = (
+            str(route_distinguisher(router_id, vni)) if router_id and vni <= 0xFFFF else None
+        )
     doc = effective(cfg)
     return {
         "router-id": router_id,

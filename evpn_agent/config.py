@@ -9,18 +9,33 @@ from __future__ import annotations
 import ipaddress
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from evpn_agent.dad import DadSettings
-from evpn_agent.targets import RouteTarget, parse_route_target
+from evpn_agent.model import MAX_VNI, RouteTarget
+from evpn_agent.model.settings import (
+    DEFAULT_SOCKET,
+    DEFAULT_STATE_DIR,
+    Config,
+    DadSettings,
+    RouteReflector,
+    VniTargets,
+)
 
-DEFAULT_SOCKET = "/run/evpn-agent/evpn-agent.sock"
-DEFAULT_STATE_DIR = "/var/lib/evpn-agent"  # RD indexes must survive reboots
-MAX_VNI = (1 << 24) - 1
+__all__ = [
+    "DEFAULT_SOCKET",
+    "DEFAULT_STATE_DIR",
+    "MAX_VNI",
+    "Config",
+    "ConfigError",
+    "DadSettings",
+    "RouteReflector",
+    "VniTargets",
+    "load",
+    "parse",
+]
 
 
 class ConfigError(Exception):
@@ -30,59 +45,6 @@ class ConfigError(Exception):
         self.source = source
         self.problems = problems
         super().__init__("\n".join(f"{source}: {p}" for p in problems))
-
-
-@dataclass(frozen=True)
-class RouteReflector:
-    address: str
-    password: str | None = None
-    hold_time: int = 9
-    port: int = 179
-    passive: bool = False  # the peer connects to us, on local-address:port
-
-
-@dataclass(frozen=True)
-class VniTargets:
-    """Per-VNI route-target override; empty tuples mean 'derive as FRR does'."""
-
-    import_rts: tuple[RouteTarget, ...] = ()
-    export_rts: tuple[RouteTarget, ...] = ()
-
-
-@dataclass(frozen=True)
-class Config:
-    local_as: int
-    route_reflectors: tuple[RouteReflector, ...]
-    router_id: str | None = None
-    vtep_ip: str | None = None
-    local_address: str | None = None
-    vnis: frozenset[int] | None = None
-    route_targets: Mapping[int, VniTargets] = field(default_factory=dict)
-    control_socket: str = DEFAULT_SOCKET
-    state_dir: str = DEFAULT_STATE_DIR
-    log_level: str = "info"
-    log_destination: str = "stderr"  # stderr, syslog or file:/path
-    # Stale kernel entries from before a restart are swept only once the table is known
-    # complete: End-of-RIB from every peer that is up, and at least this long after start.
-    sweep_delay: float = 5.0
-    # Full dump-and-diff against the kernel, catching what events cannot (entries flushed
-    # with a device or carrier, writes that failed); 0 turns it off.
-    reconcile_interval: float = 60.0
-    # Receive buffer of the netlink socket that watches the kernel (bytes), like zebra's
-    # -s. A burst beyond it loses events; the agent then resynchronises from a full dump.
-    netlink_buffer_size: int = 64 << 20
-    metrics_address: str | None = None  # "127.0.0.1:9600" serves Prometheus metrics
-    # When every route reflector is gone, keep what they taught us this long (seconds), so
-    # a reflector restart costs no traffic; 0 removes the routes at once.
-    route_hold_time: float = 120.0
-    # Remote MACs accepted per VNI and in all; beyond, new MACs are refused (and counted).
-    mac_limit_per_vni: int = 100_000
-    mac_limit: int = 1_000_000
-    duplicate_detection: DadSettings = field(default_factory=DadSettings)
-    source: str = "<config>"
-
-    def manages(self, vni: int) -> bool:
-        return self.vnis is None or vni in self.vnis
 
 
 _KNOWN_KEYS = {
@@ -380,7 +342,7 @@ def _targets(c: _Checker, value: object, local_as: int | None) -> dict[int, VniT
             rts = []
             for i, text in enumerate(items):
                 try:
-                    rts.append(parse_route_target(str(text)))
+                    rts.append(RouteTarget.parse(str(text)))
                 except ValueError as exc:
                     c.fail(f"{path}.{which}[{i}]", str(exc))
             lists[which] = tuple(rts)

@@ -9,10 +9,8 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from evpn_agent.config import Config
-from evpn_agent.kernel import VxlanDevice
-from evpn_agent.local import Link
-from evpn_agent.targets import assign_rd_indexes
+from evpn_agent.core.targets import assign_rd_indexes
+from evpn_agent.model import Config, Link, VxlanDevice
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from evpn_agent.state import AgentState
-from evpn_agent.views import local_mac_counts
+from evpn_agent.control.views import local_mac_counts
+from evpn_agent.core.engine import Engine as AgentState
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from evpn_agent.config import ConfigError, load, parse
-from evpn_agent.targets import RouteTarget
+from evpn_agent.model import RouteTarget
 
 GOOD = """
 local-as: 65000
@@ -26,7 +26,7 @@ def test_good_config_with_defaults() -> None:
     assert cfg.route_reflectors[0].hold_time == 30
     assert cfg.route_reflectors[1].hold_time == 9
     assert cfg.vnis == frozenset({100, 200})
-    assert cfg.route_targets[100].import_rts == (RouteTarget("65000", 1100),)
+    assert cfg.route_targets[100].import_rts == (RouteTarget(65000, 1100),)
     assert cfg.vtep_ip is None and cfg.router_id is None
     assert cfg.manages(100) and not cfg.manages(300)
 

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from evpn_agent.exabgp_conf import PROCESS_NAME, PeerSpec, quote, render
+from evpn_agent.speaker.conf import PROCESS_NAME, PeerSpec, quote, render
 
 ARGV = [sys.executable, "-m", "evpn_agent", "core", "--config", "/etc/evpn agent/x y.yaml"]
 

@@ -1,7 +1,6 @@
 import json
 
-from evpn_agent.bgp_events import (
-    CommandAnswered,
+from evpn_agent.model import (
     EndOfRib,
     ImetKey,
     ImetRoute,
@@ -10,12 +9,12 @@ from evpn_agent.bgp_events import (
     MacRoute,
     RouteAnnounced,
     RouteRejected,
+    RouteTarget,
     RouteWithdrawn,
     SessionDown,
     SessionUp,
 )
-from evpn_agent.exabgp_json import parse_line
-from evpn_agent.targets import RouteTarget
+from evpn_agent.speaker.decode import parse_line
 
 PEER = "192.0.2.1"
 RT = [{"value": 1, "string": "target:65000:100"}, {"value": 2, "string": "encap:VXLAN"}]
@@ -66,9 +65,7 @@ def test_type2_announce_with_mobility() -> None:
     events = parse_line(update({"192.0.2.11": [mac_nlri(ip="198.51.100.1")]}, attribute=attrs))
     key = MacKey("192.0.2.11:2", 0, "02:00:5e:00:01:01", "198.51.100.1")
     assert events == [
-        RouteAnnounced(
-            PEER, MacRoute(key, 100, "192.0.2.11", (RouteTarget("65000", 100),), 4, True)
-        )
+        RouteAnnounced(PEER, MacRoute(key, 100, "192.0.2.11", (RouteTarget(65000, 100),), 4, True))
     ]
 
 
@@ -77,7 +74,7 @@ def test_type3_takes_vni_and_vtep_from_pmsi() -> None:
     nlri = {"code": 3, "parsed": True, "rd": "192.0.2.12:3", "ethernet-tag": 0, "ip": "192.0.2.12"}
     events = parse_line(update({"192.0.2.12": [nlri]}, attribute=attrs))
     route = ImetRoute(
-        ImetKey("192.0.2.12:3", 0, "192.0.2.12"), 100, "192.0.2.12", (RouteTarget("65000", 100),)
+        ImetKey("192.0.2.12:3", 0, "192.0.2.12"), 100, "192.0.2.12", (RouteTarget(65000, 100),)
     )
     assert events == [RouteAnnounced(PEER, route)]
 
@@ -148,8 +145,6 @@ def test_state_eor_and_acks() -> None:
     assert parse_line(eor) == [EndOfRib(PEER)]
     eor4 = envelope("update", {"message": {"eor": {"afi": "ipv4", "safi": "unicast"}}})
     assert parse_line(eor4) == []
-    assert parse_line("done\n") == [CommandAnswered(True)]
-    assert parse_line("error\n") == [CommandAnswered(False)]
 
 
 def test_enhanced_route_refresh_end_counts_as_end_of_rib() -> None:

@@ -1,29 +1,36 @@
 """The parser against ExaBGP output captured from a live FRR session (tests/fixtures)."""
 
+import io
 from pathlib import Path
 
-from evpn_agent.bgp_events import (
-    CommandAnswered,
+from evpn_agent.model import (
+    AdvertChange,
+    AdvertRefused,
     EndOfRib,
+    ImetAdvert,
     ImetRoute,
     LineRejected,
     MacRoute,
     RouteAnnounced,
+    RouteDistinguisher,
     RouteRejected,
+    RouteTarget,
     RouteWithdrawn,
     SessionDown,
     SessionUp,
 )
-from evpn_agent.exabgp_json import parse_line
+from evpn_agent.speaker.channel import ExabgpChannel
 
 FIXTURES = Path(__file__).parent / "fixtures"
 OWN = "192.0.2.21"
 
 
 def events(name: str) -> list[object]:
+    """Every event in a capture, read as the daemon reads it (acks included)."""
+    channel = ExabgpChannel(io.BytesIO(), io.BytesIO())
     out: list[object] = []
     for line in (FIXTURES / name).read_text().splitlines():
-        out.extend(parse_line(line, router_id=OWN))
+        out.extend(channel.decode(line.encode() + b"\n", OWN)[0])
     return out
 
 
@@ -71,7 +78,26 @@ def test_session_stream_has_no_rejects() -> None:
     assert SessionUp("192.0.2.1") in evs
     assert any(isinstance(e, SessionDown) for e in evs)
     assert EndOfRib("192.0.2.1") in evs
-    assert CommandAnswered(False) in evs and CommandAnswered(True) in evs
+
+
+def test_session_stream_acks_are_tied_to_the_commands_sent() -> None:
+    """The capture answers three commands with done, a bad one with error, then more with
+    done: through the channel, the error becomes a refusal of the fourth change sent."""
+    channel = ExabgpChannel(io.BytesIO(), io.BytesIO())
+    sent = [
+        AdvertChange(
+            ImetAdvert(
+                RouteDistinguisher.parse(f"192.0.2.21:{vni}"), vni, OWN, (RouteTarget(65000, vni),)
+            )
+        )
+        for vni in range(1, 9)
+    ]
+    channel.send(sent)
+    out: list[object] = []
+    for line in (FIXTURES / "session.jsonl").read_text().splitlines():
+        out.extend(channel.decode(line.encode() + b"\n", OWN)[0])
+    refused = [e for e in out if isinstance(e, AdvertRefused)]
+    assert refused == [AdvertRefused(sent[3])]
 
 
 def test_shutdown_line_is_ignored() -> None:

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from evpn_agent.config import ConfigError, parse
-from evpn_agent.exabgp_json import parse_line
+from evpn_agent.speaker.decode import parse_line
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),

@@ -12,16 +12,22 @@ from pyroute2.netlink.rtnl.ndmsg import ndmsg
 
 from evpn_agent.kernel.bridge_vlan import decode_port_vlans, port_vlans
 from evpn_agent.kernel.echo_filter import build_program, run_program
-from evpn_agent.kernel.events import (
+from evpn_agent.kernel.links import decode_link, parse_link
+from evpn_agent.kernel.monitor import Monitor
+from evpn_agent.kernel.neighbours import decode_neighbour
+from evpn_agent.model import (
+    BridgeDevice,
+    FdbEntry,
     FdbRemoved,
     FdbUpdated,
     LinkRemoved,
     LinkUpdated,
+    Managed,
+    NeighEntry,
     NeighUpdated,
+    OtherLink,
+    VxlanDevice,
 )
-from evpn_agent.kernel.links import BridgeDevice, OtherLink, VxlanDevice, decode_link, parse_link
-from evpn_agent.kernel.monitor import Monitor, QuietEchoes
-from evpn_agent.kernel.neighbours import FdbEntry, NeighEntry, decode_neighbour
 
 AF_UNSPEC, AF_INET, AF_BRIDGE, AF_INET6 = 0, 2, 7, 10
 NEWLINK, DELLINK, NEWNEIGH, DELNEIGH = 16, 17, 28, 29
@@ -249,7 +255,7 @@ def fdb(msg_type: int, ifindex: int, mac: str, flags: int, dst: str | None = Non
 
 
 def test_monitor_skips_quiet_echoes_and_decodes_the_rest() -> None:
-    monitor = Monitor(QuietEchoes(fdb_ifindexes=frozenset({VX}), neigh_ifindexes=frozenset({BR})))
+    monitor = Monitor(Managed(vxlans=frozenset({VX}), svis=frozenset({BR})))
     ours = [
         fdb(NEWNEIGH, VX, "02:00:5e:00:01:01", 0x10),  # bridge side of a remote MAC
         fdb(NEWNEIGH, VX, "02:00:5e:00:01:01", 0x12, "198.51.100.1"),  # VXLAN side
@@ -302,7 +308,7 @@ def test_monitor_merges_bridge_port_vlan_into_vxlan_device() -> None:
 
 
 def test_kernel_echo_filter_program() -> None:
-    program = build_program(fdb_ifindexes={VX, 300}, neigh_ifindexes={BR})
+    program = build_program(vxlans={VX, 300}, svis={BR})
 
     def verdict(data: bytes) -> bool:
         return run_program(program, data) != 0

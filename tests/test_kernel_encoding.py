@@ -12,7 +12,7 @@ from pyroute2.netlink.rtnl.ndmsg import ndmsg
 
 from evpn_agent.kernel import netlink
 from evpn_agent.kernel.encoder import encode
-from evpn_agent.kernel.ops import AddFdb, AddFlood, AddNeigh, DelFdb, DelFlood, DelNeigh, Op
+from evpn_agent.model import AddFdb, AddFlood, AddNeigh, DelFdb, DelFlood, DelNeigh, Op
 
 NEW, DEL = 28, 29
 REQ_ACK = 0x1 | 0x4

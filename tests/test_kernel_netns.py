@@ -22,7 +22,9 @@ from uuid import uuid4
 
 import pytest
 
-from evpn_agent.kernel import (
+from evpn_agent.kernel import Monitor, NetlinkWriter, OpFailure, dump
+from evpn_agent.kernel.monitor import MonitorStats
+from evpn_agent.model import (
     AddFdb,
     AddFlood,
     AddNeigh,
@@ -35,16 +37,11 @@ from evpn_agent.kernel import (
     KernelEvent,
     KernelSnapshot,
     LinkUpdated,
-    Monitor,
-    NetlinkWriter,
+    Managed,
     Op,
-    OpFailure,
     OtherLink,
-    QuietEchoes,
     VxlanDevice,
-    dump,
 )
-from evpn_agent.kernel.monitor import MonitorStats
 
 pytestmark = [
     pytest.mark.netns,
@@ -357,7 +354,7 @@ def _monitor_scenario(vx: int, br: int, host: int) -> tuple[list[KernelEvent], M
     """Bind, write quiet and non-quiet changes, collect events until the last one arrives."""
 
     async def scenario() -> tuple[list[KernelEvent], MonitorStats, bool]:
-        quiet = QuietEchoes(fdb_ifindexes=frozenset({vx}), neigh_ifindexes=frozenset({br}))
+        quiet = Managed(vxlans=frozenset({vx}), svis=frozenset({br}))
         async with Monitor(quiet) as monitor:
             with NetlinkWriter() as writer:
                 ops: list[Op] = [AddFdb(vx, f"02:00:5e:00:10:{i:02x}", VTEP1) for i in range(50)]
@@ -425,15 +422,15 @@ def _echo_scenario(vx: int) -> list[KernelEvent]:
                 if any(pred(e) for e in batch):
                     return
 
-        async with Monitor(QuietEchoes(fdb_ifindexes=frozenset({vx}))) as monitor:
+        async with Monitor(Managed(vxlans=frozenset({vx}))) as monitor:
             events = monitor.events()
             with NetlinkWriter() as writer:
-                monitor.quiet = QuietEchoes()
+                monitor.quiet = Managed()
                 assert writer.apply([AddFdb(vx, MAC1, VTEP1)]) == []
                 await collect_until(
                     events, lambda e: isinstance(e, FdbUpdated) and e.entry.mac == MAC1
                 )
-                monitor.quiet = QuietEchoes(fdb_ifindexes=frozenset({vx}))
+                monitor.quiet = Managed(vxlans=frozenset({vx}))
                 assert writer.apply([AddFdb(vx, MAC2, VTEP1)]) == []
             subprocess.run(["ip", "link", "set", "vx100", "down"], check=True)
             await collect_until(events, lambda e: isinstance(e, LinkUpdated))

@@ -1,7 +1,7 @@
 from test_state import RR, imet, learned, mac_route, make
 
-from evpn_agent.bgp_events import RouteAnnounced
 from evpn_agent.metrics import Metrics
+from evpn_agent.model import RouteAnnounced
 
 
 def test_metrics_render_state() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from evpn_agent.retries import LAST, Retries
+from evpn_agent.core.retries import LAST, Retries
 
 
 def test_backoff_doubles_up_to_the_cap() -> None:

@@ -1,9 +1,9 @@
-from evpn_agent.bgp_events import ImetKey, ImetRoute, MacKey, MacRoute, Route
-from evpn_agent.rib import Dirty, Rib, best_of, better
-from evpn_agent.targets import Importer, RouteTarget
+from evpn_agent.core.rib import Dirty, Rib, best_of, better
+from evpn_agent.core.targets import Importer
+from evpn_agent.model import ImetKey, ImetRoute, MacKey, MacRoute, Route, RouteTarget
 
-RT100 = (RouteTarget("65000", 100),)
-RT999 = (RouteTarget("65000", 999),)
+RT100 = (RouteTarget(65000, 100),)
+RT999 = (RouteTarget(65000, 999),)
 
 
 def mac_route(

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from evpn_agent.bgp_events import ImetRoute, MacRoute, RouteAnnounced
-from evpn_agent.exabgp_json import parse_line
+from evpn_agent.model import ImetRoute, MacRoute, RouteAnnounced
 from evpn_agent.speaker import grammar, launcher
+from evpn_agent.speaker.decode import parse_line
 
 V6 = "2001:db8::21"
 V4 = "192.0.2.21"

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from test_speaker_grammar import commands  # hypothesis strategy of valid commands
 
-from evpn_agent import exabgp_conf
+from evpn_agent.speaker import conf as exabgp_conf
 from evpn_agent.speaker import grammar, launcher
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

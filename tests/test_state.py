@@ -1,42 +1,42 @@
-"""The state owner as pure logic: kernel observations and BGP events in, ops and lines out."""
+"""The engine as pure logic: kernel observations and BGP events in, ops and lines out."""
 
 from __future__ import annotations
 
-from evpn_agent import views
-from evpn_agent.bgp_events import (
-    EndOfRib,
-    ImetKey,
-    ImetRoute,
-    MacKey,
-    MacRoute,
-    RouteAnnounced,
-    RouteWithdrawn,
-    SessionDown,
-    SessionUp,
-)
 from evpn_agent.config import parse
-from evpn_agent.kernel import (
+from evpn_agent.control import views
+from evpn_agent.core.engine import Engine
+from evpn_agent.model import (
     AddFdb,
     AddFlood,
     AddNeigh,
     BridgeDevice,
+    Config,
     DelFdb,
     DelFlood,
     DelNeigh,
+    EndOfRib,
     FdbEntry,
     FdbRemoved,
     FdbUpdated,
+    ImetKey,
+    ImetRoute,
     KernelSnapshot,
     LinkRemoved,
     LinkUpdated,
+    MacKey,
+    MacRoute,
     NeighEntry,
     NeighRemoved,
     NeighUpdated,
     OtherLink,
+    RouteAnnounced,
+    RouteTarget,
+    RouteWithdrawn,
+    SessionDown,
+    SessionUp,
     VxlanDevice,
 )
-from evpn_agent.state import AgentState
-from evpn_agent.targets import RouteTarget
+from evpn_agent.speaker import encode
 
 ME = "192.0.2.21"
 RR = "192.0.2.1"
@@ -45,7 +45,34 @@ NUD_REACHABLE, NUD_NOARP, NUD_PERMANENT = 0x02, 0x40, 0x80
 NTF_SELF, NTF_EXT_LEARNED = 0x02, 0x10
 HOST_MAC = "02:00:5e:00:00:21"
 REMOTE_MAC = "02:00:5e:00:00:22"
-RT = (RouteTarget("65000", 100),)
+RT = (RouteTarget(65000, 100),)
+
+
+class AgentState(Engine):
+    """The engine with the two queues the tests read: kernel ops, and changes as API lines."""
+
+    def __init__(
+        self, cfg: Config, *, router_id: str, vtep_ip: str, rd_index: dict[int, int], now: float
+    ) -> None:
+        super().__init__(cfg, router_id=router_id, vtep_ip=vtep_ip, now=now)
+        self.rd_index = rd_index
+        self._ops: list[object] = []
+        self._lines: list[str] = []
+
+    def _take(self) -> None:
+        work = self.take_work()
+        self._ops += work.ops
+        self._lines += [encode.render(change) for change in work.changes]
+
+    def take_kernel_ops(self) -> list[object]:
+        self._take()
+        ops, self._ops = self._ops, []
+        return ops
+
+    def take_bgp_lines(self) -> list[str]:
+        self._take()
+        lines, self._lines = self._lines, []
+        return lines
 
 
 def links(*, vlan_aware: bool = False) -> tuple[object, ...]:
@@ -162,7 +189,7 @@ def test_vlan_aware_bridge_puts_the_vlan_on_every_entry() -> None:
 def test_route_for_a_vni_created_later_is_installed_then() -> None:
     state = make()
     route = MacRoute(MacKey("192.0.2.22:300", 0, REMOTE_MAC, None), 300, "192.0.2.22",
-                     (RouteTarget("65000", 300),))  # fmt: skip
+                     (RouteTarget(65000, 300),))  # fmt: skip
     state.on_bgp([RouteAnnounced(RR, route)], 1)
     assert flush(state) == []
     assert state.counters["rejected:vni-not-local"] == 1

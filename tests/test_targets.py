@@ -1,13 +1,12 @@
+import ipaddress
+
 import pytest
 
-from evpn_agent.targets import (
-    Importer,
-    RouteTarget,
-    assign_rd_indexes,
-    default_export_rt,
-    parse_route_target,
-    parse_rt_strings,
-)
+from evpn_agent.core.targets import Importer, assign_rd_indexes, default_export_rt
+from evpn_agent.model import RouteTarget
+from evpn_agent.speaker.decode import parse_line
+
+parse_route_target = RouteTarget.parse
 
 
 def test_default_export_rt_is_frr_auto_rt() -> None:
@@ -17,8 +16,8 @@ def test_default_export_rt_is_frr_auto_rt() -> None:
 
 
 def test_parse_route_target_forms() -> None:
-    assert parse_route_target("65000:100") == RouteTarget("65000", 100)
-    assert parse_route_target("192.0.2.1:7") == RouteTarget("192.0.2.1", 7)
+    assert parse_route_target("65000:100") == RouteTarget(65000, 100)
+    assert parse_route_target("192.0.2.1:7") == RouteTarget(ipaddress.IPv4Address("192.0.2.1"), 7)
     for bad in ("65000", "x:1", "192.0.2.1:70000", "4200000000:70000", ":5"):
         with pytest.raises(ValueError):
             parse_route_target(bad)
@@ -26,20 +25,28 @@ def test_parse_route_target_forms() -> None:
 
 def test_import_by_vni_part_like_frr() -> None:
     imp = Importer([100, 200], {})
-    assert imp.vni_for([RouteTarget("65001", 100)]) == 100
-    assert imp.vni_for([RouteTarget("1", 300)]) is None
+    assert imp.vni_for([RouteTarget(65001, 100)]) == 100
+    assert imp.vni_for([RouteTarget(1, 300)]) is None
 
 
 def test_import_override_is_exact() -> None:
-    imp = Importer([100, 200], {100: [RouteTarget("65000", 5100)]})
-    assert imp.vni_for([RouteTarget("65000", 5100)]) == 100
-    assert imp.vni_for([RouteTarget("65000", 100)]) is None  # auto import replaced
-    assert imp.vni_for([RouteTarget("65000", 200)]) == 200
+    imp = Importer([100, 200], {100: [RouteTarget(65000, 5100)]})
+    assert imp.vni_for([RouteTarget(65000, 5100)]) == 100
+    assert imp.vni_for([RouteTarget(65000, 100)]) is None  # auto import replaced
+    assert imp.vni_for([RouteTarget(65000, 200)]) == 200
 
 
-def test_parse_rt_strings_skips_other_communities() -> None:
-    rts = parse_rt_strings(["target:65000:100", "encap:VXLAN", "mac-mobility:1", "target:bad"])
-    assert rts == (RouteTarget("65000", 100),)
+def test_received_rts_skip_other_communities() -> None:
+    line = (
+        '{"type": "update", "neighbor": {"address": {"peer": "192.0.2.1"}, "message": '
+        '{"update": {"attribute": {"extended-community": [{"string": "target:65000:100"}, '
+        '{"string": "encap:VXLAN"}, {"string": "mac-mobility:1"}, {"string": "target:bad"}], '
+        '"pmsi": "pmsi:ingressreplication:0:6(100):192.0.2.11"}, '
+        '"announce": {"l2vpn evpn": {"192.0.2.11": [{"code": 3, "rd": "192.0.2.11:1", '
+        '"ethernet-tag": 0, "ip": "192.0.2.11"}]}}}}}}'
+    )
+    (event,) = parse_line(line)
+    assert event.route.rts == (RouteTarget(65000, 100),)  # type: ignore[union-attr]
 
 
 def test_rd_index_small_vnis_are_themselves() -> None:

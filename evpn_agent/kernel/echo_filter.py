@@ -68,9 +68,9 @@ def _drop_if_ifindex_in(ifindexes: Iterable[int]) -> list[Insn]:
     return [*insns, (BPF_RET_K, 0, 0, ACCEPT)]
 
 
-def build_program(fdb_ifindexes: Iterable[int], neigh_ifindexes: Iterable[int]) -> list[Insn]:
-    fdb = _drop_if_ifindex_in(fdb_ifindexes)
-    neigh = _drop_if_ifindex_in(neigh_ifindexes)
+def build_program(vxlans: Iterable[int], svis: Iterable[int]) -> list[Insn]:
+    fdb = _drop_if_ifindex_in(vxlans)
+    neigh = _drop_if_ifindex_in(svis)
     head: list[Insn] = [
         (BPF_LD_H_ABS, 0, 0, OFF_TYPE),
         (BPF_JEQ_K, 1, 0, _be16(RTM_NEWNEIGH)),

@@ -33,7 +33,7 @@ from evpn_agent.kernel.netlink import (
     RTM_NEWNEIGH,
     RTPROT_EVPN_AGENT,
 )
-from evpn_agent.kernel.ops import AddFdb, AddFlood, AddNeigh, DelFdb, DelFlood, DelNeigh, Op
+from evpn_agent.model import AddFdb, AddFlood, AddNeigh, DelFdb, DelFlood, DelNeigh, Op
 
 _HEAD = "=IHHIIBxxxiHBB"  # nlmsghdr + ndmsg
 _LLADDR = "HH6sxx"

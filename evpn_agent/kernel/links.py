@@ -5,49 +5,13 @@ Link messages are few (one per device and change), so the library's decoder is f
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
+from evpn_agent.model import BridgeDevice, Link, OtherLink, VxlanDevice
+
 IFF_UP = 0x1
-
-
-@dataclass(frozen=True, slots=True)
-class VxlanDevice:
-    ifindex: int
-    name: str
-    vni: int
-    local: str | None
-    master: int | None
-    learning: bool
-    up: bool  # administratively up (IFF_UP)
-    vlan: int | None = None  # VLAN of this VNI on a VLAN-aware bridge, see bridge_vlan
-
-
-@dataclass(frozen=True, slots=True)
-class BridgeDevice:
-    ifindex: int
-    name: str
-    mac: str
-    vlan_filtering: bool
-    up: bool
-
-
-@dataclass(frozen=True, slots=True)
-class OtherLink:
-    """Any other device: host ports, VLAN SVIs (vlan_id + link = lower device), loopback..."""
-
-    ifindex: int
-    name: str
-    master: int | None
-    kind: str | None
-    vlan_id: int | None = None
-    link: int | None = None
-    up: bool = False
-
-
-Link = VxlanDevice | BridgeDevice | OtherLink
 
 
 def parse_link(data: bytes) -> ifinfmsg:

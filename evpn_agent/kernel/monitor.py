@@ -1,7 +1,7 @@
 """Kernel change events from a raw rtnetlink multicast socket (links, FDB, neighbours).
 
 Every FDB entry the writer installs comes back here (bridge entry, VXLAN entry, flag update:
-~300k notifications for 100k remote MACs within a second). Those echoes (QuietEchoes) are
+~300k notifications for 100k remote MACs within a second). Those echoes (Managed) are
 dropped in the kernel by a socket filter (echo_filter) and, for what passes it, recognised
 from the ndmsg header with `struct` and dropped undecoded; the rest is decoded into events.
 """
@@ -18,18 +18,8 @@ from types import TracebackType
 
 from evpn_agent.kernel.bridge_vlan import PortVlans, decode_port_vlans
 from evpn_agent.kernel.echo_filter import attach, build_program
-from evpn_agent.kernel.events import (
-    FdbRemoved,
-    FdbUpdated,
-    KernelEvent,
-    LinkRemoved,
-    LinkUpdated,
-    MonitorOverflowed,
-    NeighRemoved,
-    NeighUpdated,
-)
-from evpn_agent.kernel.links import Link, decode_link, parse_link
-from evpn_agent.kernel.neighbours import FdbEntry, decode_neighbour
+from evpn_agent.kernel.links import decode_link, parse_link
+from evpn_agent.kernel.neighbours import decode_neighbour
 from evpn_agent.kernel.netlink import (
     AF_BRIDGE,
     AF_INET,
@@ -49,27 +39,24 @@ from evpn_agent.kernel.netlink import (
     open_route_socket,
 )
 from evpn_agent.kernel.snapshot import dump_devices, with_vlans
+from evpn_agent.model import (
+    FdbEntry,
+    FdbRemoved,
+    FdbUpdated,
+    KernelEvent,
+    Link,
+    LinkRemoved,
+    LinkUpdated,
+    Managed,
+    MonitorOverflowed,
+    NeighRemoved,
+    NeighUpdated,
+)
 
 log = logging.getLogger(__name__)
 
 _ZERO_MAC = bytes(6)
 _ATTRS = NLMSGHDR.size + NDMSG.size
-
-
-@dataclass(frozen=True, slots=True)
-class QuietEchoes:
-    """Neighbour messages to drop undecoded: the echo of our own writes.
-
-    fdb_ifindexes: managed VXLAN devices; their extern_learn entries (remote MACs, bridge and
-    VXLAN side) and zero-MAC entries (flood list) are ours.
-    neigh_ifindexes: managed SVIs; their extern_learn ARP/ND entries are ours.
-    Deletions are dropped too, so an entry of ours removed by someone else (or flushed by the
-    kernel when a VXLAN device goes down) is only noticed by a reconcile. A new filter also
-    applies to messages already queued but not yet read.
-    """
-
-    fdb_ifindexes: frozenset[int] = frozenset()
-    neigh_ifindexes: frozenset[int] = frozenset()
 
 
 @dataclass(slots=True)
@@ -93,16 +80,23 @@ class _Devices:
 
 
 class Monitor:
-    """Call start() before dumping, then iterate events()."""
+    """Call start() before dumping, then iterate events().
+
+    ``quiet``: the devices whose entries are ours (model.Managed). Messages about those
+    entries are the echo of our own writes and are dropped undecoded, in the kernel by a
+    socket filter where it can be attached. Deletions are dropped too, so an entry of ours
+    removed by someone else (or flushed with its device) is only noticed by a reconcile. A
+    new filter also applies to messages already queued but not yet read.
+    """
 
     def __init__(
         self,
-        quiet: QuietEchoes | None = None,
+        quiet: Managed | None = None,
         *,
         rcvbuf: int = 64 << 20,
         max_batch: int = 4096,
     ) -> None:
-        self._quiet = quiet or QuietEchoes()
+        self._quiet = quiet or Managed()
         self.stats = MonitorStats()
         self._rcvbuf = rcvbuf
         self._max_batch = max_batch
@@ -113,11 +107,11 @@ class Monitor:
         self._devices = _Devices()
 
     @property
-    def quiet(self) -> QuietEchoes:
+    def quiet(self) -> Managed:
         return self._quiet
 
     @quiet.setter
-    def quiet(self, quiet: QuietEchoes) -> None:
+    def quiet(self, quiet: Managed) -> None:
         """Replace the echo filter (e.g. when managed devices come and go)."""
         self._quiet = quiet
         if self._sock is not None:
@@ -133,7 +127,7 @@ class Monitor:
 
     def _attach_filter(self, sock: socket.socket) -> None:
         # The kernel-side filter is an optimisation; _is_quiet() below stays authoritative.
-        program = build_program(self._quiet.fdb_ifindexes, self._quiet.neigh_ifindexes)
+        program = build_program(self._quiet.vxlans, self._quiet.svis)
         self.stats.kernel_filter = attach(sock, program)
 
     def close(self) -> None:
@@ -254,11 +248,11 @@ class Monitor:
     def _is_quiet(self, buf: bytearray, offset: int, length: int) -> bool:
         family, ifindex, _state, flags, _type = NDMSG.unpack_from(buf, offset + NLMSGHDR.size)
         if family == AF_BRIDGE:
-            if ifindex not in self.quiet.fdb_ifindexes:
+            if ifindex not in self.quiet.vxlans:
                 return False
             return bool(flags & NTF_EXT_LEARNED) or _has_zero_mac(buf, offset, length)
         if family in (AF_INET, AF_INET6):
-            return bool(flags & NTF_EXT_LEARNED) and ifindex in self.quiet.neigh_ifindexes
+            return bool(flags & NTF_EXT_LEARNED) and ifindex in self.quiet.svis
         return False
 
     @staticmethod

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import socket
 import struct
-from dataclasses import dataclass
 
 from evpn_agent.kernel.netlink import (
     AF_BRIDGE,
@@ -23,77 +22,12 @@ from evpn_agent.kernel.netlink import (
     NDMSG,
     NLATTR,
     NLMSGHDR,
-    NTF_EXT_LEARNED,
-    NTF_MASTER,
-    NTF_SELF,
-    NUD_NOARP,
-    NUD_PERMANENT,
 )
-from evpn_agent.kernel.ops import ZERO_MAC
+from evpn_agent.model import FdbEntry, NeighEntry
 
 _ATTRS = NLMSGHDR.size + NDMSG.size
 _U16 = struct.Struct("=H")
 _U32 = struct.Struct("=I")
-
-
-@dataclass(frozen=True, slots=True)
-class FdbEntry:
-    """A bridge (NTF_MASTER) or device (NTF_SELF, e.g. VXLAN) forwarding entry."""
-
-    ifindex: int
-    mac: str
-    vlan: int | None
-    dst: str | None
-    master: int | None
-    flags: int
-    state: int
-
-    @property
-    def ext_learned(self) -> bool:
-        return bool(self.flags & NTF_EXT_LEARNED)
-
-    @property
-    def is_self(self) -> bool:
-        return bool(self.flags & NTF_SELF)
-
-    @property
-    def is_master(self) -> bool:
-        """A bridge entry. The kernel reports those with NDA_MASTER, not with NTF_MASTER."""
-        return self.master is not None or bool(self.flags & NTF_MASTER)
-
-    @property
-    def permanent(self) -> bool:
-        return bool(self.state & NUD_PERMANENT)
-
-    @property
-    def noarp(self) -> bool:
-        return bool(self.state & NUD_NOARP)
-
-    @property
-    def is_static(self) -> bool:
-        """`bridge fdb` shows "static": NOARP but not PERMANENT."""
-        return self.noarp and not self.permanent
-
-    @property
-    def is_flood(self) -> bool:
-        """A head-end replication (flood list) entry of a VXLAN device."""
-        return self.mac == ZERO_MAC
-
-
-@dataclass(frozen=True, slots=True)
-class NeighEntry:
-    """An ARP (IPv4) or ND (IPv6) neighbour."""
-
-    ifindex: int
-    ip: str
-    mac: str | None
-    flags: int
-    state: int
-    protocol: int | None
-
-    @property
-    def ext_learned(self) -> bool:
-        return bool(self.flags & NTF_EXT_LEARNED)
 
 
 def _ip(raw: bytes) -> str:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 
 from evpn_agent.kernel import netlink
 from evpn_agent.kernel.bridge_vlan import PortVlans, decode_port_vlans
-from evpn_agent.kernel.links import Link, VxlanDevice, decode_link, parse_link
-from evpn_agent.kernel.neighbours import FdbEntry, NeighEntry, decode_neighbour
+from evpn_agent.kernel.links import decode_link, parse_link
+from evpn_agent.kernel.neighbours import decode_neighbour
 from evpn_agent.kernel.netlink import (
     AF_BRIDGE,
     AF_UNSPEC,
@@ -18,18 +17,9 @@ from evpn_agent.kernel.netlink import (
     RTEXT_FILTER_SKIP_STATS,
     U32,
 )
+from evpn_agent.model import FdbEntry, KernelSnapshot, Link, NeighEntry, VxlanDevice
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class KernelSnapshot:
-    links: tuple[Link, ...]
-    fdb: tuple[FdbEntry, ...]
-    neigh: tuple[NeighEntry, ...]
-    # False when the FDB or neighbour dump was interrupted by changes: entries may be
-    # missing from it, so absence proves nothing until a complete dump.
-    complete: bool = True
 
 
 def _link_at(buf: bytearray, offset: int) -> Link:

@@ -20,7 +20,7 @@ from types import TracebackType
 
 from evpn_agent.kernel.encoder import encode
 from evpn_agent.kernel.netlink import NLMSG_ERROR, NLMSGERR, NLMSGHDR, open_route_socket, parse_ack
-from evpn_agent.kernel.ops import DelFdb, DelFlood, DelNeigh, Op
+from evpn_agent.model import DelFdb, DelFlood, DelNeigh, Op
 
 log = logging.getLogger(__name__)
 

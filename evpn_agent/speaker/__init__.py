@@ -1,5 +1,41 @@
-"""The BGP speaker: ExaBGP taught to announce EVPN routes.
+"""The ExaBGP edge: everything that knows ExaBGP lives in this package.
 
-``grammar`` (pure) defines the API lines; ``launcher`` registers them with ExaBGP and runs
-ExaBGP's own main. Importing this package does not import ExaBGP.
+- ``channel``: the API process's side of the pipe (stdin reader, stdout writer, acks tied
+  to the commands they answer), behind the :class:`Speaker` port below;
+- ``decode`` (ExaBGP's JSON into events), ``encode`` and ``grammar`` (our API lines);
+- ``conf``: the rendered ExaBGP configuration; ``process``: starting ExaBGP;
+- ``launcher`` and ``compat``: ExaBGP itself, taught to announce EVPN.
+
+Importing this package does not import ExaBGP.
 """
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from evpn_agent.model import AdvertChange, BgpEvent
+
+Deliver = Callable[[bytes | None], None]  # a line from the speaker; None: it closed
+
+
+class Speaker(Protocol):
+    """What the daemon needs of a BGP speaker (ExaBGP, or a fake in tests)."""
+
+    def start(self, deliver: Deliver) -> None:
+        """Start reading; ``deliver`` is called (from any thread) per line, None at the end."""
+
+    def decode(self, line: bytes, router_id: str) -> tuple[list[BgpEvent], float | None]:
+        """Events in one delivered line, and the speaker's timestamp of it if any."""
+
+    def send(self, changes: Sequence[AdvertChange]) -> None:
+        """Announce or withdraw; a refusal comes back later as an ``AdvertRefused`` event."""
+
+    def begin_sync(self) -> None:
+        """What is sent until end_sync() is all we advertise: the speaker withdraws the rest
+        (routes a predecessor announced that we no longer want)."""
+
+    def end_sync(self) -> None: ...
+
+    def ask_refresh(self) -> None:
+        """Ask every peer to send its table again (route refresh)."""

@@ -29,7 +29,8 @@ import ipaddress
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Self
+
+from evpn_agent.model import MAX_VNI, RouteDistinguisher, RouteTarget, parse_mac
 
 __all__ = [
     "Action",
@@ -47,13 +48,11 @@ __all__ = [
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-MAX_LABEL = (1 << 24) - 1  # VXLAN VNI: 24 bits
-MAX_U16 = (1 << 16) - 1
+MAX_LABEL = MAX_VNI  # the label is the VNI, a raw 24-bit value
 MAX_U32 = (1 << 32) - 1
 
 _BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 _DIGITS = re.compile(r"[0-9]+")
-_MAC = re.compile(r"[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5}")
 
 
 # Bracket a core's full re-announcement; the launcher then withdraws what was not repeated.
@@ -100,79 +99,6 @@ def _check_unicast(address: object, what: str) -> None:
 
 
 @dataclass(frozen=True, slots=True)
-class _AdminNumber:
-    """``admin:number`` as used by route distinguishers and route targets (RFC 4360/4364).
-
-    ``admin`` is an IPv4 address (type 1: 16-bit number) or an AS number: below 65536
-    it is type 0 (32-bit number), otherwise type 2 (4-byte AS, 16-bit number).
-    """
-
-    admin: ipaddress.IPv4Address | int
-    number: int
-
-    _WHAT = "admin:number"
-
-    def __post_init__(self) -> None:
-        what = self._WHAT
-        if isinstance(self.admin, bool) or not isinstance(self.admin, ipaddress.IPv4Address | int):
-            raise GrammarError(f"{what} administrator must be an IPv4 address or an AS number")
-        if isinstance(self.number, bool) or not isinstance(self.number, int) or self.number < 0:
-            raise GrammarError(f"{what} number must be a non-negative int, got {self.number!r}")
-        if isinstance(self.admin, int) and not 0 <= self.admin <= MAX_U32:
-            raise GrammarError(f"{what} AS number {self.admin} is out of range (0..{MAX_U32})")
-        limit = MAX_U32 if self.type == 0 else MAX_U16
-        if self.number > limit:
-            raise GrammarError(
-                f"{what} {self}: the number must be 0..{limit} "
-                f"when the administrator is {self._admin_kind()}"
-            )
-
-    def _admin_kind(self) -> str:
-        if isinstance(self.admin, ipaddress.IPv4Address):
-            return "an IPv4 address"
-        return "a 2-byte AS number" if self.admin <= MAX_U16 else "a 4-byte AS number"
-
-    @property
-    def type(self) -> int:
-        """RFC 4364 type: 0 (2-byte AS), 1 (IPv4), 2 (4-byte AS)."""
-        if isinstance(self.admin, ipaddress.IPv4Address):
-            return 1
-        return 0 if self.admin <= MAX_U16 else 2
-
-    def __str__(self) -> str:
-        return f"{self.admin}:{self.number}"
-
-    @classmethod
-    def parse(cls, text: str) -> Self:
-        """Parse ``192.0.2.1:N`` or ``ASN:N``; raises GrammarError."""
-        what = cls._WHAT
-        admin_text, sep, number_text = text.rpartition(":")
-        if not sep or not admin_text:
-            raise GrammarError(f"{what} must look like 192.0.2.1:N or ASN:N, got {text!r}")
-        admin: ipaddress.IPv4Address | int
-        if "." in admin_text:
-            try:
-                admin = ipaddress.IPv4Address(admin_text)
-            except ValueError:
-                raise GrammarError(
-                    f"{what} {text!r}: {admin_text!r} is not an IPv4 address"
-                ) from None
-        else:
-            admin = _number(admin_text, f"{what} AS number", MAX_U32)
-        return cls(admin, _number(number_text, f"{what} number", MAX_U32))
-
-
-@dataclass(frozen=True, slots=True)
-class RouteDistinguisher(_AdminNumber):
-    _WHAT = "route distinguisher"
-
-
-@dataclass(frozen=True, slots=True)
-class RouteTarget(_AdminNumber):
-    _WHAT = "route target"
-
-
-@dataclass(frozen=True, slots=True)
 class MacMobility:
     """RFC 7432 section 7.7 MAC Mobility extended community."""
 
@@ -210,14 +136,10 @@ def _check_common(route: MacRoute | MulticastRoute) -> None:
 
 def normalize_mac(text: str) -> str:
     """Validate a unicast MAC and return it lower-case, e.g. ``02:00:5e:00:01:01``."""
-    if not isinstance(text, str) or not _MAC.fullmatch(text):
-        raise GrammarError(f"MAC must be six hex octets like 02:00:5e:00:01:01, got {text!r}")
-    mac = text.lower()
-    if mac == "00:00:00:00:00:00":
-        raise GrammarError("MAC 00:00:00:00:00:00 is not a host address")
-    if int(mac[:2], 16) & 1:
-        raise GrammarError(f"MAC {mac} is a multicast or broadcast address")
-    return mac
+    try:
+        return parse_mac(text)
+    except ValueError as exc:
+        raise GrammarError(str(exc)) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,15 +197,18 @@ class MulticastRoute:
 Command = MacRoute | MulticastRoute
 
 
-# The same RDs and RTs recur on every line: parse each text once.
-@functools.lru_cache(maxsize=4096)
 def _parse_rd(text: str) -> RouteDistinguisher:
-    return RouteDistinguisher.parse(text)
+    try:
+        return RouteDistinguisher.parse(text)
+    except ValueError as exc:
+        raise GrammarError(str(exc)) from None
 
 
-@functools.lru_cache(maxsize=4096)
 def _parse_rt(text: str) -> RouteTarget:
-    return RouteTarget.parse(text)
+    try:
+        return RouteTarget.parse(text)
+    except ValueError as exc:
+        raise GrammarError(str(exc)) from None
 
 
 def render(cmd: Command) -> str:

@@ -45,6 +45,9 @@ class Retries(Generic[K]):
             self._pending[key] = (self._pending[key][0], None)
         return keys
 
+    def next_due(self) -> float | None:
+        return min((at for _n, at in self._pending.values() if at is not None), default=None)
+
     def in_flight(self) -> list[K]:
         return [k for k, (_n, at) in self._pending.items() if at is None]
 

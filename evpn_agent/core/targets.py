@@ -8,55 +8,12 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 
-
-@dataclass(frozen=True, slots=True, order=True)
-class RouteTarget:
-    """An extended-community RT ``admin:value``; admin is an ASN or an IPv4 address."""
-
-    admin: str
-    value: int
-
-    def __str__(self) -> str:
-        return f"{self.admin}:{self.value}"
-
-
-def parse_route_target(text: str) -> RouteTarget:
-    admin, sep, value = text.strip().rpartition(":")
-    if not sep or not admin or not value.isdigit():
-        raise ValueError(f"route target {text!r} is not ASN:N or IPv4:N")
-    number = int(value)
-    if admin.isdigit():
-        asn = int(admin)
-        if asn > 0xFFFFFFFF:
-            raise ValueError(f"route target {text!r}: AS {asn} does not fit 32 bits")
-        limit = 0xFFFFFFFF if asn <= 0xFFFF else 0xFFFF
-    else:
-        try:
-            ipaddress.IPv4Address(admin)
-        except ValueError:
-            raise ValueError(f"route target {text!r} is not ASN:N or IPv4:N") from None
-        limit = 0xFFFF
-    if number > limit:
-        raise ValueError(f"route target {text!r}: local part {number} is larger than {limit}")
-    return RouteTarget(admin, number)
+from evpn_agent.model import RouteDistinguisher, RouteTarget
 
 
 def default_export_rt(local_as: int, vni: int) -> RouteTarget:
-    return RouteTarget(str(local_as & 0xFFFF), vni)
-
-
-def parse_rt_strings(strings: Iterable[str]) -> tuple[RouteTarget, ...]:
-    """RTs from ExaBGP's ``target:65000:100`` community strings; other communities skipped."""
-    out = []
-    for s in strings:
-        if s.startswith("target:"):
-            try:
-                out.append(parse_route_target(s[7:]))
-            except ValueError:
-                continue
-    return tuple(out)
+    return RouteTarget(local_as & 0xFFFF, vni)
 
 
 class Importer:
@@ -78,13 +35,14 @@ class Importer:
             vni = self._exact.get(rt)
             if vni is not None:
                 return vni
-            if rt.value in self._auto:
-                return rt.value
+            if rt.number in self._auto:
+                return rt.number
         return None
 
 
-def route_distinguisher(router_id: str, index: int) -> str:
-    return f"{router_id}:{index}"
+def route_distinguisher(router_id: str, index: int) -> RouteDistinguisher:
+    """Our RD for a VNI: ``router-id:index`` (type 1), the index from assign_rd_indexes."""
+    return RouteDistinguisher(ipaddress.IPv4Address(router_id), index)
 
 
 def assign_rd_indexes(vnis: Iterable[int], previous: Mapping[int, int]) -> dict[int, int]:

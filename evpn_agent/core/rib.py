@@ -7,26 +7,20 @@ keys whose best answer may have changed ("dirty"), so the planner only revisits 
 
 from __future__ import annotations
 
-import functools
-import ipaddress
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from evpn_agent.bgp_events import ImetKey, ImetRoute, MacKey, MacRoute, Route, RouteKey
-
-PathId = tuple[str, RouteKey]  # (peer, route key): each reflector's copy is its own path
-FdbKey = tuple[int, str]  # (vni, mac)
-NeighKey = tuple[int, str]  # (vni, ip)
-FloodKey = tuple[int, str]  # (vni, vtep)
+from evpn_agent.model import ImetRoute, MacRoute, PathId, Route, RouteKey, ip_order
+from evpn_agent.model.keys import VniIp, VniMac, VniVtep
 
 
 @dataclass
 class Dirty:
     """Keys of desired kernel state that a RIB change may have altered."""
 
-    fdb: set[FdbKey] = field(default_factory=set)
-    neigh: set[NeighKey] = field(default_factory=set)
-    flood: set[FloodKey] = field(default_factory=set)
+    fdb: set[VniMac] = field(default_factory=set)
+    neigh: set[VniIp] = field(default_factory=set)
+    flood: set[VniVtep] = field(default_factory=set)
 
     def update(self, other: Dirty) -> None:
         self.fdb |= other.fdb
@@ -37,19 +31,13 @@ class Dirty:
         return bool(self.fdb or self.neigh or self.flood)
 
 
-@functools.lru_cache(maxsize=4096)
-def _vtep_order(vtep: str) -> tuple[int, int]:
-    ip = ipaddress.ip_address(vtep)
-    return (ip.version, int(ip))
-
-
 def better(a: MacRoute, b: MacRoute) -> bool:
     """RFC 7432 s15: sticky beats non-sticky, then higher sequence, then lower VTEP IP."""
     if a.sticky != b.sticky:
         return a.sticky
     if a.seq != b.seq:
         return a.seq > b.seq
-    return _vtep_order(a.vtep) < _vtep_order(b.vtep)
+    return ip_order(a.vtep) < ip_order(b.vtep)
 
 
 def best_of(paths: Iterable[MacRoute]) -> MacRoute | None:
@@ -78,7 +66,7 @@ class Rib:
 
     def announce(self, peer: str, route: Route, dirty: Dirty) -> bool:
         """Store a path; True if it was imported into a local VNI."""
-        pid: PathId = (peer, route.key)
+        pid = PathId(peer, route.key)
         if pid in self.paths:
             self._unindex(pid, dirty)
         self.paths[pid] = route
@@ -91,10 +79,10 @@ class Rib:
         return len(self._by_mac.get(vni, {}))
 
     def peer_paths(self, peer: str) -> list[PathId]:
-        return [pid for pid in self.paths if pid[0] == peer]
+        return [pid for pid in self.paths if pid.peer == peer]
 
     def withdraw(self, peer: str, key: RouteKey, dirty: Dirty) -> bool:
-        pid: PathId = (peer, key)
+        pid = PathId(peer, key)
         if pid not in self.paths:
             return False
         self._unindex(pid, dirty)
@@ -131,13 +119,13 @@ class Rib:
 
     def keys_of_vni(self, vni: int) -> Dirty:
         return Dirty(
-            fdb={(vni, m) for m in self._by_mac.get(vni, {})},
-            neigh={(vni, i) for i in self._by_ip.get(vni, {})},
-            flood={(vni, v) for v in self._flood.get(vni, {})},
+            fdb={VniMac(vni, m) for m in self._by_mac.get(vni, {})},
+            neigh={VniIp(vni, i) for i in self._by_ip.get(vni, {})},
+            flood={VniVtep(vni, v) for v in self._flood.get(vni, {})},
         )
 
     def flood_vteps(self, vni: int) -> list[str]:
-        return sorted(self._flood.get(vni, {}), key=_vtep_order)
+        return sorted(self._flood.get(vni, {}), key=ip_order)
 
     def remote_macs(self, vni: int) -> dict[str, Paths]:
         return self._by_mac.get(vni, {})
@@ -159,14 +147,14 @@ class Rib:
                 self.mac_total += 1
                 per_vni[mac] = {}
             per_vni[mac][pid] = route
-            dirty.fdb.add((vni, mac))
+            dirty.fdb.add(VniMac(vni, mac))
             ip = route.key.ip
             if ip is not None:
                 self._by_ip.setdefault(vni, {}).setdefault(ip, {})[pid] = route
-                dirty.neigh.add((vni, ip))
+                dirty.neigh.add(VniIp(vni, ip))
         else:
             self._flood.setdefault(vni, {}).setdefault(route.vtep, set()).add(pid)
-            dirty.flood.add((vni, route.vtep))
+            dirty.flood.add(VniVtep(vni, route.vtep))
         return True
 
     def _unindex(self, pid: PathId, dirty: Dirty) -> None:
@@ -179,13 +167,13 @@ class Rib:
             _discard(self._by_mac, vni, route.key.mac, pid)
             if had and route.key.mac not in self._by_mac.get(vni, {}):
                 self.mac_total -= 1
-            dirty.fdb.add((vni, route.key.mac))
+            dirty.fdb.add(VniMac(vni, route.key.mac))
             if route.key.ip is not None:
                 _discard(self._by_ip, vni, route.key.ip, pid)
-                dirty.neigh.add((vni, route.key.ip))
+                dirty.neigh.add(VniIp(vni, route.key.ip))
         elif isinstance(route, ImetRoute):
             _discard(self._flood, vni, route.vtep, pid)
-            dirty.flood.add((vni, route.vtep))
+            dirty.flood.add(VniVtep(vni, route.vtep))
 
 
 def _discard(
@@ -208,16 +196,3 @@ def _discard(
         del per_vni[key]
         if not per_vni:
             del index[vni]
-
-
-__all__ = [
-    "Dirty",
-    "FdbKey",
-    "FloodKey",
-    "ImetKey",
-    "MacKey",
-    "NeighKey",
-    "PathId",
-    "Rib",
-    "best_of",
-]

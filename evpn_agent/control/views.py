@@ -9,17 +9,26 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from evpn_agent.adverts import ImetAdvert, MacAdvert
-from evpn_agent.bgp_events import ImetKey, ImetRoute, MacKey, MacRoute, Route
-from evpn_agent.config import Config
-from evpn_agent.rib import best_of
-from evpn_agent.state import AgentState
-from evpn_agent.targets import route_distinguisher
+from evpn_agent.core.engine import Engine
+from evpn_agent.core.rib import best_of
+from evpn_agent.model import (
+    AdvertKey,
+    Config,
+    ImetAdvert,
+    ImetKey,
+    ImetRoute,
+    MacAdvert,
+    MacKey,
+    MacRoute,
+    PathId,
+    Route,
+)
+from evpn_agent.model.keys import VniMac
 
 FLOOD_MODE = "HER"  # head-end (ingress) replication, FRR's name for it
 
 
-def vnis(state: AgentState, only: int | None = None) -> list[dict[str, Any]]:
+def vnis(state: Engine, only: int | None = None) -> list[dict[str, Any]]:
     local_counts = local_mac_counts(state)
     rows = []
     for vni in sorted(state.vnis):
@@ -48,7 +57,7 @@ def vnis(state: AgentState, only: int | None = None) -> list[dict[str, Any]]:
                 "vtepIp": state.vtep_ip,
                 "state": "up" if lv.up else "down",
                 "tenantVrf": "default",
-                "rd": route_distinguisher(state.router_id, state.rd_index.get(vni, vni & 0xFFFF)),
+                "rd": str(state.rd(vni)),
                 "importRts": import_rts,
                 "exportRts": [str(rt) for rt in state.export_rts(vni)],
                 "numMacs": local_counts[vni] + remote,
@@ -63,7 +72,7 @@ def vnis(state: AgentState, only: int | None = None) -> list[dict[str, Any]]:
     return rows
 
 
-def macs(state: AgentState, only: int | None = None, mac: str | None = None) -> dict[str, Any]:
+def macs(state: Engine, only: int | None = None, mac: str | None = None) -> dict[str, Any]:
     """FRR's ``show evpn mac vni all json``: {vni: {numMacs, macs: {mac: {...}}}}."""
     out: dict[str, Any] = {}
     local_by_vni: dict[int, dict[str, Any]] = {}
@@ -79,11 +88,11 @@ def macs(state: AgentState, only: int | None = None, mac: str | None = None) -> 
                 "type": "local",
                 "intf": _name(state, port),
                 "vlan": vlan,
-                "localSequence": state.local_seq.get((vni, m), 0),
+                "localSequence": state.view.seq.get(VniMac(vni, m), 0),
                 "remoteSequence": best.seq if best else 0,
                 "sticky": static,
-                "detectionCount": state.dad.count((vni, m)),
-                "isDuplicate": (vni, m) in state.dad.duplicates,
+                "detectionCount": state.dad.count(VniMac(vni, m)),
+                "isDuplicate": VniMac(vni, m) in state.dad.duplicates,
             }
         for m, paths in sorted(state.rib.remote_macs(vni).items()):
             if m in table:
@@ -98,8 +107,8 @@ def macs(state: AgentState, only: int | None = None, mac: str | None = None) -> 
                 "localSequence": 0,
                 "remoteSequence": best.seq,
                 "sticky": best.sticky,
-                "detectionCount": state.dad.count((vni, m)),
-                "isDuplicate": (vni, m) in state.dad.duplicates,
+                "detectionCount": state.dad.count(VniMac(vni, m)),
+                "isDuplicate": VniMac(vni, m) in state.dad.duplicates,
             }
         if mac is not None:
             table = {k: v for k, v in table.items() if k == mac}
@@ -107,7 +116,7 @@ def macs(state: AgentState, only: int | None = None, mac: str | None = None) -> 
     return out
 
 
-def neighbours(state: AgentState, only: int | None = None) -> dict[str, Any]:
+def neighbours(state: Engine, only: int | None = None) -> dict[str, Any]:
     """FRR's ``show evpn arp-cache vni all json``: {vni: {numArpNd, ip: {...}}}."""
     out: dict[str, Any] = {}
     for vni in sorted(state.vnis):
@@ -115,14 +124,14 @@ def neighbours(state: AgentState, only: int | None = None) -> dict[str, Any]:
             continue
         table: dict[str, Any] = {}
         svi = state.vnis[vni].svi_ifindex
-        for (ifindex, ip), mac in sorted(state.local_neigh.items()):
+        for (ifindex, ip), mac in sorted(state.view.neigh.items()):
             if ifindex != svi:
                 continue
             table[ip] = {
                 "type": "local",
-                "state": "active" if (vni, mac, ip) in state.adverts.sent else "inactive",
+                "state": "active" if AdvertKey(vni, mac, ip) in state.adverts.sent else "inactive",
                 "mac": mac,
-                "localSequence": state.local_seq.get((vni, mac), 0),
+                "localSequence": state.view.seq.get(VniMac(vni, mac), 0),
                 "remoteSequence": 0,
                 "detectionCount": 0,
                 "isDuplicate": False,
@@ -145,8 +154,8 @@ def neighbours(state: AgentState, only: int | None = None) -> dict[str, Any]:
     return out
 
 
-def peers(state: AgentState, cfg: Config, now: float) -> list[dict[str, Any]]:
-    held: Counter[str] = Counter(peer for peer, _key in state.rib.paths)
+def peers(state: Engine, cfg: Config, now: float) -> list[dict[str, Any]]:
+    held: Counter[str] = Counter(pid.peer for pid in state.rib.paths)
     rows = []
     for rr in cfg.route_reflectors:
         p = state.peers.get(rr.address)
@@ -178,12 +187,12 @@ def prefix(key: MacKey | ImetKey) -> str:
     return f"[3]:[{key.etag}]:[{128 if ':' in key.origin else 32}]:[{key.origin}]"
 
 
-def routes(state: AgentState, route_type: int | None, vni: int | None) -> dict[str, Any]:
+def routes(state: Engine, route_type: int | None, vni: int | None) -> dict[str, Any]:
     received = []
     for (peer, _key), route in state.rib.paths.items():
         if not _wanted(route, route_type, vni):
             continue
-        received.append(_route_row(route, peer, state.rib.imported.get((peer, route.key))))
+        received.append(_route_row(route, peer, state.rib.imported.get(PathId(peer, route.key))))
     advertised = []
     for advert in state.adverts.sent.values():
         if route_type is not None and route_type != (2 if isinstance(advert, MacAdvert) else 3):
@@ -196,7 +205,7 @@ def routes(state: AgentState, route_type: int | None, vni: int | None) -> dict[s
     return {"received": received, "advertised": advertised}
 
 
-def vxlans(state: AgentState) -> list[dict[str, Any]]:
+def vxlans(state: Engine) -> list[dict[str, Any]]:
     """LNV's ``vxrdctl vxlans [hrep]``, filled from EVPN state."""
     return [
         {
@@ -236,14 +245,14 @@ def _route_row(route: Route, peer: str, imported: int | None) -> dict[str, Any]:
 
 def _advert_row(advert: MacAdvert | ImetAdvert) -> dict[str, Any]:
     if isinstance(advert, MacAdvert):
-        key: MacKey | ImetKey = MacKey(advert.rd, 0, advert.mac, advert.ip)
+        key: MacKey | ImetKey = MacKey(str(advert.rd), 0, advert.mac, advert.ip)
         extra: dict[str, Any] = {"sequence": advert.seq, "sticky": advert.sticky}
     else:
-        key = ImetKey(advert.rd, 0, advert.vtep)
+        key = ImetKey(str(advert.rd), 0, advert.vtep)
         extra = {"pmsi": f"ingress-replication {advert.vtep} label {advert.vni}"}
     return {
         "type": 2 if isinstance(advert, MacAdvert) else 3,
-        "rd": advert.rd,
+        "rd": str(advert.rd),
         "prefix": prefix(key),
         "nexthop": advert.vtep,
         "vni": advert.vni,
@@ -252,23 +261,23 @@ def _advert_row(advert: MacAdvert | ImetAdvert) -> dict[str, Any]:
     }
 
 
-def local_mac_counts(state: AgentState) -> Counter[int]:
+def local_mac_counts(state: Engine) -> Counter[int]:
     """Local MACs per VNI."""
     return Counter(vni for vni, _mac in _local_macs(state))
 
 
-def _local_macs(state: AgentState) -> dict[tuple[int, str], tuple[int, int | None, bool]]:
+def _local_macs(state: Engine) -> dict[tuple[int, str], tuple[int, int | None, bool]]:
     """(vni, mac) -> (port ifindex, vlan, static) for MACs learned on local ports."""
     out = {}
-    for (bridge, vlan, mac), local in state.local_fdb.items():
-        vni = state.vni_of_bridge(bridge, vlan)
+    for key, local in state.view.fdb.items():
+        vni = state.view.vni_of(key)
         if vni is not None:
-            out[(vni, mac)] = (local.port, vlan, local.static)
+            out[(vni, key.mac)] = (local.port, key.vlan, local.static)
     return out
 
 
-def _name(state: AgentState, ifindex: int | None) -> str | None:
+def _name(state: Engine, ifindex: int | None) -> str | None:
     if ifindex is None:
         return None
-    link = state.links.get(ifindex)
+    link = state.view.links.get(ifindex)
     return link.name if link is not None else str(ifindex)

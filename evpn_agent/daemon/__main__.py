@@ -1,4 +1,5 @@
-"""Entry point of the agent core, the process ExaBGP runs (and respawns) for its API.
+"""``python -m evpn_agent.daemon --config FILE``: the process ExaBGP runs (and respawns)
+for its API.
 
 stdout is ExaBGP's command channel: nothing but commands may be written there, so logging
 goes to stderr and every error is reported as a log line.
@@ -7,17 +8,20 @@ goes to stderr and every error is reported as a log line.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import sys
 
-from evpn_agent.agent import main_core
 from evpn_agent.config import ConfigError, load
+from evpn_agent.daemon.dispatcher import Daemon
 from evpn_agent.identity import IdentityError
+from evpn_agent.kernel import NetlinkKernel
 from evpn_agent.logs import setup_logging
+from evpn_agent.speaker.channel import ExabgpChannel
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="evpn-agent-core")
+    parser = argparse.ArgumentParser(prog="evpn-agent-daemon")
     parser.add_argument("--config", required=True)
     args = parser.parse_args(argv)
     try:
@@ -27,13 +31,16 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("evpn_agent").error("%s", exc)
         return 2
     setup_logging(cfg.log_level, cfg.log_destination)
+    speaker = ExabgpChannel(sys.stdin.buffer, sys.stdout.buffer)
+    kernel = NetlinkKernel(rcvbuf=cfg.netlink_buffer_size)
     try:
-        return main_core(cfg)
+        asyncio.run(Daemon(cfg, speaker, kernel).run())
     except IdentityError as exc:
         logging.getLogger("evpn_agent").error("%s", exc)
         return 2
     except KeyboardInterrupt:
         return 130
+    return 0
 
 
 if __name__ == "__main__":

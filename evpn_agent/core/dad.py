@@ -13,16 +13,10 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 
+from evpn_agent.model import DadSettings
+from evpn_agent.model.keys import VniMac as Key
+
 log = logging.getLogger(__name__)
-
-Key = tuple[int, str]  # (vni, mac)
-
-
-@dataclass(frozen=True)
-class DadSettings:
-    max_moves: int = 5
-    window: float = 180.0
-    freeze: float | None = None  # seconds frozen; math.inf = until cleared; None = never
 
 
 @dataclass
@@ -75,6 +69,15 @@ class DuplicateDetector:
         for key in done:
             self.clear(key)
         return done
+
+    def next_deadline(self) -> float | None:
+        """When the next finite freeze runs out."""
+        ends = [
+            d.frozen_until
+            for d in self.duplicates.values()
+            if d.frozen_until is not None and not math.isinf(d.frozen_until)
+        ]
+        return min(ends, default=None)
 
     def clear(self, key: Key) -> bool:
         self.moves.pop(key, None)

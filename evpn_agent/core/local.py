@@ -1,27 +1,28 @@
-"""What this VTEP has locally: its VNIs (from links) and the MACs its bridges learned.
-
-Pure functions and tables over the kernel adapter's observation values; no I/O.
-"""
+"""What this VTEP has locally: its VNIs (from links), the MACs its bridges learned and the
+MAC+IP bindings its SVIs learned. Pure tables over the kernel's observation values."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from evpn_agent.kernel import BridgeDevice, FdbEntry, OtherLink, VxlanDevice
+from evpn_agent.model import (
+    NTF_EXT_LEARNED,
+    NTF_SELF,
+    NUD_NOARP,
+    NUD_PERMANENT,
+    BridgeDevice,
+    FdbEntry,
+    Link,
+    Managed,
+    OtherLink,
+    VxlanDevice,
+    is_host_mac,
+)
+from evpn_agent.model.keys import BridgeMac, DeviceIp, VniMac
 
 log = logging.getLogger(__name__)
-
-NTF_SELF = 0x02
-NTF_MASTER = 0x04
-NTF_EXT_LEARNED = 0x10
-NUD_INCOMPLETE = 0x01
-NUD_FAILED = 0x20
-NUD_NOARP = 0x40
-NUD_PERMANENT = 0x80
-
-Link = VxlanDevice | BridgeDevice | OtherLink
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +36,12 @@ class LocalVni:
     svi_ifindex: int | None  # where MAC+IP neighbours go (the bridge, or its VLAN device)
     local_ip: str | None
     up: bool
+
+
+@dataclass(frozen=True, slots=True)
+class LocalMac:
+    port: int  # ifindex of the bridge port it was learned on
+    static: bool  # added by an operator (NUD_NOARP): advertised sticky
 
 
 def derive_vnis(links: Iterable[Link], wanted: frozenset[int] | None) -> dict[int, LocalVni]:
@@ -88,16 +95,7 @@ def _svi(links: Iterable[Link], bridge: BridgeDevice, vlan: int | None) -> int |
     return None
 
 
-@dataclass(frozen=True, slots=True)
-class LocalMac:
-    port: int  # ifindex of the bridge port it was learned on
-    static: bool  # added by an operator (NUD_NOARP): advertised sticky
-
-
-LocalFdbKey = tuple[int, int | None, str]  # (bridge ifindex, vlan, mac)
-
-
-def local_mac_of(entry: FdbEntry, vxlan_ports: set[int]) -> tuple[LocalFdbKey, LocalMac] | None:
+def local_mac_of(entry: FdbEntry, vxlan_ports: set[int]) -> tuple[BridgeMac, LocalMac] | None:
     """A bridge's own learned/static entry for a host behind a local port, else None."""
     # The bridge reports its own entries with NDA_MASTER set but without NTF_MASTER;
     # NTF_SELF entries belong to the port device itself (its address lists).
@@ -107,8 +105,51 @@ def local_mac_of(entry: FdbEntry, vxlan_ports: set[int]) -> tuple[LocalFdbKey, L
         return None  # ours (remote) or the bridge's own addresses
     if entry.ifindex in vxlan_ports or entry.ifindex == entry.master:
         return None
-    first = int(entry.mac[:2], 16)
-    if first & 1 or entry.mac == "00:00:00:00:00:00":
+    if not is_host_mac(entry.mac):
         return None
-    key = (entry.master, entry.vlan, entry.mac)
+    key = BridgeMac(entry.master, entry.vlan, entry.mac)
     return key, LocalMac(port=entry.ifindex, static=bool(entry.state & NUD_NOARP))
+
+
+@dataclass
+class LocalView:
+    """Devices, VNIs and what the bridges and SVIs of those VNIs learned."""
+
+    wanted: frozenset[int] | None = None  # the configured VNI list (None: every VNI)
+    links: dict[int, Link] = field(default_factory=dict)
+    vnis: dict[int, LocalVni] = field(default_factory=dict)
+    fdb: dict[BridgeMac, LocalMac] = field(default_factory=dict)
+    neigh: dict[DeviceIp, str] = field(default_factory=dict)  # (svi, ip) -> MAC
+    seq: dict[VniMac, int] = field(default_factory=dict)  # our MAC mobility sequence
+    # indexes over vnis, rebuilt by relink()
+    vxlan_ports: set[int] = field(default_factory=set)
+    by_vxlan: dict[int, LocalVni] = field(default_factory=dict)
+    by_bridge: dict[tuple[int, int | None], int] = field(default_factory=dict)
+    by_svi: dict[int, int] = field(default_factory=dict)
+
+    def relink(self) -> dict[int, LocalVni]:
+        """Derive the VNIs from the links again; returns the previous VNIs."""
+        old = self.vnis
+        self.vnis = derive_vnis(self.links.values(), self.wanted)
+        self.vxlan_ports = {i for i, link in self.links.items() if isinstance(link, VxlanDevice)}
+        self.by_vxlan = {lv.vxlan_ifindex: lv for lv in self.vnis.values()}
+        self.by_bridge = {(lv.bridge_ifindex, lv.vlan): lv.vni for lv in self.vnis.values()}
+        self.by_svi = {
+            lv.svi_ifindex: lv.vni for lv in self.vnis.values() if lv.svi_ifindex is not None
+        }
+        return old
+
+    def managed(self) -> Managed:
+        return Managed(frozenset(self.by_vxlan), frozenset(self.by_svi))
+
+    def mac(self, lv: LocalVni, mac: str) -> LocalMac | None:
+        return self.fdb.get(BridgeMac(lv.bridge_ifindex, lv.vlan, mac))
+
+    def vni_of(self, key: BridgeMac) -> int | None:
+        return self.by_bridge.get((key.bridge, key.vlan))
+
+    def ips_of(self, lv: LocalVni, mac: str) -> list[str]:
+        return [ip for (svi, ip), m in self.neigh.items() if m == mac and svi == lv.svi_ifindex]
+
+    def forget_vni(self, vni: int) -> None:
+        self.seq = {k: v for k, v in self.seq.items() if k.vni != vni}

@@ -1,4 +1,4 @@
-"""Parse ExaBGP's JSON lines (encoder json, receive parsed+update) into BGP events.
+"""Decode ExaBGP's JSON lines (encoder json, receive parsed+update) into BGP events.
 
 Every line is untrusted input: anything unexpected becomes a ``LineRejected`` or
 ``RouteRejected`` event with a short reason, never an exception.
@@ -6,16 +6,15 @@ Every line is untrusted input: anything unexpected becomes a ``LineRejected`` or
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import json
 import re
 from collections.abc import Iterable
 from typing import Any
 
-from evpn_agent.bgp_events import (
+from evpn_agent.model import (
+    BadValue,
     BgpEvent,
-    CommandAnswered,
     EndOfRib,
     ImetKey,
     ImetRoute,
@@ -24,16 +23,18 @@ from evpn_agent.bgp_events import (
     MacRoute,
     RouteAnnounced,
     RouteRejected,
+    RouteTarget,
     RouteWithdrawn,
     SessionDown,
     SessionUp,
+    check_vni,
+    describe_key,
+    parse_mac,
+    vtep_address,
 )
-from evpn_agent.targets import RouteTarget, parse_rt_strings
 
 EVPN_FAMILY = "l2vpn evpn"
-MAX_VNI = (1 << 24) - 1
 _PMSI = re.compile(r"^pmsi:([a-z-]+):(\d+):(\d+)(?:\((\d+)\))?:(\S*)$")
-_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
 
 class Rejected(Exception):
@@ -46,8 +47,6 @@ class Rejected(Exception):
 def parse_line(line: str, router_id: str | None = None) -> list[BgpEvent]:
     """Events in one line from ExaBGP. Routes originated by ``router_id`` are dropped."""
     text = line.strip()
-    if text in ("done", "error"):
-        return [CommandAnswered(ok=text == "done")]
     if not text:
         return []
     try:
@@ -135,9 +134,7 @@ class _Attributes:
             for c in _list(attrs.get("extended-community", []))
             if isinstance(c, dict)
         ]
-        self.rts: tuple[RouteTarget, ...] = parse_rt_strings(
-            s for s in strings if isinstance(s, str)
-        )
+        self.rts: tuple[RouteTarget, ...] = _route_targets(s for s in strings if isinstance(s, str))
         self.seq = 0
         self.sticky = False
         for s in strings:
@@ -161,7 +158,7 @@ def _announced(peer: str, nexthop: str, nlri: Any, attrs: _Attributes) -> BgpEve
     try:
         key = _key(nlri)
         if not attrs.rts:
-            raise Rejected("no-route-target", f"{_describe(key)} carries no route target")
+            raise Rejected("no-route-target", f"{describe_key(key)} carries no route target")
         if isinstance(key, MacKey):
             vni = _vni_from_label(nlri.get("label"))
             vtep = _unicast(nexthop, "martian-nexthop", key)
@@ -169,10 +166,10 @@ def _announced(peer: str, nexthop: str, nlri: Any, attrs: _Attributes) -> BgpEve
                 peer, MacRoute(key, vni, vtep, attrs.rts, attrs.seq, attrs.sticky)
             )
         if attrs.pmsi is None:
-            raise Rejected("no-pmsi", f"{_describe(key)} has no PMSI tunnel attribute")
+            raise Rejected("no-pmsi", f"{describe_key(key)} has no PMSI tunnel attribute")
         match = _PMSI.match(attrs.pmsi)
         if match is None or match.group(1) != "ingressreplication":
-            raise Rejected("unsupported-pmsi", f"{_describe(key)}: {attrs.pmsi!r}")
+            raise Rejected("unsupported-pmsi", f"{describe_key(key)}: {attrs.pmsi!r}")
         raw = match.group(4)
         vni = _checked_vni(int(raw) if raw is not None else 0)
         vtep = _unicast(match.group(5) or key.origin, "martian-nexthop", key)
@@ -199,14 +196,10 @@ def _key(nlri: Any) -> MacKey | ImetKey:
 
 
 def _mac(value: object) -> str:
-    mac = value.lower() if isinstance(value, str) else ""
-    if not _MAC.match(mac):
-        raise Rejected("bad-mac", f"not a MAC address: {value!r}"[:120])
-    if mac == "00:00:00:00:00:00":
-        raise Rejected("zero-mac", "type-2 route for the zero MAC")
-    if int(mac[1], 16) & 1:
-        raise Rejected("multicast-mac", f"type-2 route for multicast MAC {mac}")
-    return mac
+    try:
+        return parse_mac(value)
+    except BadValue as exc:
+        raise Rejected(exc.reason, str(exc)) from None
 
 
 def _ip(value: object) -> str:
@@ -221,23 +214,10 @@ def _bad_ip(value: object) -> str:
 
 
 def _unicast(value: str, reason: str, key: MacKey | ImetKey) -> str:
-    vtep = _vtep(value)
+    vtep = vtep_address(value)
     if vtep is None:
-        raise Rejected(reason, f"{_describe(key)}: next hop {value!r} cannot be a VTEP")
+        raise Rejected(reason, f"{describe_key(key)}: next hop {value!r} cannot be a VTEP")
     return vtep
-
-
-@functools.lru_cache(maxsize=4096)
-def _vtep(value: str) -> str | None:
-    """The normalised address if ``value`` can be a VTEP; cached, as few VTEPs send many
-    routes and ipaddress parsing was a tenth of the parser's time."""
-    try:
-        ip = ipaddress.ip_address(value)
-    except ValueError:
-        return None
-    if ip.is_multicast or ip.is_unspecified or ip.is_loopback or ip.is_link_local:
-        return None
-    return str(ip)
 
 
 def _vni_from_label(label: object) -> int:
@@ -250,16 +230,22 @@ def _vni_from_label(label: object) -> int:
 
 
 def _checked_vni(vni: int) -> int:
-    if not 0 < vni <= MAX_VNI:
-        raise Rejected("bad-label", f"VNI {vni} is outside 1..{MAX_VNI}")
-    return vni
+    try:
+        return check_vni(vni)
+    except BadValue as exc:
+        raise Rejected(exc.reason, str(exc)) from None
 
 
-def _describe(key: MacKey | ImetKey) -> str:
-    if isinstance(key, MacKey):
-        ip = f" ip {key.ip}" if key.ip else ""
-        return f"type-2 rd {key.rd} mac {key.mac}{ip}"
-    return f"type-3 rd {key.rd} origin {key.origin}"
+def _route_targets(strings: Iterable[str]) -> tuple[RouteTarget, ...]:
+    """RTs from ExaBGP's ``target:65000:100`` community strings; other communities skipped."""
+    out = []
+    for s in strings:
+        if s.startswith("target:"):
+            try:
+                out.append(RouteTarget.parse(s[7:]))
+            except ValueError:
+                continue
+    return tuple(out)
 
 
 def _str(value: object) -> str:

@@ -1,0 +1,51 @@
+"""What the control socket's read requests answer, from the engine. The daemon's owner
+task calls this between two inputs, so every answer is one consistent state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from evpn_agent.control import views
+from evpn_agent.core.engine import Engine
+from evpn_agent.latency import Latency
+
+READS = frozenset(
+    {"show vni", "show mac", "show neigh", "show peers", "show routes", "show vxlans",
+     "show counters"}
+)  # fmt: skip
+
+
+def check_vni(engine: Engine, request: dict[str, Any]) -> int | None:
+    vni = request.get("vni")
+    if vni is not None and vni not in engine.vnis:
+        raise ValueError(f"VNI {vni} is not configured on this VTEP")
+    return vni if isinstance(vni, int) else None
+
+
+def read(engine: Engine, request: dict[str, Any], now: float, latency: dict[str, Latency]) -> Any:
+    """The answer to a read request (a command in READS)."""
+    command = request.get("command")
+    vni = check_vni(engine, request)
+    if command == "show vni":
+        return views.vnis(engine, vni)
+    if command == "show mac":
+        return views.macs(engine, vni, request.get("mac"))
+    if command == "show neigh":
+        return views.neighbours(engine, vni)
+    if command == "show peers":
+        return views.peers(engine, engine.cfg, now)
+    if command == "show routes":
+        return views.routes(engine, request.get("type"), vni)
+    if command == "show vxlans":
+        return views.vxlans(engine)
+    if command == "show counters":
+        counters = {
+            **engine.counters,
+            "bgp-announces": engine.adverts.announced,
+            "bgp-withdraws": engine.adverts.withdrawn,
+        }
+        return {
+            "counters": dict(sorted(counters.items())),
+            "latency": {name: value.summary() for name, value in latency.items()},
+        }
+    raise ValueError(f"unknown command {command!r}")

@@ -1,0 +1,13 @@
+"""The agent's pure logic: received routes, what this VTEP has, what the kernel holds, and the
+plan between them. Imports only ``evpn_agent.model`` and the standard library (a unit test and
+the import-linter contract keep it so); every input arrives as a value, with the time.
+
+- ``rib``: received routes per peer and the best path per MAC, IP and VNI (RFC 7432 s15);
+- ``local``: this VTEP's VNIs, local MACs and bindings;
+- ``mirror``: our entries as the kernel holds them;
+- ``peers``: sessions, End-of-RIB, routes held without reflectors, when to sweep;
+- ``plan``: want - have, as queries without side effects;
+- ``adverts``: our routes, desired against sent;
+- ``dad``, ``retries``: duplicate detection and the backoff of refused writes;
+- ``engine``: owns the dirty sets, applies inputs, hands out work, tells its next deadline.
+"""

@@ -1,0 +1,48 @@
+"""Our own advertisements: the routes this VTEP wants announced, and what was sent.
+
+Declarative, like MetalLB's speaker: the engine states the desired route per key; this
+table diffs it against what the speaker was told and yields only the changes. How a change
+is spelled for the speaker is the speaker's business.
+"""
+
+from __future__ import annotations
+
+from evpn_agent.model import Advert, AdvertChange, AdvertKey
+
+
+class AdvertTable:
+    def __init__(self) -> None:
+        self.sent: dict[AdvertKey, Advert] = {}
+        self.announced = 0
+        self.withdrawn = 0
+
+    def set(self, key: AdvertKey, advert: Advert | None) -> list[AdvertChange]:
+        """Changes that move the speaker from what it was told to ``advert`` (None: none)."""
+        old = self.sent.get(key)
+        if old == advert:
+            return []
+        changes = []
+        if old is not None and (
+            advert is None or (old.rd, old.vni, old.vtep) != (advert.rd, advert.vni, advert.vtep)
+        ):
+            # Same NLRI and label: the new announce replaces the old one in place.
+            changes.append(AdvertChange(old, withdraw=True))
+            self.withdrawn += 1
+        if advert is None:
+            del self.sent[key]
+        else:
+            self.sent[key] = advert
+            changes.append(AdvertChange(advert))
+            self.announced += 1
+        return changes
+
+    def forget(self, key: AdvertKey, advert: Advert) -> bool:
+        """The speaker refused ``advert``: it was not sent after all. True if it was current."""
+        if self.sent.get(key) != advert:
+            return False
+        del self.sent[key]
+        self.announced -= 1
+        return True
+
+    def keys_of_vni(self, vni: int) -> list[AdvertKey]:
+        return [k for k in self.sent if k.vni == vni]

@@ -1,0 +1,316 @@
+"""The daemon: one owner task runs every state change, from one inbox of typed items.
+
+ExaBGP runs this as its API process. Inputs arrive as items: lines from the speaker (read
+on their own thread, so ExaBGP never blocks on us), batches of kernel events, control
+requests (answered by the owner, between two inputs, so no request sees or makes a
+half-applied change). The owner sleeps until the next item or the next deadline, the
+engine's or its own (route refresh after a respawn, periodic reconcile, re-dump).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from evpn_agent import control
+from evpn_agent.control import answers
+from evpn_agent.core.engine import Engine
+from evpn_agent.daemon.resync import Resync
+from evpn_agent.identity import rd_indexes, resolve
+from evpn_agent.kernel import Kernel
+from evpn_agent.latency import Latency
+from evpn_agent.metrics import Metrics
+from evpn_agent.model import Config, KernelEvent, describe
+from evpn_agent.speaker import Speaker
+
+log = logging.getLogger(__name__)
+
+REFRESH_DELAY = 1.0  # seconds to see the sessions come up before asking for a refresh
+# Items handled before the kernel is written: bounds how long a burst delays installs, so
+# installing runs while ExaBGP is still delivering (each line can hold ~1,700 routes).
+MAX_ITEMS_PER_ROUND = 32
+
+
+@dataclass(frozen=True, slots=True)
+class SpeakerLine:
+    line: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SpeakerClosed:
+    """ExaBGP closed our stdin: it stopped, or is replacing us."""
+
+
+@dataclass(frozen=True, slots=True)
+class KernelChanged:
+    events: list[KernelEvent]
+    arrived: float
+
+
+@dataclass(frozen=True, slots=True)
+class ControlAsked:
+    request: dict[str, Any]
+    reply: asyncio.Future[Any]
+
+
+Item = SpeakerLine | SpeakerClosed | KernelChanged | ControlAsked
+
+
+class Daemon:
+    def __init__(
+        self,
+        cfg: Config,
+        speaker: Speaker,
+        kernel: Kernel,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.cfg = cfg
+        self.speaker = speaker
+        self.kernel = kernel
+        self.clock = clock
+        self.inbox: asyncio.Queue[Item] = asyncio.Queue()
+        self.engine: Engine | None = None
+        self.latency = {
+            "route-to-kernel": Latency(),  # the speaker's timestamp of an UPDATE -> acked
+            "local-mac-to-bgp": Latency(),  # kernel event arrival -> command written
+        }
+        self.metrics = Metrics(lambda: self.engine)
+        self.resync = Resync()
+        self._refresh_at: float | None = None
+        self._reconcile_at: float | None = None
+        self.started = asyncio.Event()  # the engine exists and the socket answers
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        put = self.inbox.put_nowait
+
+        def deliver(line: bytes | None) -> None:
+            loop.call_soon_threadsafe(put, SpeakerClosed() if line is None else SpeakerLine(line))
+
+        # Read the speaker from the first moment: ExaBGP's writes to us block its reactor,
+        # keepalives included, while we dump the kernel (seconds when it is large).
+        self.speaker.start(deliver)
+        await self.kernel.start()  # bind before the dump: nothing changes unseen between
+        snap = await self.kernel.dump()
+        router_id, vtep_ip = resolve(self.cfg, snap.links)
+        now = self.clock()
+        engine = Engine(self.cfg, router_id=router_id, vtep_ip=vtep_ip, now=now)
+        self.engine = engine
+        engine.load_snapshot(snap)
+        self.resync.dumped(snap.complete, self.kernel.events_lost, now)
+        engine.rd_index = rd_indexes(self.cfg.state_dir, engine.vnis)
+        log.info(
+            "evpn-agent core started: router-id %s, VTEP %s, VNIs %s",
+            router_id,
+            vtep_ip,
+            ",".join(str(v) for v in sorted(engine.vnis)) or "none yet",
+        )
+        server = await control.serve(self.cfg.control_socket, self._ask)
+        metrics_server = None
+        if self.cfg.metrics_address:
+            try:
+                metrics_server = await self.metrics.serve(self.cfg.metrics_address)
+            except OSError as exc:
+                log.error("cannot serve metrics on %s: %s", self.cfg.metrics_address, exc)
+        # Our whole desired set, bracketed so the speaker drops what a predecessor announced
+        # and we no longer want (a MAC that aged out while no core ran).
+        self.speaker.begin_sync()
+        self._flush(engine)
+        self.speaker.end_sync()
+        self._refresh_at = now + REFRESH_DELAY
+        if self.cfg.reconcile_interval:
+            self._reconcile_at = now + self.cfg.reconcile_interval
+        watcher = asyncio.create_task(self._watch_kernel())
+        self.started.set()
+        try:
+            await self._own(engine)
+        finally:
+            watcher.cancel()
+            server.close()
+            if metrics_server is not None:
+                metrics_server.close()
+            self.kernel.close()
+
+    async def _ask(self, request: dict[str, Any]) -> Any:
+        """The control socket's handler: the owner answers, this task only waits."""
+        reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.inbox.put_nowait(ControlAsked(request, reply))
+        return await reply
+
+    async def _watch_kernel(self) -> None:
+        async for batch in self.kernel.events():
+            self.inbox.put_nowait(KernelChanged(batch, self.clock()))
+
+    # -- the owner -----------------------------------------------------------------------
+
+    def next_deadline(self, engine: Engine) -> float | None:
+        times = (
+            engine.next_deadline(),
+            self._refresh_at,
+            self._reconcile_at,
+            self.resync.redump_at,
+        )
+        return min((t for t in times if t is not None), default=None)
+
+    async def _next_item(self, engine: Engine) -> Item | None:
+        deadline = self.next_deadline(engine)
+        if deadline is None:
+            return await self.inbox.get()
+        timeout = deadline - self.clock()
+        if timeout <= 0:
+            return self.inbox.get_nowait() if not self.inbox.empty() else None
+        try:
+            return await asyncio.wait_for(self.inbox.get(), timeout)
+        except TimeoutError:
+            return None
+
+    async def _own(self, engine: Engine) -> None:
+        router_id = engine.router_id
+        while True:
+            first = await self._next_item(engine)
+            items = [] if first is None else [first]
+            while not self.inbox.empty() and len(items) < MAX_ITEMS_PER_ROUND:
+                items.append(self.inbox.get_nowait())
+            now = self.clock()
+            lost = False
+            stamps: list[float] = []
+            kernel_arrival: float | None = None
+            asked: list[ControlAsked] = []
+            for item in items:
+                if isinstance(item, SpeakerLine):
+                    events, stamp = self.speaker.decode(item.line, router_id)
+                    engine.on_bgp(events, now)
+                    if stamp is not None:
+                        stamps.append(stamp)
+                elif isinstance(item, KernelChanged):
+                    if not engine.on_kernel(item.events, now):
+                        lost = True
+                    kernel_arrival = kernel_arrival or item.arrived
+                elif isinstance(item, ControlAsked):
+                    asked.append(item)
+                else:
+                    log.info("ExaBGP closed the API channel; core exits, kernel state kept")
+                    for ask in asked:
+                        if not ask.reply.done():
+                            ask.reply.set_exception(ValueError("the agent core is stopping"))
+                    return
+            engine.tick(now)
+            self._maybe_refresh(engine, now)
+            if lost:
+                log.warning("netlink events were lost: resynchronising from a full dump")
+            if lost or self._reconcile_due(now) or self.resync.due(now):
+                await self._resync(engine)
+            sent = self._flush(engine)
+            done = time.time()
+            for stamp in stamps:
+                self.latency["route-to-kernel"].record(done - stamp)
+                self.metrics.route_to_kernel.observe(max(done - stamp, 0.0))
+            if sent and kernel_arrival is not None:
+                elapsed = self.clock() - kernel_arrival
+                self.latency["local-mac-to-bgp"].record(elapsed)
+                self.metrics.mac_to_bgp.observe(elapsed)
+            for ask in asked:
+                await self._answer(ask, engine)
+
+    def _reconcile_due(self, now: float) -> bool:
+        if self._reconcile_at is None or now < self._reconcile_at:
+            return False
+        self._reconcile_at = now + self.cfg.reconcile_interval
+        return True
+
+    def _maybe_refresh(self, engine: Engine, now: float) -> None:
+        """Ask the reflectors to send their tables again, unless we saw the sessions start.
+
+        After a respawn the sessions are up already and nobody replays routes to us. On a
+        first start the sessions come up within a moment and bring the full table; a
+        refresh then would only make the reflector send much of it twice.
+        """
+        if self._refresh_at is None or now < self._refresh_at:
+            return
+        self._refresh_at = None
+        seen = {p for p, s in engine.peers.sessions.items() if s.since is not None}
+        if not all(rr.address in seen for rr in self.cfg.route_reflectors):
+            self.speaker.ask_refresh()
+
+    async def _resync(self, engine: Engine) -> bool:
+        """Dump and load the kernel; events that arrive meanwhile wait in the inbox and are
+        applied after the load, so nothing learned during the dump is lost."""
+        log.debug("reconciling with a full kernel dump")
+        snap = await self.kernel.dump()
+        engine.load_snapshot(snap)
+        self.resync.dumped(snap.complete, self.kernel.events_lost, self.clock())
+        return snap.complete
+
+    def _flush(self, engine: Engine) -> int:
+        """Write planned kernel ops, then send advert changes; returns changes sent."""
+        sent = 0
+        for _ in range(3):  # applying can make more work (an AddNeigh replacing a binding)
+            self.kernel.set_managed(engine.managed())
+            if any(v not in engine.rd_index for v in engine.vnis):
+                engine.rd_index = rd_indexes(self.cfg.state_dir, engine.vnis)
+            work = engine.take_work()
+            if work.ops:
+                failures = self.kernel.apply(work.ops)
+                for failure in failures[:5]:
+                    log.warning("kernel refused %s: %s", failure.op, failure.message)
+                engine.kernel_applied(work.ops, [f.op for f in failures])
+            self.speaker.send(work.changes)
+            sent += len(work.changes)
+            if not engine.pending():
+                break
+        return sent
+
+    # -- control requests ----------------------------------------------------------------
+
+    async def _answer(self, ask: ControlAsked, engine: Engine) -> None:
+        if ask.reply.done():
+            return  # the client went away
+        try:
+            ask.reply.set_result(await self._execute(ask.request, engine))
+        except (ValueError, KeyError, TypeError) as exc:
+            ask.reply.set_exception(ValueError(str(exc)))
+
+    async def _execute(self, request: dict[str, Any], engine: Engine) -> Any:
+        command = request.get("command")
+        if command in answers.READS:
+            return answers.read(engine, request, self.clock(), self.latency)
+        if command == "clear duplicate":
+            vni = answers.check_vni(engine, request)
+            cleared = engine.clear_duplicate(vni, request.get("mac"))
+            self._flush(engine)
+            return [{"vni": k.vni, "mac": k.mac} for k in cleared]
+        if command == "reconcile":
+            return await self._reconcile(engine, dry_run=bool(request.get("dry_run")))
+        raise ValueError(f"unknown command {command!r}")
+
+    async def _reconcile(self, engine: Engine, *, dry_run: bool) -> dict[str, Any]:
+        """Dump the kernel and plan against it; apply unless ``dry_run``."""
+        snap = await self.kernel.dump()
+        failed: list[str] = []
+        if dry_run:
+            trial = copy.deepcopy(engine)
+            trial.load_snapshot(snap)
+            ops = trial.take_work().ops
+        else:
+            engine.load_snapshot(snap)
+            self.resync.dumped(snap.complete, self.kernel.events_lost, self.clock())
+            work = engine.take_work()
+            ops = work.ops
+            failures = self.kernel.apply(ops) if ops else []
+            engine.kernel_applied(ops, [f.op for f in failures])
+            failed = [f"{f.op}: {f.message}" for f in failures]
+            self.speaker.send(work.changes)
+            self._flush(engine)
+        return {
+            "dryRun": dry_run,
+            "complete": snap.complete,
+            "sweeping": engine.peers.sweep_ok,
+            "ops": [describe(op) for op in ops],
+            "failed": failed,
+        }

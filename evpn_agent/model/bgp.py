@@ -1,0 +1,275 @@
+"""EVPN in BGP terms: route targets and distinguishers, received routes and their keys, what
+happened on a session, and the routes this VTEP advertises.
+
+Route keys follow RFC 7432: (RD, ethernet tag, MAC, IP) for type 2 and (RD, ethernet tag,
+originating IP) for type 3. The label is not part of a key because withdraws carry label 0:
+the VNI and VTEP of a withdrawn route are remembered from its announce.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import re
+from dataclasses import dataclass
+from typing import ClassVar, NamedTuple, Self
+
+MAX_U16 = (1 << 16) - 1
+MAX_U32 = (1 << 32) - 1
+_DIGITS = re.compile(r"[0-9]+")
+
+# -- identities ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _AdminNumber:
+    """``admin:number`` as route distinguishers and route targets use it (RFC 4360/4364).
+
+    ``admin`` is an IPv4 address (type 1: 16-bit number) or an AS number: below 65536 it
+    is type 0 (32-bit number), otherwise type 2 (4-byte AS, 16-bit number).
+    """
+
+    admin: ipaddress.IPv4Address | int
+    number: int
+
+    WHAT: ClassVar[str] = "admin:number"
+
+    def __post_init__(self) -> None:
+        what = self.WHAT
+        if isinstance(self.admin, bool) or not isinstance(self.admin, ipaddress.IPv4Address | int):
+            raise ValueError(f"{what} administrator must be an IPv4 address or an AS number")
+        if isinstance(self.number, bool) or not isinstance(self.number, int) or self.number < 0:
+            raise ValueError(f"{what} number must be a non-negative int, got {self.number!r}")
+        if isinstance(self.admin, int) and not 0 <= self.admin <= MAX_U32:
+            raise ValueError(f"{what} AS number {self.admin} is out of range (0..{MAX_U32})")
+        limit = MAX_U32 if self.type == 0 else MAX_U16
+        if self.number > limit:
+            raise ValueError(
+                f"{what} {self}: the number must be 0..{limit} "
+                f"when the administrator is {self._admin_kind()}"
+            )
+
+    def _admin_kind(self) -> str:
+        if isinstance(self.admin, ipaddress.IPv4Address):
+            return "an IPv4 address"
+        return "a 2-byte AS number" if self.admin <= MAX_U16 else "a 4-byte AS number"
+
+    @property
+    def type(self) -> int:
+        """RFC 4364 type: 0 (2-byte AS), 1 (IPv4), 2 (4-byte AS)."""
+        if isinstance(self.admin, ipaddress.IPv4Address):
+            return 1
+        return 0 if self.admin <= MAX_U16 else 2
+
+    def __str__(self) -> str:
+        return f"{self.admin}:{self.number}"
+
+    @classmethod
+    def parse(cls, text: str) -> Self:
+        """``192.0.2.1:N`` or ``ASN:N``; raises ValueError naming what is wrong."""
+        return _parse(cls, text)  # type: ignore[return-value,arg-type]
+
+
+def _number(text: str, what: str, maximum: int) -> int:
+    # int() alone accepts "+5", " 5", "1_000" and non-ASCII digits: be strict.
+    if not _DIGITS.fullmatch(text):
+        raise ValueError(f"{what} must be a decimal number, got {text!r}")
+    value = int(text)
+    if value > maximum:
+        raise ValueError(f"{what} {value} is out of range (0..{maximum})")
+    return value
+
+
+@functools.lru_cache(maxsize=4096)  # the same few RTs and RDs arrive on every route
+def _parse(cls: type[_AdminNumber], text: str) -> _AdminNumber:
+    what = cls.WHAT
+    admin_text, sep, number_text = text.rpartition(":")
+    if not sep or not admin_text:
+        raise ValueError(f"{what} must look like 192.0.2.1:N or ASN:N, got {text!r}")
+    admin: ipaddress.IPv4Address | int
+    if "." in admin_text:
+        try:
+            admin = ipaddress.IPv4Address(admin_text)
+        except ValueError:
+            raise ValueError(f"{what} {text!r}: {admin_text!r} is not an IPv4 address") from None
+    else:
+        admin = _number(admin_text, f"{what} AS number", MAX_U32)
+    return cls(admin, _number(number_text, f"{what} number", MAX_U32))
+
+
+@dataclass(frozen=True, slots=True)
+class RouteTarget(_AdminNumber):
+    WHAT: ClassVar[str] = "route target"
+
+
+@dataclass(frozen=True, slots=True)
+class RouteDistinguisher(_AdminNumber):
+    WHAT: ClassVar[str] = "route distinguisher"
+
+
+# -- received routes -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MacKey:
+    rd: str
+    etag: int
+    mac: str
+    ip: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ImetKey:
+    rd: str
+    etag: int
+    origin: str
+
+
+RouteKey = MacKey | ImetKey
+
+
+@dataclass(frozen=True, slots=True)
+class MacRoute:
+    """Type 2; ``vtep`` is the MP_REACH next hop, ``vni`` the raw label."""
+
+    key: MacKey
+    vni: int
+    vtep: str
+    rts: tuple[RouteTarget, ...]
+    seq: int = 0
+    sticky: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ImetRoute:
+    """Type 3; ``vtep`` is the PMSI tunnel endpoint, ``vni`` the PMSI label."""
+
+    key: ImetKey
+    vni: int
+    vtep: str
+    rts: tuple[RouteTarget, ...]
+
+
+Route = MacRoute | ImetRoute
+
+
+class PathId(NamedTuple):
+    """One peer's copy of a route: each reflector's copy is its own path."""
+
+    peer: str
+    key: RouteKey
+
+
+def describe_key(key: RouteKey) -> str:
+    if isinstance(key, MacKey):
+        ip = f" ip {key.ip}" if key.ip else ""
+        return f"type-2 rd {key.rd} mac {key.mac}{ip}"
+    return f"type-3 rd {key.rd} origin {key.origin}"
+
+
+# -- what the speaker reports --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RouteAnnounced:
+    peer: str
+    route: Route
+
+
+@dataclass(frozen=True, slots=True)
+class RouteWithdrawn:
+    peer: str
+    key: RouteKey
+
+
+@dataclass(frozen=True, slots=True)
+class RouteRejected:
+    """A route we will not use; ``reason`` is a short counter name."""
+
+    peer: str
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class SessionUp:
+    peer: str
+
+
+@dataclass(frozen=True, slots=True)
+class SessionDown:
+    peer: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class EndOfRib:
+    peer: str
+
+
+@dataclass(frozen=True, slots=True)
+class LineRejected:
+    """Input from the speaker that could not be read at all."""
+
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class AdvertRefused:
+    """The speaker refused to send one of our changes: plan it again after a backoff."""
+
+    change: AdvertChange
+
+
+BgpEvent = (
+    RouteAnnounced
+    | RouteWithdrawn
+    | RouteRejected
+    | SessionUp
+    | SessionDown
+    | EndOfRib
+    | LineRejected
+    | AdvertRefused
+)
+
+# -- our own routes ------------------------------------------------------------------------
+
+
+class AdvertKey(NamedTuple):
+    """One route of ours: a MAC (and IP) in a VNI, or the VNI's type 3 (mac "")."""
+
+    vni: int
+    mac: str
+    ip: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class MacAdvert:
+    rd: RouteDistinguisher
+    vni: int
+    mac: str
+    ip: str | None
+    vtep: str
+    rts: tuple[RouteTarget, ...]
+    seq: int = 0
+    sticky: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ImetAdvert:
+    rd: RouteDistinguisher
+    vni: int
+    vtep: str
+    rts: tuple[RouteTarget, ...]
+
+
+Advert = MacAdvert | ImetAdvert
+
+
+@dataclass(frozen=True, slots=True)
+class AdvertChange:
+    """Tell the speaker to announce ``advert``, or to withdraw it (``withdraw``)."""
+
+    advert: Advert
+    withdraw: bool = False

@@ -1,0 +1,38 @@
+"""Our advert changes as ExaBGP API lines (the grammar of :mod:`grammar`)."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from evpn_agent.model import AdvertChange, ImetAdvert
+from evpn_agent.speaker import grammar
+
+# Bracket a core's full re-announcement; the launcher then withdraws what was not repeated.
+SYNC_BEGIN = grammar.SYNC_BEGIN
+SYNC_END = grammar.SYNC_END
+REFRESH = "announce route-refresh l2vpn evpn"
+
+
+def command(change: AdvertChange) -> grammar.Command:
+    advert = change.advert
+    vtep = ipaddress.ip_address(advert.vtep)
+    cmd: grammar.Command
+    if isinstance(advert, ImetAdvert):
+        cmd = grammar.MulticastRoute(
+            grammar.Action.ANNOUNCE, advert.rd, vtep, advert.vni, vtep, advert.rts
+        )
+    else:
+        mobility = None
+        if advert.seq or advert.sticky:
+            mobility = grammar.MacMobility(advert.seq, advert.sticky)
+        ip = ipaddress.ip_address(advert.ip) if advert.ip else None
+        cmd = grammar.MacRoute(
+            grammar.Action.ANNOUNCE, advert.rd, advert.mac, advert.vni, vtep, ip, advert.rts,
+            mobility,
+        )  # fmt: skip
+    # A withdraw repeats the announce's RD, label and next hop (ExaBGP's index), no RTs.
+    return cmd.withdrawal() if change.withdraw else cmd
+
+
+def render(change: AdvertChange) -> str:
+    return grammar.render(command(change))

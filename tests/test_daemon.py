@@ -1,0 +1,144 @@
+"""The daemon without root: the fake speaker and the in-memory kernel around the real
+engine, dispatcher and control socket. What the daemon adds to the engine is tested here:
+one owner for every input (control requests included), refused announces retried, and no
+race between a reconcile's dump and the events that arrive meanwhile."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+from fakes import FakeSpeaker, MemoryKernel
+
+from evpn_agent import control
+from evpn_agent.config import parse
+from evpn_agent.daemon.dispatcher import Daemon
+from evpn_agent.model import (
+    AddFdb,
+    AddFlood,
+    AdvertChange,
+    BridgeDevice,
+    ImetAdvert,
+    ImetKey,
+    ImetRoute,
+    MacAdvert,
+    MacKey,
+    MacRoute,
+    OtherLink,
+    RouteAnnounced,
+    RouteTarget,
+    SessionUp,
+    VxlanDevice,
+)
+
+ME, RR, REMOTE = "192.0.2.21", "192.0.2.1", "192.0.2.22"
+BR, VX, PORT = 10, 11, 12
+HOST = "02:00:5e:00:00:21"
+RT = (RouteTarget(65000, 100),)
+LINKS = (
+    BridgeDevice(BR, "br100", "02:00:00:00:00:10", False, True),
+    VxlanDevice(VX, "vxlan100", 100, ME, BR, False, True),
+    OtherLink(PORT, "h1", BR, "veth", up=True),
+)
+
+
+class Running:
+    def __init__(self, daemon: Daemon, speaker: FakeSpeaker, kernel: MemoryKernel, sock: str):
+        self.daemon, self.speaker, self.kernel, self.sock = daemon, speaker, kernel, sock
+
+    async def ask(self, command: str, **args: object) -> object:
+        return await asyncio.to_thread(control.request, self.sock, command, **args)
+
+    def announced(self, mac: str) -> list[AdvertChange]:
+        return [
+            c
+            for c in self.speaker.changes()
+            if isinstance(c.advert, MacAdvert) and c.advert.mac == mac and not c.withdraw
+        ]
+
+    def withdrawn(self) -> list[AdvertChange]:
+        return [c for c in self.speaker.changes() if c.withdraw]
+
+
+async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+async def running(tmp_path: Path) -> AsyncIterator[Running]:
+    sock = str(tmp_path / "agent.sock")
+    cfg = parse(
+        f"local-as: 65000\nroute-reflectors: [{RR}]\ncontrol-socket: {sock}\n"
+        f"state-dir: {tmp_path / 'state'}\nsweep-delay: 0\nreconcile-interval: 0\n"
+    )
+    speaker, kernel = FakeSpeaker(), MemoryKernel(LINKS)
+    daemon = Daemon(cfg, speaker, kernel)
+    task = asyncio.create_task(daemon.run())
+    await asyncio.wait_for(daemon.started.wait(), 5)
+    yield Running(daemon, speaker, kernel, sock)
+    speaker.close()
+    await asyncio.wait_for(task, 5)
+
+
+async def test_start_announces_our_vni_inside_a_sync(running: Running) -> None:
+    sent = running.speaker.sent
+    assert sent[0] == "sync begin" and sent[-1] == "sync end"
+    (imet,) = sent[1:-1]
+    assert isinstance(imet, AdvertChange) and isinstance(imet.advert, ImetAdvert)
+    assert (imet.advert.vni, imet.advert.vtep, str(imet.advert.rd)) == (100, ME, f"{ME}:100")
+
+
+async def test_remote_routes_reach_the_kernel(running: Running) -> None:
+    mac = MacRoute(MacKey(f"{REMOTE}:100", 0, "02:00:5e:00:00:22", None), 100, REMOTE, RT)
+    imet = ImetRoute(ImetKey(f"{REMOTE}:100", 0, REMOTE), 100, REMOTE, RT)
+    running.speaker.feed(SessionUp(RR), RouteAnnounced(RR, mac), RouteAnnounced(RR, imet))
+    await until(lambda: AddFlood(VX, REMOTE) in running.kernel.applied)
+    assert AddFdb(VX, "02:00:5e:00:00:22", REMOTE) in running.kernel.applied
+
+
+async def test_local_mac_is_announced_and_shown(running: Running) -> None:
+    running.kernel.learn(PORT, BR, HOST)
+    await until(lambda: bool(running.announced(HOST)))
+    rows = await running.ask("show mac", vni=100)
+    assert rows["100"]["macs"][HOST]["type"] == "local"  # type: ignore[index]
+    counters = await running.ask("show counters")
+    assert counters["counters"]["bgp-announces"] == 2  # type: ignore[index]
+
+
+async def test_refused_announce_is_sent_again_and_counted(running: Running) -> None:
+    running.kernel.learn(PORT, BR, HOST)
+    await until(lambda: bool(running.announced(HOST)))
+    change = running.announced(HOST)[0]
+    running.kernel.forget(PORT, HOST)
+    await until(lambda: bool(running.withdrawn()))
+    running.speaker.refuse.add(change)  # the next announce of the same route is refused
+    running.kernel.learn(PORT, BR, HOST)
+    await until(lambda: len(running.announced(HOST)) == 3, timeout=5)  # refused, then again
+    counters = await running.ask("show counters")
+    assert counters["counters"]["bgp-refused"] == 1  # type: ignore[index]
+    assert counters["counters"]["bgp-retries"] == 1  # type: ignore[index]
+
+
+async def test_macs_learned_during_reconciles_are_never_withdrawn(running: Running) -> None:
+    """A reconcile dumps the kernel; MACs learned while it dumps must not look gone."""
+    running.kernel.dump_delay = 0.05
+    macs = [f"02:00:5e:00:01:{i:02x}" for i in range(40)]
+    for mac in macs:
+        reconcile = asyncio.create_task(running.ask("reconcile"))
+        await asyncio.sleep(0.01)  # learn while the dump runs
+        running.kernel.learn(PORT, BR, mac)
+        await reconcile
+    await until(lambda: all(running.announced(m) for m in macs))
+    assert running.kernel.dumps > len(macs)
+    assert running.withdrawn() == []
+
+
+async def test_unknown_vni_is_refused_by_name(running: Running) -> None:
+    with pytest.raises(control.ControlError, match="VNI 999 is not configured"):
+        await running.ask("show vni", vni=999)

@@ -1,0 +1,67 @@
+"""The core and the vocabulary import with every I/O library blocked, and the top-level
+``exabgp/`` directory never shadows the real ExaBGP (the import-linter contracts in
+pyproject.toml check the same statically; this checks what really gets imported)."""
+
+from __future__ import annotations
+
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+import evpn_agent.core
+import evpn_agent.model
+
+BLOCKED = (
+    "pyroute2", "exabgp", "asyncio", "socket", "selectors", "subprocess", "click",
+    "prometheus_client", "yaml",
+)  # fmt: skip
+
+PROBE = """
+import importlib, importlib.abc, sys
+blocked = {blocked!r}
+class Blocker(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in blocked:
+            raise ImportError(f"blocked: {{name}}")
+        return None
+for name in blocked:
+    sys.modules.pop(name, None)
+sys.meta_path.insert(0, Blocker())
+for module in {modules!r}:
+    importlib.import_module(module)
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in blocked)
+print("LOADED", loaded)
+"""
+
+
+def _modules(package: object) -> list[str]:
+    path = package.__path__  # type: ignore[attr-defined]
+    prefix = package.__name__ + "."  # type: ignore[attr-defined]
+    return [prefix + info.name for info in pkgutil.walk_packages(path, prefix="")]
+
+
+def test_core_and_model_import_with_io_libraries_blocked() -> None:
+    modules = ["evpn_agent.model", "evpn_agent.core"]
+    modules += _modules(evpn_agent.model) + _modules(evpn_agent.core)
+    assert "evpn_agent.core.engine" in modules and "evpn_agent.model.bgp" in modules
+    code = PROBE.format(blocked=BLOCKED, modules=modules)
+    # -S: no site hooks (editable-install finders and .pth files import nothing of ours)
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run(
+        [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(root)!r})\n" + code],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "LOADED []" in result.stdout
+
+
+def test_the_probe_fails_when_the_core_imports_an_io_library() -> None:
+    """The blocker works: a module importing asyncio is refused."""
+    code = PROBE.format(blocked=BLOCKED, modules=["asyncio"])
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False
+    )
+    assert result.returncode != 0 and "blocked: asyncio" in result.stderr
