@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from lab import runner, topology
-from lab.fabric import BRIDGE, IP, PYTHON, CommandError, _pid_alive, missing_requirements, run
+from lab.fabric import BRIDGE, IP, PYTHON, CommandError, missing_requirements, pid_alive, run
 from lab.runner import LabState, PingStream, evpn_peers, ping_matrix
 from lab.topology import Host, Plan
 
@@ -239,7 +239,7 @@ def is_alive(state: LabState) -> bool:
     if len(state.existing_namespaces()) != len(state.nodes):
         return False
     for node, rec in state.nodes.items():
-        if rec.agent_pid is not None and not _pid_alive(rec.agent_pid):
+        if rec.agent_pid is not None and not pid_alive(rec.agent_pid):
             return False
         if rec.role in topology.FRR_ROLES and state.frr(node).pid("bgpd") is None:
             return False
@@ -351,7 +351,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 procs.append(f"{daemon} {pid}" if pid else f"{daemon} NOT RUNNING")
         elif rec.agent_pid is not None:
             core = state.core_pid(name)
-            if _pid_alive(rec.agent_pid):
+            if pid_alive(rec.agent_pid):
                 procs.append(f"exabgp {rec.agent_pid}")
                 procs.append(f"agent core {core}" if core else "agent core NOT RUNNING")
             else:
