@@ -41,15 +41,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import (
-    Child,
-    CpuSampler,
-    bench_fabric,
-    code_version,
-    summary_ms,
-    trial_arguments,
-    wait_machine_quiet,
-)
+from bench.child import Child
+from bench.cpu_sampler import CpuSampler
+from bench.harness import bench_fabric
+from bench.options import trial_arguments
+from bench.quiet import wait_machine_quiet
+from bench.results import code_version, summary_ms
 from lab.fabric import (
     AgentProcess,
     Box,

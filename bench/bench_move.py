@@ -37,15 +37,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import (
-    Child,
-    bench_fabric,
-    code_version,
-    summary_ms,
-    trial_arguments,
-    wait_machine_quiet,
-)
 from bench.bench_latency import wait_converged
+from bench.child import Child
+from bench.harness import bench_fabric
+from bench.options import trial_arguments
+from bench.quiet import wait_machine_quiet
+from bench.results import code_version, summary_ms
 from lab.fabric import Box, missing_requirements
 
 log = logging.getLogger("bench.move")

@@ -36,43 +36,30 @@ import argparse
 import json
 import logging
 import os
-import pwd
 import statistics
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import (
-    Child,
-    CpuSampler,
-    bench_fabric,
-    categorize_profile,
-    code_version,
-    evpn_summary,
-    frr_session_up_times,
-    proc_stats,
-    py_spy,
-    set_frr_log_precision,
-    setup_logging,
-    stop_py_spy,
-    summarize_profile,
-    wait_idle,
-    wait_machine_quiet,
-)
+from bench.child import Child
+from bench.cpu_sampler import CpuSampler
+from bench.frr_readings import evpn_summary, frr_session_up_times, set_frr_log_precision
+from bench.harness import bench_fabric
+from bench.options import setup_logging
+from bench.procstats import proc_stats
+from bench.profiling import categorize_profile, py_spy, stop_py_spy, summarize_profile
+from bench.quiet import wait_idle, wait_machine_quiet
+from bench.results import code_version
 from lab.fabric import (
-    FRR_DIR,
     Box,
     Fabric,
-    Frr,
     PeerScript,
-    _children,
+    children,
     missing_requirements,
     render_vtep_config,
-    render_zebra_config,
     wait_until,
 )
 
@@ -132,10 +119,10 @@ def inject(fab: Fabric, rr: Box, args: argparse.Namespace, vnis: list[int]) -> d
     inject_s = time.monotonic() - started
     log.info("RR holds %d routes from the injector after %.1fs", expected, inject_s)
     errors = [line for line in peer.acks() if line == "error"]
-    busy = [peer.speaker.pid, *_children(peer.speaker.pid)]
+    busy = [peer.speaker.pid, *children(peer.speaker.pid)]
     if rr.frr is not None and (pid := rr.frr.pid("bgpd")) is not None:
         busy.append(pid)
-    args.injector_pids = [peer.speaker.pid, *_children(peer.speaker.pid)]
+    args.injector_pids = [peer.speaker.pid, *children(peer.speaker.pid)]
     idle_s = wait_idle(busy)
     log.info("RR and injector idle after %.1fs more", idle_s)
     return {
@@ -307,7 +294,7 @@ def run_frr(
             hostname="frrvtep",
         )
         zebra_args = ("-s", str(args.zebra_rcvbuf)) if args.zebra_rcvbuf else ()
-        start_frr(box, config, zebra_args)
+        fab.start_frr(box, config, zebra_args=zebra_args)
         assert box.frr is not None
         pids = {d: box.frr.pid(d) for d in ("bgpd", "zebra")}
         for daemon, pid in pids.items():
@@ -337,44 +324,6 @@ def run_frr(
     finally:
         sampler.stop()
         counter.stop()
-
-
-def start_frr(box: Box, bgpd_config: str, zebra_args: Sequence[str]) -> Frr:
-    """Fabric.start_frr, plus extra zebra arguments (the fabric passes none).
-
-    Debian's /etc/frr/daemons runs zebra with ``-s 90000000`` (netlink receive buffer).
-    Without it zebra's netlink listener overruns under a 100k-MAC burst on a busy
-    machine ("netlink-listen recvmsg overrun") and FRR 8.4's zebra exits on that.
-    """
-    frr = Frr(box.netns, box.directory / "frr")
-    frr.directory.mkdir()
-    box.frr = frr  # tracked before start: the fabric stops a half-started FRR
-    frr_user = pwd.getpwnam("frr")
-    frr.vty_dir.mkdir(parents=True, exist_ok=True)
-    (frr.directory / "zebra.conf").write_text(
-        render_zebra_config(box.name, frr.directory / "zebra.log")
-    )
-    (frr.directory / "bgpd.conf").write_text(bgpd_config)
-    for path in (frr.directory, frr.vty_dir, *frr.directory.iterdir()):
-        os.chown(path, frr_user.pw_uid, frr_user.pw_gid)
-    common = [
-        "-d", "-F", "datacenter", "-z", str(frr.directory / "zserv.api"),
-        "--vty_socket", str(frr.vty_dir), "-P", "0",
-    ]  # fmt: skip
-    for daemon in ("zebra", "bgpd"):
-        extra = list(zebra_args) if daemon == "zebra" else []
-        box.netns.exec(
-            str(FRR_DIR / daemon), *common, *extra,
-            "-f", str(frr.directory / f"{daemon}.conf"), "-i", str(frr.pidfile(daemon)),
-        )  # fmt: skip
-        wait_until(
-            lambda daemon=daemon: (
-                (frr.vty_dir / f"{daemon}.vty").exists() and frr.pid(daemon) is not None
-            ),
-            10,
-            f"{daemon} in {box.netns.name} to start",
-        )
-    return frr
 
 
 def _zebra_last_error(box: Box) -> str:
@@ -427,7 +376,7 @@ def run_exabgp_only(
     sampler = CpuSampler({"exabgp": peer.speaker.pid, **_background_pids(rr, args)})
     try:
         api_pid = wait_until(
-            lambda: next(iter(_children(peer.speaker.pid)), None),
+            lambda: next(iter(children(peer.speaker.pid)), None),
             30,
             "the peer script to start",
             interval=0.01,
@@ -604,8 +553,7 @@ def main() -> int:
         "--zebra-rcvbuf",
         type=int,
         default=90_000_000,
-        help="FRR VTEP's zebra -s (netlink receive buffer); Debian's default 90000000, "
-        "0 = none, as lab/fabric.py starts it",
+        help="FRR VTEP's zebra -s (netlink receive buffer); Debian's default 90000000, 0 = none",
     )
     parser.add_argument(
         "--no-imet", action="store_true", help="announce no type-3 routes (default: one per VNI)"

@@ -28,15 +28,14 @@ from lab.fabric import (
     IP,
     PYTHON,
     REPO_ROOT,
-    VTYSH,
     Box,
     CommandError,
     Fabric,
     Frr,
     Netns,
-    _children,
-    _cmdline,
-    _pid_alive,
+    agent_cli_argv,
+    agent_core_pid,
+    pid_alive,
     run,
     stop_pids,
 )
@@ -109,18 +108,15 @@ class LabState:
     def core_pid(self, node: str) -> int | None:
         """The agent core's PID (ExaBGP's API process), if it runs."""
         pid = self.nodes[node].agent_pid
-        if pid is None or not _pid_alive(pid):
+        if pid is None or not pid_alive(pid):
             return None
-        return next((c for c in _children(pid) if "evpn_agent.core" in _cmdline(c)), None)
+        return agent_core_pid(pid)
 
     def agent_cli(self, node: str, *args: str, check: bool = True) -> str:
         """``evpn-agent ARGS --socket S`` in the node's namespace: the real CLI."""
         socket = self.nodes[node].agent_socket or ""
-        return run(
-            [IP, "netns", "exec", self.nodes[node].netns, PYTHON, "-m", "evpn_agent.cli",
-             *args, "--socket", socket],
-            check=check,
-        )  # fmt: skip
+        netns = self.nodes[node].netns
+        return run([IP, "netns", "exec", netns, *agent_cli_argv(socket, *args)], check=check)
 
     def existing_namespaces(self) -> list[str]:
         present = set(list_namespaces())
@@ -359,11 +355,7 @@ class PingStream:
 
 
 def vtysh(state: LabState, node: str, *commands: str) -> str:
-    frr = state.frr(node)
-    argv = [VTYSH, "--vty_socket", str(frr.vty_dir)]
-    for command in commands:
-        argv += ["-c", command]
-    return run(argv)
+    return state.frr(node).vtysh(*commands)
 
 
 def evpn_peers(state: LabState, rr: str) -> dict[str, str]:

@@ -1,0 +1,53 @@
+"""count-fdb: remote MACs arriving on VXLAN devices, counted from rtnetlink."""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import time
+
+from bench.probes.neigh_netlink import (
+    RTM_NEWNEIGH,
+    ZERO_MAC,
+    attach_self_filter,
+    messages,
+    neigh_socket,
+)
+from bench.probes.report import emit
+
+
+def count_fdb(args: argparse.Namespace) -> int:
+    devices = [d for d in args.devices.split(",") if d]
+    ifindexes = {socket.if_nametoindex(d) for d in devices}
+    sock = neigh_socket(args.rcvbuf)
+    attach_self_filter(sock)
+    present: set[tuple[int, bytes]] = set()
+    target, every = args.target, max(1, args.every)
+    next_report = 1
+    emit(event="ready", t=time.time(), devices=len(ifindexes))
+    buf = bytearray(1 << 16)
+    view = memoryview(buf)
+    done = False
+    while True:
+        try:
+            n = sock.recv_into(buf)
+        except OSError as exc:  # ENOBUFS: notifications were lost, the count is unreliable
+            emit(event="overflow", t=time.time(), error=str(exc), n=len(present))
+            continue
+        now = time.time()
+        for mtype, _family, ifindex, _flags, lladdr, _dst in messages(view[:n].tobytes()):
+            if ifindex not in ifindexes or lladdr is None or lladdr == ZERO_MAC:
+                continue
+            if mtype == RTM_NEWNEIGH:
+                present.add((ifindex, lladdr))
+            else:
+                present.discard((ifindex, lladdr))
+        count = len(present)
+        if count >= next_report:
+            emit(event="progress", t=now, n=count)
+            next_report = (count // every + 1) * every
+        if not done and count >= target:
+            emit(event="done", t=now, n=count)
+            done = True
+            if not args.keep_going:
+                return 0
