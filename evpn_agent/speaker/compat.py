@@ -6,7 +6,7 @@ decoders. A release can change any of these, and a broken EVPN handler only answ
 ``error`` per command: the agent would look healthy while advertising nothing. Hence:
 
 - :data:`INTERNALS` names each ExaBGP object the launcher uses, where it lives, what we rely
-  on, and the ExaBGP versions that was verified with. This module is the only place that
+  on, and the ExaBGP versions each was verified with. This module is the only place that
   reaches ExaBGP for the launcher (through :data:`exa`), lazily: importing it imports no
   ExaBGP.
 - :func:`check_version` refuses a release not every internal was verified with.
