@@ -4,6 +4,9 @@ No released ExaBGP can announce EVPN from its API. Its command registry is a cla
 table, so registering two handlers before calling ExaBGP's own ``main()`` teaches an
 unpatched ExaBGP the :mod:`evpn_agent.speaker.grammar` lines.
 
+Every ExaBGP internal is reached through :mod:`evpn_agent.speaker.compat`, which refuses an
+ExaBGP version they were not verified with and self-tests the patches before ExaBGP runs.
+
 Usage: ``python -m evpn_agent.speaker CONF`` (any further arguments go to ``exabgp server``).
 """
 
@@ -18,7 +21,12 @@ import sys
 from collections.abc import MutableMapping, Sequence
 from typing import Any
 
-from evpn_agent.speaker import grammar
+from evpn_agent.speaker import compat, grammar
+from evpn_agent.speaker.compat import exa, queue
+
+# The patches live in compat now; these names stay importable from here.
+from evpn_agent.speaker.compat import speed_up_json as speed_up_json
+from evpn_agent.speaker.compat import teach_ipv6_underlay as teach_ipv6_underlay
 
 log = logging.getLogger("evpn_agent.speaker")
 
@@ -62,8 +70,8 @@ def apply_environment(
 
 
 # ---------------------------------------------------------------- route building
-# ExaBGP classes are imported lazily so that ``--help``-style use and unit tests of the
-# pure helpers do not pay for (or depend on) ExaBGP's import-time setup.
+# ExaBGP classes come from compat.exa, imported at first use: ``--help``-style use and unit
+# tests of the pure helpers do not pay for (or depend on) ExaBGP's import-time setup.
 
 
 def _admin_number_bytes(value: grammar.RouteDistinguisher | grammar.RouteTarget) -> bytes:
@@ -78,32 +86,22 @@ def _admin_number_bytes(value: grammar.RouteDistinguisher | grammar.RouteTarget)
 # ExaBGP only reads these value objects once built, so equal values can share one object.
 @functools.lru_cache(maxsize=4096)
 def _exa_rd(rd: grammar.RouteDistinguisher) -> Any:
-    from exabgp.bgp.message.update.nlri.qualifier import RouteDistinguisher
-
     # Packed here rather than with RouteDistinguisher.fromElements, which picks the type
     # from the magnitude of the numbers and cannot build every valid type-0 RD.
-    return RouteDistinguisher(struct.pack("!H", rd.type) + _admin_number_bytes(rd))
+    return exa.RouteDistinguisher(struct.pack("!H", rd.type) + _admin_number_bytes(rd))
 
 
 def _exa_rt(rt: grammar.RouteTarget) -> Any:
-    from exabgp.bgp.message.update.attribute.community.extended import (
-        RouteTargetASN2Number,
-        RouteTargetASN4Number,
-        RouteTargetIPNumber,
-    )
-
     if isinstance(rt.admin, ipaddress.IPv4Address):
-        return RouteTargetIPNumber(str(rt.admin), rt.number)
+        return exa.RouteTargetIPNumber(str(rt.admin), rt.number)
     if rt.type == 0:
-        return RouteTargetASN2Number(rt.admin, rt.number)
-    return RouteTargetASN4Number(rt.admin, rt.number)
+        return exa.RouteTargetASN2Number(rt.admin, rt.number)
+    return exa.RouteTargetASN4Number(rt.admin, rt.number)
 
 
 @functools.lru_cache(maxsize=4096)
 def _exa_ip(address: grammar.IPAddress) -> Any:
-    from exabgp.protocol.ip import IP
-
-    return IP.create(str(address))
+    return exa.IP.create(str(address))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -117,23 +115,15 @@ def _attributes(
 
     Sharing is safe: ExaBGP deep-copies every injected change (Neighbor.remove_self).
     """
-    from exabgp.bgp.message.update.attribute import Attributes, LocalPreference, Origin
-    from exabgp.bgp.message.update.attribute.community.extended import (
-        Encapsulation,
-        ExtendedCommunities,
-        MacMobility,
-    )
-    from exabgp.bgp.message.update.attribute.pmsi import PMSIIngressReplication
-
-    attributes = Attributes()
-    attributes.add(Origin(Origin.IGP))
-    attributes.add(LocalPreference(100))
-    communities = ExtendedCommunities()
+    attributes = exa.Attributes()
+    attributes.add(exa.Origin(exa.Origin.IGP))
+    attributes.add(exa.LocalPreference(100))
+    communities = exa.ExtendedCommunities()
     for rt in route_targets:
         communities.add(_exa_rt(rt))
-    communities.add(Encapsulation(Encapsulation.Type.VXLAN))
+    communities.add(exa.Encapsulation(exa.Encapsulation.Type.VXLAN))
     if mobility is not None:
-        communities.add(MacMobility(mobility.sequence, mobility.sticky))
+        communities.add(exa.MacMobility(mobility.sequence, mobility.sticky))
     attributes.add(communities)
     if pmsi_tunnel is not None:
         # FRR installs no flood entry for a type 3 without PMSI ingress replication.
@@ -141,7 +131,7 @@ def _attributes(
         # tunnel: given packed, so an IPv6 address is sent as its 16 bytes (ExaBGP would
         # otherwise pack the string as IPv4).
         attributes.add(
-            PMSIIngressReplication(
+            exa.PMSIIngressReplication(
                 str(pmsi_tunnel),
                 label=label >> 4,
                 tunnel=pmsi_tunnel.packed,
@@ -153,47 +143,44 @@ def _attributes(
 
 @functools.cache
 def _no_attributes() -> Any:
-    from exabgp.bgp.message.update.attribute import Attributes
-
-    return Attributes()
+    return exa.Attributes()
 
 
 def build_change(cmd: grammar.Command) -> Any:
-    """The ``exabgp.rib.change.Change`` (NLRI + attributes, action set) for ``cmd``."""
-    from exabgp.bgp.message import Action
-    from exabgp.bgp.message.update.nlri.evpn.mac import MAC
-    from exabgp.bgp.message.update.nlri.evpn.multicast import Multicast
-    from exabgp.bgp.message.update.nlri.qualifier import ESI, EthernetTag, Labels
-    from exabgp.bgp.message.update.nlri.qualifier import MAC as MACQUAL
-    from exabgp.rib.change import Change
-
+    """The ExaBGP ``Change`` (NLRI + attributes, action set) for ``cmd``."""
     rd = _exa_rd(cmd.rd)
     next_hop = _exa_ip(cmd.next_hop)
     announce = cmd.action is grammar.Action.ANNOUNCE
     nlri: Any
     if isinstance(cmd, grammar.MacRoute):
         # Labels([vni]) would encode vni<<4|BOS and FRR would read VNI 100 as 1601.
-        label = Labels([], raw_labels=[cmd.label])
+        label = exa.Labels([], raw_labels=[cmd.label])
         ip = None if cmd.ip is None else _exa_ip(cmd.ip)
-        nlri = MAC(rd, ESI(), EthernetTag(0), MACQUAL(cmd.mac), 48, label, ip, nexthop=next_hop)
+        mac = exa.MacQualifier(cmd.mac)
+        nlri = exa.MAC(rd, exa.ESI(), exa.EthernetTag(0), mac, 48, label, ip, nexthop=next_hop)
         pmsi = None
         mobility = cmd.mobility
     else:
-        nlri = Multicast(rd, EthernetTag(0), _exa_ip(cmd.ip), nexthop=next_hop)
+        nlri = exa.Multicast(rd, exa.EthernetTag(0), _exa_ip(cmd.ip), nexthop=next_hop)
         pmsi = cmd.ip
         mobility = None
-    nlri.action = Action.ANNOUNCE if announce else Action.WITHDRAW
+    nlri.action = exa.Action.ANNOUNCE if announce else exa.Action.WITHDRAW
     if announce:
         attributes = _attributes(cmd.label, cmd.route_targets, mobility, pmsi)
     else:
         attributes = _no_attributes()
-    return Change(nlri, attributes)
+    return exa.Change(nlri, attributes)
+
+
+def _build_line(line: str) -> Any:
+    """The Change for one API line (the self-test's way in)."""
+    return build_change(grammar.parse(line))
 
 
 # ---------------------------------------------------------------- API handler
 
 
-def inject(configuration: Any, peers: Sequence[str], cmd: grammar.Command) -> bool:
+def inject(reactor: Any, peers: Sequence[str], cmd: grammar.Command) -> bool:
     """Queue ``cmd`` in the adj-rib-out of each named peer that has l2vpn evpn.
 
     Configuration.inject_change does the same through Neighbor.remove_self, which
@@ -202,38 +189,10 @@ def inject(configuration: Any, peers: Sequence[str], cmd: grammar.Command) -> bo
     route), so each peer gets its own freshly built change instead (~25 us).
     """
     injected = False
-    for name in peers:
-        neighbor = configuration.neighbors.get(name)
-        if neighbor is None:
-            continue
-        change = build_change(cmd)
-        if change.nlri.family().afi_safi() not in neighbor.families():
-            continue
-        queue(neighbor.rib.outgoing, change)
+    for outgoing in compat.evpn_ribs(reactor, peers):
+        queue(outgoing, build_change(cmd))
         injected = True
     return injected
-
-
-def queue(outgoing: Any, change: Any) -> None:
-    """Queue ``change`` in ExaBGP's adj-rib-out so that it replaces whatever is still
-    pending for the same route: the last command wins.
-
-    OutgoingRIB groups pending changes by attribute set and sends the groups in the order
-    they were created, but add_to_rib leaves an earlier pending change for the same route
-    in its own group. An announce and a withdraw of one MAC within one send cycle then both
-    go out, in group order, and the peer may keep the route we withdrew (or lose the one we
-    announced). Seen with MACs that flap during a burst.
-    """
-    from exabgp.bgp.message import Action
-
-    if change.nlri.action == Action.ANNOUNCE and outgoing.in_cache(change):
-        return  # the same route with the same attributes is already sent or queued
-    index = change.index()
-    pending = outgoing._new_nlri.get(index)
-    if pending is not None:
-        groups = outgoing._new_attr_af_nlri.get(pending.attributes.index(), {})
-        groups.get(pending.nlri.family().afi_safi(), {}).pop(index, None)
-    outgoing.add_to_rib(change, force=True)
 
 
 class Advertised:
@@ -285,114 +244,52 @@ def handle(api: Any, reactor: Any, service: str, line: str, use_json: bool) -> b
     every pass and measured slower under bursts. Answers ``done`` or ``error``; ExaBGP
     itself logs nothing for a failed command, so the reason is logged here.
     """
-    from exabgp.reactor.api.command.limit import extract_neighbors, match_neighbors
-
     try:
-        descriptions, command = extract_neighbors(line)
-        peers = match_neighbors(reactor.peers(service), descriptions)
+        peers, command = compat.select_peers(reactor, service, line)
         if not peers:
             log.error("no neighbor matches %r (from %s)", line, service)
-            reactor.processes.answer_error(service)
+            compat.answer(reactor, service, ok=False)
             return False
         words = command.split()
         if " ".join(words) == grammar.SYNC_BEGIN:
             ADVERTISED.begin()
-            reactor.processes.answer_done(service)
+            compat.answer(reactor, service, ok=True)
             return True
         if " ".join(words) == grammar.SYNC_END:
             stale = ADVERTISED.end()
             for cmd in stale:
-                inject(reactor.configuration, peers, cmd)
+                inject(reactor, peers, cmd)
             if stale:
                 log.info("withdrew %d routes no agent core announces any more", len(stale))
-            reactor.processes.answer_done(service)
+            compat.answer(reactor, service, ok=True)
             return True
         cmd = grammar.parse(command)
-        injected = inject(reactor.configuration, peers, cmd)
+        injected = inject(reactor, peers, cmd)
         if injected:
             ADVERTISED.record(cmd)
     except grammar.GrammarError as exc:
         log.error("bad EVPN command from %s: %s: %r", service, exc, line)
-        reactor.processes.answer_error(service)
+        compat.answer(reactor, service, ok=False)
         return False
     except Exception:
         # A bug here must not take ExaBGP (and so the BGP session) down.
         log.exception("failed EVPN command from %s: %r", service, line)
-        reactor.processes.answer_error(service)
+        compat.answer(reactor, service, ok=False)
         return False
     if not injected:
         log.error("no neighbor of %s has family l2vpn evpn: %r", service, line)
-        reactor.processes.answer_error(service)
+        compat.answer(reactor, service, ok=False)
         return False
-    reactor.processes.answer_done(service)
+    compat.answer(reactor, service, ok=True)
     return True
 
 
-# ---------------------------------------------------------------- IPv6 underlay
-# ExaBGP 5.0.15 builds and decodes IPv6 addresses inside EVPN NLRIs, but two places around
-# them know IPv4 VTEPs only. Taught here, in the running process, before ExaBGP's main:
-# its files on disk stay as released.
-
-
-@functools.cache
-def _ingress_replication_any_family() -> type:
-    """PMSI.unpack's class for tunnel type 6: 4-byte tunnels exactly as ExaBGP decodes
-    them, 16-byte tunnels as IPv6 (ExaBGP's own class declares 4 bytes, so it handed
-    them to its generic form, which drops the VNI and prints the address in hex)."""
-    from exabgp.bgp.message.update.attribute.pmsi import PMSI, PMSIIngressReplication
-    from exabgp.protocol.ip import IPv6
-
-    class IngressReplicationAnyFamily(PMSIIngressReplication):  # type: ignore[misc]
-        TUNNEL_SIZE = -1  # PMSI.unpack then passes every length here: decided below
-
-        @classmethod
-        def unpack(cls, tunnel: bytes, label: int, flags: int, raw_label: int) -> Any:
-            # Instances are ExaBGP's own class, so repr, pack and equality stay ExaBGP's.
-            if len(tunnel) == 16:
-                return PMSIIngressReplication(IPv6.ntop(tunnel), label, flags, tunnel, raw_label)
-            if len(tunnel) == PMSIIngressReplication.TUNNEL_SIZE:
-                return PMSIIngressReplication.unpack(tunnel, label, flags, raw_label)
-            return PMSI.pmsi_unknown(cls.TUNNEL_TYPE, tunnel, label, flags, raw_label)
-
-    return IngressReplicationAnyFamily
-
-
-def teach_ipv6_underlay() -> None:
-    """Let ExaBGP receive EVPN routes of IPv6 VTEPs (idempotent; IPv4 is unchanged).
-
-    - MP_REACH_NLRI next hop: ExaBGP accepts 4 bytes only for l2vpn evpn and ends the
-      session (NOTIFICATION 3/9) on the 16-byte next hop of an IPv6 VTEP (RFC 8365
-      section 5.1.3: the next hop is the VTEP, IPv4 or IPv6).
-    - PMSI ingress replication with a 16-byte tunnel identifier: decoded as IPv6, the
-      JSON string then reads ``pmsi:ingressreplication:0:6(100):2001:db8::21``.
-    """
-    from exabgp.bgp.message.update.attribute.pmsi import PMSI, PMSIIngressReplication
-    from exabgp.protocol.family import AFI, SAFI, Family
-
-    Family.size[(AFI.l2vpn, SAFI.evpn)] = ((4, 16), 0)
-    PMSI._pmsi_known[PMSIIngressReplication.TUNNEL_TYPE] = _ingress_replication_any_family()
-
-
-def speed_up_json() -> None:
-    """Hex the raw NLRI in ExaBGP's JSON with bytes.hex (same text, one C call).
-
-    ExaBGP formats every byte with str.format: measured at a quarter of its CPU when it
-    hands 100,000 EVPN routes to the agent, and ExaBGP is the pipeline's slowest stage.
-    """
-    from exabgp.bgp.message.update.nlri.evpn.nlri import EVPN
-
-    def _raw(self: Any) -> str:
-        return bytes(self.pack_nlri()).hex().upper()
-
-    EVPN._raw = _raw
+# ---------------------------------------------------------------- start-up
 
 
 def register() -> None:
     """Add the EVPN commands to ExaBGP's registry (idempotent)."""
-    from exabgp.reactor.api.command.command import Command
-
-    for name in COMMANDS:
-        Command.register(name)(handle)
+    compat.register_commands(COMMANDS, handle)
 
 
 def _configure_logging() -> None:
@@ -407,21 +304,42 @@ def _configure_logging() -> None:
     log.propagate = False
 
 
+def _env_file_to_environment(args: list[str], environ: MutableMapping[str, str]) -> list[str]:
+    """Hand ``--env-file FILE`` to ExaBGP as EXABGP_ENVFILE, which it reads when its
+    environment module is first imported. Its main would handle the option itself, but
+    the self-test has read ExaBGP's environment by then (building attributes does)."""
+    rest = []
+    words = iter(args)
+    for word in words:
+        if word == "--env-file":
+            environ["EXABGP_ENVFILE"] = next(words, "")
+        elif word.startswith("--env-file="):
+            environ["EXABGP_ENVFILE"] = word.split("=", 1)[1]
+        else:
+            rest.append(word)
+    return rest
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: ``main(["CONF", ...])`` runs ``exabgp server CONF ...``."""
+    """Entry point: ``main(["CONF", ...])`` runs ``exabgp server CONF ...``.
+
+    Before ExaBGP's main: refuse an ExaBGP version the launcher was not verified with,
+    patch ExaBGP, and self-test the patches. Any failure is one line on stderr, exit 1,
+    and ExaBGP does not start (a broken patch would answer ``error`` to every command
+    while the BGP sessions looked healthy).
+    """
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
         sys.stderr.write("usage: python -m evpn_agent.speaker CONF [exabgp server options]\n")
         return 0 if args else 2
     _configure_logging()
+    args = _env_file_to_environment(args, os.environ)
     apply_environment()
-    teach_ipv6_underlay()
-    speed_up_json()
-    register()
-
-    from exabgp.application.main import main as exabgp_main
-
-    # ExaBGP's main parses sys.argv itself; "server" selects its daemon sub-command.
-    sys.argv = [sys.argv[0], "server", *args]
-    code = exabgp_main()
-    return int(code or 0)
+    try:
+        compat.check_version()
+        compat.patch(COMMANDS, handle)
+        compat.self_test(COMMANDS, handle, _build_line)
+    except compat.CompatError as exc:
+        log.error("%s", exc)
+        return 1
+    return compat.run_exabgp(args, sys.argv[0])

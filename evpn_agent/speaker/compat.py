@@ -1,0 +1,609 @@
+"""Every ExaBGP internal the launcher relies on, its version gate and its self-test.
+
+ExaBGP has no stable Python API. The launcher registers API commands in a class-level table,
+builds routes with ExaBGP's classes, edits private queues of its adj-rib-out and patches two
+decoders. A release can change any of these, and a broken EVPN handler only answers
+``error`` per command: the agent would look healthy while advertising nothing. Hence:
+
+- :data:`INTERNALS` names each ExaBGP object the launcher uses, where it lives, what we rely
+  on, and the ExaBGP versions each was verified with. This module is the only place that
+  reaches ExaBGP for the launcher (through :data:`exa`), lazily: importing it imports no
+  ExaBGP.
+- :func:`check_version` refuses a release not every internal was verified with.
+- :func:`self_test` exercises the patches in this process before ExaBGP's main runs.
+
+``exabgp/internals.md`` gives each internal's file and line in 5.0.15 and how ExaBGP's
+development branch differs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+import inspect
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+VERIFIED = ("5.0.15",)  # the releases the whole test suite ran against
+FIX = f"pip install exabgp=={VERIFIED[-1]}"
+REINSTALL = f"pip install --force-reinstall exabgp=={VERIFIED[-1]}"
+# For a developer trying a new ExaBGP: set it to exactly the version found (so it cannot be
+# left on by accident across an upgrade). The self-test still runs.
+UNVERIFIED_ENV = "EVPN_AGENT_UNVERIFIED_EXABGP"
+
+
+class CompatError(Exception):
+    """ExaBGP is not one the launcher can drive. ``str()`` is one line for stderr."""
+
+
+@dataclass(frozen=True, slots=True)
+class Internal:
+    where: str  # "module:attribute", the attribute possibly dotted
+    relied_on: str
+    verified: tuple[str, ...] = VERIFIED
+    cache: bool = True  # False: looked up at every use (tests replace it)
+
+    def resolve(self) -> Any:
+        module, _, attribute = self.where.partition(":")
+        value: Any = importlib.import_module(module)
+        for part in attribute.split("."):
+            value = getattr(value, part)
+        return value
+
+
+_API = "exabgp.reactor.api"
+_ATTR = "exabgp.bgp.message.update.attribute"
+_EXT = f"{_ATTR}.community.extended"
+_QUAL = "exabgp.bgp.message.update.nlri.qualifier"
+_EVPN = "exabgp.bgp.message.update.nlri.evpn"
+
+# Our name -> where it is in ExaBGP and what we rely on (exabgp/internals.md has the detail).
+INTERNALS: dict[str, Internal] = {
+    # the API: our commands in ExaBGP's registry, and their answers
+    "Command": Internal(
+        f"{_API}.command.command:Command",
+        "register(name)(handler): name in .functions (matched as a substring of each line),"
+        " handler in .callback['text'][name], called (api, reactor, service, line, use_json)",
+    ),
+    "extract_neighbors": Internal(
+        f"{_API}.command.limit:extract_neighbors",
+        "'neighbor IP [key value ...] COMMAND' -> (selector lists, COMMAND)",
+    ),
+    "match_neighbors": Internal(
+        f"{_API}.command.limit:match_neighbors",
+        "(peer names, selector lists) -> the names selected, all of them without selectors",
+    ),
+    "answer_done": Internal(
+        f"{_API}.processes:Processes.answer_done",
+        "reactor.processes.answer_done(service) writes 'done' at once (api.ack on)",
+    ),
+    "answer_error": Internal(
+        f"{_API}.processes:Processes.answer_error",
+        "reactor.processes.answer_error(service) writes 'error' at once",
+    ),
+    "peers": Internal(
+        "exabgp.reactor.loop:Reactor.peers",
+        "reactor.peers(service): names of the peers whose api processes include service",
+    ),
+    "Configuration": Internal(
+        "exabgp.configuration.configuration:Configuration",
+        "reactor.configuration.neighbors: peer name -> Neighbor",
+    ),
+    "Neighbor": Internal(
+        "exabgp.bgp.neighbor:Neighbor",
+        "neighbor.families(): [(AFI, SAFI)]; neighbor.rib.outgoing: its OutgoingRIB",
+    ),
+    # the adj-rib-out
+    "OutgoingRIB": Internal(
+        "exabgp.rib.outgoing:OutgoingRIB",
+        "(cache, families); in_cache(change); add_to_rib(change, force=True); updates(grouped);"
+        " private _new_nlri[index] and _new_attr_af_nlri[attr index][family][index]",
+    ),
+    "Change": Internal(
+        "exabgp.rib.change:Change",
+        "Change(nlri, attributes); index(): family + NLRI (label, next hop) index",
+    ),
+    "Action": Internal("exabgp.bgp.message:Action", "nlri.action: ANNOUNCE or WITHDRAW"),
+    # building routes
+    "MAC": Internal(f"{_EVPN}.mac:MAC", "(rd, esi, etag, mac, 48, labels, ip, nexthop=)"),
+    "Multicast": Internal(f"{_EVPN}.multicast:Multicast", "(rd, etag, ip, nexthop=)"),
+    "RouteDistinguisher": Internal(f"{_QUAL}:RouteDistinguisher", "(8 packed bytes)"),
+    "ESI": Internal(f"{_QUAL}:ESI", "(): the zero ESI"),
+    "EthernetTag": Internal(f"{_QUAL}:EthernetTag", "(0)"),
+    "Labels": Internal(f"{_QUAL}:Labels", "([], raw_labels=[vni]): the raw 24-bit VNI"),
+    "MacQualifier": Internal(f"{_QUAL}:MAC", "('02:00:5e:00:00:01')"),
+    "IP": Internal("exabgp.protocol.ip:IP", "IP.create(text): IPv4 or IPv6"),
+    "IPv6": Internal("exabgp.protocol.ip:IPv6", "IPv6.ntop(16 bytes)"),
+    "Attributes": Internal(f"{_ATTR}:Attributes", "(), .add(); reads ExaBGP's environment"),
+    "Origin": Internal(f"{_ATTR}:Origin", "(Origin.IGP)"),
+    "LocalPreference": Internal(f"{_ATTR}:LocalPreference", "(100)"),
+    "ExtendedCommunities": Internal(f"{_EXT}:ExtendedCommunities", "(), .add()"),
+    "Encapsulation": Internal(f"{_EXT}:Encapsulation", "(Encapsulation.Type.VXLAN)"),
+    "MacMobility": Internal(f"{_EXT}:MacMobility", "(sequence, sticky)"),
+    "RouteTargetASN2Number": Internal(f"{_EXT}:RouteTargetASN2Number", "(asn, number)"),
+    "RouteTargetASN4Number": Internal(f"{_EXT}:RouteTargetASN4Number", "(asn, number)"),
+    "RouteTargetIPNumber": Internal(f"{_EXT}:RouteTargetIPNumber", "(ip text, number)"),
+    "PMSIIngressReplication": Internal(
+        f"{_ATTR}.pmsi:PMSIIngressReplication",
+        "(ip, label=, tunnel=packed, raw_label=vni); TUNNEL_TYPE 6, TUNNEL_SIZE 4; unpack()",
+    ),
+    # patched: IPv6 underlay, JSON speed
+    "PMSI": Internal(
+        f"{_ATTR}.pmsi:PMSI",
+        "unpack() hands a tunnel to _pmsi_known[type] if its TUNNEL_SIZE is -1 or the"
+        " length, else pmsi_unknown(); we replace entry 6",
+    ),
+    "AFI": Internal("exabgp.protocol.family:AFI", "AFI.l2vpn"),
+    "SAFI": Internal("exabgp.protocol.family:SAFI", "SAFI.evpn"),
+    "Family": Internal(
+        "exabgp.protocol.family:Family",
+        "size[(afi, safi)] = (next-hop lengths accepted, offset); we add 16 for evpn",
+    ),
+    "EVPN": Internal(
+        f"{_EVPN}.nlri:EVPN", "_raw(): the hex NLRI in the JSON, from pack_nlri(); replaced"
+    ),
+    # running ExaBGP
+    "exabgp_main": Internal(
+        "exabgp.application.main:main",
+        "main() parses sys.argv: ['server', CONF, ...] runs the daemon",
+        cache=False,
+    ),
+    # the self-test
+    "log_option": Internal(
+        "exabgp.logger.option:option",
+        "option.logger is None until ExaBGP's main sets logging up; OutgoingRIB and the"
+        " decoder log through it",
+    ),
+    "Negotiated": Internal(
+        "exabgp.bgp.message.open.capability.negotiated:Negotiated",
+        "Negotiated(Neighbor()) with .families and .asn4 set",
+    ),
+    "Update": Internal(
+        "exabgp.bgp.message.update:Update",
+        "Update([nlri], attributes).messages(negotiated); Update.unpack_message(body, ...)",
+    ),
+    "Direction": Internal("exabgp.bgp.message.direction:Direction", "Direction.IN"),
+}
+
+
+class _Lookup:
+    """``exa.NAME`` is ``INTERNALS[NAME]``, imported at first use and then kept."""
+
+    def __getattr__(self, name: str) -> Any:
+        internal = INTERNALS.get(name)
+        if internal is None:
+            raise AttributeError(f"{name!r} is not in compat.INTERNALS")
+        value = internal.resolve()
+        if internal.cache:
+            setattr(self, name, value)
+        return value
+
+
+exa = _Lookup()
+
+
+def supported_versions() -> tuple[str, ...]:
+    """The ExaBGP releases every internal was verified with."""
+    common = set.intersection(*(set(i.verified) for i in INTERNALS.values()))
+    return tuple(v for v in VERIFIED if v in common)
+
+
+# ---------------------------------------------------------------- version gate
+
+
+def installed_version() -> tuple[str, str]:
+    """(release, directory) of the ExaBGP this interpreter imports, read from its own
+    ``exabgp.version``: pip's metadata can name another copy than the one on sys.path."""
+    try:
+        module = importlib.import_module("exabgp.version")
+    except (Exception, SystemExit) as exc:  # later releases exit on an older Python
+        raise CompatError(f"cannot import ExaBGP ({_one_line(exc)}); fix: {FIX}") from None
+    where = os.path.dirname(getattr(module, "__file__", None) or "?")
+    # 5.0: 'release' (its 'version' can be overridden by the exabgp_version variable);
+    # the development branch only has a computed 'version'.
+    for name in ("release", "version"):
+        value = getattr(module, name, None)
+        if isinstance(value, str) and value:
+            return value, where
+    return "unknown", where
+
+
+def check_version(
+    environ: Mapping[str, str] | None = None, found: tuple[str, str] | None = None
+) -> str:
+    """The installed ExaBGP's version if the launcher may run it, else CompatError."""
+    env = os.environ if environ is None else environ
+    version, where = installed_version() if found is None else found
+    supported = supported_versions()
+    if version in supported:
+        return version
+    allowed = env.get(UNVERIFIED_ENV)
+    if allowed == version:
+        log.warning(
+            "UNVERIFIED EXABGP %s (%s) RUNNING because %s=%s: evpn-agent was verified with"
+            " ExaBGP %s only; the self-test runs, but routes may be lost or wrong. Never in"
+            " production.",
+            version,
+            where,
+            UNVERIFIED_ENV,
+            allowed,
+            ", ".join(supported),
+        )
+        return version
+    hint = f" ({UNVERIFIED_ENV}={allowed} does not name it)" if allowed else ""
+    raise CompatError(
+        f"ExaBGP {version} in {where} is not a version evpn-agent was verified with"
+        f" ({', '.join(supported)}){hint}; not starting it. Fix: {FIX}"
+    )
+
+
+# ---------------------------------------------------------------- what the handler uses
+
+
+def select_peers(reactor: Any, service: str, line: str) -> tuple[list[str], str]:
+    """The peers an API line is for (its ``neighbor IP ...`` prefix, else every peer of
+    ``service``) and the command after the prefix."""
+    descriptions, command = exa.extract_neighbors(line)
+    # list(): a list in 5.0.15, a generator on the development branch (always truthy)
+    return list(exa.match_neighbors(reactor.peers(service), descriptions)), command
+
+
+def answer(reactor: Any, service: str, ok: bool) -> None:
+    """Acknowledge one command to the API process: ``done`` or ``error``."""
+    if ok:
+        reactor.processes.answer_done(service)
+    else:
+        reactor.processes.answer_error(service)
+
+
+@functools.cache
+def evpn_family() -> tuple[Any, Any]:
+    return (exa.AFI.l2vpn, exa.SAFI.evpn)
+
+
+def evpn_ribs(reactor: Any, peers: Sequence[str]) -> Iterator[Any]:
+    """The adj-rib-out (OutgoingRIB) of each named peer that negotiates l2vpn evpn."""
+    neighbors = reactor.configuration.neighbors
+    family = evpn_family()
+    for name in peers:
+        neighbor = neighbors.get(name)
+        if neighbor is not None and family in neighbor.families():
+            yield neighbor.rib.outgoing
+
+
+def queue(outgoing: Any, change: Any) -> None:
+    """Queue ``change`` in ExaBGP's adj-rib-out so that it replaces whatever is still
+    pending for the same route: the last command wins.
+
+    OutgoingRIB groups pending changes by attribute set and sends the groups in the order
+    they were created, but add_to_rib leaves an earlier pending change for the same route
+    in its own group. An announce and a withdraw of one MAC within one send cycle then both
+    go out, in group order, and the peer may keep the route we withdrew (or lose the one we
+    announced). Seen with MACs that flap during a burst.
+    """
+    if change.nlri.action == exa.Action.ANNOUNCE and outgoing.in_cache(change):
+        return  # the same route with the same attributes is already sent or queued
+    index = change.index()
+    pending = outgoing._new_nlri.get(index)
+    if pending is not None:
+        groups = outgoing._new_attr_af_nlri.get(pending.attributes.index(), {})
+        groups.get(pending.nlri.family().afi_safi(), {}).pop(index, None)
+    outgoing.add_to_rib(change, force=True)
+
+
+def register_commands(names: Sequence[str], handler: Callable[..., bool]) -> None:
+    """Add ``handler`` to ExaBGP's API command registry under each name (idempotent)."""
+    for name in names:
+        exa.Command.register(name)(handler)
+
+
+def run_exabgp(args: Sequence[str], argv0: str) -> int:
+    """ExaBGP's own main, as ``exabgp server ARGS``; its exit code."""
+    # ExaBGP's main parses sys.argv itself; "server" selects its daemon sub-command.
+    sys.argv = [argv0, "server", *args]
+    code = exa.exabgp_main()
+    return int(code or 0)
+
+
+# ---------------------------------------------------------------- IPv6 underlay
+# ExaBGP 5.0.15 builds and decodes IPv6 addresses inside EVPN NLRIs, but two places around
+# them know IPv4 VTEPs only. Taught here, in the running process, before ExaBGP's main:
+# its files on disk stay as released.
+
+
+@functools.cache
+def _ingress_replication_any_family() -> type:
+    """PMSI.unpack's class for tunnel type 6: 4-byte tunnels exactly as ExaBGP decodes
+    them, 16-byte tunnels as IPv6 (ExaBGP's own class declares 4 bytes, so it handed
+    them to its generic form, which drops the VNI and prints the address in hex)."""
+    pmsi_class, ingress = exa.PMSI, exa.PMSIIngressReplication
+    ipv6 = exa.IPv6
+
+    class IngressReplicationAnyFamily(ingress):  # type: ignore[misc,valid-type]
+        TUNNEL_SIZE = -1  # PMSI.unpack then passes every length here: decided below
+
+        @classmethod
+        def unpack(cls, tunnel: bytes, label: int, flags: int, raw_label: int) -> Any:
+            # Instances are ExaBGP's own class, so repr, pack and equality stay ExaBGP's.
+            if len(tunnel) == 16:
+                return ingress(ipv6.ntop(tunnel), label, flags, tunnel, raw_label)
+            if len(tunnel) == ingress.TUNNEL_SIZE:
+                return ingress.unpack(tunnel, label, flags, raw_label)
+            return pmsi_class.pmsi_unknown(cls.TUNNEL_TYPE, tunnel, label, flags, raw_label)
+
+    return IngressReplicationAnyFamily
+
+
+def teach_ipv6_underlay() -> None:
+    """Let ExaBGP receive EVPN routes of IPv6 VTEPs (idempotent; IPv4 is unchanged).
+
+    - MP_REACH_NLRI next hop: ExaBGP accepts 4 bytes only for l2vpn evpn and ends the
+      session (NOTIFICATION 3/9) on the 16-byte next hop of an IPv6 VTEP (RFC 8365
+      section 5.1.3: the next hop is the VTEP, IPv4 or IPv6).
+    - PMSI ingress replication with a 16-byte tunnel identifier: decoded as IPv6, the
+      JSON string then reads ``pmsi:ingressreplication:0:6(100):2001:db8::21``.
+    """
+    exa.Family.size[evpn_family()] = ((4, 16), 0)
+    exa.PMSI._pmsi_known[exa.PMSIIngressReplication.TUNNEL_TYPE] = _ingress_replication_any_family()
+
+
+# ---------------------------------------------------------------- JSON speed
+
+_exabgp_raw: list[Callable[[Any], str]] = []  # ExaBGP's own EVPN._raw, once replaced
+
+
+def _fast_raw(self: Any) -> str:
+    return bytes(self.pack_nlri()).hex().upper()
+
+
+def speed_up_json() -> None:
+    """Hex the raw NLRI in ExaBGP's JSON with bytes.hex (same text, one C call).
+
+    ExaBGP formats every byte with str.format: measured at a quarter of its CPU when it
+    hands 100,000 EVPN routes to the agent, and ExaBGP is the pipeline's slowest stage.
+    """
+    evpn = exa.EVPN
+    current = evpn.__dict__.get("_raw")
+    if current is not _fast_raw:
+        _exabgp_raw[:] = [current]
+    evpn._raw = _fast_raw
+
+
+def patch(names: Sequence[str], handler: Callable[..., bool]) -> None:
+    """Every change the launcher makes to ExaBGP before its main; CompatError if one fails.
+
+    Checks first that every internal is there, so a changed ExaBGP is reported whole."""
+    self_test(names, handler, lambda line: None, only=("internals",))
+    steps: list[tuple[str, Callable[[], None]]] = [
+        ("IPv6 underlay", teach_ipv6_underlay),
+        ("JSON speed-up", speed_up_json),
+        ("command registry", lambda: register_commands(names, handler)),
+    ]
+    for step, apply in steps:
+        try:
+            apply()
+        except Exception as exc:
+            raise CompatError(
+                f"cannot patch ExaBGP {_version_text()} ({step}: {_one_line(exc)});"
+                f" not starting it. Fix: {_fix()}"
+            ) from None
+
+
+# ---------------------------------------------------------------- self-test
+
+_RD, _MAC, _RT = "rd 192.0.2.21:1", "mac 02:00:5e:00:00:01", "rt 65000:100"
+SAMPLE_ANNOUNCE = f"announce evpn mac {_RD} {_MAC} label 100 next-hop 192.0.2.21 {_RT}"
+SAMPLE_WITHDRAW = f"withdraw evpn mac {_RD} {_MAC} label 100 next-hop 192.0.2.21"
+_V6 = "2001:db8::21"
+SAMPLE_ROUTES = (  # IPv6 next hop, IPv6 PMSI tunnel, IPv4 as ExaBGP decodes it
+    f"announce evpn mac {_RD} {_MAC} label 100 next-hop {_V6} {_RT}",
+    f"announce evpn multicast {_RD} ip {_V6} label 100 next-hop {_V6} {_RT}",
+    f"announce evpn multicast {_RD} ip 192.0.2.21 label 100 next-hop 192.0.2.21 {_RT}",
+)
+_PEERS = tuple(  # as Neighbor.name() spells them
+    f"neighbor {ip} local-ip 192.0.2.21 local-as 65000 peer-as 65000 router-id 192.0.2.21"
+    " family-allowed in-open"
+    for ip in ("192.0.2.1", "192.0.2.2")
+)
+
+Build = Callable[[str], Any]  # an API line -> the Change the launcher queues for it
+
+
+class SelfTestFailed(Exception):
+    """One check of the self-test failed; the message says what was seen."""
+
+
+class _Peers:
+    """The one reactor method select_peers calls."""
+
+    def peers(self, service: str) -> list[str]:
+        return list(_PEERS)
+
+
+def _check_internals(names: Sequence[str], handler: Callable[..., bool], build: Build) -> None:
+    found, problems = {}, []
+    for name, internal in INTERNALS.items():
+        try:
+            found[name] = internal.resolve()
+        except Exception as exc:
+            problems.append(f"{name} ({internal.where}: {type(exc).__name__})")
+    if problems:
+        raise SelfTestFailed(f"missing {', '.join(problems)}")
+    for name in ("answer_done", "answer_error"):
+        if inspect.iscoroutinefunction(found[name]):
+            # called without an await it would do nothing: no ack, ever
+            raise SelfTestFailed(f"Processes.{name} is a coroutine function")
+
+
+def _dispatched_to(functions: Sequence[str], line: str) -> str | None:
+    # ExaBGP 5.0.15's rule (reactor/api/__init__.py, API.response): first match wins.
+    for registered in functions:
+        if registered == line or line.endswith(" " + registered) or registered + " " in line:
+            return registered
+    return None
+
+
+def _check_registry(names: Sequence[str], handler: Callable[..., bool], build: Build) -> None:
+    command = exa.Command
+    for name in names:
+        if command.callback["text"].get(name) is not handler or name not in command.functions:
+            raise SelfTestFailed(f"{name!r} is not registered to the launcher's handler")
+    lines = (
+        SAMPLE_ANNOUNCE,
+        SAMPLE_WITHDRAW,
+        f"neighbor 192.0.2.2 {SAMPLE_WITHDRAW}",
+        *SAMPLE_ROUTES,
+    )
+    for line in lines:
+        target = _dispatched_to(command.functions, line)
+        if target not in names:
+            raise SelfTestFailed(f"ExaBGP would hand {line!r} to {target!r}")
+
+
+def _check_peers(names: Sequence[str], handler: Callable[..., bool], build: Build) -> None:
+    reactor = _Peers()
+    cases = {
+        SAMPLE_WITHDRAW: (list(_PEERS), SAMPLE_WITHDRAW),
+        f"neighbor 192.0.2.2 {SAMPLE_WITHDRAW}": ([_PEERS[1]], SAMPLE_WITHDRAW),
+        f"neighbor 192.0.2.9 {SAMPLE_WITHDRAW}": ([], SAMPLE_WITHDRAW),
+    }
+    for line, expected in cases.items():
+        got = select_peers(reactor, "agent", line)
+        if got != expected:
+            peers = [" ".join(name.split()[:2]) for name in got[0]]
+            raise SelfTestFailed(f"{line[:40]!r}... selects {peers} and {got[1][:40]!r}...")
+
+
+def _check_queue(names: Sequence[str], handler: Callable[..., bool], build: Build) -> None:
+    outgoing = exa.OutgoingRIB(True, [evpn_family()])
+    announce = exa.Action.ANNOUNCE
+    # one send cycle each: what the peer is sent
+    steps: list[tuple[str, tuple[str, ...], list[str]]] = [
+        ("an announce then a withdraw", (SAMPLE_ANNOUNCE, SAMPLE_WITHDRAW), ["withdraw"]),
+        ("an announce", (SAMPLE_ANNOUNCE,), ["announce"]),
+        ("the same announce again", (SAMPLE_ANNOUNCE,), []),
+    ]
+    for what, lines, expected in steps:
+        for line in lines:
+            queue(outgoing, build(line))
+        sent = [
+            "announce" if nlri.action == announce else "withdraw"
+            for update in outgoing.updates(False)
+            for nlri in update.nlris
+        ]
+        if sent != expected:
+            raise SelfTestFailed(f"after {what}, ExaBGP sends {sent}, expected {expected}")
+
+
+def _check_ipv6(names: Sequence[str], handler: Callable[..., bool], build: Build) -> None:
+    negotiated = exa.Negotiated(exa.Neighbor())
+    negotiated.families = [evpn_family()]
+    negotiated.asn4 = True
+    for line in SAMPLE_ROUTES:
+        change = build(line)
+        [message] = list(exa.Update([change.nlri], change.attributes).messages(negotiated))
+        update = exa.Update.unpack_message(bytes(message)[19:], exa.Direction.IN, negotiated)
+        [nlri] = update.nlris
+        next_hop = line.split("next-hop ")[1].split()[0]
+        if str(nlri.nexthop) != next_hop:
+            raise SelfTestFailed(f"next hop {next_hop} decodes as {nlri.nexthop}")
+        if " multicast " in line:
+            pmsi = [a for a in update.attributes.values() if isinstance(a, exa.PMSI)]
+            expected = f"pmsi:ingressreplication:0:6(100):{next_hop}"
+            if [repr(p) for p in pmsi] != [expected]:
+                raise SelfTestFailed(f"PMSI decodes as {pmsi!r}, expected {expected}")
+
+
+def _check_json(names: Sequence[str], handler: Callable[..., bool], build: Build) -> None:
+    if not _exabgp_raw:
+        raise SelfTestFailed("EVPN._raw was never replaced")
+    [original] = _exabgp_raw
+    for line in SAMPLE_ROUTES:
+        nlri = build(line).nlri
+        if type(nlri)._raw is not _fast_raw:
+            raise SelfTestFailed(f"{type(nlri).__name__}._raw is not the replacement")
+        if nlri._raw() != original(nlri):
+            raise SelfTestFailed(f"{nlri._raw()} differs from ExaBGP's {original(nlri)}")
+
+
+CHECKS: tuple[tuple[str, Callable[[Sequence[str], Callable[..., bool], Build], None]], ...] = (
+    ("internals", _check_internals),
+    ("command registry", _check_registry),
+    ("neighbor selection", _check_peers),
+    ("adj-rib-out queue", _check_queue),
+    ("IPv6 underlay", _check_ipv6),
+    ("JSON raw NLRI", _check_json),
+)
+
+
+class _Discard:
+    """Stands in for ExaBGP's logger before its main sets it up (nothing is logged:
+    before then ExaBGP's log levels are all off)."""
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        return lambda *args, **kwargs: None
+
+
+@contextlib.contextmanager
+def _exabgp_logger() -> Iterator[None]:
+    try:
+        option = exa.log_option
+    except Exception:  # the internals check says so
+        option = None
+    if option is None or option.logger is not None:
+        yield
+        return
+    option.logger = _Discard()
+    try:
+        yield
+    finally:
+        option.logger = None
+
+
+def self_test(
+    names: Sequence[str],
+    handler: Callable[..., bool],
+    build: Build,
+    only: Sequence[str] | None = None,
+) -> None:
+    """Check, in this process, that the patches hold: CompatError (one line) if not.
+
+    Run after :func:`patch` and before ExaBGP's main. It reads ExaBGP's environment
+    (building path attributes does), so the launcher sets that up first.
+    """
+    for name, check in CHECKS:
+        if only is not None and name not in only:
+            continue
+        try:
+            with _exabgp_logger():
+                check(names, handler, build)
+        except Exception as exc:
+            detail = str(exc) if isinstance(exc, SelfTestFailed) else _one_line(exc)
+            raise CompatError(
+                f"ExaBGP {_version_text()} fails the launcher's self-test ({name}:"
+                f" {_one_line(detail)}); not starting it. Fix: {_fix()}"
+            ) from None
+
+
+def _fix() -> str:
+    # a verified version that fails was changed after its installation
+    return REINSTALL if _version_text() in supported_versions() else FIX
+
+
+def _version_text() -> str:
+    try:
+        return installed_version()[0]
+    except CompatError:
+        return "(unknown version)"
+
+
+def _one_line(exc: object) -> str:
+    text = str(exc) if not isinstance(exc, BaseException) else f"{type(exc).__name__}: {exc}"
+    return " ".join(text.split())[:300]

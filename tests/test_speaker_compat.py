@@ -1,0 +1,360 @@
+"""The launcher's ExaBGP compatibility layer: version gate and self-test.
+
+No root needed. The self-test runs against the pinned ExaBGP; broken internals are
+simulated by monkeypatching the very objects ExaBGP would have changed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from evpn_agent.speaker import compat, launcher
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PINNED = compat.VERIFIED[-1]
+
+
+@pytest.fixture(autouse=True)
+def _restore_exabgp() -> Iterator[None]:
+    """Undo the launcher's patches after each test: other tests see ExaBGP as released."""
+    evpn, family, pmsi = compat.exa.EVPN, compat.exa.Family, compat.exa.PMSI
+    key = compat.evpn_family()
+    raw, size, known = evpn.__dict__["_raw"], family.size[key], pmsi._pmsi_known[6]
+    yield
+    evpn._raw, family.size[key], pmsi._pmsi_known[6] = raw, size, known
+
+
+def patched() -> None:
+    compat.patch(launcher.COMMANDS, launcher.handle)
+
+
+def self_test() -> None:
+    compat.self_test(launcher.COMMANDS, launcher.handle, launcher._build_line)
+
+
+def assert_one_clear_line(message: str, *words: str) -> None:
+    assert "\n" not in message
+    assert "Fix: pip install " in message  # how to fix it, in the same line
+    for word in (*words, f"exabgp=={PINNED}"):
+        assert word in message, f"{word!r} not in {message!r}"
+
+
+# ---------------------------------------------------------------- laziness
+
+
+def test_importing_the_launcher_imports_no_exabgp() -> None:
+    code = (
+        "import sys, evpn_agent.speaker.launcher, evpn_agent.speaker.compat;"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'exabgp'))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    )
+    assert result.stdout.strip() == "[]"
+
+
+def test_no_module_but_compat_imports_exabgp() -> None:
+    package = REPO_ROOT / "evpn_agent"
+    offenders = [
+        str(path.relative_to(REPO_ROOT))
+        for path in package.rglob("*.py")
+        if path.name != "compat.py"
+        and any(
+            line.lstrip().startswith(("import exabgp", "from exabgp"))
+            for line in path.read_text().splitlines()
+        )
+    ]
+    assert offenders == []
+
+
+# ---------------------------------------------------------------- version gate
+
+
+def test_the_pinned_exabgp_is_installed_and_supported() -> None:
+    version, where = compat.installed_version()
+    assert version == PINNED
+    assert Path(where).name == "exabgp" and "site-packages" in where
+    assert compat.check_version({}) == PINNED
+    assert compat.supported_versions() == (PINNED,)
+
+
+@pytest.mark.parametrize(
+    "version",
+    ["5.0.16", "5.0.14", "5.1.0", "6.0.0", "5.0.15-20260822+uncontrolled", "unknown"],
+)
+def test_unverified_versions_are_refused(version: str) -> None:
+    with pytest.raises(compat.CompatError) as caught:
+        compat.check_version({}, found=(version, "/opt/x/exabgp"))
+    assert_one_clear_line(str(caught.value), f"ExaBGP {version} ", "/opt/x/exabgp", PINNED)
+
+
+def test_supported_versions_are_what_every_internal_was_verified_with(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    only_older = compat.Internal("exabgp.rib.change:Change", "", verified=("5.0.14",))
+    monkeypatch.setitem(compat.INTERNALS, "Change", only_older)
+    assert compat.supported_versions() == ()
+    with pytest.raises(compat.CompatError):
+        compat.check_version({}, found=(PINNED, "/x"))
+
+
+def test_the_escape_hatch_names_the_version_and_warns(caplog: pytest.LogCaptureFixture) -> None:
+    env = {compat.UNVERIFIED_ENV: "5.0.16"}
+    with caplog.at_level(logging.WARNING, logger="evpn_agent.speaker"):
+        assert compat.check_version(env, found=("5.0.16", "/x/exabgp")) == "5.0.16"
+    [record] = caplog.records
+    assert record.levelno == logging.WARNING
+    assert "UNVERIFIED EXABGP 5.0.16" in record.getMessage()
+
+
+def test_the_escape_hatch_for_another_version_does_not_open(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    env = {compat.UNVERIFIED_ENV: "5.0.16"}
+    with pytest.raises(compat.CompatError) as caught:
+        compat.check_version(env, found=("5.0.17", "/x/exabgp"))
+    assert_one_clear_line(str(caught.value), "ExaBGP 5.0.17", f"{compat.UNVERIFIED_ENV}=5.0.16")
+    assert caplog.records == []
+
+
+# ---------------------------------------------------------------- self-test
+
+
+def test_the_self_test_passes_on_the_pinned_exabgp() -> None:
+    patched()
+    self_test()
+
+
+def test_the_self_test_leaves_no_trace(monkeypatch: pytest.MonkeyPatch) -> None:
+    option = compat.exa.log_option
+    monkeypatch.setattr(option, "logger", None)  # as before ExaBGP's main sets logging up
+    before = dict(launcher.ADVERTISED.routes)
+    patched()
+    self_test()
+    assert option.logger is None
+    assert launcher.ADVERTISED.routes == before
+    assert launcher.ADVERTISED.unconfirmed is None
+
+
+async def _coroutine(*args: object) -> None:
+    pass
+
+
+def _no_cache(self: Any, change: Any) -> bool:
+    return False
+
+
+def _add_nothing(self: Any, change: Any, force: bool = False) -> None:
+    pass
+
+
+def _hex_lower(self: Any) -> str:
+    return bytes(self.pack_nlri()).hex()
+
+
+def _untaught_pmsi(monkeypatch: pytest.MonkeyPatch) -> None:
+    ingress = compat.exa.PMSIIngressReplication
+    monkeypatch.setitem(compat.exa.PMSI._pmsi_known, 6, ingress)
+
+
+def _untaught_next_hop(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(compat.exa.Family.size, compat.evpn_family(), ((4,), 0))
+
+
+def _moved_module(monkeypatch: pytest.MonkeyPatch) -> None:
+    # ExaBGP's development branch has no exabgp.rib.change (its Change became rib.route.Route)
+    moved = compat.Internal("exabgp.rib.route:Route", "")
+    monkeypatch.setitem(compat.INTERNALS, "Change", moved)
+
+
+def _async_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    # as on ExaBGP's development branch: called without await, nothing would be answered
+    from exabgp.reactor.api.processes import Processes
+
+    monkeypatch.setattr(Processes, "answer_done", _coroutine)
+
+
+def _unregistered(monkeypatch: pytest.MonkeyPatch) -> None:
+    command = compat.exa.Command
+    monkeypatch.setattr(command, "callback", {**command.callback, "text": {}})
+    monkeypatch.setattr(command, "register", lambda *a, **k: lambda f: f)
+
+
+def _captured_by_another_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a new stock command whose name is part of our lines takes them first
+    command = compat.exa.Command
+    monkeypatch.setattr(command, "functions", ["evpn mac", *command.functions])
+
+
+def _generator_neighbors_without_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    # selectors no longer understood: every line goes to every peer
+    monkeypatch.setattr(compat.exa, "extract_neighbors", lambda line: ([], line))
+
+
+BROKEN = {
+    "the adj-rib-out cache is gone": (
+        "adj-rib-out queue",
+        lambda mp: mp.setattr(compat.exa.OutgoingRIB, "in_cache", _no_cache),
+    ),
+    "add_to_rib queues nothing": (
+        "adj-rib-out queue",
+        lambda mp: mp.setattr(compat.exa.OutgoingRIB, "add_to_rib", _add_nothing),
+    ),
+    "PMSI type 6 decodes as released": ("IPv6 underlay", _untaught_pmsi),
+    "16-byte next hops refused": ("IPv6 underlay", _untaught_next_hop),
+    "raw NLRI text differs": (
+        "JSON raw NLRI",
+        lambda mp: (
+            mp.setattr(compat, "_fast_raw", _hex_lower),
+            mp.setattr(compat.exa.EVPN, "_raw", _hex_lower),
+        ),
+    ),
+    "raw NLRI not replaced": (
+        "JSON raw NLRI",
+        lambda mp: mp.setattr(compat.exa.EVPN, "_raw", _hex_lower),
+    ),
+    "a module moved": ("internals", _moved_module),
+    "answers are coroutines": ("internals", _async_answers),
+    "our commands are not registered": ("command registry", _unregistered),
+    "another command captures our lines": ("command registry", _captured_by_another_command),
+    "neighbor selectors ignored": ("neighbor selection", _generator_neighbors_without_list),
+}
+
+
+@pytest.mark.parametrize("broken", sorted(BROKEN))
+def test_a_broken_internal_fails_the_self_test(
+    broken: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    check, breaks = BROKEN[broken]
+    patched()
+    breaks(monkeypatch)
+    with pytest.raises(compat.CompatError) as caught:
+        self_test()
+    assert_one_clear_line(str(caught.value), f"self-test ({check}:", f"ExaBGP {PINNED}")
+
+
+def test_a_broken_pinned_exabgp_is_to_be_reinstalled(monkeypatch: pytest.MonkeyPatch) -> None:
+    patched()
+    monkeypatch.setattr(compat.exa.OutgoingRIB, "in_cache", _no_cache)
+    with pytest.raises(compat.CompatError, match="--force-reinstall"):
+        self_test()
+
+
+# ---------------------------------------------------------------- the launcher
+
+
+@pytest.fixture
+def exabgp_main(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """Replaces ExaBGP's main: the argv of each call."""
+    import exabgp.application.main
+
+    calls: list[list[str]] = []
+    monkeypatch.setattr(exabgp.application.main, "main", lambda: calls.append(list(sys.argv)))
+    monkeypatch.setattr(launcher, "_configure_logging", lambda: None)  # keeps caplog working
+    monkeypatch.setattr("os.environ", {})
+    monkeypatch.setattr("sys.argv", ["launcher"])
+    return calls
+
+
+def test_main_runs_exabgp_after_the_checks(exabgp_main: list[list[str]]) -> None:
+    assert launcher.main(["/etc/x.conf", "--env-file", "/etc/x.env", "-d"]) == 0
+    # --env-file reaches ExaBGP as EXABGP_ENVFILE, read before the self-test reads the rest
+    assert exabgp_main == [["launcher", "server", "/etc/x.conf", "-d"]]
+    assert os.environ["EXABGP_ENVFILE"] == "/etc/x.env"
+
+
+def test_main_refuses_an_unverified_exabgp(
+    exabgp_main: list[list[str]],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(compat, "installed_version", lambda: ("5.0.16", "/x/exabgp"))
+    with caplog.at_level(logging.ERROR, logger="evpn_agent.speaker"):
+        assert launcher.main(["/etc/x.conf"]) == 1
+    assert exabgp_main == []
+    [record] = caplog.records
+    assert_one_clear_line(record.getMessage(), "ExaBGP 5.0.16")
+
+
+def test_main_refuses_an_exabgp_failing_the_self_test(
+    exabgp_main: list[list[str]],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(compat.exa.OutgoingRIB, "add_to_rib", _add_nothing)
+    with caplog.at_level(logging.ERROR, logger="evpn_agent.speaker"):
+        assert launcher.main(["/etc/x.conf"]) == 1
+    assert exabgp_main == []
+    [record] = caplog.records
+    assert_one_clear_line(record.getMessage(), "self-test (adj-rib-out queue:")
+
+
+@pytest.mark.parametrize(
+    ("args", "rest", "env_file"),
+    [
+        (["c.conf"], ["c.conf"], None),
+        (["c.conf", "--env-file", "e.env", "-d"], ["c.conf", "-d"], "e.env"),
+        (["--env-file=e.env", "c.conf"], ["c.conf"], "e.env"),
+    ],
+)
+def test_env_file_becomes_exabgp_envfile(
+    args: list[str], rest: list[str], env_file: str | None
+) -> None:
+    environ: dict[str, str] = {}
+    assert launcher._env_file_to_environment(args, environ) == rest
+    assert environ.get("EXABGP_ENVFILE") == env_file
+
+
+# ---------------------------------------------------------------- the real process
+
+
+def _fake_exabgp(root: Path, release: str) -> Path:
+    """An ExaBGP package that only knows its version, first on PYTHONPATH: if the
+    launcher imported anything else of ExaBGP before the gate, it would crash instead."""
+    package = root / "exabgp"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "version.py").write_text(f"release = {release!r}\nversion = release\n")
+    return root
+
+
+def _speaker(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    fake = _fake_exabgp(tmp_path, "9.9.9")
+    environ = {k: v for k, v in os.environ.items() if k != compat.UNVERIFIED_ENV}
+    return subprocess.run(
+        [sys.executable, "-m", "evpn_agent.speaker", str(tmp_path / "exabgp.conf")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env={**environ, "PYTHONPATH": f"{fake}{os.pathsep}{REPO_ROOT}", **env},
+    )
+
+
+def test_the_speaker_refuses_an_unverified_exabgp(tmp_path: Path) -> None:
+    result = _speaker(tmp_path)
+    assert result.returncode != 0
+    assert result.stdout == ""
+    [line] = result.stderr.splitlines()
+    assert_one_clear_line(line, "ExaBGP 9.9.9", str(tmp_path / "exabgp"), PINNED)
+
+
+def test_the_escape_hatch_still_runs_the_checks(tmp_path: Path) -> None:
+    result = _speaker(tmp_path, **{compat.UNVERIFIED_ENV: "9.9.9"})
+    assert result.returncode != 0
+    warning, error = result.stderr.splitlines()
+    assert "WARNING UNVERIFIED EXABGP 9.9.9" in warning
+    # the fake has nothing else: the self-test finds every internal missing
+    assert_one_clear_line(error, "ExaBGP 9.9.9", "self-test (internals: missing Command")
