@@ -107,8 +107,8 @@ def render_config(
             '      afi-safi-name = "l2vpn-evpn"',
         ]
         if client.graceful_restart:
-            # GoBGP then lists l2vpn-evpn in its own capability (forwarding kept), so its
-            # clients keep its routes when it restarts; as a helper it keeps whatever
+            # GoBGP then lists l2vpn-evpn in its own capability (forwarding kept), for
+            # clients that help it restart (not tested here). As a helper it keeps the
             # families the client lists, with or without this.
             lines += [
                 "    [neighbors.afi-safis.mp-graceful-restart.config]",
