@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what evpn-agent's demo and tests need on a fresh Debian machine, and nothing
-# that is already there: Debian's FRR and iproute2, and the package with its test extras in
-# a virtual environment (.venv at the top of the checkout). Safe to run again.
+# that is already there: Debian's FRR, GoBGP and iproute2, and the package with its test
+# extras in a virtual environment (.venv at the top of the checkout). Safe to run again.
 set -euo pipefail
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
@@ -12,6 +12,9 @@ fi
 
 need=()
 [ -x /usr/lib/frr/bgpd ] && [ -x /usr/lib/frr/zebra ] && command -v vtysh >/dev/null || need+=(frr)
+# GoBGP: the second route reflector the tests interoperate with. Debian's unit starts only
+# with /etc/gobgpd.conf, which nothing here writes: the tests run their own gobgpd.
+command -v gobgpd >/dev/null && command -v gobgp >/dev/null || need+=(gobgpd)
 command -v ip >/dev/null && command -v bridge >/dev/null || need+=(iproute2)
 command -v ping >/dev/null || need+=(iputils-ping)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
