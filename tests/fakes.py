@@ -103,7 +103,9 @@ class MemoryKernel:
 
     async def dump(self) -> KernelSnapshot:
         self.dumps += 1
-        snap = KernelSnapshot(tuple(self.links), tuple(self.fdb.values()), tuple(self.neigh.values()))
+        snap = KernelSnapshot(
+            tuple(self.links), tuple(self.fdb.values()), tuple(self.neigh.values())
+        )
         if self.dump_delay:
             await asyncio.sleep(self.dump_delay)  # what happens meanwhile is not in it
         return snap

@@ -110,7 +110,7 @@ def test_import_exabgp_is_the_installed_library() -> None:
     assert str(REPO_ROOT) in sys.path  # the top-level conftest puts the checkout there
     assert exabgp.__file__ is not None
     assert "site-packages" in Path(exabgp.__file__).parts
-    assert not Path(exabgp.__file__).is_relative_to(REPO_ROOT)
+    assert not Path(exabgp.__file__).is_relative_to(REPO_ROOT / "exabgp")
 
 
 def test_import_exabgp_from_the_checkout_is_the_installed_library() -> None:
@@ -125,7 +125,7 @@ def test_import_exabgp_from_the_checkout_is_the_installed_library() -> None:
     )
     found = Path(result.stdout.strip())
     assert "site-packages" in found.parts
-    assert not found.is_relative_to(REPO_ROOT)
+    assert not found.is_relative_to(REPO_ROOT / "exabgp")
 
 
 if __name__ == "__main__":

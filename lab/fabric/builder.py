@@ -234,7 +234,7 @@ class Fabric:
         env: dict[str, str] | None = None,
     ) -> Speaker:
         """Run ``python -m evpn_agent.speaker CONF`` in ``box`` (ExaBGP connects out)."""
-        from evpn_agent import exabgp_conf
+        from evpn_agent.speaker import conf as exabgp_conf
 
         config = box.directory / "exabgp.conf"
         config.write_text(

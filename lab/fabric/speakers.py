@@ -19,7 +19,7 @@ from lab.fabric.wait import wait_until
 # The agent's modules, each named once. The core is ExaBGP's API process and is found
 # by AGENT_CORE_MODULE in its command line (agent_core_pid).
 AGENT_CLI_MODULE = "evpn_agent.cli"
-AGENT_CORE_MODULE = "evpn_agent.core"
+AGENT_CORE_MODULE = "evpn_agent.daemon"
 SPEAKER_MODULE = "evpn_agent.speaker"
 
 
