@@ -9,5 +9,8 @@ the import-linter contract keep it so); every input arrives as a value, with the
 - ``plan``: want - have, as queries without side effects;
 - ``adverts``: our routes, desired against sent;
 - ``dad``, ``retries``: duplicate detection and the backoff of refused writes;
-- ``engine``: owns the dirty sets, applies inputs, hands out work, tells its next deadline.
+- ``state``: all of the above in one record, with the dirty sets (the pending work);
+- ``observe``, ``receive``, ``work``, ``timers``: what changes the state: kernel
+  observations, speaker events, planning and its outcome, time;
+- ``engine``: their entry points, the only API the edges use.
 """

@@ -1,0 +1,285 @@
+"""Kernel observations into the state: devices and VNIs, local MACs and bindings, and our
+own entries as the kernel holds them (the mirror). Changes mark keys dirty for planning."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from evpn_agent.core import plan
+from evpn_agent.core.local import LocalVni, local_mac_of
+from evpn_agent.core.mirror import Mirror
+from evpn_agent.core.state import State
+from evpn_agent.core.targets import Importer
+from evpn_agent.model import (
+    NTF_EXT_LEARNED,
+    NTF_SELF,
+    NUD_FAILED,
+    NUD_INCOMPLETE,
+    ZERO_MAC,
+    AdvertKey,
+    BridgeDevice,
+    FdbEntry,
+    FdbRemoved,
+    FdbUpdated,
+    KernelEvent,
+    KernelSnapshot,
+    LinkRemoved,
+    LinkUpdated,
+    MonitorOverflowed,
+    NeighEntry,
+    NeighRemoved,
+    NeighUpdated,
+    is_host_ip,
+)
+from evpn_agent.model.keys import BridgeMac, DeviceIp, DeviceMac, VniIp, VniMac, VniVtep
+
+log = logging.getLogger(__name__)
+
+
+def load_snapshot(s: State, snap: KernelSnapshot) -> None:
+    """Start state, or a resync after lost netlink events: rebuild from a full dump.
+
+    An incomplete dump (changed while the kernel walked it) may lack entries that never
+    changed: local MACs and bindings we knew stay until a complete dump, or their
+    removal event, says otherwise. Otherwise a burst makes them flap in BGP.
+    """
+    view = s.view
+    kept_fdb = {} if snap.complete else dict(view.fdb)
+    kept_neigh = {} if snap.complete else dict(view.neigh)
+    view.links = {link.ifindex: link for link in snap.links}
+    relink(s)
+    s.mirror = Mirror()
+    view.fdb.clear()
+    view.neigh.clear()
+    for fdb in snap.fdb:
+        _fdb_seen(s, fdb)
+    for neigh in snap.neigh:
+        _neigh_seen(s, neigh)
+    for fdb_key, local in kept_fdb.items():
+        view.fdb.setdefault(fdb_key, local)
+    for neigh_key, mac in kept_neigh.items():
+        view.neigh.setdefault(neigh_key, mac)
+    mark_everything(s)
+
+
+def on_kernel(s: State, events: Iterable[KernelEvent], now: float | None = None) -> bool:
+    """Apply monitor events; False means events were lost and a dump is needed."""
+    if now is not None:
+        s.now = now
+    relinked = False
+    for ev in events:
+        if isinstance(ev, FdbUpdated):
+            _fdb_seen(s, ev.entry)
+        elif isinstance(ev, FdbRemoved):
+            _fdb_gone(s, ev.entry)
+        elif isinstance(ev, NeighUpdated):
+            _neigh_seen(s, ev.entry)
+        elif isinstance(ev, NeighRemoved):
+            _neigh_gone(s, ev.entry)
+        elif isinstance(ev, LinkUpdated):
+            old = s.view.links.get(ev.link.ifindex)
+            s.view.links[ev.link.ifindex] = ev.link
+            if (
+                isinstance(ev.link, BridgeDevice)
+                and isinstance(old, BridgeDevice)
+                and old.mac != ev.link.mac
+            ):
+                _svi_flushed(s, ev.link.ifindex)
+            relinked = True
+        elif isinstance(ev, LinkRemoved):
+            s.view.links.pop(ev.ifindex, None)
+            relinked = True
+        elif isinstance(ev, MonitorOverflowed):
+            s.counters["netlink-overflow"] += 1
+            return False
+    if relinked:
+        relink(s)
+    return True
+
+
+def _fdb_seen(s: State, entry: FdbEntry) -> None:
+    view = s.view
+    lv = view.by_vxlan.get(entry.ifindex)
+    if lv is not None:
+        if entry.mac == ZERO_MAC:
+            if entry.dst is not None:
+                s.mirror.flood.setdefault(entry.ifindex, set()).add(entry.dst)
+        elif entry.flags & NTF_EXT_LEARNED and entry.flags & NTF_SELF and entry.dst:
+            ours = DeviceMac(entry.ifindex, entry.mac, entry.vlan)
+            if s.mirror.fdb.get(ours) != entry.dst:
+                s.mirror.fdb[ours] = entry.dst
+                s.dirty.fdb.add(VniMac(lv.vni, entry.mac))
+        return
+    found = local_mac_of(entry, view.vxlan_ports)
+    if found is None:
+        return
+    key, local = found
+    if view.fdb.get(key) == local:
+        return
+    view.fdb[key] = local
+    vni = view.vni_of(key)
+    if vni is not None:
+        local_changed(s, VniMac(vni, key.mac), learned=True)
+
+
+def _fdb_gone(s: State, entry: FdbEntry) -> None:
+    view = s.view
+    lv = view.by_vxlan.get(entry.ifindex)
+    if lv is not None:
+        if entry.mac == ZERO_MAC:
+            if entry.dst is not None:
+                s.mirror.flood.get(entry.ifindex, set()).discard(entry.dst)
+                s.dirty.flood.add(VniVtep(lv.vni, entry.dst))
+        elif (
+            entry.flags & NTF_SELF
+            and s.mirror.fdb.pop(DeviceMac(entry.ifindex, entry.mac, entry.vlan), None) is not None
+        ):
+            s.dirty.fdb.add(VniMac(lv.vni, entry.mac))
+        return
+    key = BridgeMac(entry.master or 0, entry.vlan, entry.mac)
+    local = view.fdb.get(key)
+    if local is None or local.port != entry.ifindex:
+        return
+    del view.fdb[key]
+    vni = view.vni_of(key)
+    if vni is not None:
+        local_changed(s, VniMac(vni, entry.mac), learned=False)
+
+
+def _neigh_seen(s: State, entry: NeighEntry) -> None:
+    vni = s.view.by_svi.get(entry.ifindex)
+    if vni is None:
+        return
+    key = DeviceIp(entry.ifindex, entry.ip)
+    if entry.flags & NTF_EXT_LEARNED:
+        if entry.mac:
+            s.mirror.neigh[key] = entry.mac
+    elif not is_host_ip(entry.ip):
+        return  # multicast and link-local entries are no host bindings
+    elif entry.mac and not entry.state & (NUD_INCOMPLETE | NUD_FAILED):
+        # A binding learned here (ARP/ND on the SVI). STALE still counts: the route
+        # stays until the kernel really deletes the entry.
+        old = s.view.neigh.get(key)
+        if old != entry.mac:
+            s.view.neigh[key] = entry.mac
+            s.dirty_adverts.add(AdvertKey(vni, entry.mac, entry.ip))
+            if old is not None:  # the IP moved to another MAC
+                s.dirty_adverts.add(AdvertKey(vni, old, entry.ip))
+    else:
+        local_neigh_gone(s, vni, key)
+
+
+def _neigh_gone(s: State, entry: NeighEntry) -> None:
+    vni = s.view.by_svi.get(entry.ifindex)
+    if vni is None:
+        return
+    key = DeviceIp(entry.ifindex, entry.ip)
+    if s.mirror.neigh.pop(key, ""):
+        s.dirty.neigh.add(VniIp(vni, entry.ip))
+    local_neigh_gone(s, vni, key)
+
+
+def _svi_flushed(s: State, bridge: int) -> None:
+    """A bridge's MAC changed: the kernel flushed its neighbours, ours among them."""
+    for lv in s.view.vnis.values():
+        if lv.bridge_ifindex == bridge and lv.svi_ifindex is not None:
+            for key in s.mirror.neigh_on(lv.svi_ifindex):
+                del s.mirror.neigh[key]
+                s.dirty.neigh.add(VniIp(lv.vni, key.ip))
+
+
+def local_neigh_gone(s: State, vni: int, key: DeviceIp) -> None:
+    mac = s.view.neigh.pop(key, None)
+    if mac is not None:
+        s.dirty_adverts.add(AdvertKey(vni, mac, key.ip))
+
+
+def local_changed(s: State, key: VniMac, *, learned: bool) -> None:
+    view = s.view
+    if learned and key not in view.seq:
+        # RFC 7432 s15: a MAC learned while a remote route exists moves here with seq+1.
+        best = s.rib.best_mac(key.vni, key.mac)
+        view.seq[key] = best.seq + 1 if best is not None else 0
+        if best is not None:
+            moved(s, key, "this VTEP")
+    elif not learned:
+        view.seq.pop(key, None)
+    s.dirty.fdb.add(key)
+    s.dirty_adverts.add(AdvertKey(key.vni, key.mac, None))
+    lv = view.vnis.get(key.vni)
+    if lv is not None:
+        s.dirty_adverts.update(AdvertKey(key.vni, key.mac, ip) for ip in view.ips_of(lv, key.mac))
+
+
+def moved(s: State, key: VniMac, where: str) -> None:
+    s.counters["mac-moves"] += 1
+    if s.dad.moved(key, s.now, where):
+        s.counters["duplicate-macs"] += 1
+
+
+def relink(s: State) -> None:
+    view = s.view
+    old = view.relink()
+    new = view.vnis
+    changed = {v for v in old.keys() | new.keys() if old.get(v) != new.get(v)}
+    if not changed:
+        return
+    for vni in changed:
+        before, after = old.get(vni), new.get(vni)
+        if before is not None and (after is None or after.vxlan_ifindex != before.vxlan_ifindex):
+            _retire(s, before)
+        elif before is not None and after is not None and before.up and not after.up:
+            # A VXLAN device going down flushes its dynamic FDB entries (ours among
+            # them, silently for us): forget them so they are rewritten when it is up.
+            s.mirror.forget_fdb(after.vxlan_ifindex)
+        if after is None:
+            log.info("VNI %d removed (was on %s)", vni, before.vxlan_name if before else "?")
+        else:
+            log.info("VNI %d on %s in bridge %s", vni, after.vxlan_name, after.bridge_name)
+        s.dirty_adverts.add(AdvertKey(vni, "", None))
+        s.dirty_adverts.update(s.adverts.keys_of_vni(vni))
+        if after is not None:
+            for key in view.fdb:
+                if (key.bridge, key.vlan) == (after.bridge_ifindex, after.vlan):
+                    local_changed(s, VniMac(vni, key.mac), learned=True)
+    if old.keys() != new.keys() or any(
+        (old[v].vxlan_ifindex != new[v].vxlan_ifindex) for v in old.keys() & new.keys()
+    ):
+        overrides = {v: t.import_rts for v, t in s.cfg.route_targets.items()}
+        s.importer = Importer(new.keys(), overrides)
+        s.rib.reimport(s.import_vni, s.dirty)
+    for vni in changed & new.keys():
+        s.dirty.update(s.rib.keys_of_vni(vni))
+
+
+def _retire(s: State, lv: LocalVni) -> None:
+    s.retired.extend(plan.retire(lv, s.mirror, s.view.links.keys()))
+    s.mirror.forget(lv.vxlan_ifindex)
+    if lv.svi_ifindex is not None:
+        s.mirror.forget(lv.svi_ifindex)
+    s.view.forget_vni(lv.vni)
+
+
+def mark_everything(s: State) -> None:
+    view = s.view
+    for vni in view.vnis:
+        s.dirty.update(s.rib.keys_of_vni(vni))
+        s.dirty_adverts.add(AdvertKey(vni, "", None))
+    for lv in view.vnis.values():
+        for entry in s.mirror.fdb_on(lv.vxlan_ifindex):
+            s.dirty.fdb.add(VniMac(lv.vni, entry.mac))
+        for dst in s.mirror.flood.get(lv.vxlan_ifindex, ()):
+            s.dirty.flood.add(VniVtep(lv.vni, dst))
+        if lv.svi_ifindex is not None:
+            for neigh in s.mirror.neigh_on(lv.svi_ifindex):
+                s.dirty.neigh.add(VniIp(lv.vni, neigh.ip))
+    for key in view.fdb:
+        local_vni = view.vni_of(key)
+        if local_vni is not None:
+            local_changed(s, VniMac(local_vni, key.mac), learned=True)
+    for (svi, ip), mac in view.neigh.items():
+        neigh_vni = view.by_svi.get(svi)
+        if neigh_vni is not None:
+            s.dirty_adverts.add(AdvertKey(neigh_vni, mac, ip))
+    s.dirty_adverts.update(s.adverts.sent)

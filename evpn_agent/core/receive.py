@@ -1,0 +1,132 @@
+"""Speaker events into the state: routes into the RIB (within limits, our own refused),
+sessions, End-of-RIB, routes held while no reflector is up, refused announces."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from evpn_agent.core.state import RetryKey, State, advert_key
+from evpn_agent.model import (
+    AdvertRefused,
+    BgpEvent,
+    EndOfRib,
+    LineRejected,
+    MacRoute,
+    PathId,
+    Route,
+    RouteAnnounced,
+    RouteRejected,
+    RouteWithdrawn,
+    SessionDown,
+    SessionUp,
+)
+
+log = logging.getLogger(__name__)
+
+
+def on_bgp(s: State, events: Iterable[BgpEvent], now: float) -> None:
+    s.now = now
+    peers = s.peers
+    for ev in events:
+        if isinstance(ev, RouteAnnounced):
+            _announced(s, ev.peer, ev.route, now)
+        elif isinstance(ev, RouteWithdrawn):
+            peers.seen(ev.peer)
+            if s.rib.withdraw(ev.peer, ev.key, s.dirty):
+                peers.last_route_change = now
+            s.counters["routes-withdrawn"] += 1
+        elif isinstance(ev, RouteRejected | LineRejected):
+            reject(s, ev.reason, ev.detail)
+        elif isinstance(ev, AdvertRefused):
+            _refused(s, ev)
+        elif isinstance(ev, SessionUp):
+            peers.came_up(ev.peer, now)
+        elif isinstance(ev, SessionDown):
+            if peers.went_down(ev.peer, ev.reason, now):
+                _peer_lost(s, ev.peer, now)
+        elif isinstance(ev, EndOfRib):
+            peers.seen(ev.peer).eor = True
+            if s.held:
+                # A reflector's table is complete again: what it did not repeat of
+                # the routes we held is gone.
+                drop_held(s, f"End-of-RIB from {ev.peer}")
+
+
+def _refused(s: State, ev: AdvertRefused) -> None:
+    # Loud once, then counted: a broken speaker must not look healthy, nor flood the log.
+    level = logging.WARNING if not s.counters["bgp-refused"] else logging.DEBUG
+    s.counters["bgp-refused"] += 1
+    key = advert_key(ev.change.advert)
+    if ev.change.withdraw:
+        log.log(level, "the speaker refused to withdraw %s (see its log)", key)
+        return  # the next announce of the key, or the sync after a respawn, settles it
+    if s.adverts.forget(key, ev.change.advert):
+        delay = s.retries.failed(RetryKey("advert", key), s.now)
+        log.log(level, "the speaker refused to announce %s (see its log): again in %gs",
+                key, delay)  # fmt: skip
+
+
+def _peer_lost(s: State, peer: str, now: float) -> None:
+    paths = s.rib.peer_paths(peer)
+    if s.peers.others_complete(peer) or not s.cfg.route_hold_time or not paths:
+        dropped = s.rib.drop_peer(peer, s.dirty)
+        if dropped:
+            log.info("dropped %d routes learned from %s", dropped, peer)
+        return
+    # No complete reflector left: keep forwarding on what we know for a while, as
+    # graceful restart would; the routes go at the hold time or when a table returns.
+    s.held.update(paths)
+    s.held_since = s.held_since or now
+    log.warning(
+        "no route reflector left: keeping %d routes for %gs",
+        len(paths),
+        s.cfg.route_hold_time,
+    )
+
+
+def drop_held(s: State, why: str) -> None:
+    gone = 0
+    for pid in s.held:
+        gone += s.rib.withdraw(pid.peer, pid.key, s.dirty)
+    s.held.clear()
+    s.held_since = None
+    if gone:
+        log.info("removed %d held routes (%s)", gone, why)
+
+
+def _announced(s: State, peer: str, route: Route, now: float) -> None:
+    if route.vtep == s.vtep_ip:
+        reject(s, "own-vtep", f"route {route.key} names our own VTEP {route.vtep}")
+        return
+    if isinstance(route, MacRoute) and not _within_limits(s, route):
+        return
+    s.peers.seen(peer)  # an update proves the session is up
+    s.counters["routes-received"] += 1
+    if s.held:
+        s.held.discard(PathId(peer, route.key))  # repeated: no longer stale
+    if not s.rib.announce(peer, route, s.dirty):
+        s.counters["rejected:vni-not-local"] += 1
+    s.peers.last_route_change = now
+
+
+def _within_limits(s: State, route: MacRoute) -> bool:
+    vni = s.importer.vni_for(route.rts)
+    if vni is None or s.rib.knows_mac(vni, route.key.mac):
+        return True  # not imported, or a MAC we already hold: no new entry
+    if s.rib.count_macs(vni) >= s.cfg.mac_limit_per_vni:
+        limit = f"VNI {vni} holds {s.cfg.mac_limit_per_vni} remote MACs (mac-limit-per-vni)"
+    elif s.rib.mac_total >= s.cfg.mac_limit:
+        limit = f"{s.cfg.mac_limit} remote MACs in all (mac-limit)"
+    else:
+        return True
+    if s.counters["rejected:mac-limit"] == 0 or log.isEnabledFor(logging.DEBUG):
+        log.warning("refusing new MAC %s: %s", route.key.mac, limit)
+    s.counters["rejected:mac-limit"] += 1
+    return False
+
+
+def reject(s: State, reason: str, detail: str) -> None:
+    s.counters[f"rejected:{reason}"] += 1
+    # Debug only: a hostile peer must not be able to flood the log.
+    log.debug("ignored (%s): %s", reason, detail)

@@ -1,0 +1,52 @@
+"""Time in the state: the next deadline, and what is due at it."""
+
+from __future__ import annotations
+
+import logging
+
+from evpn_agent.core import observe, receive
+from evpn_agent.core.state import State
+from evpn_agent.model import (
+    AdvertKey,
+)
+from evpn_agent.model.keys import VniIp, VniMac, VniVtep
+
+log = logging.getLogger(__name__)
+
+
+def next_deadline(s: State) -> float | None:
+    """When ``tick`` has something to do, if nothing else happens before."""
+    times = [
+        s.retries.next_due(),
+        s.dad.next_deadline(),
+        s.peers.sweep_due(),
+        None if s.held_since is None else s.held_since + s.cfg.route_hold_time,
+    ]
+    return min((t for t in times if t is not None), default=None)
+
+
+def tick(s: State, now: float) -> None:
+    """Retry refused writes, end freezes, expire held routes, enable the sweep."""
+    s.now = now
+    for retry in s.retries.due(now):
+        s.counters["kernel-retries" if retry.kind != "advert" else "bgp-retries"] += 1
+        key = retry.key
+        if isinstance(key, AdvertKey):
+            s.dirty_adverts.add(key)
+        elif retry.kind == "fdb":
+            s.dirty.fdb.add(VniMac(*key))
+        elif retry.kind == "flood":
+            s.dirty.flood.add(VniVtep(*key))
+        else:
+            s.dirty.neigh.add(VniIp(*key))
+    for key in s.dad.expire(now):
+        log.info("MAC %s in VNI %d: freeze over, followed again", key.mac, key.vni)
+        s.dirty.fdb.add(key)
+        s.dirty_adverts.add(AdvertKey(key.vni, key.mac, None))
+    if s.held_since is not None and now - s.held_since >= s.cfg.route_hold_time:
+        receive.drop_held(s, f"no route reflector for {s.cfg.route_hold_time:g}s")
+    due = s.peers.sweep_due()
+    if due is not None and now >= due:
+        log.info("routing table complete: removing stale kernel entries")
+        s.peers.sweep_ok = True
+        observe.mark_everything(s)

@@ -1,0 +1,148 @@
+"""Planning for everything dirty (through the pure queries of ``plan``) and recording what
+the kernel and the speaker did with it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from evpn_agent.core import observe, plan
+from evpn_agent.core.rib import Dirty
+from evpn_agent.core.state import RetryKey, State
+from evpn_agent.model import (
+    AddFdb,
+    AddFlood,
+    AddNeigh,
+    Advert,
+    AdvertChange,
+    AdvertKey,
+    DelFdb,
+    DelFlood,
+    MacRoute,
+    Op,
+)
+from evpn_agent.model.keys import BridgeMac, DeviceIp, VniIp, VniMac, VniVtep
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Work:
+    ops: list[Op] = field(default_factory=list)
+    changes: list[AdvertChange] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.ops or self.changes)
+
+
+def take_work(s: State) -> Work:
+    """Kernel ops and advert changes for everything dirty; dirty sets are emptied."""
+    out = Work(ops=_plan_kernel(s))
+    dirty, s.dirty_adverts = s.dirty_adverts, set()
+    for key in dirty:
+        out.changes.extend(s.adverts.set(key, _desired(s, key)))
+    if s.retries:
+        # A refused announce planned again is settled: refused anew, it backs off anew.
+        s.retries.forget([k for k in s.retries.in_flight() if k.kind == "advert"])
+    return out
+
+
+def _plan_kernel(s: State) -> list[Op]:
+    dirty, s.dirty = s.dirty, Dirty()
+    ops, s.retired = s.retired, []
+    sweep = plan.Sweep(s.peers.sweep_ok, s.touched_fdb, s.touched_flood, s.touched_neigh)
+    for key in dirty.fdb:
+        if s.dad.frozen(key, s.now):
+            continue  # a frozen duplicate keeps its last entry
+        step = plan.fdb(s.view, s.rib, s.mirror, s.vtep_ip, key, sweep)
+        if step is None:
+            continue
+        if step.wanted is not None:
+            s.touched_fdb.add(step.wanted)
+        if step.lost_to is not None:
+            _lost_to_remote(s, key, step.lost_to)
+        if step.op is not None:
+            ops.append(step.op)
+        # Our own route for the MAC depends on who won; a purely remote MAC has none.
+        advert = AdvertKey(key.vni, key.mac, None)
+        if step.local or advert in s.adverts.sent:
+            s.dirty_adverts.add(advert)
+    for fkey in dirty.flood:
+        fstep = plan.flood(s.view, s.rib, s.mirror, fkey, sweep)
+        if fstep is not None:
+            if fstep.wanted:
+                s.touched_flood.add((s.view.vnis[fkey.vni].vxlan_ifindex, fkey.vtep))
+            if fstep.op is not None:
+                ops.append(fstep.op)
+    for nkey in dirty.neigh:
+        nstep = plan.neigh(s.view, s.rib, s.mirror, nkey, sweep)
+        if nstep is not None:
+            svi = s.view.vnis[nkey.vni].svi_ifindex
+            if nstep.wanted and svi is not None:
+                s.touched_neigh.add(DeviceIp(svi, nkey.ip))
+            if nstep.op is not None:
+                ops.append(nstep.op)
+    if retrying := s.retries.in_flight():
+        planned = {retry_key(s, op) for op in ops}
+        s.retries.forget([k for k in retrying if k.kind != "advert" and k not in planned])
+    return ops
+
+
+def _lost_to_remote(s: State, key: VniMac, best: MacRoute) -> None:
+    # The remote claim is newer: our AddFdb replaces the bridge's local entry, so the
+    # MAC is no longer local here until the bridge learns it again.
+    lv = s.view.vnis[key.vni]
+    log.info("MAC %s in VNI %d moved to VTEP %s (seq %d)", key.mac, key.vni, best.vtep, best.seq)
+    s.view.fdb.pop(BridgeMac(lv.bridge_ifindex, lv.vlan, key.mac), None)
+    s.view.seq.pop(key, None)
+    s.dirty_adverts.update(AdvertKey(key.vni, key.mac, ip) for ip in s.view.ips_of(lv, key.mac))
+    observe.moved(s, key, best.vtep)
+
+
+def _desired(s: State, key: AdvertKey) -> Advert | None:
+    frozen = bool(key.mac) and s.dad.frozen(VniMac(key.vni, key.mac), s.now)
+    if key.vni not in s.view.vnis:
+        return None
+    return plan.advert(
+        s.view,
+        s.rib,
+        key,
+        vtep_ip=s.vtep_ip,
+        rd=s.rd(key.vni),
+        rts=s.export_rts(key.vni),
+        frozen=frozen,
+    )
+
+
+def retry_key(s: State, op: Op) -> RetryKey | None:
+    """The dirty key that plans ``op`` again, while its device is still ours."""
+    if isinstance(op, AddFdb | DelFdb):
+        lv = s.view.by_vxlan.get(op.ifindex)
+        return None if lv is None else RetryKey("fdb", VniMac(lv.vni, op.mac))
+    if isinstance(op, AddFlood | DelFlood):
+        lv = s.view.by_vxlan.get(op.ifindex)
+        return None if lv is None else RetryKey("flood", VniVtep(lv.vni, op.dst))
+    vni = s.view.by_svi.get(op.ifindex)
+    return None if vni is None else RetryKey("neigh", VniIp(vni, op.ip))
+
+
+def kernel_applied(s: State, ops: Sequence[Op], failed: Iterable[Op]) -> None:
+    """Record acked writes in the mirror; failed ops are planned again after a backoff."""
+    bad = set(failed)
+    for op in ops:
+        if op in bad:
+            s.counters["kernel-failures"] += 1
+            if (key := retry_key(s, op)) is not None:
+                delay = s.retries.failed(key, s.now)
+                log.debug("retrying %s in %gs", op, delay)
+            continue
+        s.counters["kernel-ops"] += 1
+        if s.retries and (key := retry_key(s, op)) is not None:
+            s.retries.succeeded(key)
+        s.mirror.record(op)
+        if isinstance(op, AddNeigh):
+            # Ours replaced any entry the SVI had learned (its echo is filtered out).
+            svi_vni = s.view.by_svi.get(op.ifindex)
+            if svi_vni is not None:
+                observe.local_neigh_gone(s, svi_vni, DeviceIp(op.ifindex, op.ip))
