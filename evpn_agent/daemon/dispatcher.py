@@ -58,7 +58,12 @@ class ControlAsked:
     reply: asyncio.Future[Any]
 
 
-Item = SpeakerLine | SpeakerClosed | KernelChanged | ControlAsked
+@dataclass(frozen=True, slots=True)
+class ControlWaiting:
+    """Wakes the owner: a control request waits in its own queue."""
+
+
+Item = SpeakerLine | SpeakerClosed | KernelChanged | ControlWaiting
 
 
 class Daemon:
@@ -75,6 +80,9 @@ class Daemon:
         self.kernel = kernel
         self.clock = clock
         self.inbox: asyncio.Queue[Item] = asyncio.Queue()
+        # Control requests wait apart, so that a backlog of kernel events or routes does not
+        # delay an operator's "show": the owner answers them first in every round.
+        self.asks: asyncio.Queue[ControlAsked] = asyncio.Queue()
         self.engine: Engine | None = None
         self.latency = {
             "route-to-kernel": Latency(),  # the speaker's timestamp of an UPDATE -> acked
@@ -140,7 +148,8 @@ class Daemon:
     async def _ask(self, request: dict[str, Any]) -> Any:
         """The control socket's handler: the owner answers, this task only waits."""
         reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.inbox.put_nowait(ControlAsked(request, reply))
+        self.asks.put_nowait(ControlAsked(request, reply))
+        self.inbox.put_nowait(ControlWaiting())
         return await reply
 
     async def _watch_kernel(self) -> None:
@@ -177,11 +186,12 @@ class Daemon:
             items = [] if first is None else [first]
             while not self.inbox.empty() and len(items) < MAX_ITEMS_PER_ROUND:
                 items.append(self.inbox.get_nowait())
+            while not self.asks.empty():
+                await self._answer(self.asks.get_nowait(), engine)
             now = self.clock()
             lost = False
             stamps: list[float] = []
             kernel_arrival: float | None = None
-            asked: list[ControlAsked] = []
             for item in items:
                 if isinstance(item, SpeakerLine):
                     events, stamp = self.speaker.decode(item.line, router_id)
@@ -192,11 +202,10 @@ class Daemon:
                     if not engine.on_kernel(item.events, now):
                         lost = True
                     kernel_arrival = kernel_arrival or item.arrived
-                elif isinstance(item, ControlAsked):
-                    asked.append(item)
-                else:
+                elif isinstance(item, SpeakerClosed):
                     log.info("ExaBGP closed the API channel; core exits, kernel state kept")
-                    for ask in asked:
+                    while not self.asks.empty():
+                        ask = self.asks.get_nowait()
                         if not ask.reply.done():
                             ask.reply.set_exception(ValueError("the agent core is stopping"))
                     return
@@ -215,8 +224,6 @@ class Daemon:
                 elapsed = self.clock() - kernel_arrival
                 self.latency["local-mac-to-bgp"].record(elapsed)
                 self.metrics.mac_to_bgp.observe(elapsed)
-            for ask in asked:
-                await self._answer(ask, engine)
 
     def _reconcile_due(self, now: float) -> bool:
         if self._reconcile_at is None or now < self._reconcile_at:
