@@ -2,8 +2,11 @@
 
 ExaBGP blocks when our stdin fills up (its reactor, keepalives included, with it), so stdin
 is drained by a thread of its own from the first moment. With ``api.ack`` ExaBGP answers
-every command line with ``done`` or ``error``, in order: a FIFO of what was sent ties each
-answer to its command, so a refused announce becomes an event the engine retries.
+every command line with ``done`` or ``error``: a FIFO of what was sent ties each answer to
+its command, so a refused announce becomes an event the engine retries. ExaBGP answers our
+EVPN commands (and sync begin/end) at once, in order; it answers a route refresh later, from
+its asynchronous queue. So a refresh is written only when no answer is outstanding, and what
+we send meanwhile is held until its answer arrives (milliseconds; at most REFRESH_WAIT).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import io
 import logging
 import re
 import threading
+import time
 from collections import deque
 from collections.abc import Sequence
 from typing import IO
@@ -27,6 +31,7 @@ F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ, Linux
 PIPE_SIZE = 1 << 20  # the default per-user limit (/proc/sys/fs/pipe-max-size)
 # Unanswered commands remembered; bounded in case an operator turned ExaBGP's acks off.
 MAX_PENDING = 1 << 20
+REFRESH_WAIT = 2.0  # seconds to hold our commands for a refresh's answer, at most
 _TIME = re.compile(rb'"time": ([0-9.]+)')
 
 
@@ -39,6 +44,9 @@ class ExabgpChannel:
         # What each line we wrote was: a change of ours, or a command of the channel.
         self._pending: deque[AdvertChange | str] = deque(maxlen=MAX_PENDING)
         self.refused = 0  # commands answered "error"
+        self._refresh_wanted = False
+        self._refresh_sent: float | None = None  # while its answer is outstanding
+        self._held: list[AdvertChange] = []  # sent while a refresh's answer is outstanding
 
     def start(self, deliver: Deliver) -> None:
         threading.Thread(target=self._read, args=(deliver,), name="exabgp-in", daemon=True).start()
@@ -67,6 +75,10 @@ class ExabgpChannel:
         if not self._pending:
             return []  # an answer to a command of a predecessor, or acks turned off
         sent = self._pending.popleft()
+        if sent == encode.REFRESH:
+            self._release()
+        elif not self._pending:
+            self._refresh_if_wanted()
         if ok:
             return []
         self.refused += 1
@@ -76,8 +88,20 @@ class ExabgpChannel:
         return []
 
     def send(self, changes: Sequence[AdvertChange]) -> None:
-        if changes:
-            self._write([encode.render(change) for change in changes], changes)
+        if not changes:
+            return
+        if self._refresh_sent is not None:
+            if time.monotonic() - self._refresh_sent < REFRESH_WAIT:
+                self._held.extend(changes)
+                return
+            log.warning("ExaBGP did not answer the route refresh: sending on")
+            self._release()
+        self._write([encode.render(change) for change in changes], changes)
+
+    def _release(self) -> None:
+        self._refresh_sent = None
+        held, self._held = self._held, []
+        self.send(held)
 
     def begin_sync(self) -> None:
         self._write([encode.SYNC_BEGIN], [encode.SYNC_BEGIN])
@@ -86,7 +110,14 @@ class ExabgpChannel:
         self._write([encode.SYNC_END], [encode.SYNC_END])
 
     def ask_refresh(self) -> None:
-        self._write([encode.REFRESH], [encode.REFRESH])
+        self._refresh_wanted = True
+        self._refresh_if_wanted()
+
+    def _refresh_if_wanted(self) -> None:
+        if self._refresh_wanted and not self._pending:
+            self._refresh_wanted = False
+            self._refresh_sent = time.monotonic()
+            self._write([encode.REFRESH], [encode.REFRESH])
 
     def _write(self, lines: list[str], what: Sequence[AdvertChange | str]) -> None:
         self._pending.extend(what)
