@@ -4,7 +4,8 @@
   to the commands they answer), behind the :class:`Speaker` port below;
 - ``decode`` (ExaBGP's JSON into events), ``encode`` and ``grammar`` (our API lines);
 - ``conf``: the rendered ExaBGP configuration; ``process``: starting ExaBGP;
-- ``launcher`` and ``compat``: ExaBGP itself, taught to announce EVPN.
+- ``launcher``, ``compat`` and ``selftest``: ExaBGP itself, taught to announce EVPN (its
+  internals behind a version gate, checked in-process before its main runs).
 
 Importing this package does not import ExaBGP.
 """
