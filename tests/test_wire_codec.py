@@ -1033,3 +1033,9 @@ print(sorted(m for m in sys.modules if m.startswith("exabgp")))
     result = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_an_update_with_ipv4_routes_is_no_evpn_end_of_rib() -> None:
+    ipv4_withdrawn = bytes([24, 198, 51, 100])
+    update = message(mp_unreach(b""), withdrawn=ipv4_withdrawn)
+    assert ours(update) == exabgp_events(update) == []

@@ -66,7 +66,7 @@ class PathAttributes:
     def __init__(self) -> None:
         self.reach: bytes | None = None  # MP_REACH_NLRI value
         self.unreach: bytes | None = None  # MP_UNREACH_NLRI value
-        self.only_unreach = True  # no attribute but MP_UNREACH (End-of-RIB needs that)
+        self.only_unreach = True  # nothing but MP_UNREACH (what an End-of-RIB holds)
         self.malformed: str | None = None  # why the announcements are treated as withdraws
         self.originator: str | None = None
         self.rts: tuple[RouteTarget, ...] = ()

@@ -105,7 +105,10 @@ def _frame(data: bytes) -> PathAttributes:
     end = start + int.from_bytes(data[start - 2 : start])
     if end > size:
         raise Malformed("malformed-update", f"path attributes length {end - start} too long")
-    return read_attributes(data, start, end)
+    path = read_attributes(data, start, end)
+    if withdrawn or end < size:  # IPv4 unicast routes: not ours, but not an End-of-RIB
+        path.only_unreach = False
+    return path
 
 
 def _events(path: PathAttributes, peer: str, router_id: str | None) -> list[BgpEvent]:
