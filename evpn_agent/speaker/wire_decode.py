@@ -18,6 +18,15 @@ An UPDATE whose framing is broken yields one ``RouteRejected`` (``malformed-upda
 nothing in it can be trusted. A malformed attribute the routes depend on
 (``malformed-attribute``, counted once) turns the UPDATE's announcements into withdraws
 (RFC 7606 treat-as-withdraw), as ExaBGP does today.
+
+Where it knowingly differs from today's path (ExaBGP 5.0.15, its JSON, :mod:`decode`):
+a 32-byte IPv6 next hop (global and link-local) is read, ExaBGP resets the session; a
+PMSI ingress replication tunnel whose identifier is not 4 or 16 bytes is
+``unsupported-pmsi``, ExaBGP's JSON loses its VNI (``bad-label``); a malformed
+ORIGINATOR_ID, CLUSTER_LIST, PMSI or ORIGIN value is treat-as-withdraw (RFC 7606), ExaBGP
+resets the session or keeps the route. A framing error ends the session in ExaBGP; here
+it is one rejection, so whatever feeds this decoder must keep ExaBGP's session-level
+checks (NOTIFICATION) for such messages.
 """
 
 from __future__ import annotations
