@@ -4,7 +4,7 @@
 --print-exabgp-config`` prints, with the two paths that differ per machine written as a
 README install has them. Regenerate it (after a deliberate change to the rendering) with:
 
-    .venv/bin/python tests/test_exabgp_reference.py
+    .venv/bin/python tests/unit/test_exabgp_reference.py
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 EXABGP_DIR = REPO_ROOT / "exabgp"
 REFERENCE_YAML = EXABGP_DIR / "reference.yaml"
 REFERENCE_CONF = EXABGP_DIR / "reference.conf"
-REGENERATE = ".venv/bin/python tests/test_exabgp_reference.py"
+REGENERATE = ".venv/bin/python tests/unit/test_exabgp_reference.py"
 
 # What legitimately varies per machine (the interpreter running evpn-agent, where the
 # YAML file is), and how the reference file writes it: as the README's install does.

@@ -21,7 +21,7 @@ from evpn_agent.model import (
 )
 from evpn_agent.speaker.channel import ExabgpChannel
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 OWN = "192.0.2.21"
 
 

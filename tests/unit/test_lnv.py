@@ -25,7 +25,7 @@ from evpn_agent.lnv import (
     render_frr,
 )
 
-DATA = Path(__file__).parent / "data" / "lnv"
+DATA = Path(__file__).resolve().parents[1] / "data" / "lnv"
 DOC = DATA / "doc-example"
 SVC = DATA / "service-node"
 

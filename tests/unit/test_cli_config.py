@@ -14,7 +14,7 @@ from click.testing import CliRunner, Result
 from evpn_agent.cli_config import REDACTED, effective, register
 from evpn_agent.config import parse
 
-DOC = Path(__file__).parent / "data" / "lnv" / "doc-example"
+DOC = Path(__file__).resolve().parents[1] / "data" / "lnv" / "doc-example"
 
 VALID = """
 local-as: 65000

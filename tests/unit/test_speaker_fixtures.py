@@ -9,7 +9,7 @@ from types import ModuleType
 
 import pytest
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
 def _capture_module() -> ModuleType:

@@ -22,8 +22,8 @@ from test_speaker_grammar import commands  # hypothesis strategy of valid comman
 from evpn_agent.speaker import conf as exabgp_conf
 from evpn_agent.speaker import grammar, launcher
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-PEER_SCRIPT = Path(__file__).resolve().parent / "speaker_peer.py"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PEER_SCRIPT = Path(__file__).resolve().parents[1] / "speaker_peer.py"
 
 MAC_ANNOUNCE = (
     "announce evpn mac rd 192.0.2.21:1 mac 02:00:5e:00:01:01 ip 198.51.100.21 label 100"

@@ -18,7 +18,7 @@ import pytest
 
 from evpn_agent.speaker import compat, launcher, selftest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 PINNED = compat.VERIFIED[-1]
 
 

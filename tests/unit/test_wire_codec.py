@@ -49,7 +49,7 @@ from evpn_agent.speaker.wire_format import ipv6_text
 
 PEER = "192.0.2.1"
 OWN = "192.0.2.21"  # our router id, as in the captured fixtures
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 REASONS = {  # everything the wire decoder may say about a route or an UPDATE
     "malformed-update",
     "malformed-nlri",
@@ -1020,7 +1020,7 @@ def test_the_codec_imports_with_exabgp_blocked() -> None:
     modules += ["evpn_agent.speaker.wire_decode", "evpn_agent.speaker.wire_encode"]
     code = f"""
 import importlib, importlib.abc, sys
-sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r})
+sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
 class Blocker(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if name.split(".")[0] == "exabgp":

@@ -47,7 +47,7 @@ def test_core_and_model_import_with_io_libraries_blocked() -> None:
     assert "evpn_agent.core.engine" in modules and "evpn_agent.model.bgp" in modules
     code = PROBE.format(blocked=BLOCKED, modules=modules)
     # -S: no site hooks (editable-install finders and .pth files import nothing of ours)
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     result = subprocess.run(
         [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(root)!r})\n" + code],
         capture_output=True,
