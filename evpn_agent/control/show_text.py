@@ -90,14 +90,29 @@ def neighbours(data: dict[str, Any]) -> str:
 
 
 def peers(rows: list[dict[str, Any]]) -> str:
-    return table(
-        ("Neighbor", "State", "Up for", "Received", "Advertised", "Downs", "Last error"),
+    text = table(
+        ("Neighbor", "State", "Up for", "Received", "Advertised", "Downs", "GR", "Table",
+         "Last error"),
         [
-            (r["peer"], r["state"], _duration(r["uptimeSeconds"]), r["routesReceived"],
-             r["routesAdvertised"], r["sessionDowns"], r["lastError"] or None)
+            (r["peer"], r["state"], _uptime(r), r["routesReceived"], r["routesAdvertised"],
+             r["sessionDowns"], _yes_no(r.get("gracefulRestart")),
+             ("complete: " if r.get("tableComplete") else "") + r.get("completeBy", "?"),
+             r["lastError"] or None)
             for r in rows
         ],
     )  # fmt: skip
+    if any(r.get("uptimeSource") == "first-seen" for r in rows):
+        text += "\n>: up at least this long (the session started before this agent core)"
+    return text
+
+
+def _uptime(row: dict[str, Any]) -> str | None:
+    shown = _duration(row["uptimeSeconds"])
+    return f">{shown}" if shown and row.get("uptimeSource") == "first-seen" else shown
+
+
+def _yes_no(value: bool | None) -> str:
+    return "?" if value is None else ("yes" if value else "no")
 
 
 def routes(data: dict[str, Any]) -> str:

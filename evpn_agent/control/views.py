@@ -159,14 +159,22 @@ def peers(state: Engine, cfg: Config, now: float) -> list[dict[str, Any]]:
     rows = []
     for rr in cfg.route_reflectors:
         p = state.peers.get(rr.address)
+        up = p is not None and p.up
         rows.append(
             {
                 "peer": rr.address,
-                "state": "Established" if p and p.up else ("Down" if p else "Unknown"),
-                "uptimeSeconds": round(now - p.since, 1) if p and p.up and p.since else None,
+                "state": "Established" if up else ("Down" if p else "Unknown"),
+                "uptimeSeconds": round(now - p.since, 1) if p and up and p.since else None,
+                # "session": seen coming up; "speaker": ExaBGP's account (this process
+                # started later); "first-seen": up at least since its first message to us
+                "uptimeSource": p.since_source if p and up and p.since else None,
                 "routesReceived": held[rr.address],
-                "routesAdvertised": len(state.adverts.sent) if p and p.up else 0,
+                "routesAdvertised": len(state.adverts.sent) if up else 0,
                 "endOfRib": bool(p and p.eor),
+                "tableComplete": bool(p and up and p.complete),
+                "completeBy": p.completion() if p else "waiting: session down",
+                "gracefulRestart": p.graceful_restart if p else None,
+                "enhancedRefresh": p.enhanced_refresh if p else None,
                 "sessionDowns": p.downs if p else 0,
                 "lastError": p.last_error if p else "",
                 "md5": rr.password is not None,

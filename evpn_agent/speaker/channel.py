@@ -3,7 +3,9 @@
 ExaBGP blocks when our stdin fills up (its reactor, keepalives included, with it), so stdin
 is drained by a thread of its own from the first moment. With ``api.ack`` ExaBGP answers
 every command line with ``done`` or ``error``, in order: a FIFO of what was sent ties each
-answer to its command, so a refused announce becomes an event the engine retries.
+answer to its command, so a refused announce becomes an event the engine retries. The one
+exception we ask for, ``show neighbor json``, is answered later from ExaBGP's scheduler;
+its ack is the one right after its JSON answer, and other acks pass it by.
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ class ExabgpChannel:
         # What each line we wrote was: a change of ours, or a command of the channel.
         self._pending: deque[AdvertChange | str] = deque(maxlen=MAX_PENDING)
         self.refused = 0  # commands answered "error"
+        # ExaBGP answers "show neighbor json" late (from its scheduler, after the acks of
+        # lines written since), but always as its JSON list line followed by its ack.
+        self._report_ack_next = False
 
     def start(self, deliver: Deliver) -> None:
         threading.Thread(target=self._read, args=(deliver,), name="exabgp-in", daemon=True).start()
@@ -57,6 +62,8 @@ class ExabgpChannel:
     def decode(self, line: bytes, router_id: str) -> tuple[list[BgpEvent], float | None]:
         if line in (b"done\n", b"error\n", b"done", b"error"):
             return self._answered(line.startswith(b"done")), None
+        if line.startswith(b"[") and encode.SESSIONS in self._pending:
+            self._report_ack_next = True
         events = decode.parse_line(line.decode("utf-8", "replace"), router_id)
         stamp = None
         if events and (found := _TIME.search(line, 0, 200)):
@@ -66,7 +73,19 @@ class ExabgpChannel:
     def _answered(self, ok: bool) -> list[BgpEvent]:
         if not self._pending:
             return []  # an answer to a command of a predecessor, or acks turned off
-        sent = self._pending.popleft()
+        sent: AdvertChange | str = encode.SESSIONS
+        if self._report_ack_next:
+            self._report_ack_next = False
+            self._pending.remove(encode.SESSIONS)
+        elif self._pending[0] != encode.SESSIONS:
+            sent = self._pending.popleft()
+        else:
+            # The oldest unanswered line is a report request: this ack is a later line's.
+            index = next((i for i, x in enumerate(self._pending) if x != encode.SESSIONS), None)
+            if index is None:
+                return []
+            sent = self._pending[index]
+            del self._pending[index]
         if ok:
             return []
         self.refused += 1
@@ -87,6 +106,9 @@ class ExabgpChannel:
 
     def ask_refresh(self) -> None:
         self._write([encode.REFRESH], [encode.REFRESH])
+
+    def ask_sessions(self) -> None:
+        self._write([encode.SESSIONS], [encode.SESSIONS])
 
     def _write(self, lines: list[str], what: Sequence[AdvertChange | str]) -> None:
         self._pending.extend(what)
