@@ -52,8 +52,31 @@ def vni_detail(rows: list[dict[str, Any]]) -> str:
             " Remote VTEPs for this VNI:",
         ]
         lines += [f"  {vtep} flood: {r['floodMode']}" for vtep in r["remoteVteps"]] or ["  none"]
+        lines += _kernel_check(r)
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks) if blocks else "No VNIs."
+
+
+def _kernel_check(r: dict[str, Any]) -> list[str]:
+    if "kernelCheckedSecondsAgo" not in r:
+        return []
+    checked, matched = r["kernelCheckedSecondsAgo"], r["kernelMatchedSecondsAgo"]
+    if checked is None:
+        state = "not compared yet (at the next reconcile)"
+    elif matched == checked:
+        state = f"matched the routes exactly at the last check, {_ago(checked)}"
+    else:
+        last = f"last matched {_ago(matched)}" if matched is not None else "never matched yet"
+        state = f"differed from the routes at the last check, {_ago(checked)} ({last})"
+    repairs = r["kernelRepairs"]
+    done = f"{repairs['restored']} restored, {repairs['removed']} removed"
+    if r["kernelRepairedSecondsAgo"] is not None:
+        done += f", the last {_ago(r['kernelRepairedSecondsAgo'])}"
+    return [f" Kernel: {state}", f" Kernel repairs: {done}"]
+
+
+def _ago(seconds: float) -> str:
+    return f"{seconds:g}s ago"
 
 
 def macs(data: dict[str, Any]) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from evpn_agent.core.drift import ACTIONS
 from evpn_agent.core.engine import Engine
 from evpn_agent.core.rib import best_of
 from evpn_agent.model import (
@@ -28,8 +29,9 @@ from evpn_agent.model.keys import VniMac
 FLOOD_MODE = "HER"  # head-end (ingress) replication, FRR's name for it
 
 
-def vnis(state: Engine, only: int | None = None) -> list[dict[str, Any]]:
+def vnis(state: Engine, only: int | None = None, now: float | None = None) -> list[dict[str, Any]]:
     local_counts = local_mac_counts(state)
+    now = state.now if now is None else now
     rows = []
     for vni in sorted(state.vnis):
         if only is not None and vni != only:
@@ -67,9 +69,28 @@ def vnis(state: Engine, only: int | None = None) -> list[dict[str, Any]]:
                 "numRemoteVteps": len(vteps),
                 "remoteVteps": vteps,
                 "floodMode": FLOOD_MODE,
+                **kernel_check(state, vni, now),
             }
         )
     return rows
+
+
+def kernel_check(state: Engine, vni: int, now: float) -> dict[str, Any]:
+    """How the kernel compared with the routes at the full dumps (reconciles): when it last
+    matched exactly, when it was last compared, and the repairs made."""
+    found = state.drift
+
+    def ago(times: dict[int, float]) -> float | None:
+        at = times.get(vni)
+        return None if at is None else round(max(now - at, 0.0), 1)
+
+    repairs = found.repairs.get(vni, Counter())
+    return {
+        "kernelMatchedSecondsAgo": ago(found.matched_at),
+        "kernelCheckedSecondsAgo": ago(found.checked_at),
+        "kernelRepairs": {action: repairs[action] for action in ACTIONS},
+        "kernelRepairedSecondsAgo": ago(found.repaired_at),
+    }
 
 
 def macs(state: Engine, only: int | None = None, mac: str | None = None) -> dict[str, Any]:

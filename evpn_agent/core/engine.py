@@ -64,7 +64,7 @@ class Engine(State):
         return timers.next_deadline(self)
 
     def pending(self) -> bool:
-        return bool(self.dirty or self.dirty_adverts or self.retired)
+        return bool(self.dirty or self.drift.compare or self.dirty_adverts or self.retired)
 
     def take_work(self) -> Work:
         """Kernel ops and advert changes for everything dirty; dirty sets are emptied."""

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from evpn_agent.core import plan
 from evpn_agent.core.local import LocalVni, local_mac_of
 from evpn_agent.core.mirror import Mirror
+from evpn_agent.core.rib import Dirty
 from evpn_agent.core.state import State
 from evpn_agent.core.targets import Importer
 from evpn_agent.model import (
@@ -49,6 +50,9 @@ def load_snapshot(s: State, snap: KernelSnapshot) -> None:
     kept_neigh = {} if snap.complete else dict(view.neigh)
     view.links = {link.ifindex: link for link in snap.links}
     relink(s)
+    # Every key is compared with the dump; the changes pending (planned or not) stay apart:
+    # what they explain is no drift.
+    pending, s.dirty = s.dirty, Dirty()
     s.mirror = Mirror()
     view.fdb.clear()
     view.neigh.clear()
@@ -61,6 +65,8 @@ def load_snapshot(s: State, snap: KernelSnapshot) -> None:
     for neigh_key, mac in kept_neigh.items():
         view.neigh.setdefault(neigh_key, mac)
     mark_everything(s)
+    compare, s.dirty = s.dirty, pending
+    s.drift.dump_loaded(compare, snap.complete)
 
 
 def on_kernel(s: State, events: Iterable[KernelEvent], now: float | None = None) -> bool:
@@ -259,6 +265,7 @@ def _retire(s: State, lv: LocalVni) -> None:
     if lv.svi_ifindex is not None:
         s.mirror.forget(lv.svi_ifindex)
     s.view.forget_vni(lv.vni)
+    s.drift.forget_vni(lv.vni)
 
 
 def mark_everything(s: State) -> None:
