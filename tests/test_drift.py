@@ -35,11 +35,14 @@ from evpn_agent.model import (
     DelNeigh,
     EndOfRib,
     FdbEntry,
+    FdbRemoved,
     KernelSnapshot,
     NeighEntry,
+    NeighRemoved,
     Op,
     PeerOpened,
     RouteAnnounced,
+    RouteWithdrawn,
     SessionUp,
 )
 
@@ -219,3 +222,20 @@ def test_show_vni_detail_and_metrics_tell_the_drift() -> None:
     assert 'evpn_agent_kernel_repairs_total{action="restored",kind="remote-mac"} 1.0' in rendered
     assert 'evpn_agent_kernel_repairs_total{action="removed",kind="flood"} 0.0' in rendered
     assert 'evpn_agent_kernel_matched_age_seconds{vni="100"}' in rendered
+
+
+def test_a_deletion_the_kernel_reports_is_drift_and_our_own_echo_is_not() -> None:
+    state = converged()
+    # someone deletes our flood entry and neighbour; the kernel tells (these events pass
+    # the echo filter): restored at once, and counted
+    state.on_kernel([FdbRemoved(flood()), NeighRemoved(neigh())], 10)
+    ops = state.take_kernel_ops()
+    assert set(ops) == {AddFlood(VX, VTEP), AddNeigh(BR, IP, REMOTE_MAC)}
+    state.kernel_applied(ops, [])
+    assert repairs(state) == {"repairs:flood:restored": 1, "repairs:neighbour:restored": 1}
+    # a withdraw removes them; the echoes of our own removals are no drift
+    state.on_bgp([RouteWithdrawn(RR, imet().key), RouteWithdrawn(RR, mac_route(ip=IP).key)], 11)
+    state.kernel_applied(state.take_kernel_ops(), [])
+    state.on_kernel([FdbRemoved(flood()), NeighRemoved(neigh())], 11)
+    assert state.take_kernel_ops() == []
+    assert sum(repairs(state).values()) == 2

@@ -2,7 +2,9 @@
 routes explains it (an entry deleted or added behind the agent's back, a write the kernel
 lost or refused). Events cannot show it (the monitor drops every event on entries we own:
 our writes' echoes), so a full dump does. The plan after a complete dump compares every
-key; a write it needs for a key with no change pending is a repair.
+key; a write it needs for a key with no change pending is a repair. Some deletions do
+come as events (flood entries, neighbours): an entry of ours that goes although we did not
+remove it is drift too, and so is the write that restores it.
 
 Repairs are counted by kind and action once the kernel acknowledges them; so are removals
 of entries no route of this run ever backed (the sweep of what an earlier run left). Per
@@ -39,6 +41,7 @@ class Repair:
 class Drift:
     compare: Dirty = field(default_factory=Dirty)  # every key, after a dump: plan them
     checking: bool = False  # the dump was complete: the next plan is a check
+    noticed: Dirty = field(default_factory=Dirty)  # ours, deleted by someone else (events)
     differs: set[int] = field(default_factory=set)  # VNIs that differ, in this check
     pending: dict[Op, Repair] = field(default_factory=dict)  # planned, not yet acked
     refused: dict[Op, Repair] = field(default_factory=dict)  # refused: counted when retried
@@ -69,7 +72,13 @@ class Drift:
     ) -> None:
         """One step of a plan that writes (``op``) or keeps a stale entry (``kept``);
         ``explained``: the key changed since the last plan (a route, a local MAC)."""
-        unexplained = self.checking and not explained
+        unexplained = (self.checking and not explained) or key in (
+            self.noticed.fdb
+            if isinstance(key, VniMac)
+            else self.noticed.flood
+            if isinstance(key, VniVtep)
+            else self.noticed.neigh
+        )
         if op is not None:
             removal = isinstance(op, DelFdb | DelFlood | DelNeigh)
             repair = self.refused.pop(op, None)
@@ -89,6 +98,7 @@ class Drift:
                     self.matched_at[vni] = now
         self.checking = False
         self.differs.clear()
+        self.noticed = Dirty()
 
     def applied(self, ops: Sequence[Op], failed: Set[Op], now: float) -> list[tuple[Op, Repair]]:
         """The repairs among ``ops`` that the kernel acknowledged."""

@@ -133,15 +133,21 @@ def _fdb_gone(s: State, entry: FdbEntry) -> None:
     view = s.view
     lv = view.by_vxlan.get(entry.ifindex)
     if lv is not None:
+        # Our own removals left the mirror when acked: an entry still in it went unasked.
         if entry.mac == ZERO_MAC:
             if entry.dst is not None:
-                s.mirror.flood.get(entry.ifindex, set()).discard(entry.dst)
-                s.dirty.flood.add(VniVtep(lv.vni, entry.dst))
+                flood = s.mirror.flood.get(entry.ifindex, set())
+                vtep = VniVtep(lv.vni, entry.dst)
+                if entry.dst in flood:
+                    flood.discard(entry.dst)
+                    s.drift.noticed.flood.add(vtep)
+                s.dirty.flood.add(vtep)
         elif (
             entry.flags & NTF_SELF
             and s.mirror.fdb.pop(DeviceMac(entry.ifindex, entry.mac, entry.vlan), None) is not None
         ):
             s.dirty.fdb.add(VniMac(lv.vni, entry.mac))
+            s.drift.noticed.fdb.add(VniMac(lv.vni, entry.mac))
         return
     key = BridgeMac(entry.master or 0, entry.vlan, entry.mac)
     local = view.fdb.get(key)
@@ -183,6 +189,7 @@ def _neigh_gone(s: State, entry: NeighEntry) -> None:
     key = DeviceIp(entry.ifindex, entry.ip)
     if s.mirror.neigh.pop(key, ""):
         s.dirty.neigh.add(VniIp(vni, entry.ip))
+        s.drift.noticed.neigh.add(VniIp(vni, entry.ip))
     local_neigh_gone(s, vni, key)
 
 
