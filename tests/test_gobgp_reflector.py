@@ -1,5 +1,6 @@
 """GoBGP as the route reflector of the test fabrics (Debian's gobgpd 3.10): the gobgpd
-configuration lab/gobgp.py renders, and how lab/reflectors.py reads GoBGP's table.
+configuration lab/gobgp.py renders, the commented example for operators
+(lab/gobgp/gobgpd.toml), and how lab/reflectors.py reads GoBGP's table.
 
 The fabric tests against GoBGP run with the others, parametrised over the reflector kind:
 tests/test_agent_fabric.py (FRR, GoBGP with its defaults, GoBGP with graceful restart: the
@@ -11,12 +12,14 @@ EVPN, which FRR 8.4 cannot).
 
 from __future__ import annotations
 
+import subprocess
 import tomllib
 
 import pytest
 
 from lab import gobgp as gobgp_lab
 from lab import reflectors
+from lab.fabric import REPO_ROOT
 from lab.gobgp import Client
 
 # ---------------------------------------------------------------- the rendered configuration
@@ -72,3 +75,34 @@ def test_gobgp_extended_communities_read_as_frr_writes_them() -> None:
 def test_unknown_reflector_kind_is_refused() -> None:
     with pytest.raises(ValueError, match="one of frr, gobgp, gobgp-gr"):
         reflectors.add_reflector(None, "bird")  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- the example for operators
+
+EXAMPLE = REPO_ROOT / "lab" / "gobgp" / "gobgpd.toml"
+LAB_VTEPS = ("192.0.2.11", "192.0.2.12", "192.0.2.13", "192.0.2.14")  # lab/evpn.clab.yml
+
+
+def test_the_operator_example_is_what_the_tests_run_with_graceful_restart() -> None:
+    """lab/gobgp/gobgpd.toml (commented, for operators) says exactly what the fabric tests
+    give gobgpd with graceful restart, for the lab's four VTEPs and rr1's address."""
+    rendered = gobgp_lab.render_config(
+        router_id="192.0.2.1",
+        listen_address="192.0.2.1",
+        clients=[Client(address, graceful_restart=True) for address in LAB_VTEPS],
+        cluster_id="192.0.2.254",  # the FRR reflectors' (lab/frr/rr*/frr.conf)
+    )
+    assert tomllib.loads(EXAMPLE.read_text()) == tomllib.loads(rendered)
+    assert "bgp cluster-id 192.0.2.254" in (REPO_ROOT / "lab/frr/rr2/frr.conf").read_text()
+
+
+def test_gobgpd_accepts_the_operator_example() -> None:
+    if gobgp_lab.missing_requirements():
+        pytest.skip("needs gobgpd (Debian: gobgpd)")
+    result = subprocess.run(
+        [gobgp_lab.GOBGPD, "-f", str(EXAMPLE), "-t", "toml", "--dry-run"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
