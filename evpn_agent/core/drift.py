@@ -61,6 +61,11 @@ class Drift:
         compare, self.compare = self.compare, Dirty()
         return compare
 
+    def watching(self) -> bool:
+        """Whether any write of the coming plan may be a repair; if not, only removals and
+        kept entries concern us (the writes of a burst of new routes are none of those)."""
+        return self.checking or bool(self.refused) or bool(self.noticed)
+
     def planned(
         self,
         key: VniMac | VniVtep | VniIp,
@@ -81,7 +86,7 @@ class Drift:
         )
         if op is not None:
             removal = isinstance(op, DelFdb | DelFlood | DelNeigh)
-            repair = self.refused.pop(op, None)
+            repair = self.refused.pop(op, None) if self.refused else None
             if repair is None and (unexplained or (removal and not wanted_before)):
                 repair = Repair(key.vni, _kind(key), "removed" if removal else "restored",
                                 unexplained)  # fmt: skip

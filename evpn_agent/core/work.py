@@ -20,6 +20,7 @@ from evpn_agent.model import (
     AdvertKey,
     DelFdb,
     DelFlood,
+    DelNeigh,
     MacRoute,
     Op,
     describe,
@@ -57,13 +58,14 @@ def _plan_kernel(s: State) -> list[Op]:
     found = s.drift
     # after a dump, every key is compared; what changed since the last plan is explained
     compare = found.take_compare()
-    for key in dirty.fdb | compare.fdb:
+    watching = found.watching()
+    for key in dirty.fdb | compare.fdb if compare else dirty.fdb:
         if s.dad.frozen(key, s.now):
             continue  # a frozen duplicate keeps its last entry
         step = plan.fdb(s.view, s.rib, s.mirror, s.vtep_ip, key, sweep)
         if step is None:
             continue
-        if step.op is not None or step.kept:
+        if step.kept or (step.op is not None and (watching or isinstance(step.op, DelFdb))):
             lv = s.view.vnis[key.vni]
             entry = DeviceMac(lv.vxlan_ifindex, key.mac, lv.vlan)
             found.planned(key, step.op, kept=step.kept, explained=key in dirty.fdb,
@@ -78,22 +80,26 @@ def _plan_kernel(s: State) -> list[Op]:
         advert = AdvertKey(key.vni, key.mac, None)
         if step.local or advert in s.adverts.sent:
             s.dirty_adverts.add(advert)
-    for fkey in dirty.flood | compare.flood:
+    for fkey in dirty.flood | compare.flood if compare else dirty.flood:
         fstep = plan.flood(s.view, s.rib, s.mirror, fkey, sweep)
         if fstep is not None:
             flood_entry = (s.view.vnis[fkey.vni].vxlan_ifindex, fkey.vtep)
-            if fstep.op is not None or fstep.kept:
+            if fstep.kept or (
+                fstep.op is not None and (watching or isinstance(fstep.op, DelFlood))
+            ):
                 found.planned(fkey, fstep.op, kept=fstep.kept, explained=fkey in dirty.flood,
                               wanted_before=flood_entry in s.touched_flood)  # fmt: skip
             if fstep.wanted:
                 s.touched_flood.add(flood_entry)
             if fstep.op is not None:
                 ops.append(fstep.op)
-    for nkey in dirty.neigh | compare.neigh:
+    for nkey in dirty.neigh | compare.neigh if compare else dirty.neigh:
         nstep = plan.neigh(s.view, s.rib, s.mirror, nkey, sweep)
         if nstep is not None:
             svi = s.view.vnis[nkey.vni].svi_ifindex
-            if nstep.op is not None or nstep.kept:
+            if nstep.kept or (
+                nstep.op is not None and (watching or isinstance(nstep.op, DelNeigh))
+            ):
                 wanted_before = svi is not None and DeviceIp(svi, nkey.ip) in s.touched_neigh
                 found.planned(nkey, nstep.op, kept=nstep.kept, explained=nkey in dirty.neigh,
                               wanted_before=wanted_before)  # fmt: skip
