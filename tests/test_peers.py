@@ -189,3 +189,11 @@ def test_a_second_reflector_is_needed_complete_before_the_first_one_is_forgotten
     # RR2's quiet period ends: it speaks for the fabric, RR's held routes go
     assert run_until(state, 1 + QUIET_PERIOD + 0.1) == [DelFdb(VX, REMOTE_MAC, None)]
     assert not state.held
+
+
+def test_a_report_that_comes_after_the_refresh_still_starts_the_wait_for_the_table() -> None:
+    state = stale_state()
+    state.refresh_asked(1)  # the speaker's account of the sessions is late
+    state.on_bgp([SessionReported(RR, up=True, uptime=60, graceful_restart=False)], 1.5)
+    assert row(state, 1.5)["completeBy"].startswith("waiting: quiet-period")  # type: ignore[union-attr]
+    assert set(run_until(state, 1.5 + QUIET_PERIOD + 2)) == SWEPT

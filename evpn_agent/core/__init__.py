@@ -9,6 +9,7 @@ the import-linter contract keep it so); every input arrives as a value, with the
 - ``plan``: want - have, as queries without side effects;
 - ``adverts``: our routes, desired against sent;
 - ``dad``, ``retries``: duplicate detection and the backoff of refused writes;
+- ``drift``: what full dumps find changed behind our back, the repairs, when it matched;
 - ``state``: all of the above in one record, with the dirty sets (the pending work);
 - ``observe``, ``receive``, ``work``, ``timers``: what changes the state: kernel
   observations, speaker events, planning and its outcome, time;

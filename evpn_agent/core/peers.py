@@ -108,7 +108,11 @@ class Peers:
         state = self.sessions.get(peer)
         if state is None:
             state = self.sessions[peer] = PeerState(
-                up=True, since=now, since_source=FIRST_SEEN, table_since=self.refresh_asked
+                up=True,
+                since=now,
+                since_source=FIRST_SEEN,
+                table_since=self.refresh_asked,
+                refreshed=self.refresh_asked is not None,
             )
         return state
 
