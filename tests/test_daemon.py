@@ -15,18 +15,20 @@ from fakes import FakeSpeaker, MemoryKernel
 
 from evpn_agent import control
 from evpn_agent.config import parse
-from evpn_agent.daemon.dispatcher import Daemon
+from evpn_agent.daemon.dispatcher import MAX_ITEMS_PER_ROUND, Daemon, KernelChanged
 from evpn_agent.model import (
     AddFdb,
     AddFlood,
     AdvertChange,
     BridgeDevice,
+    FdbUpdated,
     ImetAdvert,
     ImetKey,
     ImetRoute,
     MacAdvert,
     MacKey,
     MacRoute,
+    MonitorOverflowed,
     OtherLink,
     RouteAnnounced,
     RouteTarget,
@@ -139,6 +141,46 @@ async def test_macs_learned_during_reconciles_are_never_withdrawn(running: Runni
     await until(lambda: all(running.announced(m) for m in macs))
     assert running.kernel.dumps > len(macs)
     assert running.withdrawn() == []
+
+
+async def test_events_read_before_a_dump_are_not_applied_after_it(running: Running) -> None:
+    """In a burst, kernel events waited ~25 s in the inbox behind ExaBGP's lines; a dump
+    triggered meanwhile showed the MACs deleted, and their "learned" events, applied after
+    it, announced them again (157 at a time, one monitor buffer). Here: a "learned" event
+    waits behind a loss while the MAC is deleted unseen; rounds of MAX_ITEMS_PER_ROUND
+    put the dump between them."""
+    running.kernel.learn(PORT, BR, HOST)
+    await until(lambda: bool(running.announced(HOST)))
+    learned = running.kernel.fdb[(PORT, HOST, None)]
+    loop = asyncio.get_running_loop()
+
+    def lost() -> KernelChanged:
+        return KernelChanged([MonitorOverflowed()], running.daemon.clock())
+
+    def enqueue(item: KernelChanged | None = None) -> None:
+        # in order with the speaker's lines, which arrive through call_soon_threadsafe
+        if item is None:
+            running.speaker.feed()
+        else:
+            loop.call_soon_threadsafe(running.daemon.inbox.put_nowait, item)
+
+    running.kernel.dump_delay = 0.2  # the owner is busy: what follows piles up
+    enqueue(lost())
+    await asyncio.sleep(0.05)
+    for _ in range(MAX_ITEMS_PER_ROUND - 1):
+        enqueue()
+    enqueue(lost())  # last of a round: its dump shows the MAC gone
+    enqueue(KernelChanged([FdbUpdated(learned)], running.daemon.clock()))  # read earlier
+    for _ in range(MAX_ITEMS_PER_ROUND - 1):
+        enqueue()
+    enqueue(lost())
+    del running.kernel.fdb[(PORT, HOST, None)]  # deleted; its event is the one lost
+
+    await until(lambda: not running.daemon.inbox.empty())  # the items are in
+    await until(running.daemon.inbox.empty)
+    await running.ask("show counters")  # answered in a later round: all items handled
+    assert len(running.announced(HOST)) == 1
+    assert [c.advert.mac for c in running.withdrawn()] == [HOST]  # type: ignore[union-attr]
 
 
 async def test_unknown_vni_is_refused_by_name(running: Running) -> None:

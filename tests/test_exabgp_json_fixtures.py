@@ -142,3 +142,15 @@ def test_the_late_ack_of_a_report_request_is_paired_with_it() -> None:
     assert len(channel.decode(report, OWN)[0]) == 3
     assert channel.decode(b"done\n", OWN)[0] == []
     assert not channel._pending and channel.refused == 1
+
+
+def test_a_refresh_waits_for_the_report_request_to_be_answered() -> None:
+    """Both are answered late: the refresh is written only once nothing is outstanding."""
+    out = io.BytesIO()
+    channel = ExabgpChannel(io.BytesIO(), out)
+    channel.ask_sessions()
+    channel.ask_refresh()
+    assert out.getvalue() == b"show neighbor json\n"
+    channel.decode((FIXTURES / "neighbor_report.jsonl").read_bytes(), OWN)
+    channel.decode(b"done\n", OWN)
+    assert out.getvalue() == b"show neighbor json\nannounce route-refresh l2vpn evpn\n"

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from evpn_agent.speaker import compat, launcher
+from evpn_agent.speaker import compat, launcher, selftest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PINNED = compat.VERIFIED[-1]
@@ -33,11 +33,13 @@ def _restore_exabgp() -> Iterator[None]:
 
 
 def patched() -> None:
+    """As the launcher does: every internal checked, then the patches."""
+    selftest.check_internals(launcher.COMMANDS, launcher.handle)
     compat.patch(launcher.COMMANDS, launcher.handle)
 
 
 def self_test() -> None:
-    compat.self_test(launcher.COMMANDS, launcher.handle, launcher._build_line)
+    selftest.self_test(launcher.COMMANDS, launcher.handle, launcher._build_line)
 
 
 def assert_one_clear_line(message: str, *words: str) -> None:

@@ -36,6 +36,7 @@ from evpn_agent.model import (
     SessionUp,
     VxlanDevice,
 )
+from evpn_agent.model.keys import BridgeMac
 from evpn_agent.speaker import encode
 
 ME = "192.0.2.21"
@@ -472,6 +473,39 @@ def test_an_incomplete_dump_does_not_withdraw_local_macs_it_missed() -> None:
     assert state.take_bgp_lines() == []
     # a complete dump is believed
     state.load_snapshot(KernelSnapshot(links(), (learned(other),), ()))  # type: ignore[arg-type]
+    assert state.take_bgp_lines() == [
+        f"withdraw evpn mac rd {ME}:100 mac {HOST_MAC} label 100 next-hop {ME}"
+    ]
+
+
+def test_an_incomplete_dump_withdraws_the_local_macs_the_kernel_says_are_gone() -> None:
+    other = "02:00:5e:00:00:31"
+    state = make(fdb=(learned(), learned(other)))
+    state.take_bgp_lines()
+    # Neither MAC is in the dump; looked up one by one, HOST_MAC is gone (ENOENT), the
+    # other was only skipped (the lookup found it, so the snapshot holds it).
+    snap = KernelSnapshot(
+        links(),  # type: ignore[arg-type]
+        (learned(other),),
+        (),
+        complete=False,
+        fdb_gone=frozenset({BridgeMac(BR, None, HOST_MAC)}),
+    )
+    state.load_snapshot(snap)
+    assert state.take_bgp_lines() == [
+        f"withdraw evpn mac rd {ME}:100 mac {HOST_MAC} label 100 next-hop {ME}"
+    ]
+    assert set(state.view.fdb) == {(BR, None, other)}
+
+
+def test_an_incomplete_dump_that_shows_a_local_mac_elsewhere_is_believed_for_it() -> None:
+    state = make(fdb=(learned(),))
+    state.take_bgp_lines()
+    # The dump holds the MAC's bridge entry on the VXLAN device now (a remote MAC, ours):
+    # it is no longer local, whatever else the dump missed.
+    remote = FdbEntry(VX, HOST_MAC, None, None, BR, NTF_EXT_LEARNED, NUD_REACHABLE)
+    state.load_snapshot(KernelSnapshot(links(), (remote,), (), complete=False))  # type: ignore[arg-type]
+    assert state.view.fdb == {}
     assert state.take_bgp_lines() == [
         f"withdraw evpn mac rd {ME}:100 mac {HOST_MAC} label 100 next-hop {ME}"
     ]

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Iterable
 
 from evpn_agent.core import plan
-from evpn_agent.core.local import LocalVni, local_mac_of
+from evpn_agent.core.local import LocalMac, LocalVni, local_mac_of
 from evpn_agent.core.mirror import Mirror
 from evpn_agent.core.rib import Dirty
 from evpn_agent.core.state import State
@@ -42,11 +42,19 @@ def load_snapshot(s: State, snap: KernelSnapshot) -> None:
     """Start state, or a resync after lost netlink events: rebuild from a full dump.
 
     An incomplete dump (changed while the kernel walked it) may lack entries that never
-    changed: local MACs and bindings we knew stay until a complete dump, or their
-    removal event, says otherwise. Otherwise a burst makes them flap in BGP.
+    changed: bindings we knew stay until a complete dump, or their removal event, says
+    otherwise, and so do local MACs that no lookup answered for. Otherwise a burst makes
+    them flap in BGP.
     """
     view = s.view
-    kept_fdb = {} if snap.complete else dict(view.fdb)
+    kept_fdb: dict[BridgeMac, LocalMac] = {}
+    if not snap.complete:
+        # The local MACs the dump lacked were looked up one by one (kernel.fdb_probe): keep
+        # only those that neither the dump nor a lookup answered for.
+        answered = snap.fdb_gone | {
+            BridgeMac(e.master, e.vlan, e.mac) for e in snap.fdb if e.master is not None
+        }
+        kept_fdb = {k: v for k, v in view.fdb.items() if k not in answered}
     kept_neigh = {} if snap.complete else dict(view.neigh)
     view.links = {link.ifindex: link for link in snap.links}
     relink(s)

@@ -175,12 +175,15 @@ class Monitor:
                     if exc.errno != errno.ENOBUFS:
                         raise
                     self._lost()
-                if self._overflow_pending:
-                    self._overflow_pending = False
+                overflowed, self._overflow_pending = self._overflow_pending, False
+                if overflowed:
                     batch.append(MonitorOverflowed())
-                    await self._load_devices()
                 if batch:
+                    # Handed over before any await: the daemon applies every event read
+                    # so far before it dumps, and must not get one of them after the dump.
                     yield batch
+                if overflowed:
+                    await self._load_devices()
                 if drained:
                     await readable.wait()
                 else:

@@ -3,19 +3,23 @@
 A dump taken while the FDB changes is not to be trusted blindly: the kernel resumes an FDB
 dump by position, so concurrent deletions make it skip entries that are still there, and
 unlike the neighbour tables it does not say so. ``NetlinkKernel.dump`` marks such a dump
-incomplete (deletions seen meanwhile, events lost, or events still unread when it ended).
+incomplete (deletions seen meanwhile, events lost, or events still unread when it ended),
+and looks up one by one the local MACs the caller knows and the dump lacks
+(``kernel.fdb_probe``), so that for those the snapshot is exact.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Protocol
 
+from evpn_agent.kernel.fdb_probe import add_missing
 from evpn_agent.kernel.monitor import Monitor
 from evpn_agent.kernel.snapshot import dump
 from evpn_agent.kernel.writer import NetlinkWriter, OpFailure
 from evpn_agent.model import KernelEvent, KernelSnapshot, Managed, Op
+from evpn_agent.model.keys import BridgeMac
 
 
 class Kernel(Protocol):
@@ -24,7 +28,10 @@ class Kernel(Protocol):
     async def start(self) -> None:
         """Start following changes; called before the first dump."""
 
-    async def dump(self) -> KernelSnapshot: ...
+    async def dump(self, known: Iterable[BridgeMac] = ()) -> KernelSnapshot:
+        """Devices, FDB and neighbours; ``known``: local MACs the caller holds, which the
+        snapshot must hold too unless the kernel says they are gone (``fdb_gone``)."""
+        ...
 
     def events(self) -> AsyncIterator[list[KernelEvent]]: ...
 
@@ -49,7 +56,7 @@ class NetlinkKernel:
     async def start(self) -> None:
         await self.monitor.start()  # bind before the dump: nothing changes unseen between
 
-    async def dump(self) -> KernelSnapshot:
+    async def dump(self, known: Iterable[BridgeMac] = ()) -> KernelSnapshot:
         monitor = self.monitor
         deletions, overflows = monitor.fdb_generation()
         snap = await dump()
@@ -59,7 +66,7 @@ class NetlinkKernel:
             snap = dataclasses.replace(snap, complete=False)
         if snap.complete:
             self._complete_at = overflows
-        return snap
+        return await add_missing(snap, known)
 
     @property
     def events_lost(self) -> bool:

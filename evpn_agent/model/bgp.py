@@ -70,7 +70,7 @@ class _AdminNumber:
         return _parse(cls, text)  # type: ignore[return-value,arg-type]
 
 
-def _number(text: str, what: str, maximum: int) -> int:
+def parse_number(text: str, what: str, maximum: int) -> int:
     # int() alone accepts "+5", " 5", "1_000" and non-ASCII digits: be strict.
     if not _DIGITS.fullmatch(text):
         raise ValueError(f"{what} must be a decimal number, got {text!r}")
@@ -93,8 +93,8 @@ def _parse(cls: type[_AdminNumber], text: str) -> _AdminNumber:
         except ValueError:
             raise ValueError(f"{what} {text!r}: {admin_text!r} is not an IPv4 address") from None
     else:
-        admin = _number(admin_text, f"{what} AS number", MAX_U32)
-    return cls(admin, _number(number_text, f"{what} number", MAX_U32))
+        admin = parse_number(admin_text, f"{what} AS number", MAX_U32)
+    return cls(admin, parse_number(number_text, f"{what} number", MAX_U32))
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from evpn_agent.model.keys import BridgeMac
 from evpn_agent.model.net import (
     NTF_EXT_LEARNED,
     NTF_MASTER,
@@ -175,6 +176,9 @@ class KernelSnapshot:
     # False when the FDB or neighbour dump was interrupted by changes: entries may be
     # missing from it, so absence proves nothing until a complete dump.
     complete: bool = True
+    # Bridge entries the kernel said, asked one by one after the dump, do not exist
+    # (kernel.fdb_probe): gone even if the dump is incomplete.
+    fdb_gone: frozenset[BridgeMac] = frozenset()
 
 
 # -- what to write -------------------------------------------------------------------------

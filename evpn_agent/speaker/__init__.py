@@ -3,8 +3,11 @@
 - ``channel``: the API process's side of the pipe (stdin reader, stdout writer, acks tied
   to the commands they answer), behind the :class:`Speaker` port below;
 - ``decode`` (ExaBGP's JSON into events), ``encode`` and ``grammar`` (our API lines);
+- ``wire_decode``, ``wire_encode`` (with ``wire_attributes``, ``wire_format``): EVPN UPDATEs
+  as bytes, both ways, for the bulk path (tested against ExaBGP's codec; not wired in yet);
 - ``conf``: the rendered ExaBGP configuration; ``process``: starting ExaBGP;
-- ``launcher`` and ``compat``: ExaBGP itself, taught to announce EVPN.
+- ``launcher``, ``compat`` and ``selftest``: ExaBGP itself, taught to announce EVPN (its
+  internals behind a version gate, checked in-process before its main runs).
 
 Importing this package does not import ExaBGP.
 """

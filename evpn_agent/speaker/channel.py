@@ -2,10 +2,13 @@
 
 ExaBGP blocks when our stdin fills up (its reactor, keepalives included, with it), so stdin
 is drained by a thread of its own from the first moment. With ``api.ack`` ExaBGP answers
-every command line with ``done`` or ``error``, in order: a FIFO of what was sent ties each
-answer to its command, so a refused announce becomes an event the engine retries. The one
-exception we ask for, ``show neighbor json``, is answered later from ExaBGP's scheduler;
-its ack is the one right after its JSON answer, and other acks pass it by.
+every command line with ``done`` or ``error``: a FIFO of what was sent ties each answer to
+its command, so a refused announce becomes an event the engine retries. ExaBGP answers our
+EVPN commands (and sync begin/end) at once, in order; it answers a route refresh later, from
+its asynchronous queue. So a refresh is written only when no answer is outstanding, and what
+we send meanwhile is held until its answer arrives (milliseconds; at most REFRESH_WAIT).
+``show neighbor json`` (asked once, at start) is answered late too, but its ack always
+follows its JSON answer: that pairs them, and other acks pass it by.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import io
 import logging
 import re
 import threading
+import time
 from collections import deque
 from collections.abc import Sequence
 from typing import IO
@@ -29,6 +33,7 @@ F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ, Linux
 PIPE_SIZE = 1 << 20  # the default per-user limit (/proc/sys/fs/pipe-max-size)
 # Unanswered commands remembered; bounded in case an operator turned ExaBGP's acks off.
 MAX_PENDING = 1 << 20
+REFRESH_WAIT = 2.0  # seconds to hold our commands for a refresh's answer, at most
 _TIME = re.compile(rb'"time": ([0-9.]+)')
 
 
@@ -41,6 +46,9 @@ class ExabgpChannel:
         # What each line we wrote was: a change of ours, or a command of the channel.
         self._pending: deque[AdvertChange | str] = deque(maxlen=MAX_PENDING)
         self.refused = 0  # commands answered "error"
+        self._refresh_wanted = False
+        self._refresh_sent: float | None = None  # while its answer is outstanding
+        self._held: list[AdvertChange] = []  # sent while a refresh's answer is outstanding
         # ExaBGP answers "show neighbor json" late (from its scheduler, after the acks of
         # lines written since), but always as its JSON list line followed by its ack.
         self._report_ack_next = False
@@ -86,6 +94,10 @@ class ExabgpChannel:
                 return []
             sent = self._pending[index]
             del self._pending[index]
+        if sent == encode.REFRESH:
+            self._release()
+        elif not self._pending:
+            self._refresh_if_wanted()
         if ok:
             return []
         self.refused += 1
@@ -95,8 +107,20 @@ class ExabgpChannel:
         return []
 
     def send(self, changes: Sequence[AdvertChange]) -> None:
-        if changes:
-            self._write([encode.render(change) for change in changes], changes)
+        if not changes:
+            return
+        if self._refresh_sent is not None:
+            if time.monotonic() - self._refresh_sent < REFRESH_WAIT:
+                self._held.extend(changes)
+                return
+            log.warning("ExaBGP did not answer the route refresh: sending on")
+            self._release()
+        self._write([encode.render(change) for change in changes], changes)
+
+    def _release(self) -> None:
+        self._refresh_sent = None
+        held, self._held = self._held, []
+        self.send(held)
 
     def begin_sync(self) -> None:
         self._write([encode.SYNC_BEGIN], [encode.SYNC_BEGIN])
@@ -105,7 +129,14 @@ class ExabgpChannel:
         self._write([encode.SYNC_END], [encode.SYNC_END])
 
     def ask_refresh(self) -> None:
-        self._write([encode.REFRESH], [encode.REFRESH])
+        self._refresh_wanted = True
+        self._refresh_if_wanted()
+
+    def _refresh_if_wanted(self) -> None:
+        if self._refresh_wanted and not self._pending:
+            self._refresh_wanted = False
+            self._refresh_sent = time.monotonic()
+            self._write([encode.REFRESH], [encode.REFRESH])
 
     def ask_sessions(self) -> None:
         self._write([encode.SESSIONS], [encode.SESSIONS])

@@ -26,11 +26,11 @@ import dataclasses
 import enum
 import functools
 import ipaddress
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from evpn_agent.model import MAX_VNI, RouteDistinguisher, RouteTarget, parse_mac
+from evpn_agent.model.bgp import parse_number
 
 __all__ = [
     "Action",
@@ -52,7 +52,6 @@ MAX_LABEL = MAX_VNI  # the label is the VNI, a raw 24-bit value
 MAX_U32 = (1 << 32) - 1
 
 _BROADCAST = ipaddress.IPv4Address("255.255.255.255")
-_DIGITS = re.compile(r"[0-9]+")
 
 
 # Bracket a core's full re-announcement; the launcher then withdraws what was not repeated.
@@ -70,13 +69,10 @@ class Action(enum.StrEnum):
 
 
 def _number(text: str, what: str, maximum: int) -> int:
-    # int() alone accepts "+5", " 5", "1_000" and non-ASCII digits: be strict.
-    if not _DIGITS.fullmatch(text):
-        raise GrammarError(f"{what} must be a decimal number, got {text!r}")
-    value = int(text)
-    if value > maximum:
-        raise GrammarError(f"{what} {value} is out of range (0..{maximum})")
-    return value
+    try:
+        return parse_number(text, what, maximum)
+    except ValueError as exc:
+        raise GrammarError(str(exc)) from None
 
 
 @functools.lru_cache(maxsize=4096)  # next hops and RDs repeat: parsing them is the hot path

@@ -21,7 +21,7 @@ import sys
 from collections.abc import MutableMapping, Sequence
 from typing import Any
 
-from evpn_agent.speaker import compat, grammar
+from evpn_agent.speaker import compat, grammar, selftest
 from evpn_agent.speaker.compat import exa, queue
 
 # The patches live in compat now; these names stay importable from here.
@@ -337,8 +337,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     apply_environment()
     try:
         compat.check_version()
+        selftest.check_internals(COMMANDS, handle)
         compat.patch(COMMANDS, handle)
-        compat.self_test(COMMANDS, handle, _build_line)
+        selftest.self_test(COMMANDS, handle, _build_line)
     except compat.CompatError as exc:
         log.error("%s", exc)
         return 1

@@ -1,0 +1,229 @@
+"""The launcher's self-test: before ExaBGP's main runs, every internal it relies on is
+exercised in this process (registry and dispatch, peer selection, last-command-wins queueing,
+the IPv6 and JSON patches). A failure is one line naming the step and the fix; ExaBGP does
+not start. What the internals are and the version gate are in :mod:`compat`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from evpn_agent.speaker.compat import (
+    INTERNALS,
+    CompatError,
+    _exabgp_raw,
+    _fast_raw,
+    _fix,
+    _one_line,
+    _version_text,
+    evpn_family,
+    exa,
+    queue,
+    select_peers,
+)
+
+log = logging.getLogger(__name__)
+
+
+_RD, _MAC, _RT = "rd 192.0.2.21:1", "mac 02:00:5e:00:00:01", "rt 65000:100"
+SAMPLE_ANNOUNCE = f"announce evpn mac {_RD} {_MAC} label 100 next-hop 192.0.2.21 {_RT}"
+SAMPLE_WITHDRAW = f"withdraw evpn mac {_RD} {_MAC} label 100 next-hop 192.0.2.21"
+_V6 = "2001:db8::21"
+SAMPLE_ROUTES = (  # IPv6 next hop, IPv6 PMSI tunnel, IPv4 as ExaBGP decodes it
+    f"announce evpn mac {_RD} {_MAC} label 100 next-hop {_V6} {_RT}",
+    f"announce evpn multicast {_RD} ip {_V6} label 100 next-hop {_V6} {_RT}",
+    f"announce evpn multicast {_RD} ip 192.0.2.21 label 100 next-hop 192.0.2.21 {_RT}",
+)
+_PEERS = tuple(  # as Neighbor.name() spells them
+    f"neighbor {ip} local-ip 192.0.2.21 local-as 65000 peer-as 65000 router-id 192.0.2.21"
+    " family-allowed in-open"
+    for ip in ("192.0.2.1", "192.0.2.2")
+)
+
+Build = Callable[[str], Any]  # an API line -> the Change the launcher queues for it
+
+
+class SelfTestFailed(Exception):
+    """One check of the self-test failed; the message says what was seen."""
+
+
+class _Peers:
+    """The one reactor method select_peers calls."""
+
+    def peers(self, service: str) -> list[str]:
+        return list(_PEERS)
+
+
+def _check_internals(names: Sequence[str], handler: Callable[..., bool], build: Build) -> None:
+    found, problems = {}, []
+    for name, internal in INTERNALS.items():
+        try:
+            found[name] = internal.resolve()
+        except Exception as exc:
+            problems.append(f"{name} ({internal.where}: {type(exc).__name__})")
+    if problems:
+        raise SelfTestFailed(f"missing {', '.join(problems)}")
+    for name in ("answer_done", "answer_error"):
+        if inspect.iscoroutinefunction(found[name]):
+            # called without an await it would do nothing: no ack, ever
+            raise SelfTestFailed(f"Processes.{name} is a coroutine function")
+
+
+def _dispatched_to(functions: Sequence[str], line: str) -> str | None:
+    # ExaBGP 5.0.15's rule (reactor/api/__init__.py, API.response): first match wins.
+    for registered in functions:
+        if registered == line or line.endswith(" " + registered) or registered + " " in line:
+            return registered
+    return None
+
+
+def _check_registry(names: Sequence[str], handler: Callable[..., bool], build: Build) -> None:
+    command = exa.Command
+    for name in names:
+        if command.callback["text"].get(name) is not handler or name not in command.functions:
+            raise SelfTestFailed(f"{name!r} is not registered to the launcher's handler")
+    lines = (
+        SAMPLE_ANNOUNCE,
+        SAMPLE_WITHDRAW,
+        f"neighbor 192.0.2.2 {SAMPLE_WITHDRAW}",
+        *SAMPLE_ROUTES,
+    )
+    for line in lines:
+        target = _dispatched_to(command.functions, line)
+        if target not in names:
+            raise SelfTestFailed(f"ExaBGP would hand {line!r} to {target!r}")
+
+
+def _check_peers(names: Sequence[str], handler: Callable[..., bool], build: Build) -> None:
+    reactor = _Peers()
+    cases = {
+        SAMPLE_WITHDRAW: (list(_PEERS), SAMPLE_WITHDRAW),
+        f"neighbor 192.0.2.2 {SAMPLE_WITHDRAW}": ([_PEERS[1]], SAMPLE_WITHDRAW),
+        f"neighbor 192.0.2.9 {SAMPLE_WITHDRAW}": ([], SAMPLE_WITHDRAW),
+    }
+    for line, expected in cases.items():
+        got = select_peers(reactor, "agent", line)
+        if got != expected:
+            peers = [" ".join(name.split()[:2]) for name in got[0]]
+            raise SelfTestFailed(f"{line[:40]!r}... selects {peers} and {got[1][:40]!r}...")
+
+
+def _check_queue(names: Sequence[str], handler: Callable[..., bool], build: Build) -> None:
+    outgoing = exa.OutgoingRIB(True, [evpn_family()])
+    announce = exa.Action.ANNOUNCE
+    # one send cycle each: what the peer is sent
+    steps: list[tuple[str, tuple[str, ...], list[str]]] = [
+        ("an announce then a withdraw", (SAMPLE_ANNOUNCE, SAMPLE_WITHDRAW), ["withdraw"]),
+        ("an announce", (SAMPLE_ANNOUNCE,), ["announce"]),
+        ("the same announce again", (SAMPLE_ANNOUNCE,), []),
+    ]
+    for what, lines, expected in steps:
+        for line in lines:
+            queue(outgoing, build(line))
+        sent = [
+            "announce" if nlri.action == announce else "withdraw"
+            for update in outgoing.updates(False)
+            for nlri in update.nlris
+        ]
+        if sent != expected:
+            raise SelfTestFailed(f"after {what}, ExaBGP sends {sent}, expected {expected}")
+
+
+def _check_ipv6(names: Sequence[str], handler: Callable[..., bool], build: Build) -> None:
+    negotiated = exa.Negotiated(exa.Neighbor())
+    negotiated.families = [evpn_family()]
+    negotiated.asn4 = True
+    for line in SAMPLE_ROUTES:
+        change = build(line)
+        [message] = list(exa.Update([change.nlri], change.attributes).messages(negotiated))
+        update = exa.Update.unpack_message(bytes(message)[19:], exa.Direction.IN, negotiated)
+        [nlri] = update.nlris
+        next_hop = line.split("next-hop ")[1].split()[0]
+        if str(nlri.nexthop) != next_hop:
+            raise SelfTestFailed(f"next hop {next_hop} decodes as {nlri.nexthop}")
+        if " multicast " in line:
+            pmsi = [a for a in update.attributes.values() if isinstance(a, exa.PMSI)]
+            expected = f"pmsi:ingressreplication:0:6(100):{next_hop}"
+            if [repr(p) for p in pmsi] != [expected]:
+                raise SelfTestFailed(f"PMSI decodes as {pmsi!r}, expected {expected}")
+
+
+def _check_json(names: Sequence[str], handler: Callable[..., bool], build: Build) -> None:
+    if not _exabgp_raw:
+        raise SelfTestFailed("EVPN._raw was never replaced")
+    [original] = _exabgp_raw
+    for line in SAMPLE_ROUTES:
+        nlri = build(line).nlri
+        if type(nlri)._raw is not _fast_raw:
+            raise SelfTestFailed(f"{type(nlri).__name__}._raw is not the replacement")
+        if nlri._raw() != original(nlri):
+            raise SelfTestFailed(f"{nlri._raw()} differs from ExaBGP's {original(nlri)}")
+
+
+CHECKS: tuple[tuple[str, Callable[[Sequence[str], Callable[..., bool], Build], None]], ...] = (
+    ("internals", _check_internals),
+    ("command registry", _check_registry),
+    ("neighbor selection", _check_peers),
+    ("adj-rib-out queue", _check_queue),
+    ("IPv6 underlay", _check_ipv6),
+    ("JSON raw NLRI", _check_json),
+)
+
+
+class _Discard:
+    """Stands in for ExaBGP's logger before its main sets it up (nothing is logged:
+    before then ExaBGP's log levels are all off)."""
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        return lambda *args, **kwargs: None
+
+
+@contextlib.contextmanager
+def _exabgp_logger() -> Iterator[None]:
+    try:
+        option = exa.log_option
+    except Exception:  # the internals check says so
+        option = None
+    if option is None or option.logger is not None:
+        yield
+        return
+    option.logger = _Discard()
+    try:
+        yield
+    finally:
+        option.logger = None
+
+
+def self_test(
+    names: Sequence[str],
+    handler: Callable[..., bool],
+    build: Build,
+    only: Sequence[str] | None = None,
+) -> None:
+    """Check, in this process, that the patches hold: CompatError (one line) if not.
+
+    Run after :func:`patch` and before ExaBGP's main. It reads ExaBGP's environment
+    (building path attributes does), so the launcher sets that up first.
+    """
+    for name, check in CHECKS:
+        if only is not None and name not in only:
+            continue
+        try:
+            with _exabgp_logger():
+                check(names, handler, build)
+        except Exception as exc:
+            detail = str(exc) if isinstance(exc, SelfTestFailed) else _one_line(exc)
+            raise CompatError(
+                f"ExaBGP {_version_text()} fails the launcher's self-test ({name}:"
+                f" {_one_line(detail)}); not starting it. Fix: {_fix()}"
+            ) from None
+
+
+def check_internals(names: Sequence[str], handler: Callable[..., bool]) -> None:
+    """Only that every internal is there: before patching, so a changed ExaBGP is reported
+    whole rather than by the first patch that fails."""
+    self_test(names, handler, lambda line: None, only=("internals",))

@@ -1,0 +1,189 @@
+"""The path attributes of one BGP UPDATE that an EVPN VTEP uses, read straight off the wire.
+
+Read once per UPDATE and shared by all its NLRIs. Only what the agent uses is decoded
+(ORIGIN, LOCAL_PREF, ORIGINATOR_ID, CLUSTER_LIST, EXTENDED_COMMUNITIES, PMSI_TUNNEL and the
+MP_REACH/MP_UNREACH values); every other attribute is stepped over by its length.
+
+Errors, after RFC 7606:
+- the attribute list cannot be framed (a length past its end), or an MP attribute is
+  repeated or carries the wrong flags: :class:`Malformed`, the whole UPDATE is unusable;
+- an attribute we read is malformed (bad length or value, wrong optional/transitive
+  flags): ``malformed`` says which, and the UPDATE's announcements are treated as withdraws.
+Repeats of other attributes are ignored after the first (RFC 7606 section 3 g).
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+
+from evpn_agent.model import RouteTarget
+from evpn_agent.speaker.wire_format import (
+    CATEGORY,
+    CLUSTER_LIST,
+    EXPECTED_CATEGORY,
+    EXTENDED_COMMUNITIES,
+    EXTENDED_LENGTH,
+    LOCAL_PREF,
+    MP_REACH_NLRI,
+    MP_UNREACH_NLRI,
+    ORIGIN,
+    ORIGINATOR_ID,
+    PMSI_HEADER_SIZE,
+    PMSI_TUNNEL,
+    STICKY,
+    SUBTYPE_MAC_MOBILITY,
+    SUBTYPE_ROUTE_TARGET,
+    TYPE_EVPN,
+    ipv4_text,
+)
+
+
+class Malformed(Exception):
+    """An UPDATE that cannot be read at all; ``reason`` is a short counter name."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+class PathAttributes:
+    """What one UPDATE's attributes say, for all of its NLRIs."""
+
+    __slots__ = (
+        "malformed",
+        "only_unreach",
+        "originator",
+        "pmsi",
+        "reach",
+        "rts",
+        "seq",
+        "sticky",
+        "unreach",
+    )
+
+    def __init__(self) -> None:
+        self.reach: bytes | None = None  # MP_REACH_NLRI value
+        self.unreach: bytes | None = None  # MP_UNREACH_NLRI value
+        self.only_unreach = True  # nothing but MP_UNREACH (what an End-of-RIB holds)
+        self.malformed: str | None = None  # why the announcements are treated as withdraws
+        self.originator: str | None = None
+        self.rts: tuple[RouteTarget, ...] = ()
+        self.seq = 0
+        self.sticky = False
+        self.pmsi: bytes | None = None  # PMSI tunnel value, at least its 5-byte header
+
+
+def read_attributes(data: bytes, start: int, end: int) -> PathAttributes:
+    """The attributes in ``data[start:end]``; raises :class:`Malformed`."""
+    path = PathAttributes()
+    seen: set[int] = set()
+    pos = start
+    while pos < end:
+        if pos + 3 > end:
+            raise Malformed("malformed-update", f"attribute header cut at byte {pos - start}")
+        flags = data[pos]
+        code = data[pos + 1]
+        if flags & EXTENDED_LENGTH:
+            if pos + 4 > end:
+                raise Malformed("malformed-update", f"attribute {code} header cut")
+            length = int.from_bytes(data[pos + 2 : pos + 4])
+            pos += 4
+        else:
+            length = data[pos + 2]
+            pos += 3
+        if pos + length > end:
+            raise Malformed(
+                "malformed-update",
+                f"attribute {code} claims {length} bytes, {end - pos} left",
+            )
+        value = data[pos : pos + length]
+        pos += length
+        if code != MP_UNREACH_NLRI:
+            path.only_unreach = False
+        if code in seen:
+            if code in (MP_REACH_NLRI, MP_UNREACH_NLRI):
+                raise Malformed("malformed-update", f"attribute {code} repeated")
+            continue
+        seen.add(code)
+        expected = EXPECTED_CATEGORY.get(code)
+        if expected is None:
+            continue  # not one we use: AS_PATH, NEXT_HOP, MED, communities, unknown...
+        if flags & CATEGORY != expected:
+            if code in (MP_REACH_NLRI, MP_UNREACH_NLRI):
+                raise Malformed("malformed-update", f"attribute {code} with flags 0x{flags:02x}")
+            _malformed(path, f"attribute {code} with flags 0x{flags:02x}")
+            continue
+        _read_one(path, code, value)
+    return path
+
+
+def _malformed(path: PathAttributes, detail: str) -> None:
+    if path.malformed is None:
+        path.malformed = detail
+
+
+def _read_one(path: PathAttributes, code: int, value: bytes) -> None:
+    length = len(value)
+    if code == MP_REACH_NLRI:
+        path.reach = value
+    elif code == MP_UNREACH_NLRI:
+        path.unreach = value
+    elif code == EXTENDED_COMMUNITIES:
+        if length == 0 or length % 8:
+            _malformed(path, f"extended communities of {length} bytes")
+        else:
+            _communities(path, value)
+    elif code == PMSI_TUNNEL:
+        if length < PMSI_HEADER_SIZE:
+            _malformed(path, f"PMSI tunnel of {length} bytes")
+        else:
+            path.pmsi = value
+    elif code == ORIGINATOR_ID:
+        if length != 4:
+            _malformed(path, f"ORIGINATOR_ID of {length} bytes")
+        else:
+            path.originator = ipv4_text(value)
+    elif code == CLUSTER_LIST:
+        if length == 0 or length % 4:
+            _malformed(path, f"CLUSTER_LIST of {length} bytes")
+    elif code == ORIGIN:
+        if length != 1 or value[0] > 2:
+            _malformed(path, f"ORIGIN {value.hex()}")
+    elif code == LOCAL_PREF and length != 4:
+        _malformed(path, f"LOCAL_PREF of {length} bytes")
+
+
+def _communities(path: PathAttributes, value: bytes) -> None:
+    # What the agent got from ExaBGP's JSON, exactly: the type's high nibble (IANA
+    # authority, transitivity) is not looked at; RTs come sorted by their bytes; of several
+    # MAC mobility communities the greatest (sticky, then sequence) wins, and "sticky" is a
+    # flags octet of exactly 1 (RFC 7432 defines that bit only).
+    targets = []
+    mobility: tuple[bool, int] | None = None
+    for i in range(0, len(value), 8):
+        community = value[i : i + 8]
+        kind = community[0] & 0x0F
+        subtype = community[1]
+        if subtype == SUBTYPE_ROUTE_TARGET and kind <= 2:
+            targets.append(community)
+        elif kind == TYPE_EVPN and subtype == SUBTYPE_MAC_MOBILITY:
+            found = (community[2] == STICKY, int.from_bytes(community[4:8]))
+            if mobility is None or found > mobility:
+                mobility = found
+    if targets:
+        targets.sort()
+        path.rts = tuple(_route_target(t) for t in targets)
+    if mobility is not None:
+        path.sticky, path.seq = mobility
+
+
+@functools.lru_cache(maxsize=4096)  # the same few RTs arrive on every UPDATE
+def _route_target(community: bytes) -> RouteTarget:
+    kind = community[0] & 0x0F
+    if kind == 1:
+        return RouteTarget(ipaddress.IPv4Address(community[2:6]), int.from_bytes(community[6:8]))
+    if kind == 0:
+        return RouteTarget(int.from_bytes(community[2:4]), int.from_bytes(community[4:8]))
+    return RouteTarget(int.from_bytes(community[2:6]), int.from_bytes(community[6:8]))
