@@ -201,7 +201,8 @@ def show_neigh(vni: int | None, as_json: bool, config_path: str, socket_path: st
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_socket_option
 def show_peers(as_json: bool, config_path: str, socket_path: str | None) -> None:
-    """Route reflector sessions: state, uptime, routes received and advertised, last error."""
+    """Route reflector sessions: state, uptime, routes received and advertised, whether
+    graceful restart was negotiated, whether the table is complete and why, last error."""
     _emit(_ask(config_path, socket_path, "show peers"), as_json, show_text.peers)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
@@ -15,6 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from evpn_agent.control.views import local_mac_counts
+from evpn_agent.core import drift
 from evpn_agent.core.engine import Engine as AgentState
 
 log = logging.getLogger(__name__)
@@ -64,7 +66,26 @@ class StateCollector(Collector):
         )
         kernel.add_metric(["ok"], counters.get("kernel-ops", 0))
         kernel.add_metric(["failed"], counters.get("kernel-failures", 0))
-        yield from (received, advertised, rejected, kernel)
+        repairs = CounterMetricFamily(
+            "evpn_agent_kernel_repairs",
+            "Kernel entries that differed from the routes, fixed: restored or removed",
+            labels=["kind", "action"],
+        )
+        for kind in drift.KINDS:
+            for action in drift.ACTIONS:
+                repairs.add_metric(
+                    [kind, action], counters.get(drift.counter_name(kind, action), 0)
+                )
+        matched = GaugeMetricFamily(
+            "evpn_agent_kernel_matched_age_seconds",
+            "Seconds since a reconcile last found the VNI's kernel entries exactly as the routes "
+            "want them (absent: never yet)",
+            labels=labels,
+        )
+        now = time.monotonic()
+        for vni, at in sorted(state.drift.matched_at.items()):
+            matched.add_metric([str(vni)], max(now - at, 0.0))
+        yield from (received, advertised, rejected, kernel, repairs, matched)
 
 
 class Metrics:

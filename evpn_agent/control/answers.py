@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from evpn_agent.control import views
+from evpn_agent.core import drift
 from evpn_agent.core.engine import Engine
 from evpn_agent.latency import Latency
 
@@ -27,7 +28,7 @@ def read(engine: Engine, request: dict[str, Any], now: float, latency: dict[str,
     command = request.get("command")
     vni = check_vni(engine, request)
     if command == "show vni":
-        return views.vnis(engine, vni)
+        return views.vnis(engine, vni, now)
     if command == "show mac":
         return views.macs(engine, vni, request.get("mac"))
     if command == "show neigh":
@@ -40,6 +41,8 @@ def read(engine: Engine, request: dict[str, Any], now: float, latency: dict[str,
         return views.vxlans(engine)
     if command == "show counters":
         counters = {
+            # every kind of repair, zero included: what a script looks for is always there
+            **{drift.counter_name(k, a): 0 for k in drift.KINDS for a in drift.ACTIONS},
             **engine.counters,
             "bgp-announces": engine.adverts.announced,
             "bgp-withdraws": engine.adverts.withdrawn,

@@ -52,8 +52,31 @@ def vni_detail(rows: list[dict[str, Any]]) -> str:
             " Remote VTEPs for this VNI:",
         ]
         lines += [f"  {vtep} flood: {r['floodMode']}" for vtep in r["remoteVteps"]] or ["  none"]
+        lines += _kernel_check(r)
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks) if blocks else "No VNIs."
+
+
+def _kernel_check(r: dict[str, Any]) -> list[str]:
+    if "kernelCheckedSecondsAgo" not in r:
+        return []
+    checked, matched = r["kernelCheckedSecondsAgo"], r["kernelMatchedSecondsAgo"]
+    if checked is None:
+        state = "not compared yet (at the next reconcile)"
+    elif matched == checked:
+        state = f"matched the routes exactly at the last check, {_ago(checked)}"
+    else:
+        last = f"last matched {_ago(matched)}" if matched is not None else "never matched yet"
+        state = f"differed from the routes at the last check, {_ago(checked)} ({last})"
+    repairs = r["kernelRepairs"]
+    done = f"{repairs['restored']} restored, {repairs['removed']} removed"
+    if r["kernelRepairedSecondsAgo"] is not None:
+        done += f", the last {_ago(r['kernelRepairedSecondsAgo'])}"
+    return [f" Kernel: {state}", f" Kernel repairs: {done}"]
+
+
+def _ago(seconds: float) -> str:
+    return f"{seconds:g}s ago"
 
 
 def macs(data: dict[str, Any]) -> str:
@@ -90,14 +113,29 @@ def neighbours(data: dict[str, Any]) -> str:
 
 
 def peers(rows: list[dict[str, Any]]) -> str:
-    return table(
-        ("Neighbor", "State", "Up for", "Received", "Advertised", "Downs", "Last error"),
+    text = table(
+        ("Neighbor", "State", "Up for", "Received", "Advertised", "Downs", "GR", "Table",
+         "Last error"),
         [
-            (r["peer"], r["state"], _duration(r["uptimeSeconds"]), r["routesReceived"],
-             r["routesAdvertised"], r["sessionDowns"], r["lastError"] or None)
+            (r["peer"], r["state"], _uptime(r), r["routesReceived"], r["routesAdvertised"],
+             r["sessionDowns"], _yes_no(r.get("gracefulRestart")),
+             ("complete: " if r.get("tableComplete") else "") + r.get("completeBy", "?"),
+             r["lastError"] or None)
             for r in rows
         ],
     )  # fmt: skip
+    if any(r.get("uptimeSource") == "first-seen" for r in rows):
+        text += "\n>: up at least this long (the session started before this agent core)"
+    return text
+
+
+def _uptime(row: dict[str, Any]) -> str | None:
+    shown = _duration(row["uptimeSeconds"])
+    return f">{shown}" if shown and row.get("uptimeSource") == "first-seen" else shown
+
+
+def _yes_no(value: bool | None) -> str:
+    return "?" if value is None else ("yes" if value else "no")
 
 
 def routes(data: dict[str, Any]) -> str:

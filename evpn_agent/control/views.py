@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from evpn_agent.core.drift import ACTIONS
 from evpn_agent.core.engine import Engine
 from evpn_agent.core.rib import best_of
 from evpn_agent.model import (
@@ -28,8 +29,9 @@ from evpn_agent.model.keys import VniMac
 FLOOD_MODE = "HER"  # head-end (ingress) replication, FRR's name for it
 
 
-def vnis(state: Engine, only: int | None = None) -> list[dict[str, Any]]:
+def vnis(state: Engine, only: int | None = None, now: float | None = None) -> list[dict[str, Any]]:
     local_counts = local_mac_counts(state)
+    now = state.now if now is None else now
     rows = []
     for vni in sorted(state.vnis):
         if only is not None and vni != only:
@@ -67,9 +69,28 @@ def vnis(state: Engine, only: int | None = None) -> list[dict[str, Any]]:
                 "numRemoteVteps": len(vteps),
                 "remoteVteps": vteps,
                 "floodMode": FLOOD_MODE,
+                **kernel_check(state, vni, now),
             }
         )
     return rows
+
+
+def kernel_check(state: Engine, vni: int, now: float) -> dict[str, Any]:
+    """How the kernel compared with the routes at the full dumps (reconciles): when it last
+    matched exactly, when it was last compared, and the repairs made."""
+    found = state.drift
+
+    def ago(times: dict[int, float]) -> float | None:
+        at = times.get(vni)
+        return None if at is None else round(max(now - at, 0.0), 1)
+
+    repairs = found.repairs.get(vni, Counter())
+    return {
+        "kernelMatchedSecondsAgo": ago(found.matched_at),
+        "kernelCheckedSecondsAgo": ago(found.checked_at),
+        "kernelRepairs": {action: repairs[action] for action in ACTIONS},
+        "kernelRepairedSecondsAgo": ago(found.repaired_at),
+    }
 
 
 def macs(state: Engine, only: int | None = None, mac: str | None = None) -> dict[str, Any]:
@@ -159,14 +180,22 @@ def peers(state: Engine, cfg: Config, now: float) -> list[dict[str, Any]]:
     rows = []
     for rr in cfg.route_reflectors:
         p = state.peers.get(rr.address)
+        up = p is not None and p.up
         rows.append(
             {
                 "peer": rr.address,
-                "state": "Established" if p and p.up else ("Down" if p else "Unknown"),
-                "uptimeSeconds": round(now - p.since, 1) if p and p.up and p.since else None,
+                "state": "Established" if up else ("Down" if p else "Unknown"),
+                "uptimeSeconds": round(now - p.since, 1) if p and up and p.since else None,
+                # "session": seen coming up; "speaker": ExaBGP's account (this process
+                # started later); "first-seen": up at least since its first message to us
+                "uptimeSource": p.since_source if p and up and p.since else None,
                 "routesReceived": held[rr.address],
-                "routesAdvertised": len(state.adverts.sent) if p and p.up else 0,
+                "routesAdvertised": len(state.adverts.sent) if up else 0,
                 "endOfRib": bool(p and p.eor),
+                "tableComplete": bool(p and up and p.complete),
+                "completeBy": p.completion() if p else "waiting: session down",
+                "gracefulRestart": p.graceful_restart if p else None,
+                "enhancedRefresh": p.enhanced_refresh if p else None,
                 "sessionDowns": p.downs if p else 0,
                 "lastError": p.last_error if p else "",
                 "md5": rr.password is not None,

@@ -5,10 +5,11 @@ the import-linter contract keep it so); every input arrives as a value, with the
 - ``rib``: received routes per peer and the best path per MAC, IP and VNI (RFC 7432 s15);
 - ``local``: this VTEP's VNIs, local MACs and bindings;
 - ``mirror``: our entries as the kernel holds them;
-- ``peers``: sessions, End-of-RIB, routes held without reflectors, when to sweep;
+- ``peers``: sessions, what they negotiated, when each table is complete, when to sweep;
 - ``plan``: want - have, as queries without side effects;
 - ``adverts``: our routes, desired against sent;
 - ``dad``, ``retries``: duplicate detection and the backoff of refused writes;
+- ``drift``: what full dumps find changed behind our back, the repairs, when it matched;
 - ``state``: all of the above in one record, with the dirty sets (the pending work);
 - ``observe``, ``receive``, ``work``, ``timers``: what changes the state: kernel
   observations, speaker events, planning and its outcome, time;

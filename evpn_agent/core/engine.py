@@ -35,8 +35,13 @@ class Engine(State):
     def on_bgp(self, events: Iterable[BgpEvent], now: float) -> None:
         receive.on_bgp(self, events, now)
 
+    def refresh_asked(self, now: float) -> None:
+        """The speaker was told to ask every peer for its table again (route refresh)."""
+        self.peers.refresh_sent(now)
+
     def tick(self, now: float) -> None:
-        """Retry refused writes, end freezes, expire held routes, enable the sweep."""
+        """Retry refused writes, end freezes, complete quiet tables, expire held routes,
+        enable the sweep."""
         timers.tick(self, now)
 
     def clear_duplicate(self, vni: int | None, mac: str | None) -> list[VniMac]:
@@ -59,7 +64,7 @@ class Engine(State):
         return timers.next_deadline(self)
 
     def pending(self) -> bool:
-        return bool(self.dirty or self.dirty_adverts or self.retired)
+        return bool(self.dirty or self.drift.compare or self.dirty_adverts or self.retired)
 
     def take_work(self) -> Work:
         """Kernel ops and advert changes for everything dirty; dirty sets are emptied."""

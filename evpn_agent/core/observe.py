@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from evpn_agent.core import plan
 from evpn_agent.core.local import LocalMac, LocalVni, local_mac_of
 from evpn_agent.core.mirror import Mirror
+from evpn_agent.core.rib import Dirty
 from evpn_agent.core.state import State
 from evpn_agent.core.targets import Importer
 from evpn_agent.model import (
@@ -57,6 +58,9 @@ def load_snapshot(s: State, snap: KernelSnapshot) -> None:
     kept_neigh = {} if snap.complete else dict(view.neigh)
     view.links = {link.ifindex: link for link in snap.links}
     relink(s)
+    # Every key is compared with the dump; the changes pending (planned or not) stay apart:
+    # what they explain is no drift.
+    pending, s.dirty = s.dirty, Dirty()
     s.mirror = Mirror()
     view.fdb.clear()
     view.neigh.clear()
@@ -69,6 +73,8 @@ def load_snapshot(s: State, snap: KernelSnapshot) -> None:
     for neigh_key, mac in kept_neigh.items():
         view.neigh.setdefault(neigh_key, mac)
     mark_everything(s)
+    compare, s.dirty = s.dirty, pending
+    s.drift.dump_loaded(compare, snap.complete)
 
 
 def on_kernel(s: State, events: Iterable[KernelEvent], now: float | None = None) -> bool:
@@ -135,15 +141,21 @@ def _fdb_gone(s: State, entry: FdbEntry) -> None:
     view = s.view
     lv = view.by_vxlan.get(entry.ifindex)
     if lv is not None:
+        # Our own removals left the mirror when acked: an entry still in it went unasked.
         if entry.mac == ZERO_MAC:
             if entry.dst is not None:
-                s.mirror.flood.get(entry.ifindex, set()).discard(entry.dst)
-                s.dirty.flood.add(VniVtep(lv.vni, entry.dst))
+                flood = s.mirror.flood.get(entry.ifindex, set())
+                vtep = VniVtep(lv.vni, entry.dst)
+                if entry.dst in flood:
+                    flood.discard(entry.dst)
+                    s.drift.noticed.flood.add(vtep)
+                s.dirty.flood.add(vtep)
         elif (
             entry.flags & NTF_SELF
             and s.mirror.fdb.pop(DeviceMac(entry.ifindex, entry.mac, entry.vlan), None) is not None
         ):
             s.dirty.fdb.add(VniMac(lv.vni, entry.mac))
+            s.drift.noticed.fdb.add(VniMac(lv.vni, entry.mac))
         return
     key = BridgeMac(entry.master or 0, entry.vlan, entry.mac)
     local = view.fdb.get(key)
@@ -185,6 +197,7 @@ def _neigh_gone(s: State, entry: NeighEntry) -> None:
     key = DeviceIp(entry.ifindex, entry.ip)
     if s.mirror.neigh.pop(key, ""):
         s.dirty.neigh.add(VniIp(vni, entry.ip))
+        s.drift.noticed.neigh.add(VniIp(vni, entry.ip))
     local_neigh_gone(s, vni, key)
 
 
@@ -267,6 +280,7 @@ def _retire(s: State, lv: LocalVni) -> None:
     if lv.svi_ifindex is not None:
         s.mirror.forget(lv.svi_ifindex)
     s.view.forget_vni(lv.vni)
+    s.drift.forget_vni(lv.vni)
 
 
 def mark_everything(s: State) -> None:

@@ -50,12 +50,14 @@ class FdbStep:
     wanted: DeviceMac | None  # the entry is wanted (the engine remembers it)
     lost_to: MacRoute | None  # a local MAC the remote route wins against
     local: bool  # the MAC is local here (its own route depends on this step)
+    kept: bool = False  # a stale entry stays: the sweep is not enabled yet
 
 
 @dataclass(frozen=True, slots=True)
 class Step:
     op: Op | None
     wanted: bool
+    kept: bool = False  # a stale entry stays: the sweep is not enabled yet
 
 
 def local_wins(
@@ -84,14 +86,18 @@ def fdb(
     entry = DeviceMac(lv.vxlan_ifindex, key.mac, lv.vlan)
     have = mirror.fdb.get(entry)
     op: Op | None = None
+    kept = False
     if want is not None:
         if want != have:
             # A remote MAC changing VTEP is not a move here: as FRR and RFC 7432 s15.1,
             # only moves seen through local learning count for duplicates.
             op = AddFdb(lv.vxlan_ifindex, key.mac, want, lv.vlan)
-    elif have is not None and (sweep.enabled or entry in sweep.fdb):
-        op = DelFdb(lv.vxlan_ifindex, key.mac, lv.vlan)
-    return FdbStep(op, entry if want is not None else None, lost_to, local is not None)
+    elif have is not None:
+        if sweep.enabled or entry in sweep.fdb:
+            op = DelFdb(lv.vxlan_ifindex, key.mac, lv.vlan)
+        else:
+            kept = True
+    return FdbStep(op, entry if want is not None else None, lost_to, local is not None, kept)
 
 
 def flood(view: LocalView, rib: Rib, mirror: Mirror, key: VniVtep, sweep: Sweep) -> Step | None:
@@ -104,7 +110,7 @@ def flood(view: LocalView, rib: Rib, mirror: Mirror, key: VniVtep, sweep: Sweep)
         return Step(None if have else AddFlood(lv.vxlan_ifindex, key.vtep), True)
     if have and (sweep.enabled or (lv.vxlan_ifindex, key.vtep) in sweep.flood):
         return Step(DelFlood(lv.vxlan_ifindex, key.vtep), False)
-    return Step(None, False)
+    return Step(None, False, kept=have)
 
 
 def neigh(view: LocalView, rib: Rib, mirror: Mirror, key: VniIp, sweep: Sweep) -> Step | None:
@@ -119,7 +125,7 @@ def neigh(view: LocalView, rib: Rib, mirror: Mirror, key: VniIp, sweep: Sweep) -
         return Step(AddNeigh(lv.svi_ifindex, key.ip, want) if want != have else None, True)
     if have is not None and (sweep.enabled or entry in sweep.neigh):
         return Step(DelNeigh(lv.svi_ifindex, key.ip), False)
-    return Step(None, False)
+    return Step(None, False, kept=have is not None)
 
 
 def retire(lv: LocalVni, mirror: Mirror, links: Set[int]) -> list[Op]:

@@ -1,5 +1,6 @@
 """Speaker events into the state: routes into the RIB (within limits, our own refused),
-sessions, End-of-RIB, routes held while no reflector is up, refused announces."""
+sessions and what they negotiated, table markers, routes held while no reflector is up,
+refused announces."""
 
 from __future__ import annotations
 
@@ -14,11 +15,14 @@ from evpn_agent.model import (
     LineRejected,
     MacRoute,
     PathId,
+    PeerOpened,
+    RefreshBegun,
     Route,
     RouteAnnounced,
     RouteRejected,
     RouteWithdrawn,
     SessionDown,
+    SessionReported,
     SessionUp,
 )
 
@@ -30,13 +34,17 @@ def on_bgp(s: State, events: Iterable[BgpEvent], now: float) -> None:
     peers = s.peers
     for ev in events:
         if isinstance(ev, RouteAnnounced):
+            peers.heard(ev.peer, now)
             _announced(s, ev.peer, ev.route, now)
         elif isinstance(ev, RouteWithdrawn):
-            peers.seen(ev.peer)
+            peers.heard(ev.peer, now)
             if s.rib.withdraw(ev.peer, ev.key, s.dirty):
                 peers.last_route_change = now
             s.counters["routes-withdrawn"] += 1
-        elif isinstance(ev, RouteRejected | LineRejected):
+        elif isinstance(ev, RouteRejected):
+            peers.heard(ev.peer, now)
+            reject(s, ev.reason, ev.detail)
+        elif isinstance(ev, LineRejected):
             reject(s, ev.reason, ev.detail)
         elif isinstance(ev, AdvertRefused):
             _refused(s, ev)
@@ -46,11 +54,23 @@ def on_bgp(s: State, events: Iterable[BgpEvent], now: float) -> None:
             if peers.went_down(ev.peer, ev.reason, now):
                 _peer_lost(s, ev.peer, now)
         elif isinstance(ev, EndOfRib):
-            peers.seen(ev.peer).eor = True
-            if s.held:
-                # A reflector's table is complete again: what it did not repeat of
-                # the routes we held is gone.
-                drop_held(s, f"End-of-RIB from {ev.peer}")
+            if peers.marker(ev.peer, ev.refresh, now):
+                table_complete(s, ev.peer)
+        elif isinstance(ev, PeerOpened):
+            peers.opened(ev.peer, ev.graceful_restart, ev.enhanced_refresh)
+        elif isinstance(ev, RefreshBegun):
+            peers.refresh_begun(ev.peer, now)
+        elif isinstance(ev, SessionReported):
+            peers.reported(ev.peer, ev.up, ev.uptime, ev.graceful_restart, now)
+
+
+def table_complete(s: State, peer: str) -> None:
+    """A peer's table is complete (its marker, or the quiet period after it)."""
+    if s.held:
+        # A reflector's table is complete again: what it did not repeat of the routes
+        # we held is gone.
+        state = s.peers.get(peer)
+        drop_held(s, f"table from {peer} complete ({state.completion() if state else '?'})")
 
 
 def _refused(s: State, ev: AdvertRefused) -> None:
@@ -101,7 +121,6 @@ def _announced(s: State, peer: str, route: Route, now: float) -> None:
         return
     if isinstance(route, MacRoute) and not _within_limits(s, route):
         return
-    s.peers.seen(peer)  # an update proves the session is up
     s.counters["routes-received"] += 1
     if s.held:
         s.held.discard(PathId(peer, route.key))  # repeated: no longer stale

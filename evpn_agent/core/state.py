@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from evpn_agent.core.adverts import AdvertTable
 from evpn_agent.core.dad import DuplicateDetector
+from evpn_agent.core.drift import Drift
 from evpn_agent.core.local import LocalView, LocalVni
 from evpn_agent.core.mirror import Mirror
 from evpn_agent.core.peers import Peers
@@ -65,6 +66,7 @@ class State:
         self.touched_flood: set[tuple[int, str]] = set()
         self.touched_neigh: set[DeviceIp] = set()
         self.retries: Retries[RetryKey] = Retries()
+        self.drift = Drift()  # what full dumps found changed behind our back, and repairs
 
     @property
     def vnis(self) -> dict[int, LocalVni]:

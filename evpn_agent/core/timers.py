@@ -20,6 +20,7 @@ def next_deadline(s: State) -> float | None:
         s.retries.next_due(),
         s.dad.next_deadline(),
         s.peers.sweep_due(),
+        s.peers.next_due(),
         None if s.held_since is None else s.held_since + s.cfg.route_hold_time,
     ]
     return min((t for t in times if t is not None), default=None)
@@ -45,6 +46,8 @@ def tick(s: State, now: float) -> None:
         s.dirty_adverts.add(AdvertKey(key.vni, key.mac, None))
     if s.held_since is not None and now - s.held_since >= s.cfg.route_hold_time:
         receive.drop_held(s, f"no route reflector for {s.cfg.route_hold_time:g}s")
+    for peer in s.peers.tick(now):
+        receive.table_complete(s, peer)
     due = s.peers.sweep_due()
     if due is not None and now >= due:
         log.info("routing table complete: removing stale kernel entries")

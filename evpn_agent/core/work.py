@@ -4,10 +4,11 @@ the kernel and the speaker did with it."""
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from evpn_agent.core import observe, plan
+from evpn_agent.core import drift, observe, plan
 from evpn_agent.core.rib import Dirty
 from evpn_agent.core.state import RetryKey, State
 from evpn_agent.model import (
@@ -19,10 +20,12 @@ from evpn_agent.model import (
     AdvertKey,
     DelFdb,
     DelFlood,
+    DelNeigh,
     MacRoute,
     Op,
+    describe,
 )
-from evpn_agent.model.keys import BridgeMac, DeviceIp, VniIp, VniMac, VniVtep
+from evpn_agent.model.keys import BridgeMac, DeviceIp, DeviceMac, VniIp, VniMac, VniVtep
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +55,21 @@ def _plan_kernel(s: State) -> list[Op]:
     dirty, s.dirty = s.dirty, Dirty()
     ops, s.retired = s.retired, []
     sweep = plan.Sweep(s.peers.sweep_ok, s.touched_fdb, s.touched_flood, s.touched_neigh)
-    for key in dirty.fdb:
+    found = s.drift
+    # after a dump, every key is compared; what changed since the last plan is explained
+    compare = found.take_compare()
+    watching = found.watching()
+    for key in dirty.fdb | compare.fdb if compare else dirty.fdb:
         if s.dad.frozen(key, s.now):
             continue  # a frozen duplicate keeps its last entry
         step = plan.fdb(s.view, s.rib, s.mirror, s.vtep_ip, key, sweep)
         if step is None:
             continue
+        if step.kept or (step.op is not None and (watching or isinstance(step.op, DelFdb))):
+            lv = s.view.vnis[key.vni]
+            entry = DeviceMac(lv.vxlan_ifindex, key.mac, lv.vlan)
+            found.planned(key, step.op, kept=step.kept, explained=key in dirty.fdb,
+                          wanted_before=entry in s.touched_fdb)  # fmt: skip
         if step.wanted is not None:
             s.touched_fdb.add(step.wanted)
         if step.lost_to is not None:
@@ -68,21 +80,34 @@ def _plan_kernel(s: State) -> list[Op]:
         advert = AdvertKey(key.vni, key.mac, None)
         if step.local or advert in s.adverts.sent:
             s.dirty_adverts.add(advert)
-    for fkey in dirty.flood:
+    for fkey in dirty.flood | compare.flood if compare else dirty.flood:
         fstep = plan.flood(s.view, s.rib, s.mirror, fkey, sweep)
         if fstep is not None:
+            flood_entry = (s.view.vnis[fkey.vni].vxlan_ifindex, fkey.vtep)
+            if fstep.kept or (
+                fstep.op is not None and (watching or isinstance(fstep.op, DelFlood))
+            ):
+                found.planned(fkey, fstep.op, kept=fstep.kept, explained=fkey in dirty.flood,
+                              wanted_before=flood_entry in s.touched_flood)  # fmt: skip
             if fstep.wanted:
-                s.touched_flood.add((s.view.vnis[fkey.vni].vxlan_ifindex, fkey.vtep))
+                s.touched_flood.add(flood_entry)
             if fstep.op is not None:
                 ops.append(fstep.op)
-    for nkey in dirty.neigh:
+    for nkey in dirty.neigh | compare.neigh if compare else dirty.neigh:
         nstep = plan.neigh(s.view, s.rib, s.mirror, nkey, sweep)
         if nstep is not None:
             svi = s.view.vnis[nkey.vni].svi_ifindex
+            if nstep.kept or (
+                nstep.op is not None and (watching or isinstance(nstep.op, DelNeigh))
+            ):
+                wanted_before = svi is not None and DeviceIp(svi, nkey.ip) in s.touched_neigh
+                found.planned(nkey, nstep.op, kept=nstep.kept, explained=nkey in dirty.neigh,
+                              wanted_before=wanted_before)  # fmt: skip
             if nstep.wanted and svi is not None:
                 s.touched_neigh.add(DeviceIp(svi, nkey.ip))
             if nstep.op is not None:
                 ops.append(nstep.op)
+    found.plan_done(s.vnis, s.now)
     if retrying := s.retries.in_flight():
         planned = {retry_key(s, op) for op in ops}
         s.retries.forget([k for k in retrying if k.kind != "advert" and k not in planned])
@@ -130,6 +155,8 @@ def retry_key(s: State, op: Op) -> RetryKey | None:
 def kernel_applied(s: State, ops: Sequence[Op], failed: Iterable[Op]) -> None:
     """Record acked writes in the mirror; failed ops are planned again after a backoff."""
     bad = set(failed)
+    if s.drift.pending:
+        _repaired(s, s.drift.applied(ops, bad, s.now))
     for op in ops:
         if op in bad:
             s.counters["kernel-failures"] += 1
@@ -146,3 +173,19 @@ def kernel_applied(s: State, ops: Sequence[Op], failed: Iterable[Op]) -> None:
             svi_vni = s.view.by_svi.get(op.ifindex)
             if svi_vni is not None:
                 observe.local_neigh_gone(s, svi_vni, DeviceIp(op.ifindex, op.ip))
+
+
+def _repaired(s: State, repaired: list[tuple[Op, drift.Repair]]) -> None:
+    """Count the kernel's acked repairs; one log line per reconcile, with a sample."""
+    if not repaired:
+        return
+    tally = Counter((r.kind, r.action) for _op, r in repaired)
+    for (kind, action), n in tally.items():
+        s.counters[drift.counter_name(kind, action)] += n
+    what = ", ".join(f"{n} {kind} {action}" for (kind, action), n in sorted(tally.items()))
+    vnis = ",".join(str(v) for v in sorted({r.vni for _op, r in repaired}))
+    sample = "; ".join(describe(op) for op, _r in repaired[:3])
+    if any(r.drift for _op, r in repaired):
+        log.warning("kernel differed from the routes (VNI %s): %s; e.g. %s", vnis, what, sample)
+    else:
+        log.info("removed entries no route backs (VNI %s): %s; e.g. %s", vnis, what, sample)

@@ -126,6 +126,8 @@ class Daemon:
                 metrics_server = await self.metrics.serve(self.cfg.metrics_address)
             except OSError as exc:
                 log.error("cannot serve metrics on %s: %s", self.cfg.metrics_address, exc)
+        # Sessions that predate us (a respawn): their up time and what they negotiated.
+        self.speaker.ask_sessions()
         # Our whole desired set, bracketed so the speaker drops what a predecessor announced
         # and we no longer want (a MAC that aged out while no core ran).
         self.speaker.begin_sync()
@@ -241,9 +243,9 @@ class Daemon:
         if self._refresh_at is None or now < self._refresh_at:
             return
         self._refresh_at = None
-        seen = {p for p, s in engine.peers.sessions.items() if s.since is not None}
-        if not all(rr.address in seen for rr in self.cfg.route_reflectors):
+        if not all(engine.peers.saw_start(rr.address) for rr in self.cfg.route_reflectors):
             self.speaker.ask_refresh()
+            engine.refresh_asked(now)
 
     async def _resync(self, engine: Engine) -> bool:
         """Dump and load the kernel; events that arrive meanwhile wait in the inbox and are

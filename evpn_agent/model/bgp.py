@@ -204,7 +204,47 @@ class SessionDown:
 
 @dataclass(frozen=True, slots=True)
 class EndOfRib:
+    """The peer's table is complete: End-of-RIB (RFC 4724), or with ``refresh`` the
+    End-of-Route-Refresh that closes the answer to our route refresh (RFC 7313)."""
+
     peer: str
+    refresh: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PeerOpened:
+    """The capabilities in a peer's OPEN: they tell which table markers it will send.
+
+    ``graceful_restart`` (RFC 4724): we advertise it too, so it is negotiated, and
+    End-of-RIB follows the initial table (GoBGP sends it to no one else).
+    ``enhanced_refresh`` (RFC 7313): a route refresh is answered between BoRR and EoRR.
+    """
+
+    peer: str
+    graceful_restart: bool
+    enhanced_refresh: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshBegun:
+    """Beginning-of-Route-Refresh: an End-of-Route-Refresh will close the table."""
+
+    peer: str
+
+
+@dataclass(frozen=True, slots=True)
+class SessionReported:
+    """The speaker's own account of a session, asked for when this process starts (a
+    respawned core saw neither the OPEN nor the session come up).
+
+    ``uptime``: seconds up (or down); ``graceful_restart``: the peer advertised it,
+    None when the speaker does not say.
+    """
+
+    peer: str
+    up: bool
+    uptime: float
+    graceful_restart: bool | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +269,9 @@ BgpEvent = (
     | SessionUp
     | SessionDown
     | EndOfRib
+    | PeerOpened
+    | RefreshBegun
+    | SessionReported
     | LineRejected
     | AdvertRefused
 )

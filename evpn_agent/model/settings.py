@@ -54,7 +54,8 @@ class Config:
     log_level: str = "info"
     log_destination: str = "stderr"  # stderr, syslog or file:/path
     # Stale kernel entries from before a restart are swept only once the table is known
-    # complete: End-of-RIB from every peer that is up, and at least this long after start.
+    # complete (every peer that is up sent End-of-RIB, or went quiet when it sends none;
+    # see core/peers), and at least this long after start.
     sweep_delay: float = 5.0
     # Full dump-and-diff against the kernel, catching what events cannot (entries flushed
     # with a device or carrier, writes that failed); 0 turns it off.

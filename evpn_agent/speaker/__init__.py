@@ -42,3 +42,6 @@ class Speaker(Protocol):
 
     def ask_refresh(self) -> None:
         """Ask every peer to send its table again (route refresh)."""
+
+    def ask_sessions(self) -> None:
+        """Ask for the speaker's account of every session: ``SessionReported`` events."""

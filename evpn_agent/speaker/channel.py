@@ -7,6 +7,8 @@ its command, so a refused announce becomes an event the engine retries. ExaBGP a
 EVPN commands (and sync begin/end) at once, in order; it answers a route refresh later, from
 its asynchronous queue. So a refresh is written only when no answer is outstanding, and what
 we send meanwhile is held until its answer arrives (milliseconds; at most REFRESH_WAIT).
+``show neighbor json`` (asked once, at start) is answered late too, but its ack always
+follows its JSON answer: that pairs them, and other acks pass it by.
 """
 
 from __future__ import annotations
@@ -47,6 +49,9 @@ class ExabgpChannel:
         self._refresh_wanted = False
         self._refresh_sent: float | None = None  # while its answer is outstanding
         self._held: list[AdvertChange] = []  # sent while a refresh's answer is outstanding
+        # ExaBGP answers "show neighbor json" late (from its scheduler, after the acks of
+        # lines written since), but always as its JSON list line followed by its ack.
+        self._report_ack_next = False
 
     def start(self, deliver: Deliver) -> None:
         threading.Thread(target=self._read, args=(deliver,), name="exabgp-in", daemon=True).start()
@@ -65,6 +70,8 @@ class ExabgpChannel:
     def decode(self, line: bytes, router_id: str) -> tuple[list[BgpEvent], float | None]:
         if line in (b"done\n", b"error\n", b"done", b"error"):
             return self._answered(line.startswith(b"done")), None
+        if line.startswith(b"[") and encode.SESSIONS in self._pending:
+            self._report_ack_next = True
         events = decode.parse_line(line.decode("utf-8", "replace"), router_id)
         stamp = None
         if events and (found := _TIME.search(line, 0, 200)):
@@ -74,7 +81,19 @@ class ExabgpChannel:
     def _answered(self, ok: bool) -> list[BgpEvent]:
         if not self._pending:
             return []  # an answer to a command of a predecessor, or acks turned off
-        sent = self._pending.popleft()
+        sent: AdvertChange | str = encode.SESSIONS
+        if self._report_ack_next:
+            self._report_ack_next = False
+            self._pending.remove(encode.SESSIONS)
+        elif self._pending[0] != encode.SESSIONS:
+            sent = self._pending.popleft()
+        else:
+            # The oldest unanswered line is a report request: this ack is a later line's.
+            index = next((i for i, x in enumerate(self._pending) if x != encode.SESSIONS), None)
+            if index is None:
+                return []
+            sent = self._pending[index]
+            del self._pending[index]
         if sent == encode.REFRESH:
             self._release()
         elif not self._pending:
@@ -118,6 +137,9 @@ class ExabgpChannel:
             self._refresh_wanted = False
             self._refresh_sent = time.monotonic()
             self._write([encode.REFRESH], [encode.REFRESH])
+
+    def ask_sessions(self) -> None:
+        self._write([encode.SESSIONS], [encode.SESSIONS])
 
     def _write(self, lines: list[str], what: Sequence[AdvertChange | str]) -> None:
         self._pending.extend(what)

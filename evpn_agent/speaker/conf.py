@@ -151,6 +151,8 @@ def render(
             "        receive {",
             "            parsed;",
             "            update;",
+            # the peer's OPEN: its capabilities tell whether End-of-RIB will come
+            "            open;",
             # BoRR/EoRR of enhanced route refresh: the end of a refreshed table.
             "            refresh;",
             "        }",

@@ -1,4 +1,5 @@
-"""Decode ExaBGP's JSON lines (encoder json, receive parsed+update) into BGP events.
+"""Decode ExaBGP's JSON lines (encoder json, receive parsed+update+refresh+open) into BGP
+events, and its answer to ``show neighbor json`` into session reports.
 
 Every line is untrusted input: anything unexpected becomes a ``LineRejected`` or
 ``RouteRejected`` event with a short reason, never an exception.
@@ -21,11 +22,14 @@ from evpn_agent.model import (
     LineRejected,
     MacKey,
     MacRoute,
+    PeerOpened,
+    RefreshBegun,
     RouteAnnounced,
     RouteRejected,
     RouteTarget,
     RouteWithdrawn,
     SessionDown,
+    SessionReported,
     SessionUp,
     check_vni,
     describe_key,
@@ -35,6 +39,9 @@ from evpn_agent.model import (
 
 EVPN_FAMILY = "l2vpn evpn"
 _PMSI = re.compile(r"^pmsi:([a-z-]+):(\d+):(\d+)(?:\((\d+)\))?:(\S*)$")
+# Capability codes in an OPEN, as ExaBGP keys them (IANA): RFC 4724 and RFC 7313.
+GRACEFUL_RESTART = "64"
+ENHANCED_ROUTE_REFRESH = "70"
 
 
 class Rejected(Exception):
@@ -53,6 +60,8 @@ def parse_line(line: str, router_id: str | None = None) -> list[BgpEvent]:
         doc = json.loads(text)
     except ValueError as exc:
         return [LineRejected("malformed-json", f"{exc}: {text[:120]!r}")]
+    if isinstance(doc, list):
+        return _sessions_report(doc)
     if not isinstance(doc, dict):
         return [LineRejected("unexpected-json", f"not an object: {text[:120]!r}")]
     try:
@@ -76,15 +85,19 @@ def _parse_message(doc: dict[str, Any], router_id: str | None) -> list[BgpEvent]
         if state == "down":
             return [SessionDown(peer, str(neighbor.get("reason", "")))]
         return []
+    if kind == "open":
+        return _opened(peer, neighbor)
     if kind == "refresh":
-        # Enhanced route refresh (RFC 7313): End-of-RIB-Refresh closes the refreshed table.
+        # Enhanced route refresh (RFC 7313): BoRR opens the refreshed table, EoRR closes it.
         refresh = neighbor.get("route-refresh")
         if (
             isinstance(refresh, dict)
-            and refresh.get("subtype") == "end"
             and f"{refresh.get('afi')} {refresh.get('safi')}" == EVPN_FAMILY
         ):
-            return [EndOfRib(peer)]
+            if refresh.get("subtype") == "begin":
+                return [RefreshBegun(peer)]
+            if refresh.get("subtype") == "end":
+                return [EndOfRib(peer, refresh=True)]
         return []
     if kind != "update":
         return []
@@ -120,6 +133,41 @@ def _parse_message(doc: dict[str, Any], router_id: str | None) -> list[BgpEvent]
             for nexthop, nlris in by_nexthop.items():
                 for nlri in _list(nlris):
                     events.append(_announced(peer, str(nexthop), nlri, common))
+    return events
+
+
+def _opened(peer: str, neighbor: dict[str, Any]) -> list[BgpEvent]:
+    """The peer's OPEN (``direction`` receive): which table markers it will send."""
+    if neighbor.get("direction") != "receive":
+        return []  # our own OPEN, should the configuration ask for it
+    capabilities = neighbor["open"]["capabilities"]
+    if not isinstance(capabilities, dict):
+        raise Rejected("unexpected-json", f"OPEN capabilities: {capabilities!r}"[:120])
+    return [
+        PeerOpened(
+            peer,
+            graceful_restart=GRACEFUL_RESTART in capabilities,
+            enhanced_refresh=ENHANCED_ROUTE_REFRESH in capabilities,
+        )
+    ]
+
+
+def _sessions_report(doc: list[Any]) -> list[BgpEvent]:
+    """ExaBGP's answer to ``show neighbor json``: one object per configured neighbor."""
+    events: list[BgpEvent] = []
+    for item in doc:
+        try:
+            peer = _str(item["peer"]["address"])
+            # "state" says "down" during a session's first second (it tests the uptime)
+            up = item.get("fsm") == "ESTABLISHED" or item["state"] == "up"
+            duration = item.get("duration")
+            uptime = float(duration) if isinstance(duration, int | float) else 0.0
+            gr = item["peer"].get("capabilities", {}).get("graceful-restart")
+            events.append(
+                SessionReported(peer, up, max(uptime, 0.0), gr if isinstance(gr, bool) else None)
+            )
+        except (KeyError, TypeError, AttributeError, Rejected) as exc:
+            events.append(LineRejected("unexpected-json", f"neighbor report: {exc!r}"[:160]))
     return events
 
 

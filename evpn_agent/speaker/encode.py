@@ -11,6 +11,9 @@ from evpn_agent.speaker import grammar
 SYNC_BEGIN = grammar.SYNC_BEGIN
 SYNC_END = grammar.SYNC_END
 REFRESH = "announce route-refresh l2vpn evpn"
+# ExaBGP answers with one JSON line (a list, one object per neighbor: state, uptime, the
+# capabilities the peer advertised), then "done".
+SESSIONS = "show neighbor json"
 
 
 def command(change: AdvertChange) -> grammar.Command:

@@ -1,10 +1,12 @@
 """A peer that misbehaves on the wire: raw BGP messages through ExaBGP's real decoder.
 
-a1 peers with the FRR route reflector (as usual) and, passively, with ``evil``: a raw
-socket speaking just enough BGP (tests/bgp_wire.py) to send routes our own launcher
-would refuse to announce. Whatever it sends, the agent core keeps running (same PID),
-installs nothing it should not, counts what it refused and why, and traffic between the
-honest VTEPs is untouched.
+a1 peers with the route reflector (as usual: FRR, or GoBGP with its default settings)
+and, passively, with ``evil``: a raw socket speaking just enough BGP (tests/bgp_wire.py)
+to send routes our own launcher would refuse to announce. Whatever it sends, the agent
+core keeps running (same PID), installs nothing it should not, counts what it refused and
+why, and traffic between the honest VTEPs is untouched. When evil's session ends, its
+routes go at once: the honest reflector's table is complete (with GoBGP, which sends no
+End-of-RIB, by its quiet period), so nothing needs holding.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import pytest
 from bgp_wire import RawPeer
 
 from lab.fabric import AgentProcess, Box, Fabric, Host, skip_unless_supported, wait_until
+from lab.reflectors import add_reflector, missing_for
 
 pytestmark = [pytest.mark.netns, pytest.mark.frr]
 
@@ -37,34 +40,45 @@ class Lab:
     h2: Host
 
 
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
+@pytest.fixture(scope="module", params=["frr", "gobgp"])
+def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
+    kind: str = request.param
     skip_unless_supported()
+    if missing := missing_for(kind):
+        pytest.skip(f"{kind} reflector needs: " + ", ".join(missing))
     with Fabric("evhp") as fab:
-        rr = fab.add_route_reflector("rr", 1)
-        a1 = fab.add_agent_vtep("a1", 21)
-        a2 = fab.add_agent_vtep("a2", 22)
-        for box in (a1, a2):
-            box.add_vni(VNI)
-        h1 = fab.add_host("h1", a1, VNI, "198.51.100.1/24")
-        h2 = fab.add_host("h2", a2, VNI, "198.51.100.2/24")
-        evil = fab.add_box("evil", 66)
-        agent = fab.start_agent(
-            a1,
-            rrs=[rr],
-            settings={
-                "local-address": a1.address,
-                "route-reflectors": [
-                    {"address": rr.address, "hold-time": 9},
-                    {"address": evil.address, "hold-time": 9, "passive": True},
-                ],
-            },
-        )
-        fab.start_agent(a2, rrs=[rr])
-        for box in (a1, a2):
-            fab.wait_established(rr, box.address)
-        wait_until(lambda: h1.ping(h2.ip), 20, "h1 -> h2 before anything hostile")
-        yield Lab(fab, a1, evil, agent, h1, h2)
+        rr = add_reflector(fab, kind)
+        try:
+            a1 = fab.add_agent_vtep("a1", 21)
+            a2 = fab.add_agent_vtep("a2", 22)
+            for box in (a1, a2):
+                box.add_vni(VNI)
+            h1 = fab.add_host("h1", a1, VNI, "198.51.100.1/24")
+            h2 = fab.add_host("h2", a2, VNI, "198.51.100.2/24")
+            evil = fab.add_box("evil", 66)
+            rr.start([a1, a2])
+            agent = fab.start_agent(
+                a1,
+                rrs=[rr.box],
+                settings={
+                    "local-address": a1.address,
+                    "route-reflectors": [
+                        {"address": rr.address, "hold-time": 9},
+                        {"address": evil.address, "hold-time": 9, "passive": True},
+                    ],
+                },
+            )
+            fab.start_agent(a2, rrs=[rr.box])
+            for box in (a1, a2):
+                rr.wait_established(box.address)
+            wait_until(lambda: h1.ping(h2.ip), 20, "h1 -> h2 before anything hostile")
+            yield Lab(fab, a1, evil, agent, h1, h2)
+        except BaseException:
+            print(fab.logs())
+            print(rr.logs())
+            raise
+        finally:
+            rr.stop()
 
 
 def _connect(lab: Lab) -> RawPeer:

@@ -3,10 +3,11 @@
 FRR 8.4 can neither be an IPv6 VTEP nor reflect IPv6 type 3 routes (checked): an FRR VTEP
 with an IPv6 ``local`` shows "Local VTEP IP: 0.0.0.0" and originates its routes from its
 IPv4 router-id, and an FRR route reflector ends the session on the type 3 of an IPv6 VTEP
-(last test). So the agents peer directly (iBGP, ``a1`` listens), and the FRR route
-reflector is tested with what it can reflect: type 2 routes with an IPv6 next hop.
+(last test). GoBGP 3.10 reflects both route types with IPv6 next hops and PMSI tunnels,
+so the agents peer through a GoBGP reflector (its default neighbor settings), and the FRR
+route reflector is tested with what it can reflect: type 2 routes with an IPv6 next hop.
 
-    a2 (agent, 2001:db8::22) ---> a1 (agent, 2001:db8::21, passive) <--- ps (ExaBGP peer)
+    a1, a2 (agents, 2001:db8::21/22), ps (ExaBGP peer, ::31) ---> gobgp (2001:db8::1)
     s1, s2 (ExaBGP peers, 2001:db8::41/42) ---> rr (FRR, 2001:db8::1)
 
 Hosts have an IPv4 and an IPv6 tenant address; both VNIs share the tenant subnets, so
@@ -34,6 +35,7 @@ from lab.fabric import (
     skip_unless_supported,
     wait_until,
 )
+from lab.reflectors import Reflector, add_reflector, missing_for
 
 pytestmark = [pytest.mark.netns, pytest.mark.frr]
 
@@ -94,21 +96,21 @@ def _withdrawn(peer: PeerScript) -> list[dict[str, Any]]:
 @dataclass
 class Agents:
     fab: Fabric
+    rr: Reflector
     a1: Box
     a2: Box
     ps: PeerScript
     agents: dict[str, AgentProcess]
     hosts: dict[str, Host]
 
-    def established(self, agent: str, peer: str) -> bool:
-        rows = json.loads(self.agents[agent].cli("show", "peers", "--json"))
-        return any(r["peer"] == peer and r["state"] == "Established" for r in rows)
-
 
 @pytest.fixture(scope="module")
 def v6() -> Iterator[Agents]:
     skip_unless_supported()
+    if missing := missing_for("gobgp"):
+        pytest.skip("the IPv6 fabric's GoBGP reflector needs: " + ", ".join(missing))
     with Fabric("ev6", underlay6=True) as fab:
+        rr = add_reflector(fab, "gobgp")
         try:
             a1 = fab.add_agent_vtep("a1", 21)
             a2 = fab.add_agent_vtep("a2", 22)
@@ -125,39 +127,25 @@ def v6() -> Iterator[Agents]:
                         extra_addresses=[f"2001:db8:100::{first}/64"],
                     )
             ps_box = fab.add_box("ps", 31)
+            rr.start([a1, a2, ps_box])
             agents = {
-                # a1 listens (passive peers) for a2 and the peer script, which connect
-                "a1": fab.start_agent(
-                    a1,
-                    rrs=[a2, ps_box],
-                    settings={
-                        "reconcile-interval": 1,
-                        "local-address": a1.address,
-                        "route-reflectors": [
-                            {"address": peer.address, "hold-time": 9, "passive": True}
-                            for peer in (a2, ps_box)
-                        ],
-                    },
-                ),
-                "a2": fab.start_agent(a2, rrs=[a1], settings={"reconcile-interval": 1}),
+                box.name: fab.start_agent(box, rrs=[rr.box], settings={"reconcile-interval": 1})
+                for box in (a1, a2)
             }
             ps = fab.start_peer_script(
                 ps_box,
-                peers=[a1],
+                peers=[rr.box],
                 on_up=[_mac_ip_route("192.0.2.31:100", PS_MAC, ip, PS_VTEP) for ip in PS_IPS],
             )
-            lab = Agents(fab, a1, a2, ps, agents, hosts)
-            for agent, peer in (("a1", a2.address), ("a1", ps_box.address), ("a2", a1.address)):
-                wait_until(
-                    functools.partial(lab.established, agent, peer),
-                    30,
-                    f"{agent}: session with {peer} established",
-                    retry_on=(Exception,),
-                )
-            yield lab
+            for box in (a1, a2, ps_box):
+                rr.wait_established(box.address)
+            yield Agents(fab, rr, a1, a2, ps, agents, hosts)
         except BaseException:
             print(fab.logs())
+            print(rr.logs())
             raise
+        finally:
+            rr.stop()
 
 
 def _v6(host: Host) -> str:
@@ -166,8 +154,10 @@ def _v6(host: Host) -> str:
 
 def test_sessions_use_ipv6_and_an_ipv4_router_id(v6: Agents) -> None:
     text = (v6.a1.directory / "state" / "exabgp.conf").read_text()
-    assert f"neighbor {v6.a2.address} {{" in text
+    assert f"neighbor {v6.rr.address} {{" in text
     assert "router-id 192.0.2.21;" in text
+    [peer] = json.loads(v6.agents["a1"].cli("show", "peers", "--json"))
+    assert (peer["peer"], peer["state"]) == (v6.rr.address, "Established")
 
 
 def test_every_host_reaches_its_vni_over_ipv4_and_ipv6(v6: Agents) -> None:
@@ -192,6 +182,17 @@ def test_flood_lists_hold_the_remote_ipv6_vteps(v6: Agents) -> None:
             )
     [entry] = [e for e in _fdb(v6.a1, "vxlan100") if e["mac"] == ZERO_MAC]
     assert entry["state"] == "permanent" and "self" in entry["flags"]
+    # GoBGP holds the type 3 routes with their 16-byte PMSI tunnel endpoint
+    assert v6.rr.gobgp is not None
+    type3 = {
+        prefix: {a["type"]: a for a in paths[0]["attrs"]}
+        for prefix, paths in v6.rr.gobgp.evpn_rib().items()
+        if prefix.startswith("[type:multicast]")
+    }
+    assert len(type3) == 4
+    for attrs in type3.values():
+        assert attrs[22]["tunnel-id"] == attrs[14]["nexthop"]
+        assert attrs[14]["nexthop"] in (v6.a1.address, v6.a2.address)
 
 
 def test_remote_macs_point_at_ipv6_vteps(v6: Agents) -> None:
@@ -224,12 +225,13 @@ def test_mac_ip_routes_with_ipv4_and_ipv6_hosts_become_neighbours(v6: Agents) ->
 
 
 def test_what_the_agent_sends_is_rfc_encoded_ipv6(v6: Agents) -> None:
-    """Decoded by a second ExaBGP: 16-byte next hop, IPv6 type 3 with its IPv6 PMSI."""
+    """Decoded by a second ExaBGP, through the reflector: 16-byte next hop, IPv6 type 3
+    with its IPv6 PMSI."""
     a1 = v6.a1.address
 
     def type3() -> dict[str, tuple[str, dict[str, Any], dict[str, Any]]]:
-        # by RD: a route refresh re-sends them
-        return {r[1]["rd"]: r for r in _announced(v6.ps) if r[1]["code"] == 3}
+        # a1's, by RD: a route refresh re-sends them
+        return {r[1]["rd"]: r for r in _announced(v6.ps) if r[1]["code"] == 3 and r[0] == a1}
 
     wait_until(lambda: len(type3()) == 2, 20, "a1's two type 3 routes")
     for nexthop, nlri, attributes in type3().values():
@@ -270,7 +272,7 @@ def test_removed_host_is_withdrawn_everywhere(v6: Agents) -> None:
 
 
 @dataclass
-class Reflector:
+class FrrReflector:
     fab: Fabric
     rr: Box
     s1: Box
@@ -284,7 +286,7 @@ S1_IPS = ("198.51.100.41", "2001:db8:100::41")
 
 
 @pytest.fixture(scope="module")
-def frr_rr() -> Iterator[Reflector]:
+def frr_rr() -> Iterator[FrrReflector]:
     skip_unless_supported()
     with Fabric("ev6rr", underlay6=True) as fab:
         try:
@@ -298,13 +300,13 @@ def frr_rr() -> Iterator[Reflector]:
             )
             for box in (s1, s2):
                 fab.wait_established(rr, box.address)
-            yield Reflector(fab, rr, s1, s2, p1, p2)
+            yield FrrReflector(fab, rr, s1, s2, p1, p2)
         except BaseException:
             print(fab.logs())
             raise
 
 
-def test_frr_reflects_type2_with_an_ipv6_next_hop(frr_rr: Reflector) -> None:
+def test_frr_reflects_type2_with_an_ipv6_next_hop(frr_rr: FrrReflector) -> None:
     s1 = frr_rr.s1.address
 
     def received() -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
@@ -320,7 +322,7 @@ def test_frr_reflects_type2_with_an_ipv6_next_hop(frr_rr: Reflector) -> None:
     assert neighbor["remoteRouterId"] == frr_rr.s1.router_id  # IPv4 router-id, IPv6 session
 
 
-def test_frr_8_refuses_an_ipv6_type3(frr_rr: Reflector) -> None:
+def test_frr_8_refuses_an_ipv6_type3(frr_rr: FrrReflector) -> None:
     """What FRR lacks: its RR ends the session on the PMSI of an IPv6 VTEP (RFC 6514
     section 5: the 16-byte tunnel identifier). With a 4-byte PMSI it refuses the NLRI's
     128-bit originating IP instead. The session then flaps: this test runs last."""

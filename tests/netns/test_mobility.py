@@ -40,6 +40,7 @@ from lab.fabric import (
     skip_unless_supported,
     wait_until,
 )
+from lab.reflectors import Reflector, add_reflector, missing_for
 
 pytestmark = [pytest.mark.netns, pytest.mark.frr]
 
@@ -152,24 +153,6 @@ def neigh_view(leaf: Leaf, ip: str) -> dict[str, Any] | None:
     return frr or None
 
 
-def rr_paths(rr: Box, mac: str) -> list[tuple[str, str, str]]:
-    """(prefix, next hop, extended communities) of every type-2 path for ``mac`` on the RR."""
-    table = rr.vtysh_json("show bgp l2vpn evpn route type macip json")
-    found = []
-    for rd_table in table.values():
-        if not isinstance(rd_table, dict):
-            continue
-        for prefix, entry in rd_table.items():
-            if not isinstance(entry, dict) or f"[{mac}]" not in prefix:
-                continue
-            for group in entry.get("paths", []):
-                for path in group if isinstance(group, list) else [group]:
-                    nexthop = path.get("nexthops", [{}])[0].get("ip", "")
-                    communities = path.get("extendedCommunity", {}).get("string", "")
-                    found.append((prefix, nexthop, communities))
-    return found
-
-
 def mobility_community_ok(communities: str, seq: int) -> bool:
     """RFC 7432 s7.7: the MAC Mobility community carries seq; seq 0 may leave it out."""
     if seq == 0:
@@ -231,7 +214,7 @@ def describe(leaves: list[Leaf], mac: str) -> str:
 @dataclass
 class Mobility:
     fab: Fabric
-    rr: Box
+    rr: Reflector
     leaves: dict[str, Leaf]
     timings: list[str] = field(default_factory=list)
 
@@ -239,41 +222,51 @@ class Mobility:
         return [x for x in self.leaves.values() if x is not leaf]
 
 
-@pytest.fixture(scope="module")
-def mob() -> Iterator[Mobility]:
+@pytest.fixture(scope="module", params=["frr", "gobgp"])
+def mob(request: pytest.FixtureRequest) -> Iterator[Mobility]:
+    """The moves through an FRR reflector, and through GoBGP (its default settings)."""
+    kind: str = request.param
     skip_unless_supported()
+    if missing := missing_for(kind):
+        pytest.skip(f"{kind} reflector needs: " + ", ".join(missing))
     with Fabric("evmob") as fab:
-        rr = fab.add_route_reflector("rr", 1)
+        rr = add_reflector(fab, kind)
         leaves: dict[str, Leaf] = {}
-        for name, octet in (("a1", 21), ("a2", 22), ("f1", 11), ("f2", 12)):
-            if name.startswith("f"):
-                box = fab.add_frr_vtep(name, octet, rrs=[rr])
-            else:
-                box = fab.add_agent_vtep(name, octet)
-            svi = TENANT.format(200 + octet)  # .221, .222, .211, .212: one per VTEP
-            box.add_vni(VNI, svi_addresses=[f"{svi}/24"])
-            pin_bridge_mac(box, octet)
-            leaves[name] = Leaf(box, svi)
-        for leaf in leaves.values():
-            if leaf.name.startswith("a"):
-                # No periodic full resync: what is tested is the event-driven path (a
-                # resync from a dump would paper over a missed or mishandled event).
-                leaf.agent = fab.start_agent(leaf.box, rrs=[rr], settings={"reconcile-interval": 0})
-            # a host that stays put on every leaf: the moved host pings them all
-            octet = int(leaf.address.split(".")[-1])
-            anchor_ip = TENANT.format(100 + octet)  # .121, .122, .111, .112
-            leaf.anchor = fab.add_host(f"s{leaf.name}", leaf.box, VNI, f"{anchor_ip}/24")
         mobility = Mobility(fab, rr, leaves)
         try:
+            for name, octet in (("a1", 21), ("a2", 22), ("f1", 11), ("f2", 12)):
+                if name.startswith("f"):
+                    box = fab.add_frr_vtep(name, octet, rrs=[rr.box])
+                else:
+                    box = fab.add_agent_vtep(name, octet)
+                svi = TENANT.format(200 + octet)  # .221, .222, .211, .212: one per VTEP
+                box.add_vni(VNI, svi_addresses=[f"{svi}/24"])
+                pin_bridge_mac(box, octet)
+                leaves[name] = Leaf(box, svi)
+            rr.start([leaf.box for leaf in leaves.values()])
             for leaf in leaves.values():
-                fab.wait_established(rr, leaf.address)
+                if leaf.name.startswith("a"):
+                    # No periodic full resync: what is tested is the event-driven path (a
+                    # resync from a dump would paper over a missed or mishandled event).
+                    leaf.agent = fab.start_agent(
+                        leaf.box, rrs=[rr.box], settings={"reconcile-interval": 0}
+                    )
+                # a host that stays put on every leaf: the moved host pings them all
+                octet = int(leaf.address.split(".")[-1])
+                anchor_ip = TENANT.format(100 + octet)  # .121, .122, .111, .112
+                leaf.anchor = fab.add_host(f"s{leaf.name}", leaf.box, VNI, f"{anchor_ip}/24")
+            for leaf in leaves.values():
+                rr.wait_established(leaf.address)
             yield mobility
         except BaseException:
             print(fab.logs())
+            print(rr.logs())
             raise
         finally:
+            rr.stop()
             if mobility.timings:
-                print("\nmove convergence (B learns the MAC -> every other VTEP points at B):")
+                print(f"\nmove convergence through {kind} (B learns the MAC -> every other VTEP"
+                      " points at B):")  # fmt: skip
                 print("\n".join(mobility.timings))
 
 
@@ -373,7 +366,7 @@ def wait_following(
 
     # The route reflector holds only the new leaf's routes (MAC and MAC+IP), with MM:seq.
     def rr_right() -> bool:
-        paths = rr_paths(mob.rr, mac)
+        paths = mob.rr.mac_paths(mac)
         return (
             len(paths) == 2
             and all(nh == leaf.address for _p, nh, _c in paths)
@@ -457,7 +450,7 @@ DAD = {"max-moves": MAX_MOVES, "time": 60, "freeze": "permanent"}
 @dataclass
 class Flapping:
     fab: Fabric
-    rr: Box
+    rr: Reflector
     leaves: dict[str, Leaf]
 
     @property
@@ -471,11 +464,11 @@ def flap() -> Iterator[Flapping]:
     FRR VTEPs f3 f4 f5 (FRR's default: 5 moves in 180 s, no freeze)."""
     skip_unless_supported()
     with Fabric("evdad") as fab:
-        rr = fab.add_route_reflector("rr", 1)
+        rr = add_reflector(fab, "frr")
         leaves: dict[str, Leaf] = {}
         for name, octet in (("d1", 31), ("d2", 32), ("d3", 33), ("f3", 13), ("f4", 14), ("f5", 15)):
             if name.startswith("f"):
-                box = fab.add_frr_vtep(name, octet, rrs=[rr])
+                box = fab.add_frr_vtep(name, octet, rrs=[rr.box])
             else:
                 box = fab.add_agent_vtep(name, octet)
             box.add_vni(VNI)
@@ -484,11 +477,11 @@ def flap() -> Iterator[Flapping]:
         for leaf in leaves.values():
             if leaf.name.startswith("d"):
                 leaf.agent = fab.start_agent(
-                    leaf.box, rrs=[rr], settings={"duplicate-detection": DAD}
+                    leaf.box, rrs=[rr.box], settings={"duplicate-detection": DAD}
                 )
         try:
             for leaf in leaves.values():
-                fab.wait_established(rr, leaf.address)
+                rr.wait_established(leaf.address)
             yield Flapping(fab, rr, leaves)
         except BaseException:
             print(fab.logs())
@@ -555,11 +548,11 @@ def test_flapping_mac_is_detected_frozen_and_cleared(flap: Flapping) -> None:
     marker = "02:00:5e:dd:00:99"
     garp(host, TENANT.format(51), iface="eth1", mac=marker)
     wait_until(
-        lambda: any(nh == d2.address for _p, nh, _c in rr_paths(flap.rr, marker)),
+        lambda: any(nh == d2.address for _p, nh, _c in flap.rr.mac_paths(marker)),
         10,
         "d2's marker MAC reaches the RR",
     )
-    assert {nh for _p, nh, _c in rr_paths(flap.rr, mac)} == {d1.address}
+    assert {nh for _p, nh, _c in flap.rr.mac_paths(mac)} == {d1.address}
     advertised = json.loads(agent.cli("show", "routes", "--type", "2", "--json"))["advertised"]
     assert not [r for r in advertised if mac in r["prefix"]], advertised
     assert bridge_ports(d1.box, mac) == {ports[0]} and points_at(f3.box, mac, d1.address)
@@ -583,7 +576,7 @@ def test_flapping_mac_is_detected_frozen_and_cleared(flap: Flapping) -> None:
     assert view is not None and not view["isDuplicate"], view
     wait_until(
         lambda: (
-            [(nh, mobility_community_ok(c, 3)) for _p, nh, c in rr_paths(flap.rr, mac)]
+            [(nh, mobility_community_ok(c, 3)) for _p, nh, c in flap.rr.mac_paths(mac)]
             == [(d2.address, True)]
         ),
         10,

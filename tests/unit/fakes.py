@@ -81,6 +81,9 @@ class FakeSpeaker:
     def ask_refresh(self) -> None:
         self.sent.append("refresh")
 
+    def ask_sessions(self) -> None:
+        self.sent.append("sessions")
+
     def changes(self) -> list[AdvertChange]:
         return [c for c in self.sent if isinstance(c, AdvertChange)]
 

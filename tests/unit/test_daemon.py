@@ -90,8 +90,10 @@ async def running(tmp_path: Path) -> AsyncIterator[Running]:
 
 async def test_start_announces_our_vni_inside_a_sync(running: Running) -> None:
     sent = running.speaker.sent
-    assert sent[0] == "sync begin" and sent[-1] == "sync end"
-    (imet,) = sent[1:-1]
+    # first the speaker's account of sessions that may predate us, then our routes
+    assert sent[0] == "sessions"
+    assert sent[1] == "sync begin" and sent[-1] == "sync end"
+    (imet,) = sent[2:-1]
     assert isinstance(imet, AdvertChange) and isinstance(imet.advert, ImetAdvert)
     assert (imet.advert.vni, imet.advert.vtep, str(imet.advert.rd)) == (100, ME, f"{ME}:100")
 

@@ -7,6 +7,7 @@ from evpn_agent.model import (
     LineRejected,
     MacKey,
     MacRoute,
+    RefreshBegun,
     RouteAnnounced,
     RouteRejected,
     RouteTarget,
@@ -147,15 +148,19 @@ def test_state_eor_and_acks() -> None:
     assert parse_line(eor4) == []
 
 
-def test_enhanced_route_refresh_end_counts_as_end_of_rib() -> None:
-    line = envelope(
-        "refresh",
-        {
-            "direction": "receive",
-            "route-refresh": {"afi": "l2vpn", "safi": "evpn", "subtype": "end"},
-        },
-    )
-    assert parse_line(line) == [EndOfRib(PEER)]
+def test_enhanced_route_refresh_begin_and_end() -> None:
+    def refresh(subtype: str, safi: str = "evpn") -> str:
+        return envelope(
+            "refresh",
+            {
+                "direction": "receive",
+                "route-refresh": {"afi": "l2vpn", "safi": safi, "subtype": subtype},
+            },
+        )
+
+    assert parse_line(refresh("begin")) == [RefreshBegun(PEER)]
+    assert parse_line(refresh("end")) == [EndOfRib(PEER, refresh=True)]
+    assert parse_line(refresh("end", safi="vpls")) == []
 
 
 def test_garbage_lines() -> None:

@@ -11,12 +11,14 @@ from evpn_agent.model import (
     ImetRoute,
     LineRejected,
     MacRoute,
+    PeerOpened,
     RouteAnnounced,
     RouteDistinguisher,
     RouteRejected,
     RouteTarget,
     RouteWithdrawn,
     SessionDown,
+    SessionReported,
     SessionUp,
 )
 from evpn_agent.speaker.channel import ExabgpChannel
@@ -102,3 +104,53 @@ def test_session_stream_acks_are_tied_to_the_commands_sent() -> None:
 
 def test_shutdown_line_is_ignored() -> None:
     assert events("shutdown.jsonl") == []
+
+
+def test_opens_tell_what_each_reflector_negotiated() -> None:
+    # FRR 8.4 (graceful restart helper, enhanced route refresh), GoBGP 3.10 as configured
+    # by default (neither), GoBGP with graceful restart (no enhanced route refresh)
+    assert events("open.jsonl") == [
+        PeerOpened("192.0.2.1", graceful_restart=True, enhanced_refresh=True),
+        PeerOpened("192.0.2.2", graceful_restart=False, enhanced_refresh=False),
+        PeerOpened("192.0.2.3", graceful_restart=True, enhanced_refresh=False),
+    ]
+
+
+def test_neighbor_report_gives_uptime_and_graceful_restart() -> None:
+    report = {ev.peer: ev for ev in events("neighbor_report.jsonl")}  # type: ignore[attr-defined]
+    assert set(report) == {"192.0.2.1", "192.0.2.2", "192.0.2.3"}
+    assert all(isinstance(ev, SessionReported) and ev.up for ev in report.values())
+    assert {peer: ev.graceful_restart for peer, ev in report.items()} == {
+        "192.0.2.1": True,
+        "192.0.2.2": False,
+        "192.0.2.3": True,
+    }
+    assert all(0 <= ev.uptime < 60 for ev in report.values())
+
+
+def test_the_late_ack_of_a_report_request_is_paired_with_it() -> None:
+    """ExaBGP answers "show neighbor json" after the acks of lines written later: a refusal
+    of such a line must still come back as that line's refusal."""
+    channel = ExabgpChannel(io.BytesIO(), io.BytesIO())
+    change = AdvertChange(
+        ImetAdvert(RouteDistinguisher.parse(f"{OWN}:100"), 100, OWN, (RouteTarget(65000, 100),))
+    )
+    channel.ask_sessions()
+    channel.send([change])
+    assert channel.decode(b"error\n", OWN)[0] == [AdvertRefused(change)]
+    report = (FIXTURES / "neighbor_report.jsonl").read_bytes()
+    assert len(channel.decode(report, OWN)[0]) == 3
+    assert channel.decode(b"done\n", OWN)[0] == []
+    assert not channel._pending and channel.refused == 1
+
+
+def test_a_refresh_waits_for_the_report_request_to_be_answered() -> None:
+    """Both are answered late: the refresh is written only once nothing is outstanding."""
+    out = io.BytesIO()
+    channel = ExabgpChannel(io.BytesIO(), out)
+    channel.ask_sessions()
+    channel.ask_refresh()
+    assert out.getvalue() == b"show neighbor json\n"
+    channel.decode((FIXTURES / "neighbor_report.jsonl").read_bytes(), OWN)
+    channel.decode(b"done\n", OWN)
+    assert out.getvalue() == b"show neighbor json\nannounce route-refresh l2vpn evpn\n"
