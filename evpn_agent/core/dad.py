@@ -51,6 +51,8 @@ class DuplicateDetector:
         return True
 
     def frozen(self, key: Key, now: float) -> bool:
+        if not self.duplicates:
+            return False  # the usual case, asked once per planned MAC
         dup = self.duplicates.get(key)
         return dup is not None and dup.frozen_until is not None and now < dup.frozen_until
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import sys
 
@@ -18,6 +19,12 @@ from evpn_agent.identity import IdentityError
 from evpn_agent.kernel import NetlinkKernel
 from evpn_agent.logs import setup_logging
 from evpn_agent.speaker.channel import ExabgpChannel
+
+# The engine holds hundreds of thousands of long-lived objects (routes, keys, entries) and
+# creates few reference cycles. With CPython's default thresholds (700, 10, 10) a burst of
+# routes makes the collector rescan that heap again and again: measured at about a third
+# of the engine's CPU for 100,000 routes. Collections stay, just far less often.
+GC_THRESHOLDS = (50_000, 20, 20)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("evpn_agent").error("%s", exc)
         return 2
     setup_logging(cfg.log_level, cfg.log_destination)
+    gc.set_threshold(*GC_THRESHOLDS)
     speaker = ExabgpChannel(sys.stdin.buffer, sys.stdout.buffer)
     kernel = NetlinkKernel(rcvbuf=cfg.netlink_buffer_size)
     try:
