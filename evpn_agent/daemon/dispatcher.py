@@ -177,7 +177,9 @@ class Daemon:
         if timeout <= 0:
             return self.inbox.get_nowait() if not self.inbox.empty() else None
         try:
-            return await asyncio.wait_for(self.inbox.get(), timeout)
+            # asyncio.timeout, not wait_for: wait_for wraps every wait in a task of its own
+            async with asyncio.timeout(timeout):
+                return await self.inbox.get()
         except TimeoutError:
             return None
 
