@@ -66,11 +66,6 @@ from lab.fabric.speakers import (
 )
 from lab.fabric.wait import wait_until
 
-# the names these helpers had when lab/fabric.py was one module
-_children = children
-_cmdline = cmdline
-_pid_alive = pid_alive
-
 __all__ = [
     "AGENT_CLI_MODULE",
     "AGENT_CORE_MODULE",
