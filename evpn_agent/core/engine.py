@@ -76,4 +76,4 @@ class Engine(State):
 
     def managed(self) -> Managed:
         """Where our entries live: the kernel edge drops the echoes of our writes there."""
-        return self.view.managed()
+        return self.view.managed

@@ -126,6 +126,7 @@ class LocalView:
     by_vxlan: dict[int, LocalVni] = field(default_factory=dict)
     by_bridge: dict[tuple[int, int | None], int] = field(default_factory=dict)
     by_svi: dict[int, int] = field(default_factory=dict)
+    managed: Managed = field(default_factory=Managed)  # where our entries live
 
     def relink(self) -> dict[int, LocalVni]:
         """Derive the VNIs from the links again; returns the previous VNIs."""
@@ -137,10 +138,9 @@ class LocalView:
         self.by_svi = {
             lv.svi_ifindex: lv.vni for lv in self.vnis.values() if lv.svi_ifindex is not None
         }
+        # derived here, once per device change: the daemon asks for it on every flush
+        self.managed = Managed(frozenset(self.by_vxlan), frozenset(self.by_svi))
         return old
-
-    def managed(self) -> Managed:
-        return Managed(frozenset(self.by_vxlan), frozenset(self.by_svi))
 
     def mac(self, lv: LocalVni, mac: str) -> LocalMac | None:
         return self.fdb.get(BridgeMac(lv.bridge_ifindex, lv.vlan, mac))

@@ -264,14 +264,9 @@ class Managed(NamedTuple):
     on a managed VXLAN device, every ``extern_learn`` entry (remote MACs, bridge and VXLAN
     side) and every zero-MAC entry (the flood list); on a managed SVI, every
     ``extern_learn`` neighbour. FDB entries keep no protocol field, so this is all the
-    kernel can tell. The monitor's socket filter drops the echoes of exactly these.
+    kernel can tell. The engine hands this value to the kernel edge, whose monitor drops
+    the echoes of exactly these (reading the message bytes, not decoded entries).
     """
 
     vxlans: frozenset[int] = frozenset()
     svis: frozenset[int] = frozenset()
-
-    def owns_fdb(self, entry: FdbEntry) -> bool:
-        return entry.ifindex in self.vxlans and (entry.mac == ZERO_MAC or entry.ext_learned)
-
-    def owns_neigh(self, entry: NeighEntry) -> bool:
-        return entry.ifindex in self.svis and entry.ext_learned

@@ -11,16 +11,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from evpn_agent.speaker.process import DAEMON_MODULE, LAUNCHER_MODULE
 from lab.fabric.boxes import Box
 from lab.fabric.environment import PYTHON
 from lab.fabric.procs import children, cmdline, pid_alive, stop_pids
 from lab.fabric.wait import wait_until
 
-# The agent's modules, each named once. The core is ExaBGP's API process and is found
-# by AGENT_CORE_MODULE in its command line (agent_core_pid).
+# The agent's modules, as the package names them. The core is ExaBGP's API process and is
+# found by AGENT_CORE_MODULE in its command line (agent_core_pid).
 AGENT_CLI_MODULE = "evpn_agent.cli"
-AGENT_CORE_MODULE = "evpn_agent.daemon"
-SPEAKER_MODULE = "evpn_agent.speaker"
+AGENT_CORE_MODULE = DAEMON_MODULE
+SPEAKER_MODULE = LAUNCHER_MODULE
 
 
 def agent_cli_argv(socket: Path | str, *args: str) -> list[str]:
