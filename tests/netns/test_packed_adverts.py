@@ -1,5 +1,6 @@
 """Packed adverts end to end: 2,000 local MACs appearing at once on an agent VTEP reach an
-FRR VTEP's kernel through an FRR route reflector in few UPDATEs, and all go again.
+FRR VTEP's kernel through an FRR route reflector in few UPDATEs, survive the reflector's
+route refresh (resent packed between BoRR and EoRR), and all go again.
 
 The reflector's message counters for the agent's session show the packing: without it,
 ExaBGP sent one UPDATE per EVPN route (2,000 each way).
@@ -55,6 +56,17 @@ def _updates_received(rr: Box, peer: str) -> int:
     return int(stats["updatesRecv"])
 
 
+def _refreshes_received(rr: Box, peer: str) -> int:
+    """ROUTE-REFRESH messages from ``peer``: our BoRR and EoRR after a refresh."""
+    stats = rr.vtysh_json(f"show bgp neighbor {peer} json")[peer]["messageStats"]
+    return int(stats["routeRefreshRecv"])
+
+
+def _received_by_rr(rr: Box, peer: str) -> int:
+    summary = rr.vtysh_json("show bgp l2vpn evpn summary json")
+    return int(summary["peers"][peer]["pfxRcd"])
+
+
 def _ours_in_kernel(frr_vtep: Box, vtep: str) -> int:
     """How many of the burst's MACs the FRR VTEP's kernel points at ``vtep``."""
     found = re.findall(
@@ -84,6 +96,17 @@ def test_two_thousand_macs_travel_packed_and_reach_an_frr_kernel(
     announced = _updates_received(rr, me) - before
     print(f"{COUNT} MACs reached the reflector in {announced} UPDATEs")
     assert 0 < announced <= MOST_UPDATES
+
+    # The reflector asks for our routes again (ROUTE-REFRESH): the table is resent, packed,
+    # between BoRR and EoRR, so the reflector keeps every route through its stale sweep.
+    before, refreshed = _updates_received(rr, me), _refreshes_received(rr, me)
+    rr.vtysh(f"clear bgp l2vpn evpn {me} soft in")
+    wait_until(lambda: _refreshes_received(rr, me) == refreshed + 2, 30, "our BoRR and EoRR")
+    resent = _updates_received(rr, me) - before
+    print(f"route refresh: {COUNT} MACs resent in {resent} UPDATEs")
+    assert 0 < resent <= MOST_UPDATES
+    assert _received_by_rr(rr, me) >= COUNT
+    assert _ours_in_kernel(frr_vtep, me) == COUNT
 
     before = _updates_received(rr, me)
     _batch(agent_vtep, "del", port)
