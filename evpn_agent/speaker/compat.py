@@ -463,6 +463,10 @@ def install_advert_path(hooks: AdvertHooks) -> None:
     def ours_then_new_update(self: Any, include_withdraw: bool) -> Iterator[Any]:
         outgoing, size = self.neighbor.rib.outgoing, self.negotiated.msg_size
         bracket, messages = current[0].take(outgoing, size)
+        if family not in self.negotiated.families:
+            # configured, but the peer did not take l2vpn evpn: taken (so that pending()
+            # is false again) and not sent, as ExaBGP's Update.messages skips the family
+            bracket, messages = False, []
         if bracket:
             yield from self.write(refresh(*family, refresh.start))
         for message in messages:

@@ -339,6 +339,17 @@ def test_a_route_refresh_resends_the_table_between_borr_and_eorr(
 
 
 @pytest.mark.usefixtures("_exabgp_logger")
+def test_a_session_without_l2vpn_evpn_is_sent_none_of_ours(path: launcher.AdvertPath) -> None:
+    reactor = Reactor()
+    reactor.negotiated.families = []  # configured with the family, the peer did not take it
+    reactor.connect()
+    assert reactor.batch([mac(1)]) == ["done"]
+    assert reactor.outgoing.pending()
+    assert reactor.send_cycle() == []
+    assert not reactor.outgoing.pending()  # taken: the peer loop does not spin on it
+
+
+@pytest.mark.usefixtures("_exabgp_logger")
 def test_sync_end_withdraws_stale_routes_from_the_peers(path: launcher.AdvertPath) -> None:
     reactor = Reactor()
     reactor.connect()
