@@ -32,7 +32,8 @@ class PeerQueue:
         self.bracket = False  # an enhanced route refresh: BoRR/EoRR around the resend
 
     def has_work(self) -> bool:
-        return bool(self.pending)
+        # a refresh of an empty table still owes the peer its BoRR and EoRR
+        return bool(self.pending) or self.bracket
 
     def new_session(self, routes: Iterable[bytes]) -> None:
         """A session came up: it was sent nothing, and is to be sent the whole table."""

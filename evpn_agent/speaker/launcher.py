@@ -32,7 +32,7 @@ from typing import Any
 from evpn_agent.model import AdvertChange, ImetAdvert, MacAdvert
 from evpn_agent.speaker import compat, grammar, selftest, wire_encode
 from evpn_agent.speaker.advert_table import AdvertTable
-from evpn_agent.speaker.compat import exa, queue
+from evpn_agent.speaker.compat import exa
 
 # The patches live in compat now; these names stay importable from here.
 from evpn_agent.speaker.compat import speed_up_json as speed_up_json
@@ -188,19 +188,6 @@ def _build_line(line: str) -> Any:
 
 
 # ---------------------------------------------------------------- API handler
-
-
-def inject(reactor: Any, peers: Sequence[str], cmd: grammar.Command) -> bool:
-    """Queue ``cmd`` in ExaBGP's own adj-rib-out of each named peer that has l2vpn evpn.
-
-    No longer the agent's way out (that is the advert table); kept for the self-test of
-    ExaBGP's queue and for tools driving ExaBGP's adj-rib-out directly.
-    """
-    injected = False
-    for outgoing in compat.evpn_ribs(reactor, peers):
-        queue(outgoing, build_change(cmd))
-        injected = True
-    return injected
 
 
 def advert_change(cmd: grammar.Command) -> AdvertChange:

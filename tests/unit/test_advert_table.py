@@ -339,6 +339,17 @@ def test_a_route_refresh_resends_the_table_between_borr_and_eorr(
 
 
 @pytest.mark.usefixtures("_exabgp_logger")
+def test_a_refresh_of_an_empty_table_still_sends_borr_and_eorr(
+    path: launcher.AdvertPath,
+) -> None:
+    reactor = Reactor()
+    reactor.connect()
+    assert reactor.send_cycle() == []
+    compat.exa.Peer.resend(reactor.session, True, compat.evpn_family())
+    assert [(m[18], m[21]) for m in reactor.send_cycle()] == [(5, 1), (5, 2)]
+
+
+@pytest.mark.usefixtures("_exabgp_logger")
 def test_a_session_without_l2vpn_evpn_is_sent_none_of_ours(path: launcher.AdvertPath) -> None:
     reactor = Reactor()
     reactor.negotiated.families = []  # configured with the family, the peer did not take it

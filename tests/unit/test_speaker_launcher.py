@@ -20,8 +20,8 @@ from hypothesis import given, settings
 from test_speaker_grammar import commands  # hypothesis strategy of valid commands
 
 from evpn_agent.model import MacAdvert
+from evpn_agent.speaker import compat, grammar, launcher
 from evpn_agent.speaker import conf as exabgp_conf
-from evpn_agent.speaker import grammar, launcher
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PEER_SCRIPT = Path(__file__).resolve().parents[1] / "speaker_peer.py"
@@ -193,7 +193,7 @@ def test_the_last_command_for_a_route_wins_within_a_send_cycle(
 
     outgoing = OutgoingRIB(True, [(AFI.l2vpn, SAFI.evpn)])
     for action, mac in commands:
-        launcher.queue(outgoing, launcher.build_change(_mac(action, mac)))
+        compat.queue(outgoing, launcher.build_change(_mac(action, mac)))
     last = {mac: action for action, mac in commands}
     assert _sent(outgoing) == last
 
@@ -207,7 +207,7 @@ def test_a_route_sent_before_is_withdrawn_and_announced_again_in_later_cycles() 
     expected = ["announce", "withdraw", "announce", "announce"]  # the last one is a repeat
     seen = []
     for action in expected:
-        launcher.queue(outgoing, launcher.build_change(_mac(action, "02:00:5e:00:00:01")))
+        compat.queue(outgoing, launcher.build_change(_mac(action, "02:00:5e:00:00:01")))
         seen.append(_sent(outgoing).get("02:00:5e:00:00:01"))
     assert seen == ["announce", "withdraw", "announce", None]  # a repeat sends nothing
 
