@@ -42,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     speaker = ExabgpChannel(sys.stdin.buffer, sys.stdout.buffer)
     kernel = NetlinkKernel(rcvbuf=cfg.netlink_buffer_size)
     try:
-        asyncio.run(Daemon(cfg, speaker, kernel).run())
+        daemon = Daemon(cfg, speaker, kernel, config_path=args.config, sighup=True)
+        asyncio.run(daemon.run())
     except IdentityError as exc:
         logging.getLogger("evpn_agent").error("%s", exc)
         return 2
