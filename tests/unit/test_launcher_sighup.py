@@ -28,11 +28,14 @@ SCRIPT = textwrap.dedent(
         stdout=subprocess.PIPE, text=True,
     )
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
-    assert core.stdout.readline() == "ready\\n"
-    assert launcher.core_pids(os.getpid()) == [core.pid]  # not the other child
-    os.kill(os.getpid(), signal.SIGHUP)
-    out, _ = core.communicate(timeout=10)
-    other.kill()
+    try:
+        assert core.stdout.readline() == "ready\\n"
+        assert launcher.core_pids(os.getpid()) == [core.pid]  # not the other child
+        os.kill(os.getpid(), signal.SIGHUP)
+        out, _ = core.communicate(timeout=10)
+    finally:
+        core.kill()
+        other.kill()
     print(out.strip(), "| exabgp scheduled:", hub.name(hub.received))
     """
 )
