@@ -345,15 +345,20 @@ def reload_config(
       evpn-agent reload --config /etc/evpn-agent/evpn-agent.yaml
     """
     args: dict[str, Any] = {"dry_run": dry_run}
-    socket = socket_path
     if config_path is not None:
         args["config"] = os.path.abspath(config_path)
-        try:
-            socket = socket or check_file(config_path).control_socket
-        except ConfigError as exc:
-            result = {"source": config_path, "valid": False, "problems": exc.problems}
-            _reload_exit(result, as_json)
-    result = _ask(DEFAULT_CONFIG, socket, "reload", **args)
+    try:
+        # checked here first for the socket it names; the agent checks it again
+        cfg = check_file(config_path or DEFAULT_CONFIG)
+    except ConfigError as exc:
+        if config_path is not None:
+            _reload_exit({"source": config_path, "valid": False, "problems": exc.problems}, as_json)
+        cfg = None  # the agent re-reads its own file and reports what is wrong with it
+    socket = socket_path or (cfg.control_socket if cfg else DEFAULT_SOCKET)
+    try:
+        result = control.request(socket, "reload", timeout=120.0, **args)
+    except control.ControlError as exc:
+        raise click.ClickException(str(exc)) from None
     _reload_exit(result, as_json)
 
 

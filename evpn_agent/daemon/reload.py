@@ -64,6 +64,8 @@ async def reload(daemon: Daemon, engine: Engine, path: str, *, dry_run: bool) ->
     daemon.speaker.send(work.changes)
     result["failed"] += [f"{f.op}: {f.message}" for f in failures]
     _count(result, work.ops, [c.withdraw for c in work.changes])
+    log.debug("reload wrote %d kernel change(s), sent %d advert change(s)",
+              len(work.ops), len(work.changes))  # fmt: skip
     daemon.flush(engine)  # what applying made (a VNI added needs its RD index first)
     result["applied"] = True
     log.info(
