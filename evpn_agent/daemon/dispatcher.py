@@ -288,13 +288,17 @@ class Daemon:
             self.inbox.put_nowait(item)
         return await self.kernel.dump(known=engine.view.fdb)
 
+    def prepare(self, engine: Engine) -> None:
+        """Before planning: where our entries live, an RD number for every VNI."""
+        self.kernel.set_managed(engine.managed())
+        if any(v not in engine.rd_index for v in engine.vnis):
+            engine.rd_index = rd_indexes(self.cfg.state_dir, engine.vnis)
+
     def flush(self, engine: Engine) -> int:
         """Write planned kernel ops, then send advert changes; returns changes sent."""
         sent = 0
         for _ in range(3):  # applying can make more work (an AddNeigh replacing a binding)
-            self.kernel.set_managed(engine.managed())
-            if any(v not in engine.rd_index for v in engine.vnis):
-                engine.rd_index = rd_indexes(self.cfg.state_dir, engine.vnis)
+            self.prepare(engine)
             work = engine.take_work()
             if work.ops:
                 failures = self.kernel.apply(work.ops)

@@ -57,7 +57,7 @@ async def reload(daemon: Daemon, engine: Engine, path: str, *, dry_run: bool) ->
     reconfigure.apply(engine, new, plan)
     result["failed"] = await _edges(daemon, new, plan)
     daemon.cfg = new
-    daemon.kernel.set_managed(engine.managed())
+    daemon.prepare(engine)  # a VNI added needs its RD number before it is announced
     work = engine.take_work()
     failures = daemon.kernel.apply(work.ops) if work.ops else []
     engine.kernel_applied(work.ops, [f.op for f in failures])
@@ -66,7 +66,7 @@ async def reload(daemon: Daemon, engine: Engine, path: str, *, dry_run: bool) ->
     _count(result, work.ops, [c.withdraw for c in work.changes])
     log.debug("reload wrote %d kernel change(s), sent %d advert change(s)",
               len(work.ops), len(work.changes))  # fmt: skip
-    daemon.flush(engine)  # what applying made (a VNI added needs its RD index first)
+    daemon.flush(engine)  # what applying made more
     result["applied"] = True
     log.info(
         "configuration reloaded from %s: %s",

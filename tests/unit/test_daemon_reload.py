@@ -172,3 +172,33 @@ async def test_sighup_reloads_the_file(agent: Agent) -> None:
     agent.write("mac-limit: 5\n")
     os.kill(os.getpid(), signal.SIGHUP)
     await until(lambda: agent.daemon.cfg.mac_limit == 5)
+
+
+async def test_vni_added_is_announced_with_its_persisted_rd(tmp_path: Path) -> None:
+    """A VNI above 65535 gets an RD number from the state directory: before its first
+    announce, or the fabric would see an RD that changes on the next restart."""
+    large = (
+        BridgeDevice(30, "br70000", "02:00:00:00:00:30", False, True),
+        VxlanDevice(31, "vxlan70000", 70000, ME, 30, False, True),
+    )
+    file = tmp_path / "evpn-agent.yaml"
+    head = (
+        f"local-as: 65000\nroute-reflectors: [{RR}]\ncontrol-socket: {tmp_path / 's'}\n"
+        f"state-dir: {tmp_path / 'state'}\nreconcile-interval: 0\n"
+    )
+    file.write_text(head + "vnis: [100]\n")
+    speaker, kernel = FakeSpeaker(), MemoryKernel(LINKS + large)
+    daemon = Daemon(load(file), speaker, kernel, config_path=str(file))
+    task = asyncio.create_task(daemon.run())
+    await asyncio.wait_for(daemon.started.wait(), 5)
+    agent = Agent(daemon, speaker, kernel, str(tmp_path / "s"), file, head)
+    agent.write("vnis: [100, 70000]\n")
+    assert (await agent.ask())["applied"]
+    rds = [
+        str(c.advert.rd)
+        for c in speaker.changes()
+        if isinstance(c.advert, ImetAdvert) and c.advert.vni == 70000
+    ]
+    assert rds == [f"{ME}:65535"]
+    speaker.close()
+    await asyncio.wait_for(task, 5)
