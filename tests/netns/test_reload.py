@@ -221,14 +221,31 @@ def test_broken_file_is_refused_with_the_key_and_changes_nothing(lab: Lab) -> No
     assert "no changes" in applied(lab.reload())  # the agent kept what it ran with
 
 
+def metrics(lab: Lab, address: str) -> str:
+    fetch = (
+        f"import urllib.request; print(urllib.request.urlopen('http://{address}/metrics').read())"
+    )
+    return lab.a1.exec(PYTHON, "-c", fetch, check=False)
+
+
 def test_sighup_reloads_and_exabgp_stays(lab: Lab) -> None:
     pid = lab.agent.pid
+    live = {
+        "log-level": "warning",
+        "route-hold-time": 30,
+        "reconcile-interval": 5,
+        "sweep-delay": 1,
+        "duplicate-detection": {"max-moves": 3, "time": 60, "freeze": "permanent"},
+        "metrics-address": "127.0.0.1:9610",
+    }
     with untouched(lab):
-        lab.write(**{"log-level": "warning", "route-hold-time": 30})
-        dry = applied(lab.reload("--dry-run", "--json"))
-        assert {c["key"] for c in json.loads(dry)["changes"]} == {"log-level", "route-hold-time"}
+        lab.write(**live)
+        dry = json.loads(applied(lab.reload("--dry-run", "--json")))
+        assert {c["key"].split(".")[0] for c in dry["changes"]} == set(live)
+        assert "evpn_agent" not in metrics(lab, "127.0.0.1:9610")  # a dry run changes nothing
         os.kill(pid, signal.SIGHUP)  # ExaBGP, through our launcher, to the core
         wait_until(lambda: "no changes" in applied(lab.reload("--dry-run")), 20, "SIGHUP applied")
         assert lab.agent.running() and lab.agent.pid == pid
+        assert "evpn_agent" in metrics(lab, "127.0.0.1:9610")  # the endpoint opened
     lab.write()
     applied(lab.reload())
