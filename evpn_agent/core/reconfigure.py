@@ -121,14 +121,14 @@ def identity(old: Config, new: Config, running: Running) -> list[Change | Refusa
 def route_reflectors(old: Config, new: Config, running: Running) -> list[Change | Refusal]:
     """ExaBGP's neighbors: changing them live is evpn-agent restart's handover, not ours
     yet; a hook that can apply them returns Changes here instead."""
-    if old.route_reflectors == new.route_reflectors:
-        return []
     before = {rr.address: rr for rr in old.route_reflectors}
     after = {rr.address: rr for rr in new.route_reflectors}
+    if before == after:
+        return []  # the order of the list means nothing
     what = [f"+{a}" for a in after if a not in before]
     what += [f"-{a}" for a in before if a not in after]
     what += [f"~{a}" for a in after if a in before and after[a] != before[a]]
-    return [Refusal("route-reflectors", f"{RESTART} ({' '.join(what) or 'order'})")]
+    return [Refusal("route-reflectors", f"{RESTART} ({' '.join(what)})")]
 
 
 def _targets_text(t: VniTargets | None) -> str:

@@ -3,6 +3,8 @@ does to the kernel ops and the adverts (only what the change requires)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from evpn_agent.config import parse
@@ -14,6 +16,7 @@ from evpn_agent.model import (
     AddFlood,
     BridgeDevice,
     Config,
+    DadSettings,
     DelFdb,
     DelFlood,
     FdbEntry,
@@ -27,6 +30,7 @@ from evpn_agent.model import (
     RouteTarget,
     VxlanDevice,
 )
+from evpn_agent.model.settings import RouteReflector, VniTargets
 from evpn_agent.speaker import encode
 
 ME, RR, REMOTE = "192.0.2.21", "192.0.2.1", "192.0.2.22"
@@ -113,6 +117,43 @@ def test_restart_keys_are_refused_with_the_reason(text: str, key: str) -> None:
     assert all("needs evpn-agent restart" in r.reason for r in plan.refused)
     with pytest.raises(ValueError, match="refusals"):
         reconfigure.apply(engine(), new, plan)
+
+
+def test_every_key_is_either_live_or_refused() -> None:
+    """A key added to Config later must be put in a group, or reload would ignore it."""
+    other = {
+        "local_as": 65001,
+        "route_reflectors": (RouteReflector("192.0.2.2"),),
+        "router_id": "192.0.2.99",
+        "vtep_ip": "192.0.2.99",
+        "local_address": ME,
+        "vnis": frozenset({100}),
+        "route_targets": {100: VniTargets((RouteTarget(1, 1),), ())},
+        "control_socket": "/run/x.sock",
+        "state_dir": "/var/lib/x",
+        "log_level": "debug",
+        "log_destination": "syslog",
+        "sweep_delay": 1.0,
+        "reconcile_interval": 1.0,
+        "netlink_buffer_size": 1 << 20,
+        "metrics_address": "127.0.0.1:9",
+        "route_hold_time": 1.0,
+        "mac_limit_per_vni": 1,
+        "mac_limit": 1,
+        "duplicate_detection": DadSettings(max_moves=2),
+    }
+    keys = {f.name for f in dataclasses.fields(Config)} - {"source"}
+    assert set(other) == keys
+    for name, value in other.items():
+        plan = reconfigure.diff(cfg(), dataclasses.replace(cfg(), **{name: value}), RUNNING)
+        assert plan.changes or plan.refused, name
+
+
+def test_reflectors_in_another_order_are_no_change() -> None:
+    plan = reconfigure.diff(
+        parse(OTHER_RR + f"[{RR}, 192.0.2.2]"), parse(OTHER_RR + f"[192.0.2.2, {RR}]"), RUNNING
+    )
+    assert plan.refused == () and plan.changes == ()
 
 
 def test_identity_set_to_what_runs_is_no_change() -> None:
