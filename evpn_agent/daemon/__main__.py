@@ -14,6 +14,7 @@ import logging
 import sys
 
 from evpn_agent.config import ConfigError, load
+from evpn_agent.daemon import reload
 from evpn_agent.daemon.dispatcher import Daemon
 from evpn_agent.identity import IdentityError
 from evpn_agent.kernel import NetlinkKernel
@@ -31,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="evpn-agent-daemon")
     parser.add_argument("--config", required=True)
     args = parser.parse_args(argv)
+    reload.hold_sighup()
     try:
         cfg = load(args.config)
     except ConfigError as exc:

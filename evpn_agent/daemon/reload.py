@@ -116,6 +116,15 @@ async def _edges(daemon: Daemon, new: Config, plan: reconfigure.Plan) -> list[st
     return failed
 
 
+_held: list[int] = []  # SIGHUPs that came before the daemon could reload
+
+
+def hold_sighup() -> None:
+    """From the first moment of the process: remember a SIGHUP until ``on_sighup`` takes
+    over. Its default action would end the core (ExaBGP respawns it, a needless restart)."""
+    signal.signal(signal.SIGHUP, lambda signum, frame: _held.append(signum))
+
+
 def on_sighup(daemon: Daemon) -> None:
     """SIGHUP (forwarded by our ExaBGP launcher, or sent to us) reloads the file we run
     from, as ``evpn-agent reload`` does; the outcome goes to the log."""
@@ -136,6 +145,9 @@ def on_sighup(daemon: Daemon) -> None:
         task.add_done_callback(tasks.discard)
 
     loop.add_signal_handler(signal.SIGHUP, hup)
+    if _held:  # the file may have changed after we read it: read it again
+        _held.clear()
+        hup()
 
 
 def log_outcome(result: dict[str, Any], why: str) -> None:

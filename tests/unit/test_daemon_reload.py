@@ -23,6 +23,7 @@ from fakes import FakeSpeaker, MemoryKernel
 from evpn_agent import control
 from evpn_agent.cli import main
 from evpn_agent.config import load
+from evpn_agent.daemon import reload
 from evpn_agent.daemon.dispatcher import Daemon
 from evpn_agent.model import (
     AddFdb,
@@ -202,3 +203,26 @@ async def test_vni_added_is_announced_with_its_persisted_rd(tmp_path: Path) -> N
     assert rds == [f"{ME}:65535"]
     speaker.close()
     await asyncio.wait_for(task, 5)
+
+
+async def test_sighup_before_the_daemon_listens_is_not_lost(tmp_path: Path) -> None:
+    previous = signal.getsignal(signal.SIGHUP)
+    file = tmp_path / "evpn-agent.yaml"
+    head = (
+        f"local-as: 65000\nroute-reflectors: [{RR}]\ncontrol-socket: {tmp_path / 's'}\n"
+        f"state-dir: {tmp_path / 'state'}\nreconcile-interval: 0\n"
+    )
+    file.write_text(head)
+    try:
+        reload.hold_sighup()  # what the core's main does first
+        cfg = load(file)
+        file.write_text(head + "mac-limit: 5\n")  # changed after it was read...
+        os.kill(os.getpid(), signal.SIGHUP)  # ...and the reload asked before it listens
+        speaker = FakeSpeaker()
+        daemon = Daemon(cfg, speaker, MemoryKernel(LINKS), config_path=str(file), sighup=True)
+        task = asyncio.create_task(daemon.run())
+        await until(lambda: daemon.cfg.mac_limit == 5)
+        speaker.close()
+        await asyncio.wait_for(task, 5)
+    finally:
+        signal.signal(signal.SIGHUP, previous)
