@@ -47,6 +47,7 @@ async def reload(daemon: Daemon, engine: Engine, path: str, *, dry_run: bool) ->
     )
     if not plan.applicable or not plan.changes:
         return result
+    daemon.flush(engine)  # work pending from before is not this reload's
     if dry_run:
         trial = copy.deepcopy(engine)
         with _quiet():  # the trial's "VNI removed" lines would read as if it happened
