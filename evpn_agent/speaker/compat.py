@@ -147,6 +147,12 @@ INTERNALS: dict[str, Internal] = {
     "EVPN": Internal(
         f"{_EVPN}.nlri:EVPN", "_raw(): the hex NLRI in the JSON, from pack_nlri(); replaced"
     ),
+    # SIGHUP: ExaBGP shuts down on it; the launcher makes it the agent's reload
+    "Signal": Internal(
+        "exabgp.reactor.interrupt:Signal",
+        "rearm() (at start and after every signal) installs self.sighup for SIGHUP;"
+        " sighup(self, signum, frame) schedules a shutdown: we replace the method",
+    ),
     # running ExaBGP
     "exabgp_main": Internal(
         "exabgp.application.main:main",

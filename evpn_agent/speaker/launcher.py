@@ -20,17 +20,19 @@ Usage: ``python -m evpn_agent.speaker CONF`` (any further arguments go to ``exab
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import ipaddress
 import logging
 import os
+import signal
 import struct
 import sys
 from collections.abc import MutableMapping, Sequence
 from typing import Any
 
 from evpn_agent.model import AdvertChange, ImetAdvert, MacAdvert
-from evpn_agent.speaker import compat, grammar, selftest, wire_encode
+from evpn_agent.speaker import compat, grammar, process, selftest, wire_encode
 from evpn_agent.speaker.advert_table import AdvertTable
 from evpn_agent.speaker.compat import exa
 
@@ -329,6 +331,43 @@ def handle(api: Any, reactor: Any, service: str, line: str, use_json: bool) -> b
 # ---------------------------------------------------------------- start-up
 
 
+def forward_sighup() -> None:
+    """SIGHUP means "reload" for evpn-agent (``systemctl reload``), but ExaBGP 5.0.15 shuts
+    down on it, sessions and all. Its handler is a method it installs again after every
+    signal (``Signal.rearm``), so the method itself is replaced: SIGHUP goes on to the agent
+    core, which re-reads its file; ExaBGP changes nothing."""
+    exa.Signal.sighup = _sighup_to_core
+
+
+def _sighup_to_core(_signal: object, signum: int, frame: object) -> None:
+    pids = core_pids(os.getpid())
+    log.info("SIGHUP: the agent core reloads its configuration (pid %s)", pids or "none yet")
+    for pid in pids:
+        # one that just died is respawned by ExaBGP, and the new one reads the file anyway
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGHUP)
+
+
+def core_pids(parent: int, proc: str = "/proc") -> list[int]:
+    """Our children running the agent core (ExaBGP's API processes, in their own group)."""
+    found = []
+    for entry in os.scandir(proc):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"{entry.path}/stat", "rb") as stat:
+                ppid = int(stat.read().rpartition(b")")[2].split()[1])
+            if ppid != parent:
+                continue
+            with open(f"{entry.path}/cmdline", "rb") as cmdline:
+                argv = cmdline.read().split(b"\0")
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile, or not readable
+        if process.DAEMON_MODULE.encode() in argv:
+            found.append(int(entry.name))
+    return found
+
+
 def register() -> None:
     """Add the EVPN commands to ExaBGP's registry (idempotent)."""
     compat.register_commands(COMMANDS, handle)
@@ -381,6 +420,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         compat.check_version()
         selftest.check_internals(COMMANDS, handle)
         compat.patch(COMMANDS, handle, ADVERTS)
+        forward_sighup()
         selftest.self_test(COMMANDS, handle, _build_line)
     except compat.CompatError as exc:
         log.error("%s", exc)
