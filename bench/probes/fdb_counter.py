@@ -24,6 +24,7 @@ def count_fdb(args: argparse.Namespace) -> int:
     present: set[tuple[int, bytes]] = set()
     target, every = args.target, max(1, args.every)
     next_report = 1
+    reported = 0
     emit(event="ready", t=time.time(), devices=len(ifindexes))
     buf = bytearray(1 << 16)
     view = memoryview(buf)
@@ -43,6 +44,19 @@ def count_fdb(args: argparse.Namespace) -> int:
             else:
                 present.discard((ifindex, lladdr))
         count = len(present)
+        if args.follow:
+            # both ways: a report per `every` entries gained or lost, then "done" at the
+            # target and "empty" when everything went again
+            if abs(count - reported) >= every or (count != reported and count in (0, target)):
+                emit(event="progress", t=now, n=count)
+                reported = count
+            if not done and count >= target:
+                emit(event="done", t=now, n=count)
+                done = True
+            elif done and count == 0:
+                emit(event="empty", t=now, n=0)
+                done = False
+            continue
         if count >= next_report:
             emit(event="progress", t=now, n=count)
             next_report = (count // every + 1) * every
