@@ -27,8 +27,12 @@ def add_vnis(box: Box, vnis: Sequence[int], host_ports: bool = False) -> None:
             f"link set {vxlan} up",
         ]
         if host_ports:
+            # no IPv6 link-local addresses: the far end would send MLD/ND from its own
+            # MAC, and the VTEP would learn and advertise it besides the benchmark's MACs
             lines += [
                 f"link add hp{vni} type veth peer name hq{vni}",
+                f"link set hp{vni} addrgenmode none",
+                f"link set hq{vni} addrgenmode none",
                 f"link set hp{vni} master {bridge} up",
                 f"link set hq{vni} up",
             ]
@@ -39,9 +43,12 @@ def add_vnis(box: Box, vnis: Sequence[int], host_ports: bool = False) -> None:
         box.vnis[vni] = Vni(vni, f"br{vni}", f"vxlan{vni}")
 
 
+LOCAL_MAC_PREFIX = "02:30"  # the generator's MACs start 02:20
+
+
 def local_mac(index: int) -> str:
-    """A unique locally administered unicast MAC per index (never a generator's 02:20:..)."""
-    return "02:30:" + ":".join(f"{b:02x}" for b in index.to_bytes(4, "big"))
+    """A unique locally administered unicast MAC per index."""
+    return f"{LOCAL_MAC_PREFIX}:" + ":".join(f"{b:02x}" for b in index.to_bytes(4, "big"))
 
 
 def write_mac_batches(directory: Path, count: int, vnis: Sequence[int]) -> tuple[Path, Path]:

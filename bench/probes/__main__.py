@@ -31,6 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     count.add_argument("--every", type=int, default=1000)
     count.add_argument("--rcvbuf", type=int, default=256 << 20)
     count.add_argument("--keep-going", action="store_true")
+    count.add_argument("--mac-prefix", default="", help="count only these MACs (e.g. 02:30)")
     count.add_argument(
         "--follow", action="store_true", help="report gains and losses; 'empty' after 'done'"
     )

@@ -22,6 +22,7 @@ def count_fdb(args: argparse.Namespace) -> int:
     sock = neigh_socket(args.rcvbuf)
     attach_self_filter(sock)
     present: set[tuple[int, bytes]] = set()
+    prefix = bytes.fromhex(args.mac_prefix.replace(":", ""))  # b"": every MAC
     target, every = args.target, max(1, args.every)
     next_report = 1
     reported = 0
@@ -37,7 +38,12 @@ def count_fdb(args: argparse.Namespace) -> int:
             continue
         now = time.time()
         for mtype, _family, ifindex, _flags, lladdr, _dst in messages(view[:n].tobytes()):
-            if ifindex not in ifindexes or lladdr is None or lladdr == ZERO_MAC:
+            if (
+                ifindex not in ifindexes
+                or lladdr is None
+                or lladdr == ZERO_MAC
+                or not lladdr.startswith(prefix)
+            ):
                 continue
             if mtype == RTM_NEWNEIGH:
                 present.add((ifindex, lladdr))
