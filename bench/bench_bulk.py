@@ -105,7 +105,7 @@ def start_frr_vtep(fab: Fabric, box: Box, rr: Box) -> None:
 
 
 def cpu_total(stats: dict[str, Any]) -> float:
-    return sum(s["cpu_s"] for s in stats.values() if s)
+    return float(sum(s["cpu_s"] for s in stats.values() if s))
 
 
 def counter_for(box: Box, vnis: list[int], target: int, mac_prefix: str) -> Child:
@@ -214,12 +214,13 @@ def run_advertise(
     box = fab.add_box("dut", DUT_OCTET)
     add_vnis(box, vnis, host_ports=True)
     add_path, delete_path = write_mac_batches(box.directory, scenario.routes, vnis)
+    limit = args.deadline
     assert observer.frr is not None
     return run_side(
         fab, rr, box, kind, counter, args,
         triggers={
-            "in": lambda: {"bridge_batch_s": round(run_bridge_batch(box, add_path), 3)},
-            "out": lambda: {"bridge_batch_s": round(run_bridge_batch(box, delete_path), 3)},
+            "in": lambda: {"bridge_batch_s": round(run_bridge_batch(box, add_path, limit), 3)},
+            "out": lambda: {"bridge_batch_s": round(run_bridge_batch(box, delete_path, limit), 3)},
         },
         extra_pids={f"observer_{d}": p for d in ("bgpd", "zebra") if (p := observer.frr.pid(d))},
         setup={"observer": observer.address},
@@ -289,13 +290,19 @@ def run_side(
 
 RUNNERS = {"receive": run_receive, "advertise": run_advertise}
 
+# (figure, phase or None for the run, key): medians per side, agent / FRR
 FIGURES = (
-    ("in_s", lambda r: r.get("in", {}).get("seconds")),
-    ("out_s", lambda r: r.get("out", {}).get("seconds")),
-    ("in_cpu_s", lambda r: r.get("in", {}).get("cpu_s_until_idle")),
-    ("out_cpu_s", lambda r: r.get("out", {}).get("cpu_s_until_idle")),
-    ("peak_rss_mib", lambda r: r.get("peak_rss_mib")),
+    ("in_s", "in", "seconds"),
+    ("out_s", "out", "seconds"),
+    ("in_cpu_s", "in", "cpu_s_until_idle"),
+    ("out_cpu_s", "out", "cpu_s_until_idle"),
+    ("peak_rss_mib", None, "peak_rss_mib"),
 )
+
+
+def figure(run: dict[str, Any], phase: str | None, key: str) -> float | None:
+    value = (run.get(phase, {}) if phase else run).get(key)
+    return None if value is None else float(value)
 
 
 def median(values: list[float]) -> float | None:
@@ -305,15 +312,15 @@ def median(values: list[float]) -> float | None:
 def summarize(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     """Per figure: the median per side over complete runs, and agent / FRR."""
     figures: dict[str, Any] = {}
-    for key, getter in FIGURES:
+    for name, phase, key in FIGURES:
         row: dict[str, Any] = {}
         for side in SIDES:
-            values = [v for r in runs.get(side, []) if (v := getter(r)) is not None]
+            values = [v for r in runs.get(side, []) if (v := figure(r, phase, key)) is not None]
             row[side] = median(values)
             row[f"{side}_all"] = values
         if row.get("agent") is not None and row.get("frr"):
             row["ratio"] = round(row["agent"] / row["frr"], 2)
-        figures[key] = row
+        figures[name] = row
     return figures
 
 

@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from lab.fabric import VXLAN_PORT, Box, Vni
+from lab.fabric import BRIDGE, VXLAN_PORT, Box, Vni, run
 
 
 def add_vnis(box: Box, vnis: Sequence[int], host_ports: bool = False) -> None:
@@ -71,8 +71,8 @@ def write_mac_batches(directory: Path, count: int, vnis: Sequence[int]) -> tuple
     return add_path, delete_path
 
 
-def run_bridge_batch(box: Box, path: Path) -> float:
+def run_bridge_batch(box: Box, path: Path, timeout: float) -> float:
     """``bridge -n NS -batch PATH``; returns how long the command took (s)."""
     started = time.monotonic()
-    box.netns.bridge("-batch", str(path))
+    run([BRIDGE, "-n", box.netns.name, "-batch", str(path)], timeout=timeout)
     return time.monotonic() - started

@@ -97,7 +97,9 @@ def packed(nlris: list[bytes], room: int) -> Iterator[bytes]:
         yield b"".join(run)
 
 
-def reach_messages(groups: dict[tuple[int, bytes, bool], list[bytes]], asn: int, size: int):
+def reach_messages(
+    groups: dict[tuple[int, bytes, bool], list[bytes]], asn: int, size: int
+) -> list[bytes]:
     """UPDATEs with MP_REACH_NLRI, one attribute set per (VNI, VTEP, type 3 or not)."""
     out = []
     for (vni, vtep, imet), nlris in groups.items():
