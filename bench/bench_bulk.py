@@ -138,6 +138,7 @@ def measure_phase(
     idle_s = wait_idle(list(side.pids.values()), timeout=args.deadline)
     cpu_idle = side.stats()
     lines = counter.snapshot()[start_index:]
+    window = sampler.between(t0, t_end)
     progress = [x for x in lines if x.get("event") == "progress"]
     first = next((x["t"] for x in progress if x["n"] > 0), None) if name == "in" else None
     result: dict[str, Any] = {
@@ -152,7 +153,11 @@ def measure_phase(
             p: round((cpu_idle[p] or {}).get("cpu_s", 0) - (cpu0[p] or {}).get("cpu_s", 0), 2)
             for p in side.pids
         },
-        "window": sampler.between(t0, t_end),
+        "window": window,
+        # time the VTEP's processes were runnable but waited for a CPU (other jobs)
+        "runqueue_wait_s": round(
+            sum(window.get(p, {}).get("runqueue_wait_s", 0.0) for p in side.pids), 2
+        ),
         "points": [[round(x["t"] - t0, 4), x["n"]] for x in progress],
         **extra,
     }
