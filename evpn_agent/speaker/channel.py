@@ -158,7 +158,8 @@ def _wire_update(line: bytes, router_id: str) -> tuple[list[BgpEvent], float | N
     parts = line.split()
     try:
         _, peer, stamp, body = parts
+        when = float(stamp)
         events = decode_update(bytes.fromhex(body.decode("ascii")), peer.decode("ascii"), router_id)
-        return events, float(stamp) if events else None
+        return events, when if events else None
     except ValueError:  # also UnicodeDecodeError
         return [LineRejected("malformed-line", f"{line[:120]!r}")], None
