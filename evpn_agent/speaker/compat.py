@@ -405,6 +405,16 @@ def speed_up_json() -> None:
 # sees it; anything else takes ExaBGP's own path, unchanged (its NOTIFICATION, its JSON).
 
 _exabgp_read_message: list[Callable[[Any], Iterator[Any]]] = []  # ExaBGP's own, once replaced
+# "off": ExaBGP decodes every UPDATE and writes its JSON, as before the fast path. For API
+# processes that record ExaBGP's JSON (the lab's tests/speaker_peer.py, fixture capture),
+# and a way back should the fast path ever misbehave.
+WIRE_RECEIVE_ENV = "EVPN_AGENT_WIRE_RECEIVE"
+
+
+def wire_receive_wanted() -> bool:
+    return os.environ.get(WIRE_RECEIVE_ENV, "on") != "off"
+
+
 _UPDATE_CODE = 2  # BGP message type
 _NOP_CODE = 0  # what Connection.reader yields while nothing has arrived
 
@@ -504,7 +514,7 @@ def patch(names: Sequence[str], handler: Callable[..., bool]) -> None:
     steps: list[tuple[str, Callable[[], None]]] = [
         ("IPv6 underlay", teach_ipv6_underlay),
         ("JSON speed-up", speed_up_json),
-        ("receive fast path", wire_receive),
+        *([("receive fast path", wire_receive)] if wire_receive_wanted() else []),
         ("command registry", lambda: register_commands(names, handler)),
     ]
     for step, apply in steps:

@@ -377,3 +377,15 @@ def test_the_escape_hatch_still_runs_the_checks(tmp_path: Path) -> None:
     assert "WARNING UNVERIFIED EXABGP 9.9.9" in warning
     # the fake has nothing else: the self-test finds every internal missing
     assert_one_clear_line(error, "ExaBGP 9.9.9", "self-test (internals: missing Command")
+
+
+def test_the_fast_path_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    original = compat.exa.Protocol.__dict__["read_message"]
+    monkeypatch.setenv(compat.WIRE_RECEIVE_ENV, "off")
+    patched()
+    self_test()
+    assert compat.exa.Protocol.__dict__["read_message"] is original
+    monkeypatch.setenv(compat.WIRE_RECEIVE_ENV, "on")
+    patched()
+    self_test()
+    assert compat.exa.Protocol.__dict__["read_message"] is compat._read_message
