@@ -1,8 +1,8 @@
 """Every ExaBGP internal the launcher relies on, its version gate and its self-test.
 
 ExaBGP has no stable Python API. The launcher registers API commands in a class-level table,
-builds routes with ExaBGP's classes, edits private queues of its adj-rib-out and patches two
-decoders. A release can change any of these, and a broken EVPN handler only answers
+builds routes with ExaBGP's classes, edits private queues of its adj-rib-out, patches two
+decoders and replaces the reactor's message reader (the receive fast path). A release can change any of these, and a broken EVPN handler only answers
 ``error`` per command: the agent would look healthy while advertising nothing. Hence:
 
 - :data:`INTERNALS` names each ExaBGP object the launcher uses, where it lives, what we rely
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from evpn_agent.speaker.wire_check import wire_ok
-from evpn_agent.speaker.wire_format import WIRE_UPDATE
+from evpn_agent.speaker.wire_format import UPDATE, WIRE_UPDATE
 
 log = logging.getLogger(__name__)
 
@@ -415,7 +415,6 @@ def wire_receive_wanted() -> bool:
     return os.environ.get(WIRE_RECEIVE_ENV, "on") != "off"
 
 
-_UPDATE_CODE = 2  # BGP message type
 _NOP_CODE = 0  # what Connection.reader yields while nothing has arrived
 
 
@@ -485,7 +484,7 @@ def _read_message(self: Any) -> Iterator[Any]:
             if not length and msg_id == _NOP_CODE:
                 yield nop
                 continue
-            if msg_id == _UPDATE_CODE and _evpn_only(self.negotiated) and wire_ok(body):
+            if msg_id == UPDATE and _evpn_only(self.negotiated) and wire_ok(body):
                 self.peer.stats["receive-update"] += 1
                 reactor_processes = self.peer.reactor.processes
                 if not reactor_processes.silence:
