@@ -2,8 +2,9 @@
 
 ExaBGP has no stable Python API. The launcher registers API commands in a class-level table,
 builds routes with ExaBGP's classes, edits private queues of its adj-rib-out, patches two
-decoders and replaces the reactor's message reader (the receive fast path). A release can change any of these, and a broken EVPN handler only answers
-``error`` per command: the agent would look healthy while advertising nothing. Hence:
+decoders and replaces the reactor's message reader (the receive fast path). A release can
+change any of these, and a broken EVPN handler only answers ``error`` per command: the
+agent would look healthy while advertising nothing. Hence:
 
 - :data:`INTERNALS` names each ExaBGP object the launcher uses, where it lives, what we rely
   on, and the ExaBGP versions each was verified with. This module is the only place that

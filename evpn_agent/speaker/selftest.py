@@ -1,8 +1,7 @@
 """The launcher's self-test: before ExaBGP's main runs, every internal it relies on is
 exercised in this process (registry and dispatch, peer selection, last-command-wins queueing,
-the IPv6 and JSON patches,
-the receive fast path). A failure is one line naming the step and the fix; ExaBGP does
-not start. What the internals are and the version gate are in :mod:`compat`.
+the IPv6 and JSON patches, the receive fast path). A failure is one line naming the step and
+the fix; ExaBGP does not start. What the internals are and the version gate are in :mod:`compat`.
 """
 
 from __future__ import annotations
