@@ -370,22 +370,20 @@ class Lab:
             started = time.time()
             del_vnis(v.box, [vni])
             v.vnis.remove(vni)
-            try:
-                wait_until(
-                    lambda v=v: self.rr_received(self.rrs[0], v.box.address) == len(v.vnis),
-                    self.args.deadline,
-                    f"rr1 to see {v.name}'s type 3 for VNI {vni} withdrawn",
-                    interval=0.1,
-                )
-                withdrawn: float | None = round(time.time() - started, 3)
-            except TimeoutError:
-                withdrawn = None
-            out[v.name] = {"vni": vni, "add": row, "del_type3_withdrawn_at_rr_s": withdrawn}
+            gone = self.wait_converged([v], {v.name: started}, advertised=len(v.vnis))[v.name]
+            out[v.name] = {
+                "vni": vni,
+                "add": row,
+                "del_type3_withdrawn_at_rr_s": gone["type3_at_rr_s"],
+                "del_kernel_complete_s": gone["kernel_complete_s"],
+            }
         return out
 
     def rr_loss(self) -> dict[str, Any]:
         rr = self.rrs[1]
         assert rr.frr is not None
+        # every probe caught up (e.g. with the VNI just removed) before the window opens
+        self.wait_converged(self.vteps, {v.name: time.time() for v in self.vteps})
         self.mark("rr2 down")
         removed0 = {v.name: v.counts()["removed"] for v in self.vteps}
         stopped = time.time()

@@ -25,6 +25,7 @@ log = logging.getLogger("bench.scale")
 
 ASN = 65000
 FIRST_EMULATED_OCTET = 100
+WITHDRAW_AFTER_S = 1.0
 
 
 def emulated_address(index: int) -> str:
@@ -53,6 +54,8 @@ class EmulatedFabric:
             raise ValueError("at most 150 emulated VTEPs and 256 MACs per VTEP and VNI")
         self._random = random.Random(self.seed)
         self._keys_cache: list[tuple[int, str]] | None = None
+        # (vni, mac, old VTEP) -> when its withdraw is due
+        self._pending: dict[tuple[int, str, int], float] = {}
 
     @property
     def addresses(self) -> list[str]:
@@ -84,8 +87,13 @@ class EmulatedFabric:
                 line += f" mobility {seq}"
         return line
 
-    def moves(self, count: int) -> list[str]:
-        """``count`` MAC moves to another emulated VTEP (announce with seq+1, old withdraws)."""
+    def moves(self, count: int, now: float) -> list[str]:
+        """``count`` MAC moves to another emulated VTEP: announces with the next mobility
+        sequence number now; the old VTEP's withdraw is due ``WITHDRAW_AFTER_S`` later
+        (:meth:`due_withdraws`), as a real leaf withdraws once it has seen the move. Sent
+        together, the withdraws would overtake the announces (ExaBGP packs withdraws into
+        one UPDATE, each announce with its own attributes into its own) and every move
+        would look like a MAC going away for a while."""
         if self.vteps < 2:
             return []
         keys = self._keys()
@@ -95,9 +103,18 @@ class EmulatedFabric:
             old, seq = self.where[(vni, mac)]
             new = (old + 1 + self._random.randrange(self.vteps - 1)) % self.vteps
             self.where[(vni, mac)] = (new, seq + 1)
+            # moving back before the old route was withdrawn: that withdraw must not go
+            self._pending.pop((vni, mac, new), None)
+            self._pending[(vni, mac, old)] = now + WITHDRAW_AFTER_S
             lines.append(self._mac_line("announce", new, vni, mac, seq + 1))
-            lines.append(self._mac_line("withdraw", old, vni, mac, None))
         return lines
+
+    def due_withdraws(self, now: float) -> list[str]:
+        """The withdraws of moved MACs' old routes that are due at ``now`` (all: inf)."""
+        due = [key for key, at in self._pending.items() if at <= now]
+        for key in due:
+            del self._pending[key]
+        return [self._mac_line("withdraw", vtep, vni, mac, None) for vni, mac, vtep in due]
 
     def _keys(self) -> list[tuple[int, str]]:
         """The MACs of the served VNIs (moves stay there; the VNI-add VNIs stay still)."""
@@ -148,8 +165,9 @@ class Churn:
         while not self._stop.is_set():
             carry += self.rate * tick
             count, carry = int(carry), carry - int(carry)
+            now = time.monotonic()
             with self.lock:
-                lines = self.model.moves(count)
+                lines = self.model.moves(count, now) + self.model.due_withdraws(now)
             if lines:
                 self.peer.send(*lines, timeout=30)
                 self.moves += count
@@ -160,8 +178,13 @@ class Churn:
             self._stop.wait(max(0.0, next_at - time.monotonic()))
 
     def stop(self) -> dict[str, Any]:
+        """Stop moving; the withdraws still pending go out at once."""
         self._stop.set()
         self._thread.join(30)
+        with self.lock:
+            rest = self.model.due_withdraws(float("inf"))
+        if rest:
+            self.peer.send(*rest, timeout=30)
         elapsed = time.monotonic() - self.started
         return {
             "moves_sent": self.moves,
