@@ -32,6 +32,7 @@ the run completed (figures judged in "checks"), 1 when it failed. See bench/READ
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import statistics
@@ -135,7 +136,7 @@ class Lab:
             self.generator.send(*lines[at : at + 20_000], timeout=120)
         for rr in self.rrs:
             wait_until(
-                lambda rr=rr: self.rr_received(rr, self.generator_box.address) >= len(lines),
+                functools.partial(self.holds, rr, self.generator_box.address, len(lines)),
                 self.args.deadline,
                 f"{rr.name} to hold the generator's {len(lines)} routes",
                 interval=0.5,
@@ -148,6 +149,11 @@ class Lab:
             "rrs_hold_all_s": round(took, 2),
             "idle_wait_s": round(idle, 2),
         }
+
+    def holds(self, rr: Box, peer: str, routes: int | None) -> bool:
+        """rr has ``routes`` or more from ``peer``; None: its session with ``peer`` is down."""
+        received = self.rr_received(rr, peer)
+        return received < 0 if routes is None else received >= routes
 
     @staticmethod
     def rr_received(rr: Box, peer: str) -> int:
@@ -338,7 +344,7 @@ class Lab:
             stopped = time.time()
             self.stop(v)
             wait_until(
-                lambda v=v: self.rr_received(self.rrs[0], v.box.address) < 0,
+                functools.partial(self.holds, self.rrs[0], v.box.address, None),
                 30,
                 f"rr1 to see {v.name} go",
             )

@@ -54,8 +54,9 @@ def write_plots(out: Path, series: dict[str, Any], phases: list[tuple[str, float
     fig, ax = figure("kernel entries per VTEP (flood entries + remote MACs)", "entries")
     for name, data in series.items():
         if data["entries"]:
-            xs, ys = zip(*data["entries"], strict=True)
-            ax.step(xs, ys, where="post", label=name, **style(name))
+            times = [e[0] for e in data["entries"]]
+            counts = [e[1] for e in data["entries"]]
+            ax.step(times, counts, where="post", label=name, **style(name))
     save(fig, ax, "entries.png")
 
     fig, ax = figure("RSS per VTEP (agent: ExaBGP + core; FRR: bgpd + zebra)", "MiB")
@@ -68,7 +69,8 @@ def write_plots(out: Path, series: dict[str, Any], phases: list[tuple[str, float
     fig, ax = figure("CPU per VTEP (same processes), share of one core", "cores")
     for name, data in series.items():
         rows = data["resources"]
-        xs, ys = [], []
+        xs: list[float] = []
+        ys: list[float] = []
         for (t0, _r0, c0), (t1, _r1, c1) in itertools.pairwise(rows):
             if t1 > t0:
                 xs.append(t1)
