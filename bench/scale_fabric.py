@@ -14,7 +14,14 @@ from lab.fabric import BRIDGE, IP, Box, Fabric, Vni, render_rr_config, run
 from lab.fabric.addressing import ASN, VXLAN_PORT
 
 
-def rr_config(box: Box, generator: str) -> str:
+def with_timers(config: str, hold_time: int) -> str:
+    """FRR's ``timers 3 9`` (the lab's fast failure detection) as keepalive/hold
+    ``hold_time // 3`` / ``hold_time``: with 9 s, a speaker starved of CPU by a cold start
+    of many VTEPs on one small machine misses its keepalives and the sessions flap."""
+    return config.replace(" timers 3 9\n", f" timers {max(1, hold_time // 3)} {hold_time}\n")
+
+
+def rr_config(box: Box, generator: str, hold_time: int = 9) -> str:
     """A route reflector for the clients of the underlay, plus the generator: a client
     whose routes are reflected but which receives none (route-map out: deny), so that the
     emulated VTEPs cost no CPU decoding the fabric's routes."""
@@ -33,14 +40,14 @@ def rr_config(box: Box, generator: str) -> str:
         f"  neighbor {generator} route-map SCALE-SEND-NOTHING out",
     ]
     lines += ["route-map SCALE-SEND-NOTHING deny 10", "!"]
-    return "\n".join(lines) + "\n"
+    return with_timers("\n".join(lines) + "\n", hold_time)
 
 
-def add_route_reflectors(fab: Fabric, generator: str) -> list[Box]:
+def add_route_reflectors(fab: Fabric, generator: str, hold_time: int) -> list[Box]:
     rrs = []
     for index in (1, 2):
         box = fab.add_box(f"rr{index}", index)
-        fab.start_frr(box, rr_config(box, generator))
+        fab.start_frr(box, rr_config(box, generator, hold_time))
         box.vtysh("configure terminal", "log timestamp precision 3")
         rrs.append(box)
     return rrs
