@@ -25,7 +25,9 @@ log = logging.getLogger("bench.scale")
 
 ASN = 65000
 FIRST_EMULATED_OCTET = 100
-WITHDRAW_AFTER_S = 1.0
+# Long enough for the generator's ExaBGP to have sent the announce first even when it lags
+# seconds behind on a loaded machine (it packs withdraws, so they overtake announces).
+WITHDRAW_AFTER_S = 5.0
 
 
 def emulated_address(index: int) -> str:

@@ -15,6 +15,7 @@ up for inspection), 2 on usage errors or a lab that is not there.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -339,7 +340,9 @@ def main(argv: list[str] | None = None) -> int:
         say("The lab needs: " + ", ".join(missing) + " (sudo ./lab/demo up installs FRR).")
         return 2
     try:
-        with runner.locked(args.state_dir):
+        # watch only reads: it must run beside the command whose convergence it shows
+        watching = args.command == "watch"
+        with contextlib.nullcontext() if watching else runner.locked(args.state_dir):
             return COMMANDS[args.command](args)
     except (topology.TopologyError, Usage) as exc:
         say(str(exc))

@@ -4,7 +4,8 @@ Once a second, per VTEP: its flood entries (remote VTEPs per VNI, against what t
 says they must be) and the remote MACs on its VXLAN devices (against the hosts behind the
 other VTEPs of its VNIs), read from the kernel with ``bridge fdb``. Stops when every VTEP
 is complete and nothing changed for ``--settle`` seconds (or at ``--timeout``); run it in
-a second terminal during ``up``, ``move``, ``rr-restart`` or ``agent-restart``.
+a second terminal beside ``up`` (it waits for the lab's record), ``move``, ``rr-restart``
+or ``agent-restart``; it takes no lock.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import json
 import time
 
 from lab import topology
-from lab.console import say
+from lab.console import Usage, say
 from lab.fabric import BRIDGE, run
 from lab.live import Lab, open_lab
 
@@ -52,7 +53,16 @@ def kernel_counts(netns: str) -> tuple[int, int]:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    lab = open_lab(args)
+    # started beside ``up``: the lab's record appears once its daemons are started
+    deadline = time.monotonic() + args.timeout
+    while True:
+        try:
+            lab = open_lab(args)
+            break
+        except Usage:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.2)
     wanted = expected(lab)
     names = sorted(wanted)
     say("per VTEP: flood entries have/need, remote MACs have/hosts behind other VTEPs")
