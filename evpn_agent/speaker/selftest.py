@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -19,9 +20,11 @@ from evpn_agent.speaker.compat import (
     _fast_raw,
     _fix,
     _one_line,
+    _send_timers,
     _version_text,
     evpn_family,
     exa,
+    idle_timeout,
     queue,
     select_peers,
 )
@@ -164,6 +167,72 @@ def _check_json(names: Sequence[str], handler: Callable[..., bool], build: Build
             raise SelfTestFailed(f"{nlri._raw()} differs from ExaBGP's {original(nlri)}")
 
 
+class _Stand:
+    """An object with the attributes given: stands in for the reactor's parts."""
+
+    def __init__(self, **attributes: Any) -> None:
+        self.__dict__.update(attributes)
+
+
+class _Neighbor(_Stand):
+    def __getitem__(self, key: str) -> Any:
+        return self.__dict__[key]
+
+
+def _idle_reactor(now: float, **peer_state: Any) -> tuple[Any, Any, Any]:
+    """A reactor with one session, established and quiet; its KA and ReceiveTimer are
+    ExaBGP's own (the KA's SendTimer is known through the patched KA)."""
+    hold = exa.HoldTime(90)
+    proto = _Stand(negotiated=_Stand(holdtime=hold))
+    keepalive = exa.KA(lambda: "self-test", proto)
+    receive = exa.ReceiveTimer(lambda: "self-test", hold, 4, 0)
+    outgoing = exa.OutgoingRIB(True, [evpn_family()])
+    neighbor = _Neighbor(
+        messages=[], refresh=[], eor=[], rib=_Stand(outgoing=outgoing), **{"rate-limit": 0}
+    )
+    state = {
+        "fsm": exa.FSM.ESTABLISHED,
+        "proto": proto,
+        "_teardown": None,
+        "recv_timer": receive,
+        **peer_state,
+    }
+    peer = _Stand(neighbor=neighbor, **state)
+    reactor = _Stand(
+        _peers={"peer": peer},
+        asynchronous=_Stand(ready=lambda: True),
+        signal=_Stand(received=0),
+        _stopping=False,
+    )
+    return reactor, keepalive, outgoing
+
+
+def _check_idle(names: Sequence[str], handler: Callable[..., bool], build: Build) -> None:
+    reactor_class = exa.Reactor
+    if not getattr(reactor_class._wait_for_io, "evpn_agent_idle", False):
+        raise SelfTestFailed("Reactor._wait_for_io was never replaced")
+    if "_wait_for_io" not in reactor_class.run.__code__.co_names:
+        raise SelfTestFailed("Reactor.run no longer waits through _wait_for_io")
+    now = float(int(time.time()))  # ExaBGP's timers count whole seconds
+    reactor, keepalive, outgoing = _idle_reactor(now)
+    send_timer = keepalive.send_timer
+    if id(_send_timers.get(reactor._peers["peer"].proto)) != id(send_timer):
+        raise SelfTestFailed("a new KA's SendTimer is not seen by the idle sleep")
+    wait = idle_timeout(reactor, now)
+    if wait is None or not 29 <= wait <= 30:  # keepalive every 90/3 s
+        raise SelfTestFailed(f"an idle session sleeps {wait} s, expected its 30 s keepalive")
+    send_timer.last_sent -= 29
+    wait = idle_timeout(reactor, now)
+    if wait is None or wait > 1:
+        raise SelfTestFailed(f"a keepalive due in 1 s sleeps {wait} s")
+    queue(outgoing, build(SAMPLE_ANNOUNCE))
+    if idle_timeout(reactor, now) is not None:
+        raise SelfTestFailed("a route waiting to be sent does not keep the reactor awake")
+    connecting, _, _ = _idle_reactor(now, fsm=exa.FSM.CONNECT)
+    if idle_timeout(connecting, now) is not None:
+        raise SelfTestFailed("a session being set up does not keep ExaBGP's short sleep")
+
+
 CHECKS: tuple[tuple[str, Callable[[Sequence[str], Callable[..., bool], Build], None]], ...] = (
     ("internals", _check_internals),
     ("command registry", _check_registry),
@@ -171,6 +240,7 @@ CHECKS: tuple[tuple[str, Callable[[Sequence[str], Callable[..., bool], Build], N
     ("adj-rib-out queue", _check_queue),
     ("IPv6 underlay", _check_ipv6),
     ("JSON raw NLRI", _check_json),
+    ("idle sleep", _check_idle),
 )
 
 

@@ -28,8 +28,11 @@ def _restore_exabgp() -> Iterator[None]:
     evpn, family, pmsi = compat.exa.EVPN, compat.exa.Family, compat.exa.PMSI
     key = compat.evpn_family()
     raw, size, known = evpn.__dict__["_raw"], family.size[key], pmsi._pmsi_known[6]
+    reactor, ka = compat.exa.Reactor, compat.exa.KA
+    wait, init = reactor.__dict__["_wait_for_io"], ka.__dict__["__init__"]
     yield
     evpn._raw, family.size[key], pmsi._pmsi_known[6] = raw, size, known
+    reactor._wait_for_io, ka.__init__ = wait, init
 
 
 def patched() -> None:
@@ -205,7 +208,33 @@ def _generator_neighbors_without_list(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(compat.exa, "extract_neighbors", lambda line: ([], line))
 
 
+def _ka_forgets_timer(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a release whose KA no longer takes (session, proto), or keeps its timer elsewhere
+    ka = compat.exa.KA
+    monkeypatch.setattr(ka, "__init__", compat._exabgp_ka_init(ka))
+
+
+def _long_timers(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a release whose SendTimer counts milliseconds: the computed sleep would be far too long
+    timer = compat.exa.SendTimer
+    original = timer.__init__
+
+    def init(self: Any, session: Any, holdtime: Any) -> None:
+        original(self, session, holdtime)
+        self.keepalive *= 1000
+
+    monkeypatch.setattr(timer, "__init__", init)
+
+
 BROKEN = {
+    "the reactor's wait is not replaced": (
+        "idle sleep",
+        lambda mp: mp.setattr(
+            compat.exa.Reactor, "_wait_for_io", compat.exa.Reactor._wait_for_io.exabgp_wait
+        ),
+    ),
+    "the KA's timer is not remembered": ("idle sleep", _ka_forgets_timer),
+    "timers in another unit": ("idle sleep", _long_timers),
     "the adj-rib-out cache is gone": (
         "adj-rib-out queue",
         lambda mp: mp.setattr(compat.exa.OutgoingRIB, "in_cache", _no_cache),
