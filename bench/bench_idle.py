@@ -5,8 +5,9 @@ Run as root from the repository root:
     .venv/bin/python bench/bench_idle.py                 # 60 s window
     .venv/bin/python bench/bench_idle.py --duration 20   # a smoke run
 
-Fabric (own uniquely named namespaces, removed even on failure): an FRR route reflector, one
-evpn-agent VTEP (ExaBGP + agent core) and one FRR VTEP (bgpd + zebra), --vnis VNIs each.
+Fabric (own uniquely named namespaces, removed even on failure): --reflectors FRR route
+reflectors (2, as the demo), one evpn-agent VTEP (ExaBGP + agent core; hold time
+--hold-time, 9 s as the demo) and one FRR VTEP (bgpd + zebra), --vnis VNIs each.
 Once both sessions are up and both VTEPs flood to each other, nothing happens for
 --duration seconds; over that window each process's CPU (the scheduler's on-CPU
 nanoseconds, /proc/PID/task/*/schedstat) and wake-ups (voluntary context switches of every
@@ -38,9 +39,11 @@ log = logging.getLogger("bench.idle")
 FIRST_VNI = 100
 
 
-def task_counters(pid: int) -> tuple[int, int] | None:
-    """(on-CPU ns, voluntary context switches) summed over the threads of ``pid``."""
+def task_counters(pid: int) -> tuple[int, int, dict[str, int]] | None:
+    """(on-CPU ns, voluntary context switches) summed over the threads of ``pid``, and
+    the switches per thread ("TID:name")."""
     cpu_ns = switches = 0
+    threads = {}
     try:
         tasks = os.listdir(f"/proc/{pid}/task")
     except OSError:
@@ -49,15 +52,17 @@ def task_counters(pid: int) -> tuple[int, int] | None:
         base = f"/proc/{pid}/task/{task}"
         try:
             cpu_ns += int(Path(f"{base}/schedstat").read_text().split()[0])
+            name = Path(f"{base}/comm").read_text().strip()
             for line in Path(f"{base}/status").read_text().splitlines():
                 if line.startswith("voluntary_ctxt_switches:"):
                     switches += int(line.split()[1])
+                    threads[f"{task}:{name}"] = int(line.split()[1])
         except (OSError, ValueError, IndexError):
             continue  # a thread that ended meanwhile
-    return cpu_ns, switches
+    return cpu_ns, switches, threads
 
 
-def idle_window(pids: dict[str, int], duration: float) -> dict[str, dict[str, float]]:
+def idle_window(pids: dict[str, int], duration: float) -> dict[str, dict[str, Any]]:
     """Per process, over ``duration`` seconds: CPU share of a core and wake-ups per second."""
     before = {name: task_counters(pid) for name, pid in pids.items()}
     started = time.monotonic()
@@ -71,11 +76,14 @@ def idle_window(pids: dict[str, int], duration: float) -> dict[str, dict[str, fl
         figures[name] = {
             "cpu_percent": round(100 * (last[0] - first[0]) / 1e9 / elapsed, 4),
             "wakeups_per_s": round((last[1] - first[1]) / elapsed, 3),
+            "wakeups_per_thread": {
+                thread: n - first[2].get(thread, 0) for thread, n in sorted(last[2].items())
+            },
         }
     return figures
 
 
-def total(figures: dict[str, dict[str, float]], names: tuple[str, ...]) -> dict[str, float]:
+def total(figures: dict[str, dict[str, Any]], names: tuple[str, ...]) -> dict[str, float]:
     return {
         key: round(sum(figures[n][key] for n in names), 4)
         for key in ("cpu_percent", "wakeups_per_s")
@@ -95,6 +103,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=60.0, help="idle window (60 s)")
     parser.add_argument("--vnis", type=int, default=2, help="VNIs per VTEP (2)")
+    parser.add_argument(
+        "--reflectors", type=int, choices=(1, 2), default=2, help="route reflectors (2)"
+    )
+    parser.add_argument("--hold-time", type=int, default=9, help="agent's hold time (9 s)")
     parser.add_argument("--quiet-timeout", type=float, default=60.0)
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args()
@@ -107,19 +119,22 @@ def main() -> int:
         "benchmark": "idle",
         "duration_s": args.duration,
         "vnis": args.vnis,
+        "reflectors": args.reflectors,
+        "agent_hold_time_s": args.hold_time,
         "code": code_version(),
     }
     vnis = range(FIRST_VNI, FIRST_VNI + args.vnis)
     with bench_fabric("bidl") as fab:
-        rr = fab.add_route_reflector("rr", 1)
+        rrs = [fab.add_route_reflector(f"rr{i + 1}", i + 1) for i in range(args.reflectors)]
         agent_box = fab.add_agent_vtep("a1", 21)
-        frr_box = fab.add_frr_vtep("f1", 11, rrs=[rr])
+        frr_box = fab.add_frr_vtep("f1", 11, rrs=rrs)
         for box in (agent_box, frr_box):
             for vni in vnis:
                 box.add_vni(vni)
-        agent = fab.start_agent(agent_box, rrs=[rr])
-        for box in (agent_box, frr_box):
-            fab.wait_established(rr, box.address, timeout=60)
+        agent = fab.start_agent(agent_box, rrs=rrs, hold_time=args.hold_time)
+        for rr in rrs:
+            for box in (agent_box, frr_box):
+                fab.wait_established(rr, box.address, timeout=60)
         for box, other in ((agent_box, frr_box), (frr_box, agent_box)):
             for vni in vnis:
                 wait_until(

@@ -63,7 +63,7 @@ def load_snapshot(s: State, snap: KernelSnapshot) -> None:
     pending, s.dirty = s.dirty, Dirty()
     s.mirror = Mirror()
     view.fdb.clear()
-    view.neigh.clear()
+    view.clear_neigh()
     for fdb in snap.fdb:
         _fdb_seen(s, fdb)
     for neigh in snap.neigh:
@@ -71,7 +71,8 @@ def load_snapshot(s: State, snap: KernelSnapshot) -> None:
     for fdb_key, local in kept_fdb.items():
         view.fdb.setdefault(fdb_key, local)
     for neigh_key, mac in kept_neigh.items():
-        view.neigh.setdefault(neigh_key, mac)
+        if neigh_key not in view.neigh:
+            view.set_neigh(neigh_key, mac)
     mark_everything(s)
     compare, s.dirty = s.dirty, pending
     s.drift.dump_loaded(compare, snap.complete)
@@ -93,6 +94,8 @@ def on_kernel(s: State, events: Iterable[KernelEvent], now: float | None = None)
             _neigh_gone(s, ev.entry)
         elif isinstance(ev, LinkUpdated):
             old = s.view.links.get(ev.link.ifindex)
+            if old == ev.link:
+                continue  # nothing we read changed (counters, carrier of a port...)
             s.view.links[ev.link.ifindex] = ev.link
             if (
                 isinstance(ev.link, BridgeDevice)
@@ -182,7 +185,7 @@ def _neigh_seen(s: State, entry: NeighEntry) -> None:
         # stays until the kernel really deletes the entry.
         old = s.view.neigh.get(key)
         if old != entry.mac:
-            s.view.neigh[key] = entry.mac
+            s.view.set_neigh(key, entry.mac)
             s.dirty_adverts.add(AdvertKey(vni, entry.mac, entry.ip))
             if old is not None:  # the IP moved to another MAC
                 s.dirty_adverts.add(AdvertKey(vni, old, entry.ip))
@@ -211,7 +214,7 @@ def _svi_flushed(s: State, bridge: int) -> None:
 
 
 def local_neigh_gone(s: State, vni: int, key: DeviceIp) -> None:
-    mac = s.view.neigh.pop(key, None)
+    mac = s.view.pop_neigh(key)
     if mac is not None:
         s.dirty_adverts.add(AdvertKey(vni, mac, key.ip))
 

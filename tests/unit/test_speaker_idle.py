@@ -34,6 +34,10 @@ def _restore_exabgp() -> Iterator[None]:
 class Reactor:
     """What ExaBGP's _wait_for_io and the idle check read of a reactor."""
 
+    _peers: dict[str, Any]
+    asynchronous: Any
+    signal: Any
+
     def __init__(self, **peer_state: Any) -> None:
         now = float(int(time.time()))
         stand_in, self.keepalive, self.outgoing = selftest._idle_reactor(now, **peer_state)
@@ -76,7 +80,9 @@ def test_an_idle_reactor_sleeps_until_its_keepalive_is_due() -> None:
 
 def test_an_idle_reactor_sleeps_at_most_until_the_hold_timer() -> None:
     reactor = Reactor()
-    reactor._peers["peer"].recv_timer.last_read = int(time.time()) - 90  # expires at the next whole second
+    reactor._peers["peer"].recv_timer.last_read = (
+        int(time.time()) - 90
+    )  # expires at the next whole second
     started = time.time()
     wait = compat.idle_timeout(reactor, started)
     assert wait is not None and wait <= 1.0
@@ -123,7 +129,7 @@ def test_a_reactor_not_idle_keeps_exabgps_short_sleep(state: dict[str, Any]) -> 
     if state.get("fsm") == "connect":
         state = {"fsm": compat.exa.FSM.CONNECT}
     reactor = Reactor(**state)
-    fds, took = reactor.wait()
+    _fds, took = reactor.wait()
     assert took < 0.2
 
 
@@ -142,7 +148,7 @@ def test_work_in_the_reactor_keeps_exabgps_short_sleep() -> None:
 
 def test_no_sleep_asked_means_none() -> None:
     reactor = Reactor()
-    fds, took = reactor.wait(0)
+    _fds, took = reactor.wait(0)
     assert took < 0.1
 
 
