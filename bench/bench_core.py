@@ -10,8 +10,9 @@ reflector's session comes up, and then --vteps other VTEPs' routes arrive as the
 would hand them over: for each VTEP, one type 3 and one type 2 (one MAC) per VNI, one route
 per line (one route target per VNI: nearly every route has an UPDATE of its own), 32 lines
 per round, each round's work planned and acknowledged as the daemon does (``take_work``,
-``kernel_applied``). Then every ``show`` command is answered once at that size, and the
-routes are withdrawn.
+``kernel_applied``). Then each VNI's SVI (the bridge) gets two bindings per local MAC and
+its host port learns the MACs (--local-macs per VNI, as many in all at every VNI count),
+every ``show`` command is answered once at that size, and the routes are withdrawn.
 
 Every VNI count runs with the same number of routes (--vnis x --vteps for the largest,
 the VTEP count scaled for the others), so routes/s is comparable across VNI counts: equal
@@ -41,13 +42,20 @@ from evpn_agent.control import answers
 from evpn_agent.core.engine import Engine
 from evpn_agent.latency import Latency
 from evpn_agent.model import (
+    NUD_REACHABLE,
     BgpEvent,
     BridgeDevice,
+    FdbEntry,
+    FdbUpdated,
     ImetKey,
     ImetRoute,
+    KernelEvent,
     KernelSnapshot,
     MacKey,
     MacRoute,
+    NeighEntry,
+    NeighUpdated,
+    OtherLink,
     RouteAnnounced,
     RouteTarget,
     RouteWithdrawn,
@@ -81,15 +89,41 @@ def vtep_address(index: int) -> str:
     return f"{('198.51.100', '203.0.113')[net]}.{host + 1}"
 
 
+def bridge_of(i: int) -> int:
+    return 10 + 3 * i  # its VXLAN device and a host port follow
+
+
+def local_mac(i: int, n: int) -> str:
+    return f"02:c0:{n:02x}:{i >> 16 & 0xFF:02x}:{i >> 8 & 0xFF:02x}:{i & 0xFF:02x}"
+
+
+def local_events(vnis: int, macs: int) -> tuple[list[KernelEvent], list[KernelEvent]]:
+    """Bindings (two IPs per MAC on the bridge, the VNI's SVI) and, apart, the MACs
+    learned on each VNI's host port."""
+    bindings: list[KernelEvent] = []
+    learned: list[KernelEvent] = []
+    for i in range(vnis):
+        bridge = bridge_of(i)
+        for n in range(macs):
+            mac = local_mac(i, n)
+            for host in (1, 2):
+                ip = f"10.{n}.{i >> 8 & 0xFF}.{(i & 0xFF) ^ host}"
+                bindings.append(NeighUpdated(NeighEntry(bridge, ip, mac, 0, NUD_REACHABLE, None)))
+            learned.append(FdbUpdated(FdbEntry(bridge + 2, mac, None, None, bridge, 0,
+                                               NUD_REACHABLE)))  # fmt: skip
+    return bindings, learned
+
+
 def engine(vnis: int) -> Engine:
     cfg = parse(f"local-as: 65000\nroute-reflectors: [{RR}]\nsweep-delay: 0\n")
     links: list[Any] = []
     for i in range(vnis):
         vni = FIRST_VNI + i
-        bridge, vxlan = 10 + 2 * i, 11 + 2 * i
+        bridge, vxlan, port = bridge_of(i), 11 + 3 * i, 12 + 3 * i
         mac = f"02:00:00:{i >> 16 & 0xFF:02x}:{i >> 8 & 0xFF:02x}:{i & 0xFF:02x}"
         links.append(BridgeDevice(bridge, f"br{vni}", mac, False, True))
         links.append(VxlanDevice(vxlan, f"vx{vni}", vni, ME, bridge, False, True, None))
+        links.append(OtherLink(port, f"h{vni}", bridge, "veth", up=True))
     state = Engine(cfg, router_id=ME, vtep_ip=ME, now=0.0)
     state.load_snapshot(KernelSnapshot(tuple(links), (), ()))
     state.rd_index = {}
@@ -134,6 +168,14 @@ def feed(state: Engine, lines: list[list[BgpEvent]], now: float) -> int:
     return ops
 
 
+def observe(state: Engine, events: list[KernelEvent], now: float) -> int:
+    ops = 0
+    for start in range(0, len(events), LINES_PER_ROUND):
+        state.on_kernel(events[start : start + LINES_PER_ROUND], now)
+        ops += flush(state)
+    return ops
+
+
 def timed(what: Callable[[], Any]) -> tuple[Any, float]:
     """The result and the CPU seconds of this process it took (steadier than wall time on
     a shared machine; the core is single-threaded)."""
@@ -153,7 +195,7 @@ def show_times(state: Engine, now: float) -> dict[str, Any]:
     return times
 
 
-def run(vnis: int, vteps: int, profile: cProfile.Profile | None) -> dict[str, Any]:
+def run(vnis: int, vteps: int, local_macs: int, profile: cProfile.Profile | None) -> dict[str, Any]:
     state = engine(vnis)
     state.on_bgp([SessionUp(RR)], 1.0)
     flush(state)
@@ -166,6 +208,9 @@ def run(vnis: int, vteps: int, profile: cProfile.Profile | None) -> dict[str, An
     ops_in, receive_s = timed(lambda: feed(state, announce, 2.0))
     if profile is not None:
         profile.disable()
+    bindings, learned = local_events(vnis, local_macs)
+    observe(state, bindings, 2.0)
+    _, learn_s = timed(lambda: observe(state, learned, 2.0))
     shows = show_times(state, 2.0)
     ops_out, withdraw_s = timed(lambda: feed(state, withdraw, 3.0))
     return {
@@ -178,6 +223,9 @@ def run(vnis: int, vteps: int, profile: cProfile.Profile | None) -> dict[str, An
         "withdraw_cpu_s": round(withdraw_s, 3),
         "withdraw_routes_per_s": round(len(all_routes) / withdraw_s),
         "kernel_ops_out": ops_out,
+        "local_macs_learned": len(learned),
+        "local_learn_cpu_s": round(learn_s, 3),
+        "local_macs_per_s": round(len(learned) / learn_s),
         "show": shows,
         "slowest_show_cpu_s": max(v["cpu_s"] for v in shows.values()),
     }
@@ -187,6 +235,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--vnis", type=int, nargs="+", default=[1000, 100])
     parser.add_argument("--vteps", type=int, default=31, help="for the largest VNI count (31)")
+    parser.add_argument(
+        "--local-macs", type=int, default=1, help="local MACs per VNI at the largest count (1)"
+    )
     parser.add_argument("--profile", help="cProfile of each run's receive into FILE.VNIS")
     parser.add_argument("--top", type=int, default=25, help="functions listed from the profile")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -199,7 +250,8 @@ def main() -> int:
         vteps = max(1, round(args.vteps * largest / vnis))
         profile = cProfile.Profile() if args.profile else None
         log.info("%d VNIs x %d VTEPs", vnis, vteps)
-        output["runs"].append(run(vnis, vteps, profile))
+        local_macs = max(1, round(args.local_macs * largest / vnis))
+        output["runs"].append(run(vnis, vteps, local_macs, profile))
         if profile is not None:
             profile.dump_stats(f"{args.profile}.{vnis}")
             stats = pstats.Stats(profile).sort_stats("tottime")
