@@ -21,7 +21,6 @@ from evpn_agent.model import (
     MacAdvert,
     MacKey,
     MacRoute,
-    PathId,
     Route,
 )
 from evpn_agent.model.keys import VniMac

@@ -186,7 +186,9 @@ INTERNALS: dict[str, Internal] = {
     ),
     "SendTimer": Internal(
         "exabgp.bgp.timer:SendTimer",
-        ".keepalive (s, 0: none), .last_sent (int time.time()): due at last_sent + keepalive",
+        ".keepalive (s, 0: none), .last_sent (int time.time()): due at last_sent + keepalive;"
+        " need_ka() (True: send one now, last_sent = now), asked on every pass of the session;"
+        " replaced",
     ),
     "ReceiveTimer": Internal(
         "exabgp.bgp.timer:ReceiveTimer",
@@ -413,6 +415,7 @@ def speed_up_json() -> None:
 
 IDLE_CAP = 60.0  # seconds: the longest idle sleep, whatever the timers say
 _send_timers: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()  # proto ->
+_exabgp_need_ka: list[Callable[[Any], bool]] = []  # SendTimer.need_ka, once replaced
 _signal_pipe: list[int] = []  # [read fd]: the wake-up fd of signal.set_wakeup_fd, once set
 
 
@@ -493,6 +496,28 @@ def _exabgp_ka_init(ka: Any) -> Callable[..., None]:
     return getattr(init, "exabgp_init", init)
 
 
+KEEPALIVE_EARLY = 1  # s: a keepalive due this soon goes out with the wake-up at hand
+
+
+def _need_ka(self: Any) -> bool:
+    """ExaBGP's SendTimer.need_ka, but a keepalive due within KEEPALIVE_EARLY seconds is
+    sent at once, while the reactor is awake anyway (a message received, another session's
+    keepalive), instead of waking it again a moment later: one wake-up serves several
+    timers. Never more often than every keepalive - 1 seconds (RFC 4271: not more than one
+    a second), and only for keepalives of 3 s and more."""
+    if not self.keepalive:
+        return False
+    now = int(time.time())
+    early = KEEPALIVE_EARLY if self.keepalive >= 3 * KEEPALIVE_EARLY else 0
+    if now >= self.last_sent + self.keepalive - early:
+        self.last_sent = now
+        return True
+    return False
+
+
+_need_ka.evpn_agent_idle = True  # type: ignore[attr-defined]
+
+
 def _idle_wait(wait: Callable[[Any, int], Iterator[int]]) -> Callable[[Any, int], Iterator[int]]:
     def _wait_for_io(self: Any, sleeptime: int) -> Iterator[int]:
         wake = _signal_fd()
@@ -528,10 +553,14 @@ def sleep_when_idle() -> None:
     Measured on an established, quiet VTEP: 100 wake-ups and 2-3 % of a core per second,
     while an FRR VTEP wakes 3 times a second. Nothing waits longer than before: anything to
     do wakes the poll (socket, API pipe, listening socket, signal) or keeps ExaBGP's sleep.
+    Keepalives due within a second ride on a wake-up at hand (``_need_ka``).
     """
-    reactor, ka = exa.Reactor, exa.KA
+    reactor, ka, send_timer = exa.Reactor, exa.KA, exa.SendTimer
     if not getattr(ka.__init__, "evpn_agent_idle", False):
         ka.__init__ = _remember_send_timer(ka.__init__)
+    if not getattr(send_timer.need_ka, "evpn_agent_idle", False):
+        _exabgp_need_ka[:] = [send_timer.need_ka]
+        send_timer.need_ka = _need_ka
     if not getattr(reactor._wait_for_io, "evpn_agent_idle", False):
         reactor._wait_for_io = _idle_wait(reactor._wait_for_io)
 

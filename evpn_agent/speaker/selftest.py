@@ -228,6 +228,16 @@ def _check_idle(names: Sequence[str], handler: Callable[..., bool], build: Build
     queue(outgoing, build(SAMPLE_ANNOUNCE))
     if idle_timeout(reactor, now) is not None:
         raise SelfTestFailed("a route waiting to be sent does not keep the reactor awake")
+    send_timer.last_sent = int(time.time()) - 28  # due in 2 s: not yet
+    if send_timer.need_ka():
+        raise SelfTestFailed("a keepalive due in 2 s is sent already")
+    send_timer.last_sent -= 1  # due in 1 s: goes with this wake-up
+    if not send_timer.need_ka() or send_timer.need_ka():
+        raise SelfTestFailed("a keepalive due in 1 s is not sent once, now")
+    short = exa.SendTimer(lambda: "self-test", exa.HoldTime(3))  # keepalive every second
+    short.last_sent = int(time.time())
+    if short.need_ka():
+        raise SelfTestFailed("1 s keepalives are sent early (more than one a second)")
     connecting, _, _ = _idle_reactor(now, fsm=exa.FSM.CONNECT)
     if idle_timeout(connecting, now) is not None:
         raise SelfTestFailed("a session being set up does not keep ExaBGP's short sleep")

@@ -30,9 +30,11 @@ def _restore_exabgp() -> Iterator[None]:
     raw, size, known = evpn.__dict__["_raw"], family.size[key], pmsi._pmsi_known[6]
     reactor, ka = compat.exa.Reactor, compat.exa.KA
     wait, init = reactor.__dict__["_wait_for_io"], ka.__dict__["__init__"]
+    need_ka = compat.exa.SendTimer.__dict__["need_ka"]
     yield
     evpn._raw, family.size[key], pmsi._pmsi_known[6] = raw, size, known
     reactor._wait_for_io, ka.__init__ = wait, init
+    compat.exa.SendTimer.need_ka = need_ka
 
 
 def patched() -> None:
@@ -234,6 +236,10 @@ BROKEN = {
         ),
     ),
     "the KA's timer is not remembered": ("idle sleep", _ka_forgets_timer),
+    "keepalives never go early": (
+        "idle sleep",
+        lambda mp: mp.setattr(compat.exa.SendTimer, "need_ka", compat._exabgp_need_ka[0]),
+    ),
     "timers in another unit": ("idle sleep", _long_timers),
     "the adj-rib-out cache is gone": (
         "adj-rib-out queue",

@@ -26,9 +26,11 @@ MS_SLEEP = 10  # ExaBGP's default sleep per pass
 def _restore_exabgp() -> Iterator[None]:
     reactor, ka = compat.exa.Reactor, compat.exa.KA
     wait, init = reactor.__dict__["_wait_for_io"], ka.__dict__["__init__"]
+    need_ka = compat.exa.SendTimer.__dict__["need_ka"]
     compat.sleep_when_idle()
     yield
     reactor._wait_for_io, ka.__init__ = wait, init
+    compat.exa.SendTimer.need_ka = need_ka
 
 
 class Reactor:
@@ -171,3 +173,22 @@ def test_a_listening_socket_wakes_an_idle_reactor_and_stays_exabgps() -> None:
         client.close()
     finally:
         server.close()
+
+
+def test_a_keepalive_due_within_a_second_goes_with_the_wake_up_at_hand() -> None:
+    timer = compat.exa.SendTimer(lambda: "test", compat.exa.HoldTime(9))  # every 3 s
+    now = int(time.time())
+    timer.last_sent = now - 1  # due in 2 s
+    assert not timer.need_ka()
+    timer.last_sent = now - 2  # due in 1 s
+    assert timer.need_ka()
+    assert timer.last_sent >= now
+    assert not timer.need_ka()  # the next one 3 s later, not at once
+
+
+def test_keepalives_of_a_second_are_never_early() -> None:
+    timer = compat.exa.SendTimer(lambda: "test", compat.exa.HoldTime(3))  # every 1 s
+    timer.last_sent = int(time.time()) + 5  # (in the future: never due while the test runs)
+    assert not timer.need_ka()
+    timer.last_sent -= 6
+    assert timer.need_ka()
