@@ -219,11 +219,11 @@ def _check_idle(names: Sequence[str], handler: Callable[..., bool], build: Build
     if id(_send_timers.get(reactor._peers["peer"].proto)) != id(send_timer):
         raise SelfTestFailed("a new KA's SendTimer is not seen by the idle sleep")
     wait = idle_timeout(reactor, now)
-    if wait is None or not 29 <= wait <= 30:  # keepalive every 90/3 s
+    if wait is None or not 29 <= wait <= 31:  # keepalive every 90/3 s, within 1 s
         raise SelfTestFailed(f"an idle session sleeps {wait} s, expected its 30 s keepalive")
     send_timer.last_sent -= 29
     wait = idle_timeout(reactor, now)
-    if wait is None or wait > 1:
+    if wait is None or wait > 2:
         raise SelfTestFailed(f"a keepalive due in 1 s sleeps {wait} s")
     queue(outgoing, build(SAMPLE_ANNOUNCE))
     if idle_timeout(reactor, now) is not None:

@@ -74,10 +74,10 @@ def later(seconds: float, action: Any) -> threading.Timer:
 
 def test_an_idle_reactor_sleeps_until_its_keepalive_is_due() -> None:
     reactor = Reactor()
-    keepalive_due_in(reactor, 0.6)
+    keepalive_due_in(reactor, -0.6)  # 30 s keepalives: sent at the latest 1 s late
     fds, took = reactor.wait()
     assert fds == []
-    assert 0.5 <= took < 1.5
+    assert 0.3 <= took < 1.0
 
 
 def test_an_idle_reactor_sleeps_at_most_until_the_hold_timer() -> None:
@@ -183,7 +183,7 @@ def test_a_keepalive_due_within_a_second_goes_with_the_wake_up_at_hand() -> None
     timer.last_sent = now - 2  # due in 1 s
     assert timer.need_ka()
     assert timer.last_sent >= now
-    assert not timer.need_ka()  # the next one 3 s later, not at once
+    assert not timer.need_ka()  # the next one 2 to 4 s later, not at once
 
 
 def test_keepalives_of_a_second_are_never_early() -> None:
