@@ -12,7 +12,8 @@ per line (one route target per VNI: nearly every route has an UPDATE of its own)
 per round, each round's work planned and acknowledged as the daemon does (``take_work``,
 ``kernel_applied``). Then each VNI's SVI (the bridge) gets two bindings per local MAC and
 its host port learns the MACs (--local-macs per VNI, as many in all at every VNI count),
-every ``show`` command is answered once at that size, and the routes are withdrawn.
+every ``show`` command is answered once at that size, every key is compared as after a
+reconcile's dump, one VNI is added and removed, and the routes are withdrawn.
 
 Every VNI count runs with the same number of routes (--vnis x --vteps for the largest,
 the VTEP count scaled for the others), so routes/s is comparable across VNI counts: equal
@@ -39,6 +40,7 @@ from bench.options import setup_logging
 from bench.results import code_version
 from evpn_agent.config import parse
 from evpn_agent.control import answers
+from evpn_agent.core import observe as core_observe
 from evpn_agent.core.engine import Engine
 from evpn_agent.latency import Latency
 from evpn_agent.model import (
@@ -51,6 +53,8 @@ from evpn_agent.model import (
     ImetRoute,
     KernelEvent,
     KernelSnapshot,
+    LinkRemoved,
+    LinkUpdated,
     MacKey,
     MacRoute,
     NeighEntry,
@@ -176,6 +180,11 @@ def observe(state: Engine, events: list[KernelEvent], now: float) -> int:
     return ops
 
 
+def observe_all(state: Engine) -> None:
+    """Mark every key for planning, as loading a dump or starting the sweep does."""
+    core_observe.mark_everything(state)
+
+
 def timed(what: Callable[[], Any]) -> tuple[Any, float]:
     """The result and the CPU seconds of this process it took (steadier than wall time on
     a shared machine; the core is single-threaded)."""
@@ -212,6 +221,17 @@ def run(vnis: int, vteps: int, local_macs: int, profile: cProfile.Profile | None
     observe(state, bindings, 2.0)
     _, learn_s = timed(lambda: observe(state, learned, 2.0))
     shows = show_times(state, 2.0)
+    # what a reconcile's dump and the sweep make the core do: compare every key
+    _, compare_s = timed(lambda: (observe_all(state), flush(state)))
+    # one VNI more, then gone again, with the whole table in the RIB
+    extra = FIRST_VNI + vnis
+    bridge, vxlan = bridge_of(vnis), bridge_of(vnis) + 1
+    added: list[KernelEvent] = [
+        LinkUpdated(BridgeDevice(bridge, f"br{extra}", "02:00:5e:ff:ff:ff", False, True)),
+        LinkUpdated(VxlanDevice(vxlan, f"vx{extra}", extra, ME, bridge, False, True, None)),
+    ]
+    _, vni_add_s = timed(lambda: observe(state, added, 2.0))
+    _, vni_del_s = timed(lambda: observe(state, [LinkRemoved(vxlan, f"vx{extra}")], 2.0))
     ops_out, withdraw_s = timed(lambda: feed(state, withdraw, 3.0))
     return {
         "vnis": vnis,
@@ -227,6 +247,9 @@ def run(vnis: int, vteps: int, local_macs: int, profile: cProfile.Profile | None
         "local_learn_cpu_s": round(learn_s, 3),
         "local_macs_per_s": round(len(learned) / learn_s),
         "show": shows,
+        "compare_everything_cpu_s": round(compare_s, 3),
+        "vni_added_cpu_s": round(vni_add_s, 4),
+        "vni_removed_cpu_s": round(vni_del_s, 4),
         "slowest_show_cpu_s": max(v["cpu_s"] for v in shows.values()),
     }
 

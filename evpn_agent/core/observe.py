@@ -125,7 +125,7 @@ def _fdb_seen(s: State, entry: FdbEntry) -> None:
         elif entry.flags & NTF_EXT_LEARNED and entry.flags & NTF_SELF and entry.dst:
             ours = DeviceMac(entry.ifindex, entry.mac, entry.vlan)
             if s.mirror.fdb.get(ours) != entry.dst:
-                s.mirror.fdb[ours] = entry.dst
+                s.mirror.set_fdb(ours, entry.dst)
                 s.dirty.fdb.add(VniMac(lv.vni, entry.mac))
         return
     found = local_mac_of(entry, view.vxlan_ports)
@@ -155,7 +155,7 @@ def _fdb_gone(s: State, entry: FdbEntry) -> None:
                 s.dirty.flood.add(vtep)
         elif (
             entry.flags & NTF_SELF
-            and s.mirror.fdb.pop(DeviceMac(entry.ifindex, entry.mac, entry.vlan), None) is not None
+            and s.mirror.pop_fdb(DeviceMac(entry.ifindex, entry.mac, entry.vlan)) is not None
         ):
             s.dirty.fdb.add(VniMac(lv.vni, entry.mac))
             s.drift.noticed.fdb.add(VniMac(lv.vni, entry.mac))
@@ -177,7 +177,7 @@ def _neigh_seen(s: State, entry: NeighEntry) -> None:
     key = DeviceIp(entry.ifindex, entry.ip)
     if entry.flags & NTF_EXT_LEARNED:
         if entry.mac:
-            s.mirror.neigh[key] = entry.mac
+            s.mirror.set_neigh(key, entry.mac)
     elif not is_host_ip(entry.ip):
         return  # multicast and link-local entries are no host bindings
     elif entry.mac and not entry.state & (NUD_INCOMPLETE | NUD_FAILED):
@@ -198,7 +198,7 @@ def _neigh_gone(s: State, entry: NeighEntry) -> None:
     if vni is None:
         return
     key = DeviceIp(entry.ifindex, entry.ip)
-    if s.mirror.neigh.pop(key, ""):
+    if s.mirror.pop_neigh(key):
         s.dirty.neigh.add(VniIp(vni, entry.ip))
         s.drift.noticed.neigh.add(VniIp(vni, entry.ip))
     local_neigh_gone(s, vni, key)
@@ -209,7 +209,7 @@ def _svi_flushed(s: State, bridge: int) -> None:
     for lv in s.view.vnis.values():
         if lv.bridge_ifindex == bridge and lv.svi_ifindex is not None:
             for key in s.mirror.neigh_on(lv.svi_ifindex):
-                del s.mirror.neigh[key]
+                s.mirror.pop_neigh(key)
                 s.dirty.neigh.add(VniIp(lv.vni, key.ip))
 
 
