@@ -8,8 +8,8 @@ Run as root from the repository root:
 Fabric (own uniquely named namespaces, removed even on failure): --reflectors FRR route
 reflectors (2, as the demo), one evpn-agent VTEP (ExaBGP + agent core; hold time
 --hold-time, 9 s as the demo) and one FRR VTEP (bgpd + zebra), --vnis VNIs each.
-Once both sessions are up and both VTEPs flood to each other, nothing happens for
---duration seconds; over that window each process's CPU (the scheduler's on-CPU
+Once both sessions are up, both VTEPs flood to each other and these processes are quiet,
+nothing happens for --duration seconds; over that window each process's CPU (the scheduler's on-CPU
 nanoseconds, /proc/PID/task/*/schedstat) and wake-ups (voluntary context switches of every
 thread: each is one sleep that ended) are read at both ends. Prints one JSON object with
 per-process figures, agent (ExaBGP + core) and FRR (bgpd + zebra) totals and the ratios.
@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness import bench_fabric
 from bench.options import setup_logging
-from bench.quiet import wait_machine_quiet
+from bench.quiet import wait_idle, wait_machine_quiet
 from bench.results import code_version
 from lab.fabric import Box, missing_requirements, wait_until
 
@@ -156,6 +156,8 @@ def main() -> int:
             log.error("no process for %s", ", ".join(missing_pids))
             return 1
         found = {name: pid for name, pid in pids.items() if pid is not None}
+        # start-up work (the sweep, a route refresh) must be over: our processes quiet first
+        output["waited_for_our_processes_s"] = round(wait_idle(list(found.values()), 60), 1)
         output["machine_busy_cores_before"] = wait_machine_quiet(timeout=args.quiet_timeout)
         log.info("idle window of %gs", args.duration)
         figures = idle_window(found, args.duration)
