@@ -20,6 +20,7 @@ from typing import Any
 from evpn_agent import control
 from evpn_agent.control import answers
 from evpn_agent.core.engine import Engine
+from evpn_agent.daemon import reload
 from evpn_agent.daemon.resync import Resync
 from evpn_agent.identity import rd_indexes, resolve
 from evpn_agent.kernel import Kernel
@@ -74,8 +75,12 @@ class Daemon:
         kernel: Kernel,
         *,
         clock: Callable[[], float] = time.monotonic,
+        config_path: str | None = None,
+        sighup: bool = False,
     ) -> None:
         self.cfg = cfg
+        self.config_path = config_path  # the file `run --config` named: what reload re-reads
+        self.sighup = sighup  # SIGHUP reloads it (the real process only, not tests)
         self.speaker = speaker
         self.kernel = kernel
         self.clock = clock
@@ -92,6 +97,7 @@ class Daemon:
         self.resync = Resync()
         self._refresh_at: float | None = None
         self._reconcile_at: float | None = None
+        self.metrics_server: asyncio.AbstractServer | None = None
         self.started = asyncio.Event()  # the engine exists and the socket answers
 
     async def run(self) -> None:
@@ -119,11 +125,10 @@ class Daemon:
             vtep_ip,
             ",".join(str(v) for v in sorted(engine.vnis)) or "none yet",
         )
-        server = await control.serve(self.cfg.control_socket, self._ask)
-        metrics_server = None
+        server = await control.serve(self.cfg.control_socket, self.ask)
         if self.cfg.metrics_address:
             try:
-                metrics_server = await self.metrics.serve(self.cfg.metrics_address)
+                self.metrics_server = await self.metrics.serve(self.cfg.metrics_address)
             except OSError as exc:
                 log.error("cannot serve metrics on %s: %s", self.cfg.metrics_address, exc)
         # Sessions that predate us (a respawn): their up time and what they negotiated.
@@ -131,23 +136,25 @@ class Daemon:
         # Our whole desired set, bracketed so the speaker drops what a predecessor announced
         # and we no longer want (a MAC that aged out while no core ran).
         self.speaker.begin_sync()
-        self._flush(engine)
+        self.flush(engine)
         self.speaker.end_sync()
         self._refresh_at = now + REFRESH_DELAY
         if self.cfg.reconcile_interval:
             self._reconcile_at = now + self.cfg.reconcile_interval
         watcher = asyncio.create_task(self._watch_kernel())
+        if self.sighup:
+            reload.on_sighup(self)
         self.started.set()
         try:
             await self._own(engine)
         finally:
             watcher.cancel()
             server.close()
-            if metrics_server is not None:
-                metrics_server.close()
+            if self.metrics_server is not None:
+                self.metrics_server.close()
             self.kernel.close()
 
-    async def _ask(self, request: dict[str, Any]) -> Any:
+    async def ask(self, request: dict[str, Any]) -> Any:
         """The control socket's handler: the owner answers, this task only waits."""
         reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.asks.put_nowait(ControlAsked(request, reply))
@@ -219,7 +226,7 @@ class Daemon:
                 log.warning("netlink events were lost: resynchronising from a full dump")
             if lost or self._reconcile_due(now) or self.resync.due(now):
                 await self._resync(engine)
-            sent = self._flush(engine)
+            sent = self.flush(engine)
             done = time.time()
             for stamp in stamps:
                 self.latency["route-to-kernel"].record(done - stamp)
@@ -228,6 +235,9 @@ class Daemon:
                 elapsed = self.clock() - kernel_arrival
                 self.latency["local-mac-to-bgp"].record(elapsed)
                 self.metrics.mac_to_bgp.observe(elapsed)
+
+    def reschedule_reconcile(self, at: float | None) -> None:
+        self._reconcile_at = at
 
     def _reconcile_due(self, now: float) -> bool:
         if self._reconcile_at is None or now < self._reconcile_at:
@@ -278,13 +288,17 @@ class Daemon:
             self.inbox.put_nowait(item)
         return await self.kernel.dump(known=engine.view.fdb)
 
-    def _flush(self, engine: Engine) -> int:
+    def prepare(self, engine: Engine) -> None:
+        """Before planning: where our entries live, an RD number for every VNI."""
+        self.kernel.set_managed(engine.managed())
+        if any(v not in engine.rd_index for v in engine.vnis):
+            engine.rd_index = rd_indexes(self.cfg.state_dir, engine.vnis)
+
+    def flush(self, engine: Engine) -> int:
         """Write planned kernel ops, then send advert changes; returns changes sent."""
         sent = 0
         for _ in range(3):  # applying can make more work (an AddNeigh replacing a binding)
-            self.kernel.set_managed(engine.managed())
-            if any(v not in engine.rd_index for v in engine.vnis):
-                engine.rd_index = rd_indexes(self.cfg.state_dir, engine.vnis)
+            self.prepare(engine)
             work = engine.take_work()
             if work.ops:
                 failures = self.kernel.apply(work.ops)
@@ -314,10 +328,15 @@ class Daemon:
         if command == "clear duplicate":
             vni = answers.check_vni(engine, request)
             cleared = engine.clear_duplicate(vni, request.get("mac"))
-            self._flush(engine)
+            self.flush(engine)
             return [{"vni": k.vni, "mac": k.mac} for k in cleared]
         if command == "reconcile":
             return await self._reconcile(engine, dry_run=bool(request.get("dry_run")))
+        if command == "reload":
+            path = request.get("config") or self.config_path
+            if not isinstance(path, str):
+                raise ValueError("the agent does not know its configuration file: name it")
+            return await reload.reload(self, engine, path, dry_run=bool(request.get("dry_run")))
         raise ValueError(f"unknown command {command!r}")
 
     async def _reconcile(self, engine: Engine, *, dry_run: bool) -> dict[str, Any]:
@@ -337,7 +356,7 @@ class Daemon:
             engine.kernel_applied(ops, [f.op for f in failures])
             failed = [f"{f.op}: {f.message}" for f in failures]
             self.speaker.send(work.changes)
-            self._flush(engine)
+            self.flush(engine)
         return {
             "dryRun": dry_run,
             "complete": snap.complete,
