@@ -447,6 +447,7 @@ def speed_up_json() -> None:
 IDLE_CAP = 60.0  # seconds: the longest idle sleep, whatever the timers say
 _send_timers: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()  # proto ->
 _exabgp_need_ka: list[Callable[[Any], bool]] = []  # SendTimer.need_ka, once replaced
+_idle_failed: list[BaseException] = []  # the first error of idle_timeout, if any
 _signal_pipe: list[int] = []  # [read fd]: the wake-up fd of signal.set_wakeup_fd, once set
 
 
@@ -561,7 +562,13 @@ def _idle_wait(wait: Callable[[Any, int], Iterator[int]]) -> Callable[[Any, int]
         wake = _signal_fd()
         ours = set()
         if sleeptime > 0 and wake is not None:
-            timeout = idle_timeout(self, time.time())
+            try:
+                timeout = idle_timeout(self, time.time())
+            except Exception as exc:  # never take ExaBGP down: its own sleep then
+                if not _idle_failed:
+                    log.error("idle sleep off: %s", _one_line(exc))
+                    _idle_failed.append(exc)
+                timeout = None
             if timeout is not None:
                 sleeptime = max(sleeptime, math.ceil(timeout * 1000))
                 ours.add(wake)

@@ -219,6 +219,14 @@ def _check_idle(names: Sequence[str], handler: Callable[..., bool], build: Build
         raise SelfTestFailed("Reactor._wait_for_io was never replaced")
     if "_wait_for_io" not in reactor_class.run.__code__.co_names:
         raise SelfTestFailed("Reactor.run no longer waits through _wait_for_io")
+    # what idle_timeout reads of the real objects (the checks below use stand-ins)
+    for cls, attributes in (
+        (reactor_class, ("_peers", "asynchronous", "signal", "_stopping", "_poller", "listener")),
+        (exa.Peer, ("fsm", "proto", "_teardown", "recv_timer", "neighbor")),
+    ):
+        missing = set(attributes) - set(cls.__init__.__code__.co_names)
+        if missing:
+            raise SelfTestFailed(f"{cls.__name__} no longer sets {', '.join(sorted(missing))}")
     now = float(int(time.time()))  # ExaBGP's timers count whole seconds
     reactor, keepalive, outgoing = _idle_reactor(now)
     send_timer = keepalive.send_timer

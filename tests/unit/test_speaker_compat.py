@@ -264,6 +264,15 @@ def _long_timers(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(timer, "__init__", init)
 
 
+def _peer_without_teardown(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a release whose Peer keeps its teardown elsewhere: idle_timeout would read nothing
+    peer = compat.exa.Peer
+    code = peer.__init__.__code__
+    names = tuple("_stopping_now" if n == "_teardown" else n for n in code.co_names)
+    init = type(peer.__init__)(code.replace(co_names=names), peer.__init__.__globals__)
+    monkeypatch.setattr(peer, "__init__", init)
+
+
 BROKEN = {
     "the reactor's wait is not replaced": (
         "idle sleep",
@@ -272,6 +281,7 @@ BROKEN = {
         ),
     ),
     "the KA's timer is not remembered": ("idle sleep", _ka_forgets_timer),
+    "a peer without the attributes read": ("idle sleep", _peer_without_teardown),
     "keepalives never go early": (
         "idle sleep",
         lambda mp: mp.setattr(compat.exa.SendTimer, "need_ka", compat._exabgp_need_ka[0]),

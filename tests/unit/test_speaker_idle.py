@@ -192,3 +192,15 @@ def test_keepalives_of_a_second_are_never_early() -> None:
     assert not timer.need_ka()
     timer.last_sent -= 6
     assert timer.need_ka()
+
+
+def test_a_failing_idle_check_keeps_exabgps_short_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(reactor: Any, now: float) -> float:
+        raise AttributeError("'Peer' object has no attribute '_teardown'")
+
+    monkeypatch.setattr(compat, "idle_timeout", broken)
+    monkeypatch.setattr(compat, "_idle_failed", [])
+    reactor = Reactor()
+    _fds, took = reactor.wait()  # no exception into ExaBGP's loop
+    assert took < 0.2
+    assert len(compat._idle_failed) == 1
