@@ -36,7 +36,10 @@ def read(engine: Engine, request: dict[str, Any], now: float, latency: dict[str,
     if command == "show peers":
         return views.peers(engine, engine.cfg, now)
     if command == "show routes":
-        return views.routes(engine, request.get("type"), vni)
+        limit, offset = request.get("limit"), request.get("offset", 0)
+        if limit is not None and not (isinstance(limit, int) and isinstance(offset, int)):
+            raise ValueError("limit and offset are whole numbers")
+        return views.routes(engine, request.get("type"), vni, limit=limit, offset=offset)
     if command == "show vxlans":
         return views.vxlans(engine)
     if command == "show counters":

@@ -21,7 +21,6 @@ from evpn_agent.model import (
     MacAdvert,
     MacKey,
     MacRoute,
-    PathId,
     Route,
 )
 from evpn_agent.model.keys import VniMac
@@ -140,14 +139,16 @@ def macs(state: Engine, only: int | None = None, mac: str | None = None) -> dict
 def neighbours(state: Engine, only: int | None = None) -> dict[str, Any]:
     """FRR's ``show evpn arp-cache vni all json``: {vni: {numArpNd, ip: {...}}}."""
     out: dict[str, Any] = {}
+    # the bindings per SVI, in one pass: not every binding once per VNI
+    by_svi: dict[int, list[tuple[str, str]]] = {}
+    for (ifindex, ip), mac in state.view.neigh.items():
+        by_svi.setdefault(ifindex, []).append((ip, mac))
     for vni in sorted(state.vnis):
         if only is not None and vni != only:
             continue
         table: dict[str, Any] = {}
         svi = state.vnis[vni].svi_ifindex
-        for (ifindex, ip), mac in sorted(state.view.neigh.items()):
-            if ifindex != svi:
-                continue
+        for ip, mac in sorted(by_svi.get(svi, ()) if svi is not None else ()):
             table[ip] = {
                 "type": "local",
                 "state": "active" if AdvertKey(vni, mac, ip) in state.adverts.sent else "inactive",
@@ -216,12 +217,24 @@ def prefix(key: MacKey | ImetKey) -> str:
     return f"[3]:[{key.etag}]:[{128 if ':' in key.origin else 32}]:[{key.origin}]"
 
 
-def routes(state: Engine, route_type: int | None, vni: int | None) -> dict[str, Any]:
-    received = []
-    for (peer, _key), route in state.rib.paths.items():
-        if not _wanted(route, route_type, vni):
-            continue
-        received.append(_route_row(route, peer, state.rib.imported.get(PathId(peer, route.key))))
+def routes(
+    state: Engine,
+    route_type: int | None,
+    vni: int | None,
+    *,
+    limit: int | None = None,
+    offset: int = 0,
+) -> dict[str, Any]:
+    """Received and advertised routes, sorted by RD and prefix. With ``limit``: rows
+    ``offset`` to ``offset + limit`` of each list, and the totals (a page of a table that
+    may hold 100,000 routes)."""
+    imported = state.rib.imported
+    rts: dict[tuple[Any, ...], list[str]] = {}  # one text per route-target set, not per route
+    received = [
+        _route_row(route, pid.peer, imported.get(pid), rts)
+        for pid, route in state.rib.paths.items()
+        if _wanted(route, route_type, vni)
+    ]
     advertised = []
     for advert in state.adverts.sent.values():
         if route_type is not None and route_type != (2 if isinstance(advert, MacAdvert) else 3):
@@ -231,7 +244,17 @@ def routes(state: Engine, route_type: int | None, vni: int | None) -> dict[str, 
         advertised.append(_advert_row(advert))
     received.sort(key=lambda r: (r["rd"], r["prefix"], r["peer"]))
     advertised.sort(key=lambda r: (r["rd"], r["prefix"]))
-    return {"received": received, "advertised": advertised}
+    if limit is None:
+        return {"received": received, "advertised": advertised}
+    end = offset + max(limit, 0)
+    return {
+        "received": received[offset:end],
+        "advertised": advertised[offset:end],
+        "totalReceived": len(received),
+        "totalAdvertised": len(advertised),
+        "offset": offset,
+        "limit": limit,
+    }
 
 
 def vxlans(state: Engine) -> list[dict[str, Any]]:
@@ -253,14 +276,19 @@ def _wanted(route: Route, route_type: int | None, vni: int | None) -> bool:
     return (route_type is None or route_type == kind) and (vni is None or route.vni == vni)
 
 
-def _route_row(route: Route, peer: str, imported: int | None) -> dict[str, Any]:
+def _route_row(
+    route: Route, peer: str, imported: int | None, rts: dict[tuple[Any, ...], list[str]]
+) -> dict[str, Any]:
+    texts = rts.get(route.rts)
+    if texts is None:
+        texts = rts[route.rts] = [str(rt) for rt in route.rts]
     row: dict[str, Any] = {
         "type": 2 if isinstance(route, MacRoute) else 3,
         "rd": route.key.rd,
         "prefix": prefix(route.key),
         "nexthop": route.vtep,
         "vni": route.vni,
-        "rts": [str(rt) for rt in route.rts],
+        "rts": texts,  # shared by the rows of one set: the answer is only serialised
         "peer": peer,
         "importedInto": imported,
     }

@@ -12,7 +12,8 @@ from evpn_agent.model import Advert, AdvertChange, AdvertKey
 
 class AdvertTable:
     def __init__(self) -> None:
-        self.sent: dict[AdvertKey, Advert] = {}
+        self.sent: dict[AdvertKey, Advert] = {}  # changed here only (keeps _by_vni)
+        self._by_vni: dict[int, set[AdvertKey]] = {}
         self.announced = 0
         self.withdrawn = 0
 
@@ -29,9 +30,10 @@ class AdvertTable:
             changes.append(AdvertChange(old, withdraw=True))
             self.withdrawn += 1
         if advert is None:
-            del self.sent[key]
+            self._remove(key)
         else:
             self.sent[key] = advert
+            self._by_vni.setdefault(key.vni, set()).add(key)
             changes.append(AdvertChange(advert))
             self.announced += 1
         return changes
@@ -40,9 +42,16 @@ class AdvertTable:
         """The speaker refused ``advert``: it was not sent after all. True if it was current."""
         if self.sent.get(key) != advert:
             return False
-        del self.sent[key]
+        self._remove(key)
         self.announced -= 1
         return True
 
     def keys_of_vni(self, vni: int) -> list[AdvertKey]:
-        return [k for k in self.sent if k.vni == vni]
+        return list(self._by_vni.get(vni, ()))
+
+    def _remove(self, key: AdvertKey) -> None:
+        del self.sent[key]
+        keys = self._by_vni[key.vni]
+        keys.discard(key)
+        if not keys:
+            del self._by_vni[key.vni]

@@ -119,7 +119,9 @@ class LocalView:
     links: dict[int, Link] = field(default_factory=dict)
     vnis: dict[int, LocalVni] = field(default_factory=dict)
     fdb: dict[BridgeMac, LocalMac] = field(default_factory=dict)
-    neigh: dict[DeviceIp, str] = field(default_factory=dict)  # (svi, ip) -> MAC
+    # (svi, ip) -> MAC; change it through set_neigh/pop_neigh/clear_neigh (they keep _ips)
+    neigh: dict[DeviceIp, str] = field(default_factory=dict)
+    _ips: dict[tuple[int, str], set[str]] = field(default_factory=dict)  # (svi, MAC) -> IPs
     seq: dict[VniMac, int] = field(default_factory=dict)  # our MAC mobility sequence
     # indexes over vnis, rebuilt by relink()
     vxlan_ports: set[int] = field(default_factory=set)
@@ -149,7 +151,39 @@ class LocalView:
         return self.by_bridge.get((key.bridge, key.vlan))
 
     def ips_of(self, lv: LocalVni, mac: str) -> list[str]:
-        return [ip for (svi, ip), m in self.neigh.items() if m == mac and svi == lv.svi_ifindex]
+        """The IPs bound to ``mac`` on the VNI's SVI (an index: one MAC's change must not
+        cost a scan of every binding of every VNI)."""
+        if lv.svi_ifindex is None:
+            return []
+        return sorted(self._ips.get((lv.svi_ifindex, mac), ()))
+
+    def set_neigh(self, key: DeviceIp, mac: str) -> str | None:
+        """Bind ``key`` to ``mac``; returns the MAC it was bound to before."""
+        old = self.neigh.get(key)
+        if old == mac:
+            return old
+        if old is not None:
+            self._unbind(key, old)
+        self.neigh[key] = mac
+        self._ips.setdefault((key.ifindex, mac), set()).add(key.ip)
+        return old
+
+    def pop_neigh(self, key: DeviceIp) -> str | None:
+        mac = self.neigh.pop(key, None)
+        if mac is not None:
+            self._unbind(key, mac)
+        return mac
+
+    def clear_neigh(self) -> None:
+        self.neigh.clear()
+        self._ips.clear()
+
+    def _unbind(self, key: DeviceIp, mac: str) -> None:
+        ips = self._ips.get((key.ifindex, mac))
+        if ips is not None:
+            ips.discard(key.ip)
+            if not ips:
+                del self._ips[(key.ifindex, mac)]
 
     def forget_vni(self, vni: int) -> None:
         self.seq = {k: v for k, v in self.seq.items() if k.vni != vni}

@@ -63,7 +63,7 @@ def load_snapshot(s: State, snap: KernelSnapshot) -> None:
     pending, s.dirty = s.dirty, Dirty()
     s.mirror = Mirror()
     view.fdb.clear()
-    view.neigh.clear()
+    view.clear_neigh()
     for fdb in snap.fdb:
         _fdb_seen(s, fdb)
     for neigh in snap.neigh:
@@ -71,7 +71,8 @@ def load_snapshot(s: State, snap: KernelSnapshot) -> None:
     for fdb_key, local in kept_fdb.items():
         view.fdb.setdefault(fdb_key, local)
     for neigh_key, mac in kept_neigh.items():
-        view.neigh.setdefault(neigh_key, mac)
+        if neigh_key not in view.neigh:
+            view.set_neigh(neigh_key, mac)
     mark_everything(s)
     compare, s.dirty = s.dirty, pending
     s.drift.dump_loaded(compare, snap.complete)
@@ -93,6 +94,8 @@ def on_kernel(s: State, events: Iterable[KernelEvent], now: float | None = None)
             _neigh_gone(s, ev.entry)
         elif isinstance(ev, LinkUpdated):
             old = s.view.links.get(ev.link.ifindex)
+            if old == ev.link:
+                continue  # nothing we read changed (counters, carrier of a port...)
             s.view.links[ev.link.ifindex] = ev.link
             if (
                 isinstance(ev.link, BridgeDevice)
@@ -122,7 +125,7 @@ def _fdb_seen(s: State, entry: FdbEntry) -> None:
         elif entry.flags & NTF_EXT_LEARNED and entry.flags & NTF_SELF and entry.dst:
             ours = DeviceMac(entry.ifindex, entry.mac, entry.vlan)
             if s.mirror.fdb.get(ours) != entry.dst:
-                s.mirror.fdb[ours] = entry.dst
+                s.mirror.set_fdb(ours, entry.dst)
                 s.dirty.fdb.add(VniMac(lv.vni, entry.mac))
         return
     found = local_mac_of(entry, view.vxlan_ports)
@@ -152,7 +155,7 @@ def _fdb_gone(s: State, entry: FdbEntry) -> None:
                 s.dirty.flood.add(vtep)
         elif (
             entry.flags & NTF_SELF
-            and s.mirror.fdb.pop(DeviceMac(entry.ifindex, entry.mac, entry.vlan), None) is not None
+            and s.mirror.pop_fdb(DeviceMac(entry.ifindex, entry.mac, entry.vlan)) is not None
         ):
             s.dirty.fdb.add(VniMac(lv.vni, entry.mac))
             s.drift.noticed.fdb.add(VniMac(lv.vni, entry.mac))
@@ -174,7 +177,7 @@ def _neigh_seen(s: State, entry: NeighEntry) -> None:
     key = DeviceIp(entry.ifindex, entry.ip)
     if entry.flags & NTF_EXT_LEARNED:
         if entry.mac:
-            s.mirror.neigh[key] = entry.mac
+            s.mirror.set_neigh(key, entry.mac)
     elif not is_host_ip(entry.ip):
         return  # multicast and link-local entries are no host bindings
     elif entry.mac and not entry.state & (NUD_INCOMPLETE | NUD_FAILED):
@@ -182,7 +185,7 @@ def _neigh_seen(s: State, entry: NeighEntry) -> None:
         # stays until the kernel really deletes the entry.
         old = s.view.neigh.get(key)
         if old != entry.mac:
-            s.view.neigh[key] = entry.mac
+            s.view.set_neigh(key, entry.mac)
             s.dirty_adverts.add(AdvertKey(vni, entry.mac, entry.ip))
             if old is not None:  # the IP moved to another MAC
                 s.dirty_adverts.add(AdvertKey(vni, old, entry.ip))
@@ -195,7 +198,7 @@ def _neigh_gone(s: State, entry: NeighEntry) -> None:
     if vni is None:
         return
     key = DeviceIp(entry.ifindex, entry.ip)
-    if s.mirror.neigh.pop(key, ""):
+    if s.mirror.pop_neigh(key):
         s.dirty.neigh.add(VniIp(vni, entry.ip))
         s.drift.noticed.neigh.add(VniIp(vni, entry.ip))
     local_neigh_gone(s, vni, key)
@@ -206,12 +209,12 @@ def _svi_flushed(s: State, bridge: int) -> None:
     for lv in s.view.vnis.values():
         if lv.bridge_ifindex == bridge and lv.svi_ifindex is not None:
             for key in s.mirror.neigh_on(lv.svi_ifindex):
-                del s.mirror.neigh[key]
+                s.mirror.pop_neigh(key)
                 s.dirty.neigh.add(VniIp(lv.vni, key.ip))
 
 
 def local_neigh_gone(s: State, vni: int, key: DeviceIp) -> None:
-    mac = s.view.neigh.pop(key, None)
+    mac = s.view.pop_neigh(key)
     if mac is not None:
         s.dirty_adverts.add(AdvertKey(vni, mac, key.ip))
 

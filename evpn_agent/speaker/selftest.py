@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -27,9 +28,11 @@ from evpn_agent.speaker.compat import (
     _fix,
     _one_line,
     _read_message,
+    _send_timers,
     _version_text,
     evpn_family,
     exa,
+    idle_timeout,
     queue,
     select_peers,
     wire_receive_wanted,
@@ -258,6 +261,90 @@ def _check_wire_receive(names: Sequence[str], handler: Callable[..., bool], buil
         raise SelfTestFailed(f"a bad MAC length read as {read!r}, not a NOTIFICATION")
 
 
+class _Stand:
+    """An object with the attributes given: stands in for the reactor's parts."""
+
+    def __init__(self, **attributes: Any) -> None:
+        self.__dict__.update(attributes)
+
+
+class _IdleNeighbor(_Stand):
+    def __getitem__(self, key: str) -> Any:
+        return self.__dict__[key]
+
+
+def _idle_reactor(now: float, **peer_state: Any) -> tuple[Any, Any, Any]:
+    """A reactor with one session, established and quiet; its KA and ReceiveTimer are
+    ExaBGP's own (the KA's SendTimer is known through the patched KA)."""
+    hold = exa.HoldTime(90)
+    proto = _Stand(negotiated=_Stand(holdtime=hold))
+    keepalive = exa.KA(lambda: "self-test", proto)
+    receive = exa.ReceiveTimer(lambda: "self-test", hold, 4, 0)
+    outgoing = exa.OutgoingRIB(True, [evpn_family()])
+    neighbor = _IdleNeighbor(
+        messages=[], refresh=[], eor=[], rib=_Stand(outgoing=outgoing), **{"rate-limit": 0}
+    )
+    state = {
+        "fsm": exa.FSM.ESTABLISHED,
+        "proto": proto,
+        "_teardown": None,
+        "recv_timer": receive,
+        **peer_state,
+    }
+    peer = _Stand(neighbor=neighbor, **state)
+    reactor = _Stand(
+        _peers={"peer": peer},
+        asynchronous=_Stand(ready=lambda: True),
+        signal=_Stand(received=0),
+        _stopping=False,
+    )
+    return reactor, keepalive, outgoing
+
+
+def _check_idle(names: Sequence[str], handler: Callable[..., bool], build: Build) -> None:
+    reactor_class = exa.Reactor
+    if not getattr(reactor_class._wait_for_io, "evpn_agent_idle", False):
+        raise SelfTestFailed("Reactor._wait_for_io was never replaced")
+    if "_wait_for_io" not in reactor_class.run.__code__.co_names:
+        raise SelfTestFailed("Reactor.run no longer waits through _wait_for_io")
+    # what idle_timeout reads of the real objects (the checks below use stand-ins)
+    for cls, attributes in (
+        (reactor_class, ("_peers", "asynchronous", "signal", "_stopping", "_poller", "listener")),
+        (exa.Peer, ("fsm", "proto", "_teardown", "recv_timer", "neighbor")),
+    ):
+        missing = set(attributes) - set(cls.__init__.__code__.co_names)
+        if missing:
+            raise SelfTestFailed(f"{cls.__name__} no longer sets {', '.join(sorted(missing))}")
+    now = float(int(time.time()))  # ExaBGP's timers count whole seconds
+    reactor, keepalive, outgoing = _idle_reactor(now)
+    send_timer = keepalive.send_timer
+    if id(_send_timers.get(reactor._peers["peer"].proto)) != id(send_timer):
+        raise SelfTestFailed("a new KA's SendTimer is not seen by the idle sleep")
+    wait = idle_timeout(reactor, now)
+    if wait is None or not 29 <= wait <= 31:  # keepalive every 90/3 s, within 1 s
+        raise SelfTestFailed(f"an idle session sleeps {wait} s, expected its 30 s keepalive")
+    send_timer.last_sent -= 29
+    wait = idle_timeout(reactor, now)
+    if wait is None or wait > 2:
+        raise SelfTestFailed(f"a keepalive due in 1 s sleeps {wait} s")
+    queue(outgoing, build(SAMPLE_ANNOUNCE))
+    if idle_timeout(reactor, now) is not None:
+        raise SelfTestFailed("a route waiting to be sent does not keep the reactor awake")
+    send_timer.last_sent = int(time.time()) - 28  # due in 2 s: not yet
+    if send_timer.need_ka():
+        raise SelfTestFailed("a keepalive due in 2 s is sent already")
+    send_timer.last_sent -= 1  # due in 1 s: goes with this wake-up
+    if not send_timer.need_ka() or send_timer.need_ka():
+        raise SelfTestFailed("a keepalive due in 1 s is not sent once, now")
+    short = exa.SendTimer(lambda: "self-test", exa.HoldTime(3))  # keepalive every second
+    short.last_sent = int(time.time())
+    if short.need_ka():
+        raise SelfTestFailed("1 s keepalives are sent early (more than one a second)")
+    connecting, _, _ = _idle_reactor(now, fsm=exa.FSM.CONNECT)
+    if idle_timeout(connecting, now) is not None:
+        raise SelfTestFailed("a session being set up does not keep ExaBGP's short sleep")
+
+
 # ---------------------------------------------------------------- advert fast path
 
 
@@ -356,6 +443,7 @@ CHECKS: tuple[tuple[str, Callable[[Sequence[str], Callable[..., bool], Build], N
     ("adj-rib-out queue", _check_queue),
     ("IPv6 underlay", _check_ipv6),
     ("JSON raw NLRI", _check_json),
+    ("idle sleep", _check_idle),
     ("advert fast path", _check_advert_path),
     ("receive fast path", _check_wire_receive),
 )

@@ -29,9 +29,14 @@ def _restore_exabgp() -> Iterator[None]:
     key = compat.evpn_family()
     raw, size, known = evpn.__dict__["_raw"], family.size[key], pmsi._pmsi_known[6]
     read = compat.exa.Protocol.__dict__["read_message"]
+    reactor, ka = compat.exa.Reactor, compat.exa.KA
+    wait, init = reactor.__dict__["_wait_for_io"], ka.__dict__["__init__"]
+    need_ka = compat.exa.SendTimer.__dict__["need_ka"]
     yield
     evpn._raw, family.size[key], pmsi._pmsi_known[6] = raw, size, known
     compat.exa.Protocol.read_message = read
+    reactor._wait_for_io, ka.__init__ = wait, init
+    compat.exa.SendTimer.need_ka = need_ka
     _unwrap_advert_path()
 
 
@@ -249,6 +254,33 @@ def _exabgp_reads_everything(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(compat.exa.Protocol, "read_message", original)
 
 
+def _ka_forgets_timer(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a release whose KA no longer takes (session, proto), or keeps its timer elsewhere
+    ka = compat.exa.KA
+    monkeypatch.setattr(ka, "__init__", compat._exabgp_ka_init(ka))
+
+
+def _long_timers(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a release whose SendTimer counts milliseconds: the computed sleep would be far too long
+    timer = compat.exa.SendTimer
+    original = timer.__init__
+
+    def init(self: Any, session: Any, holdtime: Any) -> None:
+        original(self, session, holdtime)
+        self.keepalive *= 1000
+
+    monkeypatch.setattr(timer, "__init__", init)
+
+
+def _peer_without_teardown(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a release whose Peer keeps its teardown elsewhere: idle_timeout would read nothing
+    peer = compat.exa.Peer
+    code = peer.__init__.__code__
+    names = tuple("_stopping_now" if n == "_teardown" else n for n in code.co_names)
+    init = type(peer.__init__)(code.replace(co_names=names), peer.__init__.__globals__)
+    monkeypatch.setattr(peer, "__init__", init)
+
+
 BROKEN = {
     "read_message not replaced": ("receive fast path", _exabgp_reads_everything),
     "the gate lets a bad MAC length through": (
@@ -259,6 +291,19 @@ BROKEN = {
         "receive fast path",
         lambda mp: mp.setattr(compat, "wire_ok", lambda body: False),
     ),
+    "the reactor's wait is not replaced": (
+        "idle sleep",
+        lambda mp: mp.setattr(
+            compat.exa.Reactor, "_wait_for_io", compat.exa.Reactor._wait_for_io.exabgp_wait
+        ),
+    ),
+    "the KA's timer is not remembered": ("idle sleep", _ka_forgets_timer),
+    "a peer without the attributes read": ("idle sleep", _peer_without_teardown),
+    "keepalives never go early": (
+        "idle sleep",
+        lambda mp: mp.setattr(compat.exa.SendTimer, "need_ka", compat._exabgp_need_ka[0]),
+    ),
+    "timers in another unit": ("idle sleep", _long_timers),
     "the adj-rib-out cache is gone": (
         "adj-rib-out queue",
         lambda mp: mp.setattr(compat.exa.OutgoingRIB, "in_cache", _no_cache),
