@@ -15,6 +15,7 @@ import sys
 
 from evpn_agent.config import ConfigError, load
 from evpn_agent.daemon.dispatcher import Daemon
+from evpn_agent.daemon.instance import Instance
 from evpn_agent.identity import IdentityError
 from evpn_agent.kernel import NetlinkKernel
 from evpn_agent.logs import setup_logging
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     speaker = ExabgpChannel(sys.stdin.buffer, sys.stdout.buffer)
     kernel = NetlinkKernel(rcvbuf=cfg.netlink_buffer_size)
     try:
-        asyncio.run(Daemon(cfg, speaker, kernel).run())
+        asyncio.run(Daemon(cfg, speaker, kernel, instance=Instance(cfg, args.config)).run())
     except IdentityError as exc:
         logging.getLogger("evpn_agent").error("%s", exc)
         return 2

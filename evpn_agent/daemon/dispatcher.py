@@ -17,15 +17,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from evpn_agent import control
 from evpn_agent.control import answers
 from evpn_agent.core.engine import Engine
+from evpn_agent.daemon.instance import Instance
 from evpn_agent.daemon.resync import Resync
 from evpn_agent.identity import rd_indexes, resolve
 from evpn_agent.kernel import Kernel
 from evpn_agent.latency import Latency
 from evpn_agent.metrics import Metrics
-from evpn_agent.model import Config, KernelEvent, KernelSnapshot, describe
+from evpn_agent.model import Config, KernelEvent, KernelSnapshot, SessionUp, describe
 from evpn_agent.speaker import Speaker
 
 log = logging.getLogger(__name__)
@@ -74,8 +74,10 @@ class Daemon:
         kernel: Kernel,
         *,
         clock: Callable[[], float] = time.monotonic,
+        instance: Instance | None = None,
     ) -> None:
         self.cfg = cfg
+        self.instance = instance or Instance(cfg)
         self.speaker = speaker
         self.kernel = kernel
         self.clock = clock
@@ -119,13 +121,7 @@ class Daemon:
             vtep_ip,
             ",".join(str(v) for v in sorted(engine.vnis)) or "none yet",
         )
-        server = await control.serve(self.cfg.control_socket, self._ask)
-        metrics_server = None
-        if self.cfg.metrics_address:
-            try:
-                metrics_server = await self.metrics.serve(self.cfg.metrics_address)
-            except OSError as exc:
-                log.error("cannot serve metrics on %s: %s", self.cfg.metrics_address, exc)
+        await self.instance.open(self._ask, self.metrics)
         # Sessions that predate us (a respawn): their up time and what they negotiated.
         self.speaker.ask_sessions()
         # Our whole desired set, bracketed so the speaker drops what a predecessor announced
@@ -142,9 +138,7 @@ class Daemon:
             await self._own(engine)
         finally:
             watcher.cancel()
-            server.close()
-            if metrics_server is not None:
-                metrics_server.close()
+            self.instance.close()
             self.kernel.close()
 
     async def _ask(self, request: dict[str, Any]) -> Any:
@@ -200,6 +194,8 @@ class Daemon:
                 if isinstance(item, SpeakerLine):
                     events, stamp = self.speaker.decode(item.line, router_id)
                     engine.on_bgp(events, now)
+                    if self.instance.replay_wanted:
+                        self._replay(events)
                     if stamp is not None:
                         stamps.append(stamp)
                 elif isinstance(item, KernelChanged):
@@ -229,6 +225,13 @@ class Daemon:
                 self.latency["local-mac-to-bgp"].record(elapsed)
                 self.metrics.mac_to_bgp.observe(elapsed)
 
+    def _replay(self, events: list[Any]) -> None:
+        """A peer added live came up with an empty adj-rib-out: send it our routes."""
+        for event in events:
+            if isinstance(event, SessionUp) and event.peer in self.instance.replay_wanted:
+                self.instance.replay_wanted.discard(event.peer)
+                self.speaker.replay(event.peer)
+
     def _reconcile_due(self, now: float) -> bool:
         if self._reconcile_at is None or now < self._reconcile_at:
             return False
@@ -245,7 +248,7 @@ class Daemon:
         if self._refresh_at is None or now < self._refresh_at:
             return
         self._refresh_at = None
-        if not all(engine.peers.saw_start(rr.address) for rr in self.cfg.route_reflectors):
+        if not all(engine.peers.saw_start(peer) for peer in self.instance.peers()):
             self.speaker.ask_refresh()
             engine.refresh_asked(now)
 
@@ -318,6 +321,14 @@ class Daemon:
             return [{"vni": k.vni, "mac": k.mac} for k in cleared]
         if command == "reconcile":
             return await self._reconcile(engine, dry_run=bool(request.get("dry_run")))
+        if command == "instance":
+            return self.instance.describe()
+        if command == "set-peers":
+            return self.instance.set_peers(engine.router_id, request.get("peers"))
+        if command == "announce-main-pid":
+            return self.instance.announce_main()
+        if command == "take-over":
+            return await self.instance.take_over()
         raise ValueError(f"unknown command {command!r}")
 
     async def _reconcile(self, engine: Engine, *, dry_run: bool) -> dict[str, Any]:

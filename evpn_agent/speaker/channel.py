@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from typing import IO
 
 from evpn_agent.model import AdvertChange, AdvertRefused, BgpEvent
-from evpn_agent.speaker import Deliver, decode, encode
+from evpn_agent.speaker import Deliver, decode, encode, grammar
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +140,10 @@ class ExabgpChannel:
 
     def ask_sessions(self) -> None:
         self._write([encode.SESSIONS], [encode.SESSIONS])
+
+    def replay(self, peer: str) -> None:
+        line = f"neighbor {peer} {grammar.REPLAY}"
+        self._write([line], [line])
 
     def _write(self, lines: list[str], what: Sequence[AdvertChange | str]) -> None:
         self._pending.extend(what)

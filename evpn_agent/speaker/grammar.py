@@ -57,6 +57,8 @@ _BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 # Bracket a core's full re-announcement; the launcher then withdraws what was not repeated.
 SYNC_BEGIN = "announce evpn sync begin"
 SYNC_END = "announce evpn sync end"
+# every route announced so far, queued again for the selected neighbors (a new one)
+REPLAY = "announce evpn replay"
 
 
 class GrammarError(ValueError):

@@ -237,6 +237,14 @@ class Advertised:
 ADVERTISED = Advertised()
 
 
+def replay(reactor: Any, peers: Sequence[str]) -> None:
+    """Queue every route we advertise for ``peers``: a neighbor added by a configuration
+    reload starts with an empty adj-rib-out. Routes a peer already has are skipped."""
+    for cmd in list(ADVERTISED.routes.values()):
+        inject(reactor, peers, cmd)
+    log.info("replayed %d routes to %s", len(ADVERTISED.routes), ", ".join(peers))
+
+
 def handle(api: Any, reactor: Any, service: str, line: str, use_json: bool) -> bool:
     """ExaBGP command handler for both EVPN commands.
 
@@ -261,6 +269,10 @@ def handle(api: Any, reactor: Any, service: str, line: str, use_json: bool) -> b
                 inject(reactor, peers, cmd)
             if stale:
                 log.info("withdrew %d routes no agent core announces any more", len(stale))
+            compat.answer(reactor, service, ok=True)
+            return True
+        if " ".join(words) == grammar.REPLAY:
+            replay(reactor, peers)
             compat.answer(reactor, service, ok=True)
             return True
         cmd = grammar.parse(command)
