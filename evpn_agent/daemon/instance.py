@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import evpn_agent
 from evpn_agent import control
 from evpn_agent.daemon import notify
 from evpn_agent.metrics import Metrics
@@ -146,6 +147,8 @@ class Instance:
             "peers": self.peers(),
             "socket": self.socket_path,
             "handover": self.socket_path != self.cfg.control_socket,
+            "code": os.path.dirname(os.path.abspath(evpn_agent.__file__)),
+            "version": evpn_agent.__version__,
         }
 
     def close(self) -> None:
