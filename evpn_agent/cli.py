@@ -80,13 +80,11 @@ def run(
     """
     from evpn_agent.daemon.instance import HANDOVER_ENV
     from evpn_agent.kernel import dump
-    from evpn_agent.restart import wait_gone
+    from evpn_agent.restart import RestartError, wait_gone
     from evpn_agent.speaker.process import exabgp_config, exec_exabgp
 
     cfg = _load(config_path)
     setup_logging(cfg.log_level, cfg.log_destination)
-    if after_pids:
-        wait_gone(after_pids)
     try:
         router_id, vtep_ip = resolve(cfg, asyncio.run(dump()).links)
     except IdentityError as exc:
@@ -112,6 +110,11 @@ def run(
     click.echo(f"evpn-agent: router-id {router_id}, VTEP {vtep_ip}; starting ExaBGP", err=True)
     if handover:
         os.environ[HANDOVER_ENV] = "1"
+    if after_pids:  # 'restart' without handover: everything is ready, the old one stops
+        try:
+            wait_gone(after_pids)
+        except RestartError as exc:
+            raise click.ClickException(str(exc)) from None
     exec_exabgp(str(conf_file), cfg.log_destination)
 
 

@@ -143,6 +143,11 @@ def _restart(
     )  # fmt: skip
 
 
+def _received_from(rr: Box, peer: str) -> int:
+    summary = rr.vtysh_json("show bgp l2vpn evpn summary json")
+    return int(summary.get("peers", {}).get(peer, {}).get("pfxRcd", 0))
+
+
 def _instance(agent: AgentProcess) -> dict[str, Any]:
     from evpn_agent import control
 
@@ -183,6 +188,9 @@ def _check_restart(lab: Lab, env: dict[str, str] | None = None) -> dict[str, Any
         lambda: {box.name: _fdb(box) for box in (lab.a1, lab.a2, lab.f1)} == before,
         15, "the same FDB entries and flood lists as before",
     )  # fmt: skip
+    # every reflector holds our routes again, the one added last included (replayed to it)
+    for rr in lab.rrs:
+        wait_until(lambda rr=rr: _received_from(rr, a2) >= 2, 15, f"{rr.name} has a2's routes")
     wait_until(lambda: all(p["tableComplete"] for p in json.loads(
         agent.cli("show", "peers", "--json"))), 30, "both tables complete")  # fmt: skip
     return new
@@ -201,3 +209,51 @@ def test_restart_as_an_upgrade_runs_the_other_installation(two: Lab, tmp_path: P
     assert new["code"] == str(other / "evpn_agent")
     core_cmdline = Path(f"/proc/{new['corePid']}/environ").read_bytes()
     assert f"PYTHONPATH={other}".encode() in core_cmdline.split(b"\0")
+
+
+def _measure(lab: Lab, *args: str) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """Restart a2 with ``args`` under pings; the ping results and the FDB deletes seen."""
+    agent = lab.agents["a2"]
+    old = _instance(agent)
+    watchers = [FdbDeletes(box) for box in (lab.a1, lab.f1)]
+    pings = Pings(lab)
+    try:
+        proc = subprocess.run(
+            [IP, "netns", "exec", lab.a2.netns.name, PYTHON, "-m", "evpn_agent.cli", "restart",
+             "--config", str(agent.config), *args],
+            capture_output=True, text=True, timeout=120, cwd=REPO_ROOT,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr + "\n" + lab.fab.logs()
+        print(proc.stderr)
+        for src, dst in (("h1", "h2"), ("h2", "h3"), ("h3", "h2")):
+            wait_until(lambda s=src, d=dst: lab.hosts[s].ping(lab.hosts[d].ip), 30, f"{src}->{dst}")
+    finally:
+        results = pings.stop()
+        deletes = {w.box.name: w.stop() for w in watchers}
+    assert all(_gone(pid) for pid in (old["speakerPid"], old["corePid"])), old
+    assert _instance(agent)["socket"] == str(agent.socket)
+    print(json.dumps(results))
+    return results, deletes
+
+
+def _worst_outage(results: dict[str, Any], towards: str) -> float:
+    return max(
+        (r["longest_outage_s"] for src, by in results.items() for dst, r in by.items()
+         if towards in (src, dst)),
+        default=0.0,
+    )  # fmt: skip
+
+
+def test_plain_stop_start_is_possible_and_loses_what_the_reflectors_withdraw(two: Lab) -> None:
+    results, deletes = _measure(two, "--no-handover")
+    worst = _worst_outage(results, two.hosts["h2"].ip)
+    print(f"stop-start with two reflectors: longest outage through a2 {worst:.2f}s")
+    # what the handover avoids: the other VTEPs delete their entries towards a2 meanwhile
+    assert any(f"dst {two.a2.address} " in line for line in deletes["a1"] + deletes["f1"])
+
+
+def test_one_reflector_loses_at_most_the_promised_outage(one: Lab) -> None:
+    results, _ = _measure(one)
+    worst = _worst_outage(results, one.hosts["h2"].ip)
+    print(f"restart with one reflector: longest outage through a2 {worst:.2f}s")
+    assert worst <= ONE_RR_MAX_OUTAGE
