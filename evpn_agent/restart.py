@@ -105,6 +105,28 @@ def _poll(what: str, check: Callable[[], Any], timeout: float, interval: float =
         time.sleep(interval)
 
 
+def _cgroup(pid: int | str) -> str | None:
+    try:
+        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    # systemd's hierarchy: "0::PATH" (cgroup v2) or "N:name=systemd:PATH" (v1)
+    paths = {fields[1]: fields[2] for fields in (line.split(":", 2) for line in lines)}
+    return paths.get("name=systemd", paths.get(""))
+
+
+def check_same_unit(speaker_pid: int) -> None:
+    """Refuse to restart a systemd unit's agent from outside the unit: the new processes
+    would live outside its cgroup. The unit's ExecReload runs this command inside it."""
+    theirs, ours = _cgroup(speaker_pid), _cgroup("self")
+    if theirs and theirs != ours and theirs.rsplit("/", 1)[-1].endswith(".service"):
+        unit = theirs.rsplit("/", 1)[-1]
+        raise RestartError(
+            f"the agent runs in {unit}: use 'systemctl reload {unit}', whose ExecReload runs "
+            "'evpn-agent restart' inside the unit"
+        )
+
+
 def _stdio_of(pid: int) -> list[int | None]:
     """The old ExaBGP's stdout and stderr reopened for appending, so that the new instance
     logs where the old one did (a file or pipe); None where that is not possible (a socket,
@@ -170,6 +192,7 @@ def restart(
     except control.ControlError as exc:
         raise RestartError(f"{exc} (start it with 'evpn-agent run')") from None
     old_pids = [old["speakerPid"], old["corePid"]]
+    check_same_unit(old["speakerPid"])
     started = time.monotonic()
     steps: list[tuple[str, float]] = []
 

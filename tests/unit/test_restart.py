@@ -186,3 +186,18 @@ def test_a_respawned_core_of_a_new_instance_serves_the_socket_nobody_answers(
         new.close()
 
     asyncio.run(scenario())
+
+
+def test_restart_from_outside_the_unit_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from evpn_agent import restart
+
+    # the real reading: systemd's hierarchy of this process, v1 or v2
+    assert restart._cgroup(os.getpid()) == restart._cgroup("self") is not None
+    cgroups = {"self": "/user.slice/session-4.scope", 42: "/system.slice/evpn-agent.service"}
+    monkeypatch.setattr(restart, "_cgroup", lambda pid: cgroups.get(pid))
+    with pytest.raises(restart.RestartError, match=r"systemctl reload evpn-agent\.service"):
+        restart.check_same_unit(42)
+    cgroups["self"] = cgroups[42]  # the unit's ExecReload
+    restart.check_same_unit(42)
+    cgroups[42] = "/user.slice/session-4.scope/other"  # not a unit: nothing to keep
+    restart.check_same_unit(42)
