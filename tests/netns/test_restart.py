@@ -26,7 +26,7 @@ PINGER = REPO_ROOT / "lab" / "pinger.py"
 INTERVAL = 0.01  # seconds between pings
 # One reflector: from the old session's close to the other VTEPs relearning us: the new
 # ExaBGP's start (~1 s), the session, FRR's batching of a new peer (~1 s), the FRR VTEP.
-ONE_RR_MAX_OUTAGE = 6.0  # seconds, the README's promise
+ONE_RR_MAX_OUTAGE = 3.0  # seconds, the README's promise
 
 
 @dataclass
