@@ -1,7 +1,7 @@
 """The pieces of ``evpn-agent restart`` that need no fabric: systemd's notify messages,
 the handover plan, the peers of a running ExaBGP (its configuration rewritten, the reload
 signal), the handover socket and its take-over. The whole restart runs in
-tests/netns/test_restart.py."""
+tests/netns/test_service_restart.py."""
 
 from __future__ import annotations
 
