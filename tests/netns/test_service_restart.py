@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -38,6 +39,10 @@ class Lab:
     f1: Box
     agents: dict[str, AgentProcess]
     hosts: dict[str, Host]
+    notify: socket.socket  # stands in for systemd's $NOTIFY_SOCKET of a2
+
+
+METRICS = "127.0.0.1:9609"  # each agent in its own namespace
 
 
 def _build(prefix: str, reflectors: int) -> Iterator[Lab]:
@@ -54,17 +59,28 @@ def _build(prefix: str, reflectors: int) -> Iterator[Lab]:
             "h2": fab.add_host("h2", a2, 100, "198.51.100.2/24"),
             "h3": fab.add_host("h3", f1, 100, "198.51.100.3/24"),
         }
-        agents = {b.name: fab.start_agent(b, rrs=rrs) for b in (a1, a2)}
+        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        notify.bind(str(a2.directory / "notify"))
+        notify.setblocking(False)
+        agents = {
+            b.name: fab.start_agent(
+                b, rrs=rrs, settings={"metrics-address": METRICS},
+                env={"NOTIFY_SOCKET": notify.getsockname()} if b is a2 else None,
+            )
+            for b in (a1, a2)
+        }  # fmt: skip
         try:
             for rr in rrs:
                 for box in (a1, a2, f1):
                     fab.wait_established(rr, box.address)
             for src, dst in (("h1", "h2"), ("h2", "h3"), ("h3", "h1")):
                 wait_until(lambda s=src, d=dst: hosts[s].ping(hosts[d].ip), 30, f"{src}->{dst}")
-            yield Lab(fab, rrs, a1, a2, f1, agents, hosts)
+            yield Lab(fab, rrs, a1, a2, f1, agents, hosts, notify)
         except BaseException:
             print(fab.logs())
             raise
+        finally:
+            notify.close()
 
 
 @pytest.fixture
@@ -143,6 +159,20 @@ def _restart(
     )  # fmt: skip
 
 
+def _notifications(lab: Lab) -> list[str]:
+    out = []
+    while True:
+        try:
+            out.append(lab.notify.recv(4096).decode())
+        except BlockingIOError:
+            return out
+
+
+_FETCH_METRICS = (
+    f"import urllib.request; print(urllib.request.urlopen('http://{METRICS}/metrics').read())"
+)
+
+
 def _received_from(rr: Box, peer: str) -> int:
     summary = rr.vtysh_json("show bgp l2vpn evpn summary json")
     return int(summary.get("peers", {}).get(peer, {}).get("pfxRcd", 0))
@@ -157,12 +187,13 @@ def _instance(agent: AgentProcess) -> dict[str, Any]:
 def _check_restart(lab: Lab, env: dict[str, str] | None = None) -> dict[str, Any]:
     agent = lab.agents["a2"]
     old = _instance(agent)
+    _notifications(lab)  # what the start sent
     before = {box.name: _fdb(box) for box in (lab.a1, lab.a2, lab.f1)}
     watchers = [FdbDeletes(box) for box in (lab.a1, lab.f1)]
     pings = Pings(lab)
     started = time.monotonic()
     try:
-        proc = _restart(agent, env)
+        proc = _restart(agent, {"NOTIFY_SOCKET": lab.notify.getsockname(), **(env or {})})
     finally:
         time.sleep(1.0)  # a second of pings after the command returned counts too
         results = pings.stop()
@@ -174,6 +205,9 @@ def _check_restart(lab: Lab, env: dict[str, str] | None = None) -> dict[str, Any
     new = _instance(agent)
     assert new["speakerPid"] not in (old["speakerPid"], old["corePid"])
     assert not new["handover"] and new["socket"] == str(agent.socket)
+    # systemd's main PID moved to the new ExaBGP (sent before the old one was stopped)
+    assert f"MAINPID={new['speakerPid']}\nREADY=1\n" in _notifications(lab)
+    assert "evpn_agent_" in lab.a2.exec(PYTHON, "-c", _FETCH_METRICS)
     print(json.dumps(results))
     lost = {(s, d): r["lost"] for s, by in results.items() for d, r in by.items()}
     assert all(n == 0 for n in lost.values()), lost
@@ -197,6 +231,8 @@ def _check_restart(lab: Lab, env: dict[str, str] | None = None) -> dict[str, Any
 
 
 def test_restart_with_two_reflectors_loses_nothing(two: Lab) -> None:
+    # a start under systemd: ready once the core answers, ExaBGP (run's PID) the main PID
+    assert f"MAINPID={two.agents['a2'].pid}\nREADY=1\n" in _notifications(two)
     _check_restart(two)
     # and once more: the new instance is itself restartable (the other ExaBGP file name)
     _check_restart(two)
