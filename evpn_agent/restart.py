@@ -240,9 +240,12 @@ def restart(
 
     try:
         _poll("the new instance's sessions and tables", new_ready, timeout, interval=0.1)
-    except RestartError:
+    except RestartError as exc:
         _abort(new, main_socket)
-        raise
+        raise RestartError(
+            f"{exc}; the old instance stays in charge with all its peers (the new one logs "
+            "where the old one does)"
+        ) from None
     step("new instance established, tables complete")
     time.sleep(settle)  # the reflectors pass our routes on to the other VTEPs
     control.request(side_socket, "announce-main-pid")

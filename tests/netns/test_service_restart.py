@@ -293,3 +293,24 @@ def test_one_reflector_loses_at_most_the_promised_outage(one: Lab) -> None:
     worst = _worst_outage(results, one.hosts["h2"].ip)
     print(f"restart with one reflector: longest outage through a2 {worst:.2f}s")
     assert worst <= ONE_RR_MAX_OUTAGE
+
+
+def test_a_new_instance_that_fails_leaves_the_old_one_in_charge(two: Lab, tmp_path: Path) -> None:
+    agent = two.agents["a2"]
+    old = _instance(agent)
+    broken = json.loads(agent.config.read_text())
+    broken["state-dir"] = "/proc/evpn-agent-cannot-write-here"
+    config = tmp_path / "broken.yaml"
+    config.write_text(json.dumps(broken))
+    proc = subprocess.run(
+        [IP, "netns", "exec", two.a2.netns.name, PYTHON, "-m", "evpn_agent.cli", "restart",
+         "--config", str(config)],
+        capture_output=True, text=True, timeout=120, cwd=REPO_ROOT,
+    )  # fmt: skip
+    print(proc.stderr)
+    assert proc.returncode != 0 and "new instance exited" in proc.stderr
+    assert _instance(agent) == old  # still in charge, on the control socket
+    # and peering with every reflector again (the one it dropped was given back)
+    for rr in two.rrs:
+        two.fab.wait_established(rr, two.a2.address)
+        wait_until(lambda rr=rr: _received_from(rr, two.a2.address) >= 2, 15, "a2's routes")
