@@ -19,6 +19,7 @@ new one starts at once: the reflector withdraws our routes in between (see the R
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -162,15 +163,16 @@ def _run_argv(config_path: str, *extra: str) -> list[str]:
 
 
 def _stop(pids: Sequence[int], timeout: float) -> None:
-    speaker = pids[0]
-    os.kill(speaker, signal.SIGTERM)  # ExaBGP closes its sessions and stops the core
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pids[0], signal.SIGTERM)  # ExaBGP closes its sessions and stops the core
     try:
         _poll("the old instance to exit", lambda: all(_gone(p) for p in pids), timeout)
     except RestartError:
         for pid in pids:
             if not _gone(pid):
                 log.warning("old process %d did not exit: killing it", pid)
-                os.kill(pid, signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         _poll("the old instance to die", lambda: all(_gone(p) for p in pids), 5)
 
 
@@ -224,7 +226,11 @@ def restart(
         rows = control.request(main_socket, "show peers", timeout=5)
         return all(r["state"] != "Established" for r in rows if r["peer"] in dropped)
 
-    _poll(f"the old instance to close {', '.join(dropped)}", dropped_down, 20)
+    try:
+        _poll(f"the old instance to close {', '.join(dropped)}", dropped_down, 20)
+    except RestartError as exc:
+        _abort(None, main_socket)
+        raise RestartError(f"{exc}; the old instance was given all its peers back") from None
     side_socket = handover_socket(main_socket)
     peer_args = [word for peer in chosen.start for word in ("--peer", peer)]
     argv = _run_argv(config_path, "--handover", "--exabgp-conf", new_conf, *peer_args)
@@ -257,9 +263,9 @@ def restart(
     return Outcome("handover", old_pids, new.pid, chosen, steps)
 
 
-def _abort(new: subprocess.Popen[bytes], main_socket: str) -> None:
+def _abort(new: subprocess.Popen[bytes] | None, main_socket: str) -> None:
     """Stop the new instance; give the old one its peers back."""
-    if new.poll() is None:
+    if new is not None and new.poll() is None:
         new.terminate()
         try:
             new.wait(STOP_TIMEOUT)
