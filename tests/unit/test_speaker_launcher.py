@@ -478,3 +478,27 @@ def test_faster_raw_nlri_text_is_unchanged() -> None:
         assert nlri._raw() == before
     finally:
         EVPN._raw = original
+
+
+@pytest.mark.usefixtures("_exabgp_logger")
+def test_replay_sends_every_advertised_route_to_a_peer_added_later(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from exabgp.configuration.core.format import formated
+    from exabgp.reactor.api import API
+
+    from evpn_agent.speaker import grammar
+    from evpn_agent.speaker.launcher import Advertised
+
+    monkeypatch.setattr(launcher, "ADVERTISED", Advertised())
+    launcher.register()
+    reactor = FakeReactor()
+    api = API(reactor)
+    api.process(reactor, "agent", formated("neighbor 192.0.2.1 " + MAC_ANNOUNCE))
+    added = reactor.configuration.neighbors
+    assert [len(n.added) for n in added.values()] == [1, 0]  # 192.0.2.2 came later
+    api.process(reactor, "agent", formated(f"neighbor 192.0.2.2 {grammar.REPLAY}"))
+    api.process(reactor, "agent", formated(grammar.REPLAY))  # to both: nothing twice
+    assert reactor.processes.answers == ["done"] * 3
+    for neighbor in added.values():  # queued once each: a route a peer has is skipped
+        assert [str(c.nlri.mac) for c in neighbor.added] == ["02:00:5E:00:01:01"]
