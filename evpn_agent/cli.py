@@ -80,8 +80,7 @@ def run(
     """
     from evpn_agent.daemon.instance import HANDOVER_ENV
     from evpn_agent.kernel import dump
-    from evpn_agent.restart import RestartError, wait_gone
-    from evpn_agent.speaker.process import exabgp_config, exec_exabgp
+    from evpn_agent.speaker.process import AFTER_PIDS_ENV, exabgp_config, exec_exabgp
 
     cfg = _load(config_path)
     setup_logging(cfg.log_level, cfg.log_destination)
@@ -110,11 +109,8 @@ def run(
     click.echo(f"evpn-agent: router-id {router_id}, VTEP {vtep_ip}; starting ExaBGP", err=True)
     if handover:
         os.environ[HANDOVER_ENV] = "1"
-    if after_pids:  # 'restart' without handover: everything is ready, the old one stops
-        try:
-            wait_gone(after_pids)
-        except RestartError as exc:
-            raise click.ClickException(str(exc)) from None
+    if after_pids:  # 'restart' without handover: ExaBGP starts once the old one is gone
+        os.environ[AFTER_PIDS_ENV] = ",".join(map(str, after_pids))
     exec_exabgp(str(conf_file), cfg.log_destination)
 
 

@@ -35,7 +35,7 @@ from evpn_agent import control
 from evpn_agent.config import Config
 from evpn_agent.daemon import notify
 from evpn_agent.daemon.instance import handover_socket
-from evpn_agent.speaker.process import CONF_NAMES
+from evpn_agent.speaker.process import CONF_NAMES, process_gone
 
 log = logging.getLogger(__name__)
 
@@ -76,20 +76,6 @@ def plan(cfg: Config, old: dict[str, Any], old_peers: Sequence[dict[str, Any]]) 
         if start:
             return Plan(keep, start)
     return None
-
-
-def _gone(pid: int) -> bool:
-    """The process has exited (a zombie waiting for its parent counts as gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
-
-
-def wait_gone(pids: Sequence[int], timeout: float = STOP_TIMEOUT + 10) -> None:
-    """Until every process in ``pids`` has exited (``run --after-pid``)."""
-    _poll("the old instance to exit", lambda: all(_gone(p) for p in pids), timeout)
 
 
 def _poll(what: str, check: Callable[[], Any], timeout: float, interval: float = 0.05) -> Any:
@@ -166,14 +152,14 @@ def _stop(pids: Sequence[int], timeout: float) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pids[0], signal.SIGTERM)  # ExaBGP closes its sessions and stops the core
     try:
-        _poll("the old instance to exit", lambda: all(_gone(p) for p in pids), timeout)
+        _poll("the old instance to exit", lambda: all(process_gone(p) for p in pids), timeout)
     except RestartError:
         for pid in pids:
-            if not _gone(pid):
+            if not process_gone(pid):
                 log.warning("old process %d did not exit: killing it", pid)
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-        _poll("the old instance to die", lambda: all(_gone(p) for p in pids), 5)
+        _poll("the old instance to die", lambda: all(process_gone(p) for p in pids), 5)
 
 
 def restart(

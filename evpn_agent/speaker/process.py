@@ -24,6 +24,10 @@ CONF_NAMES = ("exabgp.conf", "exabgp.next.conf")  # a handover alternates betwee
 # API processes that are new; SIGUSR2 would restart them all (our core too).
 RELOAD_SIGNAL = signal.SIGUSR1
 
+# Set by ``run --after-pid`` (a restart without handover): the launcher starts ExaBGP only
+# once these processes (the old instance) are gone, everything else being ready by then.
+AFTER_PIDS_ENV = "EVPN_AGENT_AFTER_PIDS"
+
 _NEIGHBOR = re.compile(r"^neighbor (\S+) \{$", re.MULTILINE)
 
 
@@ -71,6 +75,16 @@ def set_peers(conf_file: str, text: str, exabgp_pid: int) -> None:
         out.write(text)
     os.replace(temporary, conf_file)
     os.kill(exabgp_pid, RELOAD_SIGNAL)
+
+
+def process_gone(pid: int) -> bool:
+    """The process has exited (a zombie waiting for its parent counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            state = stat.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state in ("Z", "X")
 
 
 def exec_exabgp(conf_file: str, log_destination: str) -> None:

@@ -201,3 +201,24 @@ def test_restart_from_outside_the_unit_is_refused(monkeypatch: pytest.MonkeyPatc
     restart.check_same_unit(42)
     cgroups[42] = "/user.slice/session-4.scope/other"  # not a unit: nothing to keep
     restart.check_same_unit(42)
+
+
+def test_the_launcher_starts_exabgp_only_once_the_old_instance_is_gone() -> None:
+    import subprocess
+
+    from evpn_agent.speaker.launcher import wait_for_predecessor
+    from evpn_agent.speaker.process import AFTER_PIDS_ENV, process_gone
+
+    old = subprocess.Popen(["sleep", "30"])
+    try:
+        env = {AFTER_PIDS_ENV: str(old.pid)}
+        assert not wait_for_predecessor(env, timeout=0.2)
+        assert AFTER_PIDS_ENV not in env  # not handed on to the API process
+        old.terminate()
+        old.wait()
+        assert process_gone(old.pid)
+        assert wait_for_predecessor({AFTER_PIDS_ENV: str(old.pid)}, timeout=0.2)
+        assert wait_for_predecessor({}, timeout=0)  # a plain start waits for nothing
+    finally:
+        old.kill()
+        old.wait()
