@@ -27,7 +27,7 @@ PINGER = REPO_ROOT / "lab" / "pinger.py"
 INTERVAL = 0.01  # seconds between pings
 # One reflector: from the old session's close to the other VTEPs relearning us: the new
 # session, the new core's announcements, FRR's batching of a new peer (~1 s), the FRR VTEP
-# (measured 1.1-2.7 s on a busy 2-core machine).
+# (measured 0.8-2.7 s on a busy 2-core machine).
 ONE_RR_MAX_OUTAGE = 4.0  # seconds, the README's promise
 
 
