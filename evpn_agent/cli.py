@@ -146,12 +146,12 @@ def restart(config_path: str, no_handover: bool, settle: float) -> None:
       evpn-agent restart --config /etc/evpn-agent/evpn-agent.yaml
     """
     from evpn_agent.restart import RestartError
-    from evpn_agent.restart import restart as replace
+    from evpn_agent.restart import restart as restart_agent
 
     cfg = _load(config_path)
     setup_logging(cfg.log_level, "stderr")
     try:
-        outcome = replace(
+        outcome = restart_agent(
             cfg,
             config_path,
             handover=not no_handover,

@@ -20,13 +20,14 @@ new one starts at once: the reflector withdraws our routes in between (see the R
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -162,7 +163,35 @@ def _stop(pids: Sequence[int], timeout: float) -> None:
         _poll("the old instance to die", lambda: all(process_gone(p) for p in pids), 5)
 
 
+@contextlib.contextmanager
+def _one_at_a_time(control_socket: str) -> Iterator[None]:
+    """Two restarts at once would hand over to each other's half-started instance. The
+    lock lies next to the control socket, whose directory the running agent made."""
+    path = f"{control_socket}.restart-lock"
+    try:
+        lock = open(path, "w")  # noqa: SIM115 -- held for the whole restart
+    except OSError as exc:
+        raise RestartError(f"cannot take the restart lock {path}: {exc}") from None
+    with lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RestartError("another 'evpn-agent restart' is running") from None
+        yield
+
+
 def restart(
+    cfg: Config,
+    config_path: str,
+    **options: Any,
+) -> Outcome:
+    """Replace the running instance (found on ``cfg``'s control socket) by a new one;
+    ``options`` as :func:`_replace`. One restart at a time per control socket."""
+    with _one_at_a_time(cfg.control_socket):
+        return _replace(cfg, config_path, **options)
+
+
+def _replace(
     cfg: Config,
     config_path: str,
     *,
@@ -171,7 +200,7 @@ def restart(
     timeout: float = START_TIMEOUT,
     say: Callable[[str], None] = lambda _: None,
 ) -> Outcome:
-    """Replace the running instance (found on ``cfg``'s control socket) by a new one."""
+    """The restart itself (see the module's description)."""
     main_socket = cfg.control_socket
     config_path = os.path.abspath(config_path)
     try:

@@ -222,3 +222,17 @@ def test_the_launcher_starts_exabgp_only_once_the_old_instance_is_gone() -> None
     finally:
         old.kill()
         old.wait()
+
+
+def test_one_restart_at_a_time(tmp_path: Path) -> None:
+    import fcntl
+
+    from evpn_agent.restart import RestartError, restart
+
+    cfg = _cfg(tmp_path, RR1, RR2)
+    with open(cfg.control_socket + ".restart-lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(RestartError, match="another"):
+            restart(cfg, str(tmp_path / "agent.yaml"))
+    with pytest.raises(RestartError, match="not running"):  # the lock is free again
+        restart(cfg, str(tmp_path / "agent.yaml"))
