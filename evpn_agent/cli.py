@@ -14,7 +14,7 @@ import click
 
 from evpn_agent import __version__, control
 from evpn_agent.cli_config import register
-from evpn_agent.config import DEFAULT_SOCKET, Config, ConfigError, load
+from evpn_agent.config import DEFAULT_SOCKET, Config, ConfigError, check_file, load
 from evpn_agent.control import show_text
 from evpn_agent.identity import IdentityError, resolve
 from evpn_agent.logs import setup_logging
@@ -383,6 +383,70 @@ def reconcile(dry_run: bool, as_json: bool, config_path: str, socket_path: str |
         click.echo("  (the kernel changed during the dump: local entries it missed are kept)")
     if data["failed"]:
         sys.exit(1)
+
+
+@main.command("reload")
+@click.option(
+    "--config",
+    "-c",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    help="The file to apply (default: the file the agent runs from, its 'run --config').",
+)
+@click.option("--dry-run", is_flag=True, help="Print the changes without making them.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option(
+    "--socket",
+    "socket_path",
+    envvar="EVPN_AGENT_SOCKET",
+    help="Control socket of the agent (default: from --config, else the default file's).",
+)
+def reload_config(
+    config_path: str | None, dry_run: bool, as_json: bool, socket_path: str | None
+) -> None:
+    """Apply a changed configuration to the running agent, without a restart.
+
+    The file is validated as 'config check' does; on any problem nothing changes and
+    every problem is printed. Keys that need a restart (router-id, local-as, vtep-ip,
+    local-address, control-socket, state-dir, netlink-buffer-size, route-reflectors)
+    make it refuse, with the reason. The same happens on SIGHUP and 'systemctl reload'.
+
+    \b
+    Example:
+      evpn-agent reload --dry-run
+      evpn-agent reload --config /etc/evpn-agent/evpn-agent.yaml
+    """
+    args: dict[str, Any] = {"dry_run": dry_run}
+    if config_path is not None:
+        args["config"] = os.path.abspath(config_path)
+    try:
+        # checked here first for the socket it names; the agent checks it again
+        cfg = check_file(config_path or DEFAULT_CONFIG)
+    except ConfigError as exc:
+        if config_path is not None:
+            _reload_exit({"source": config_path, "valid": False, "problems": exc.problems}, as_json)
+        cfg = None  # the agent re-reads its own file and reports what is wrong with it
+    socket = socket_path or (cfg.control_socket if cfg else DEFAULT_SOCKET)
+    try:
+        result = control.request(socket, "reload", timeout=120.0, **args)
+    except control.ControlError as exc:
+        raise click.ClickException(str(exc)) from None
+    _reload_exit(result, as_json)
+
+
+def _reload_exit(result: dict[str, Any], as_json: bool) -> None:
+    from evpn_agent.control import reload_text
+
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        out, err = reload_text.render(result)
+        if out:
+            click.echo(out)
+        if err:
+            click.echo(err, err=True)
+    ok = result.get("valid") and not result.get("refused") and not result.get("failed")
+    sys.exit(0 if ok else 1)
 
 
 register(main)

@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 import click
 import yaml
 
-from evpn_agent.config import Config, ConfigError, parse
+from evpn_agent.config import Config, ConfigError, check_file
 from evpn_agent.core.targets import default_export_rt, route_distinguisher
 from evpn_agent.lnv import INTERFACES, VXRD_CONF, LnvError, Migration, migrate_files
 
@@ -65,10 +65,7 @@ def check(file: str, as_json: bool, show_secrets: bool) -> None:
       evpn-agent config check --json /etc/evpn-agent/evpn-agent.yaml
     """
     try:
-        cfg = parse(read_text(file), file)
-        problems = extra_problems(cfg)
-        if problems:
-            raise ConfigError(file, problems)
+        cfg = check_file(file)
     except ConfigError as exc:
         if as_json:
             doc = {"source": file, "valid": False, "problems": exc.problems}
@@ -89,31 +86,12 @@ def check(file: str, as_json: bool, show_secrets: bool) -> None:
     click.echo(render_effective(cfg, doc, file), nl=False)
 
 
-def read_text(path: str) -> str:
-    """The file's text, or a ConfigError saying why not (never an exception of another kind)."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise ConfigError(path, [f"cannot read: {exc.strerror or exc}"]) from None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(path, [f"not UTF-8 text (byte {exc.start})"]) from None
-
-
 def _router_id(cfg: Config) -> str | None:
     if cfg.router_id is not None:
         return cfg.router_id
     if cfg.vtep_ip is not None and ipaddress.ip_address(cfg.vtep_ip).version == 4:
         return cfg.vtep_ip
     return None
-
-
-def extra_problems(cfg: Config) -> list[str]:
-    """What parse() accepts but the agent would refuse at start, knowable without a kernel."""
-    if cfg.router_id is None and cfg.vtep_ip is not None and _router_id(cfg) is None:
-        return [f"key 'router-id': must be set when vtep-ip is IPv6 ({cfg.vtep_ip})"]
-    return []
 
 
 def warnings(cfg: Config) -> list[str]:

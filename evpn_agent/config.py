@@ -33,8 +33,11 @@ __all__ = [
     "DadSettings",
     "RouteReflector",
     "VniTargets",
+    "check_file",
+    "extra_problems",
     "load",
     "parse",
+    "read_text",
 ]
 
 
@@ -129,6 +132,36 @@ def load(path: str | Path) -> Config:
     except UnicodeDecodeError as exc:
         raise ConfigError(source, [f"not UTF-8 text (byte {exc.start})"]) from None
     return parse(text, source)
+
+
+def check_file(path: str) -> Config:
+    """The file as ``evpn-agent config check`` validates it (and ``reload`` with it): every
+    problem with its key path in one ConfigError, else the Config."""
+    cfg = parse(read_text(path), path)
+    problems = extra_problems(cfg)
+    if problems:
+        raise ConfigError(path, problems)
+    return cfg
+
+
+def read_text(path: str) -> str:
+    """The file's text, or a ConfigError saying why not (never an exception of another kind)."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(path, [f"cannot read: {exc.strerror or exc}"]) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(path, [f"not UTF-8 text (byte {exc.start})"]) from None
+
+
+def extra_problems(cfg: Config) -> list[str]:
+    """What parse() accepts but the agent would refuse at start, knowable without a kernel."""
+    vtep = cfg.vtep_ip
+    if cfg.router_id is None and vtep is not None and ipaddress.ip_address(vtep).version != 4:
+        return [f"key 'router-id': must be set when vtep-ip is IPv6 ({vtep})"]
+    return []
 
 
 def parse(text: str, source: str = "<config>") -> Config:

@@ -103,16 +103,39 @@ def _cgroup(pid: int | str) -> str | None:
     return paths.get("name=systemd", paths.get(""))
 
 
-def check_same_unit(speaker_pid: int) -> None:
-    """Refuse to restart a systemd unit's agent from outside the unit: the new processes
-    would live outside its cgroup. The unit's ExecReload runs this command inside it."""
+@dataclass
+class Unit:
+    """The systemd unit the old instance runs in, when this command runs outside it (from
+    a shell): the new instance joins the unit's cgroup and notifies its socket, so that
+    systemd follows the main PID to it."""
+
+    cgroup: str
+    notify_socket: str | None
+
+    def env(self) -> dict[str, str]:
+        return {notify.NOTIFY_ENV: self.notify_socket} if self.notify_socket else {}
+
+    def adopt(self, pid: int) -> None:
+        for root in ("/sys/fs/cgroup", "/sys/fs/cgroup/systemd"):  # cgroup v2, v1
+            procs = Path(root + self.cgroup) / "cgroup.procs"
+            if procs.exists():
+                procs.write_text(f"{pid}\n")
+                return
+        raise RestartError(f"cannot move the new instance into {self.cgroup}")
+
+
+def unit_of(speaker_pid: int) -> Unit | None:
+    """The old instance's systemd unit, if it runs in one and we do not."""
     theirs, ours = _cgroup(speaker_pid), _cgroup("self")
-    if theirs and theirs != ours and theirs.rsplit("/", 1)[-1].endswith(".service"):
-        unit = theirs.rsplit("/", 1)[-1]
-        raise RestartError(
-            f"the agent runs in {unit}: use 'systemctl reload {unit}', whose ExecReload runs "
-            "'evpn-agent restart' inside the unit"
-        )
+    if not theirs or theirs == ours or not theirs.rsplit("/", 1)[-1].endswith(".service"):
+        return None
+    try:
+        environ = Path(f"/proc/{speaker_pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        environ = []
+    prefix = f"{notify.NOTIFY_ENV}=".encode()
+    socket = next((v[len(prefix) :].decode() for v in environ if v.startswith(prefix)), None)
+    return Unit(theirs, socket)
 
 
 def _stdio_of(pid: int) -> list[int | None]:
@@ -128,16 +151,20 @@ def _stdio_of(pid: int) -> list[int | None]:
     return fds
 
 
-def _spawn(argv: list[str], stdio_pid: int) -> subprocess.Popen[bytes]:
+def _spawn(argv: list[str], stdio_pid: int, unit: Unit | None) -> subprocess.Popen[bytes]:
     out, err = _stdio_of(stdio_pid)
     try:
-        return subprocess.Popen(
+        new = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=err,
             start_new_session=True,  # outlives this command and its terminal
+            env={**os.environ, **(unit.env() if unit else {})},
         )
+        if unit is not None:  # before it starts ExaBGP, whose children inherit the cgroup
+            unit.adopt(new.pid)
+        return new
     finally:
         for fd in (out, err):
             if fd is not None:
@@ -209,7 +236,7 @@ def _replace(
     except control.ControlError as exc:
         raise RestartError(f"{exc} (start it with 'evpn-agent run')") from None
     old_pids = [old["speakerPid"], old["corePid"]]
-    check_same_unit(old["speakerPid"])
+    unit = unit_of(old["speakerPid"])
     started = time.monotonic()
     steps: list[tuple[str, float]] = []
 
@@ -228,7 +255,7 @@ def _replace(
     elif handover and chosen is None:
         step("no handover: it needs two route reflectors, one of them established")
     if chosen is None:
-        return _stop_start(cfg, config_path, old_pids, step, timeout, steps)
+        return _stop_start(cfg, config_path, old_pids, unit, step, timeout, steps)
 
     conf_file = old["exabgpConf"]
     other = CONF_NAMES[1] if os.path.basename(conf_file) == CONF_NAMES[0] else CONF_NAMES[0]
@@ -249,7 +276,7 @@ def _replace(
     side_socket = handover_socket(main_socket)
     peer_args = [word for peer in chosen.start for word in ("--peer", peer)]
     argv = _run_argv(config_path, "--handover", "--exabgp-conf", new_conf, *peer_args)
-    new = _spawn(argv, old["speakerPid"])
+    new = _spawn(argv, old["speakerPid"], unit)
     step(f"new instance {new.pid} started with {', '.join(chosen.start)}")
 
     def new_ready() -> bool:
@@ -296,6 +323,7 @@ def _stop_start(
     cfg: Config,
     config_path: str,
     old_pids: list[int],
+    unit: Unit | None,
     step: Callable[[str], None],
     timeout: float,
     steps: list[tuple[str, float]],
@@ -303,8 +331,8 @@ def _stop_start(
     """The new ``run`` starts, waits for the old instance to be gone, then starts ExaBGP.
     It exists before the old one stops, so systemd's main PID can move to it first."""
     argv = _run_argv(config_path, *[w for pid in old_pids for w in ("--after-pid", str(pid))])
-    new = _spawn(argv, old_pids[0])
-    notify.notify(notify.message(main_pid=new.pid))
+    new = _spawn(argv, old_pids[0], unit)
+    notify.notify(notify.message(main_pid=new.pid), {**os.environ, **(unit.env() if unit else {})})
     _stop(old_pids, STOP_TIMEOUT)
     step("old instance gone")
     _poll(

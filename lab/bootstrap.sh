@@ -35,3 +35,8 @@ if [ ! -f "$stamp" ] || [ "$top/pyproject.toml" -nt "$stamp" ]; then
     "$venv/bin/pip" install -q -e "$top[test]"
     touch "$stamp"
 fi
+# The benchmarks' plot library (matplotlib, numpy: ~125 MB) only on request.
+if [ "${BOOTSTRAP_BENCH:-}" = 1 ] && ! "$venv/bin/python" -c 'import matplotlib' 2>/dev/null; then
+    echo "bootstrap: installing the bench extra (matplotlib) into $venv" >&2
+    "$venv/bin/pip" install -q -e "$top[bench]"
+fi

@@ -16,6 +16,13 @@ CLOCK_REALTIME and so comparable across namespaces of this machine:
     python bench/probes send-frames --device eth0
         Reads MACs on stdin; for each sends one broadcast frame with that source MAC
         from a raw socket and reports the send time.
+    python bench/probes count-fdb ... --follow [--mac-prefix 02:30]
+        The same, both ways: progress on gains and losses, "done" at the target, then
+        "empty" when every counted entry is gone again; only MACs with the prefix.
+    python bench/probes bgp-generate --local A --peer RR --routes N --vnis V --vteps X,Y
+        A minimal BGP speaker: pre-packs EVPN UPDATEs, brings a session up to the route
+        reflector, then sends all announces or all withdraws on "announce"/"withdraw"
+        read from stdin (see bench_bulk.py).
 
 Standard library only, nothing from evpn_agent or lab: the measuring side stays
 independent of the agent, and each probe starts fast.

@@ -15,6 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bench import probes
+from bench.probes.bgp_generator import generate
 from bench.probes.bgp_sniffer import sniff_bgp
 from bench.probes.fdb_counter import count_fdb
 from bench.probes.frame_sender import send_frames
@@ -30,6 +31,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     count.add_argument("--every", type=int, default=1000)
     count.add_argument("--rcvbuf", type=int, default=256 << 20)
     count.add_argument("--keep-going", action="store_true")
+    count.add_argument("--mac-prefix", default="", help="count only these MACs (e.g. 02:30)")
+    count.add_argument(
+        "--follow", action="store_true", help="report gains and losses; 'empty' after 'done'"
+    )
     watch = sub.add_parser("watch-neigh")
     watch.add_argument("--mac-prefix", default="")
     watch.add_argument("--rcvbuf", type=int, default=16 << 20)
@@ -38,6 +43,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     sniff.add_argument("--mac-prefix", required=True)
     send = sub.add_parser("send-frames")
     send.add_argument("--device", default="eth0")
+    gen = sub.add_parser("bgp-generate")
+    gen.add_argument("--local", required=True, help="our address (and BGP identifier)")
+    gen.add_argument("--peer", required=True, help="the route reflector")
+    gen.add_argument("--asn", type=int, default=65000)
+    gen.add_argument("--hold-time", type=int, default=90)
+    gen.add_argument("--routes", type=int, required=True, help="type 2 routes")
+    gen.add_argument("--vnis", type=int, required=True)
+    gen.add_argument("--vni-base", type=int, default=1000)
+    gen.add_argument("--vteps", required=True, help="next hops, comma separated")
+    gen.add_argument("--mac-tag", type=int, default=0x20, help="second octet of the MACs")
+    gen.add_argument("--no-imet", action="store_true")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
@@ -45,6 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return count_fdb(args)
         if args.command == "watch-neigh":
             return watch_neigh(args)
+        if args.command == "bgp-generate":
+            return generate(args)
         if args.command == "sniff-bgp":
             return sniff_bgp(args)
         return send_frames(args)

@@ -22,8 +22,10 @@ def count_fdb(args: argparse.Namespace) -> int:
     sock = neigh_socket(args.rcvbuf)
     attach_self_filter(sock)
     present: set[tuple[int, bytes]] = set()
+    prefix = bytes.fromhex(args.mac_prefix.replace(":", ""))  # b"": every MAC
     target, every = args.target, max(1, args.every)
     next_report = 1
+    reported = 0
     emit(event="ready", t=time.time(), devices=len(ifindexes))
     buf = bytearray(1 << 16)
     view = memoryview(buf)
@@ -36,13 +38,31 @@ def count_fdb(args: argparse.Namespace) -> int:
             continue
         now = time.time()
         for mtype, _family, ifindex, _flags, lladdr, _dst in messages(view[:n].tobytes()):
-            if ifindex not in ifindexes or lladdr is None or lladdr == ZERO_MAC:
+            if (
+                ifindex not in ifindexes
+                or lladdr is None
+                or lladdr == ZERO_MAC
+                or not lladdr.startswith(prefix)
+            ):
                 continue
             if mtype == RTM_NEWNEIGH:
                 present.add((ifindex, lladdr))
             else:
                 present.discard((ifindex, lladdr))
         count = len(present)
+        if args.follow:
+            # both ways: a report per `every` entries gained or lost, then "done" at the
+            # target and "empty" when everything went again
+            if abs(count - reported) >= every or (count != reported and count in (0, target)):
+                emit(event="progress", t=now, n=count)
+                reported = count
+            if not done and count >= target:
+                emit(event="done", t=now, n=count)
+                done = True
+            elif done and count == 0:
+                emit(event="empty", t=now, n=0)
+                done = False
+            continue
         if count >= next_report:
             emit(event="progress", t=now, n=count)
             next_report = (count // every + 1) * every

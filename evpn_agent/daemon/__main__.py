@@ -14,8 +14,8 @@ import logging
 import sys
 
 from evpn_agent.config import ConfigError, load
+from evpn_agent.daemon import reload
 from evpn_agent.daemon.dispatcher import Daemon
-from evpn_agent.daemon.instance import Instance
 from evpn_agent.identity import IdentityError
 from evpn_agent.kernel import NetlinkKernel
 from evpn_agent.logs import setup_logging
@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="evpn-agent-daemon")
     parser.add_argument("--config", required=True)
     args = parser.parse_args(argv)
+    reload.hold_sighup()
     try:
         cfg = load(args.config)
     except ConfigError as exc:
@@ -43,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     speaker = ExabgpChannel(sys.stdin.buffer, sys.stdout.buffer)
     kernel = NetlinkKernel(rcvbuf=cfg.netlink_buffer_size)
     try:
-        asyncio.run(Daemon(cfg, speaker, kernel, instance=Instance(cfg, args.config)).run())
+        daemon = Daemon(cfg, speaker, kernel, config_path=args.config, sighup=True)
+        asyncio.run(daemon.run())
     except IdentityError as exc:
         logging.getLogger("evpn_agent").error("%s", exc)
         return 2

@@ -19,13 +19,14 @@ from typing import Any
 
 from evpn_agent.control import answers
 from evpn_agent.core.engine import Engine
+from evpn_agent.daemon import reload
 from evpn_agent.daemon.instance import Instance
 from evpn_agent.daemon.resync import Resync
 from evpn_agent.identity import rd_indexes, resolve
 from evpn_agent.kernel import Kernel
 from evpn_agent.latency import Latency
 from evpn_agent.metrics import Metrics
-from evpn_agent.model import Config, KernelEvent, KernelSnapshot, SessionUp, describe
+from evpn_agent.model import Config, KernelEvent, KernelSnapshot, describe
 from evpn_agent.speaker import Speaker
 
 log = logging.getLogger(__name__)
@@ -74,10 +75,14 @@ class Daemon:
         kernel: Kernel,
         *,
         clock: Callable[[], float] = time.monotonic,
-        instance: Instance | None = None,
+        config_path: str | None = None,
+        sighup: bool = False,
     ) -> None:
         self.cfg = cfg
-        self.instance = instance or Instance(cfg)
+        self.config_path = config_path  # the file `run --config` named: what reload re-reads
+        # the control socket, our ExaBGP's peers and the handover of `evpn-agent restart`
+        self.instance = Instance(cfg, config_path)
+        self.sighup = sighup  # SIGHUP reloads it (the real process only, not tests)
         self.speaker = speaker
         self.kernel = kernel
         self.clock = clock
@@ -94,6 +99,7 @@ class Daemon:
         self.resync = Resync()
         self._refresh_at: float | None = None
         self._reconcile_at: float | None = None
+        self.metrics_server: asyncio.AbstractServer | None = None
         self.started = asyncio.Event()  # the engine exists and the socket answers
 
     async def run(self) -> None:
@@ -121,27 +127,39 @@ class Daemon:
             vtep_ip,
             ",".join(str(v) for v in sorted(engine.vnis)) or "none yet",
         )
-        await self.instance.open(self._ask, self.metrics)
+        if await self.instance.open(self.ask):  # else a restart's new instance, not in charge
+            await self._serve_metrics()
         # Sessions that predate us (a respawn): their up time and what they negotiated.
         self.speaker.ask_sessions()
         # Our whole desired set, bracketed so the speaker drops what a predecessor announced
         # and we no longer want (a MAC that aged out while no core ran).
         self.speaker.begin_sync()
-        self._flush(engine)
+        self.flush(engine)
         self.speaker.end_sync()
         self._refresh_at = now + REFRESH_DELAY
         if self.cfg.reconcile_interval:
             self._reconcile_at = now + self.cfg.reconcile_interval
         watcher = asyncio.create_task(self._watch_kernel())
+        if self.sighup:
+            reload.on_sighup(self)
         self.started.set()
         try:
             await self._own(engine)
         finally:
             watcher.cancel()
             self.instance.close()
+            if self.metrics_server is not None:
+                self.metrics_server.close()
             self.kernel.close()
 
-    async def _ask(self, request: dict[str, Any]) -> Any:
+    async def _serve_metrics(self) -> None:
+        if self.cfg.metrics_address:
+            try:
+                self.metrics_server = await self.metrics.serve(self.cfg.metrics_address)
+            except OSError as exc:
+                log.error("cannot serve metrics on %s: %s", self.cfg.metrics_address, exc)
+
+    async def ask(self, request: dict[str, Any]) -> Any:
         """The control socket's handler: the owner answers, this task only waits."""
         reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.asks.put_nowait(ControlAsked(request, reply))
@@ -194,8 +212,6 @@ class Daemon:
                 if isinstance(item, SpeakerLine):
                     events, stamp = self.speaker.decode(item.line, router_id)
                     engine.on_bgp(events, now)
-                    if self.instance.replay_wanted:
-                        self._replay(events)
                     if stamp is not None:
                         stamps.append(stamp)
                 elif isinstance(item, KernelChanged):
@@ -215,7 +231,7 @@ class Daemon:
                 log.warning("netlink events were lost: resynchronising from a full dump")
             if lost or self._reconcile_due(now) or self.resync.due(now):
                 await self._resync(engine)
-            sent = self._flush(engine)
+            sent = self.flush(engine)
             done = time.time()
             for stamp in stamps:
                 self.latency["route-to-kernel"].record(done - stamp)
@@ -225,12 +241,8 @@ class Daemon:
                 self.latency["local-mac-to-bgp"].record(elapsed)
                 self.metrics.mac_to_bgp.observe(elapsed)
 
-    def _replay(self, events: list[Any]) -> None:
-        """A peer added live came up with an empty adj-rib-out: send it our routes."""
-        for event in events:
-            if isinstance(event, SessionUp) and event.peer in self.instance.replay_wanted:
-                self.instance.replay_wanted.discard(event.peer)
-                self.speaker.replay(event.peer)
+    def reschedule_reconcile(self, at: float | None) -> None:
+        self._reconcile_at = at
 
     def _reconcile_due(self, now: float) -> bool:
         if self._reconcile_at is None or now < self._reconcile_at:
@@ -281,13 +293,17 @@ class Daemon:
             self.inbox.put_nowait(item)
         return await self.kernel.dump(known=engine.view.fdb)
 
-    def _flush(self, engine: Engine) -> int:
+    def prepare(self, engine: Engine) -> None:
+        """Before planning: where our entries live, an RD number for every VNI."""
+        self.kernel.set_managed(engine.managed())
+        if any(v not in engine.rd_index for v in engine.vnis):
+            engine.rd_index = rd_indexes(self.cfg.state_dir, engine.vnis)
+
+    def flush(self, engine: Engine) -> int:
         """Write planned kernel ops, then send advert changes; returns changes sent."""
         sent = 0
         for _ in range(3):  # applying can make more work (an AddNeigh replacing a binding)
-            self.kernel.set_managed(engine.managed())
-            if any(v not in engine.rd_index for v in engine.vnis):
-                engine.rd_index = rd_indexes(self.cfg.state_dir, engine.vnis)
+            self.prepare(engine)
             work = engine.take_work()
             if work.ops:
                 failures = self.kernel.apply(work.ops)
@@ -317,18 +333,26 @@ class Daemon:
         if command == "clear duplicate":
             vni = answers.check_vni(engine, request)
             cleared = engine.clear_duplicate(vni, request.get("mac"))
-            self._flush(engine)
+            self.flush(engine)
             return [{"vni": k.vni, "mac": k.mac} for k in cleared]
         if command == "reconcile":
             return await self._reconcile(engine, dry_run=bool(request.get("dry_run")))
+        if command == "reload":
+            path = request.get("config") or self.config_path
+            if not isinstance(path, str):
+                raise ValueError("the agent does not know its configuration file: name it")
+            return await reload.reload(self, engine, path, dry_run=bool(request.get("dry_run")))
         if command == "instance":
             return self.instance.describe()
         if command == "set-peers":
-            return self.instance.set_peers(engine.router_id, request.get("peers"))
+            return self.instance.set_peers(self.cfg, engine.router_id, request.get("peers"))
         if command == "announce-main-pid":
             return self.instance.announce_main()
         if command == "take-over":
-            return await self.instance.take_over()
+            described = await self.instance.take_over()
+            if self.metrics_server is None:
+                await self._serve_metrics()
+            return described
         raise ValueError(f"unknown command {command!r}")
 
     async def _reconcile(self, engine: Engine, *, dry_run: bool) -> dict[str, Any]:
@@ -348,7 +372,7 @@ class Daemon:
             engine.kernel_applied(ops, [f.op for f in failures])
             failed = [f"{f.op}: {f.message}" for f in failures]
             self.speaker.send(work.changes)
-            self._flush(engine)
+            self.flush(engine)
         return {
             "dryRun": dry_run,
             "complete": snap.complete,

@@ -22,7 +22,6 @@ from typing import Any
 import evpn_agent
 from evpn_agent import control
 from evpn_agent.daemon import notify
-from evpn_agent.metrics import Metrics
 from evpn_agent.model import Config
 from evpn_agent.speaker.process import CONF_ENV, configured_peers, exabgp_config, set_peers
 
@@ -63,9 +62,7 @@ class Instance:
         self.conf_file = env.get(CONF_ENV) or str(Path(cfg.state_dir) / "exabgp.conf")
         self.handover = env.get(HANDOVER_ENV) == "1"
         self.speaker_pid = speaker_pid
-        self.replay_wanted: set[str] = set()  # peers added live: they get our routes when up
         self._handler: control.Handler | None = None
-        self._metrics: Metrics | None = None
         self._servers: list[asyncio.AbstractServer] = []
         self.socket_path = cfg.control_socket
 
@@ -74,31 +71,28 @@ class Instance:
         try:
             return configured_peers(Path(self.conf_file).read_text())
         except OSError:
-            return [rr.address for rr in self.cfg.route_reflectors]
+            return [rr.address for rr in self.cfg.route_reflectors]  # a fake speaker
 
-    async def open(self, handler: control.Handler, metrics: Metrics) -> None:
-        """Serve the control socket (or, handing over, the side socket) and metrics."""
-        self._handler, self._metrics = handler, metrics
+    async def open(self, handler: control.Handler) -> bool:
+        """Serve the control socket (or, handing over, the side socket); True if this
+        instance is in charge (it then serves the metrics too)."""
+        self._handler = handler
         if self.handover and answers(self.cfg.control_socket):
             self.socket_path = handover_socket(self.cfg.control_socket)
             log.info("handover: the old instance still runs; answering on %s", self.socket_path)
             self._servers.append(await control.serve(self.socket_path, handler))
-            return
+            return False
         await self._serve_main()
         notify.notify(notify.message(main_pid=self.speaker_pid(), ready=True))
+        return True
 
     async def _serve_main(self) -> None:
-        assert self._handler is not None and self._metrics is not None
+        assert self._handler is not None
         self.socket_path = self.cfg.control_socket
         self._servers.append(await control.serve(self.socket_path, self._handler))
-        if self.cfg.metrics_address:
-            try:
-                self._servers.append(await self._metrics.serve(self.cfg.metrics_address))
-            except OSError as exc:
-                log.error("cannot serve metrics on %s: %s", self.cfg.metrics_address, exc)
 
     async def take_over(self) -> dict[str, Any]:
-        """The old instance is gone: serve the control socket and the metrics."""
+        """The old instance is gone: serve the control socket (the caller: the metrics)."""
         if self.socket_path == self.cfg.control_socket:
             return self.describe()
         if answers(self.cfg.control_socket):
@@ -117,21 +111,21 @@ class Instance:
         sent = notify.notify(notify.message(main_pid=self.speaker_pid(), ready=True))
         return {**self.describe(), "notified": sent}
 
-    def set_peers(self, router_id: str, peers: Sequence[str] | None) -> dict[str, Any]:
-        """Make our ExaBGP peer with ``peers`` (None: every configured reflector)."""
+    def set_peers(self, cfg: Config, router_id: str, peers: Sequence[str] | None) -> dict[str, Any]:
+        """Make our ExaBGP peer with ``peers`` (None: every reflector ``cfg`` names; an
+        added peer gets our routes when its session comes up, as after any session up)."""
         if self.config_path is None:
             raise ValueError("this core does not know its configuration file")
-        wanted = [rr.address for rr in self.cfg.route_reflectors] if peers is None else peers
+        wanted = [rr.address for rr in cfg.route_reflectors] if peers is None else peers
         if not isinstance(wanted, list) or not all(isinstance(p, str) for p in wanted):
             raise ValueError("peers must be a list of addresses")
         if not wanted:
             raise ValueError("at least one peer is needed")
-        text = exabgp_config(self.cfg, router_id, self.config_path, set(wanted))
+        text = exabgp_config(cfg, router_id, self.config_path, set(wanted))
         before = self.peers()
         set_peers(self.conf_file, text, self.speaker_pid())
         now = configured_peers(text)
         added = [p for p in now if p not in before]
-        self.replay_wanted.update(added)
         removed = [p for p in before if p not in now]
         log.info(
             "BGP peers set to %s (added %s, removed %s)",

@@ -45,6 +45,3 @@ class Speaker(Protocol):
 
     def ask_sessions(self) -> None:
         """Ask for the speaker's account of every session: ``SessionReported`` events."""
-
-    def replay(self, peer: str) -> None:
-        """Send ``peer`` everything we advertise (a peer added while we run)."""

@@ -3,7 +3,9 @@
 ExaBGP blocks when our stdin fills up (its reactor, keepalives included, with it), so stdin
 is drained by a thread of its own from the first moment. With ``api.ack`` ExaBGP answers
 every command line with ``done`` or ``error``: a FIFO of what was sent ties each answer to
-its command, so a refused announce becomes an event the engine retries. ExaBGP answers our
+its command, so a refused announce becomes an event the engine retries. Our changes go as
+``announce evpn batch`` lines (up to encode.BATCH_SIZE each, one answer per line: an
+``error`` refuses every change of the line, and the engine retries each). ExaBGP answers our
 EVPN commands (and sync begin/end) at once, in order; it answers a route refresh later, from
 its asynchronous queue. So a refresh is written only when no answer is outstanding, and what
 we send meanwhile is held until its answer arrives (milliseconds; at most REFRESH_WAIT).
@@ -25,7 +27,7 @@ from collections.abc import Sequence
 from typing import IO
 
 from evpn_agent.model import AdvertChange, AdvertRefused, BgpEvent
-from evpn_agent.speaker import Deliver, decode, encode, grammar
+from evpn_agent.speaker import Deliver, decode, encode
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,9 @@ PIPE_SIZE = 1 << 20  # the default per-user limit (/proc/sys/fs/pipe-max-size)
 MAX_PENDING = 1 << 20
 REFRESH_WAIT = 2.0  # seconds to hold our commands for a refresh's answer, at most
 _TIME = re.compile(rb'"time": ([0-9.]+)')
+# What a line we wrote was, for its answer: one change (a route line), the changes of an
+# ``announce evpn batch`` line, or a command of the channel itself.
+Sent = AdvertChange | tuple[AdvertChange, ...] | str
 
 
 class ExabgpChannel:
@@ -43,8 +48,9 @@ class ExabgpChannel:
     def __init__(self, stdin: IO[bytes], stdout: IO[bytes]) -> None:
         self.stdin = stdin
         self.stdout = stdout
-        # What each line we wrote was: a change of ours, or a command of the channel.
-        self._pending: deque[AdvertChange | str] = deque(maxlen=MAX_PENDING)
+        # What each line we wrote was: a change of ours, a batch line's changes, or a
+        # command of the channel.
+        self._pending: deque[Sent] = deque(maxlen=MAX_PENDING)
         self.refused = 0  # commands answered "error"
         self._refresh_wanted = False
         self._refresh_sent: float | None = None  # while its answer is outstanding
@@ -81,7 +87,7 @@ class ExabgpChannel:
     def _answered(self, ok: bool) -> list[BgpEvent]:
         if not self._pending:
             return []  # an answer to a command of a predecessor, or acks turned off
-        sent: AdvertChange | str = encode.SESSIONS
+        sent: Sent = encode.SESSIONS
         if self._report_ack_next:
             self._report_ack_next = False
             self._pending.remove(encode.SESSIONS)
@@ -103,6 +109,9 @@ class ExabgpChannel:
         self.refused += 1
         if isinstance(sent, AdvertChange):
             return [AdvertRefused(sent)]
+        if isinstance(sent, tuple):
+            # one answer for a whole batch line: every change in it is planned again
+            return [AdvertRefused(change) for change in sent]
         log.warning("ExaBGP refused %r (see its log)", sent)
         return []
 
@@ -115,7 +124,8 @@ class ExabgpChannel:
                 return
             log.warning("ExaBGP did not answer the route refresh: sending on")
             self._release()
-        self._write([encode.render(change) for change in changes], changes)
+        lines = encode.batches(changes)
+        self._write([line for line, _ in lines], [chunk for _, chunk in lines])
 
     def _release(self) -> None:
         self._refresh_sent = None
@@ -141,11 +151,7 @@ class ExabgpChannel:
     def ask_sessions(self) -> None:
         self._write([encode.SESSIONS], [encode.SESSIONS])
 
-    def replay(self, peer: str) -> None:
-        line = f"neighbor {peer} {grammar.REPLAY}"
-        self._write([line], [line])
-
-    def _write(self, lines: list[str], what: Sequence[AdvertChange | str]) -> None:
+    def _write(self, lines: list[str], what: Sequence[Sent]) -> None:
         self._pending.extend(what)
         self.stdout.write("".join(f"{line}\n" for line in lines).encode())
         self.stdout.flush()

@@ -147,6 +147,12 @@ INTERNALS: dict[str, Internal] = {
     "EVPN": Internal(
         f"{_EVPN}.nlri:EVPN", "_raw(): the hex NLRI in the JSON, from pack_nlri(); replaced"
     ),
+    # SIGHUP: ExaBGP shuts down on it; the launcher makes it the agent's reload
+    "Signal": Internal(
+        "exabgp.reactor.interrupt:Signal",
+        "rearm() (at start and after every signal) installs self.sighup for SIGHUP;"
+        " sighup(self, signum, frame) schedules a shutdown: we replace the method",
+    ),
     # running ExaBGP
     "exabgp_main": Internal(
         "exabgp.application.main:main",
@@ -168,6 +174,31 @@ INTERNALS: dict[str, Internal] = {
         "Update([nlri], attributes).messages(negotiated); Update.unpack_message(body, ...)",
     ),
     "Direction": Internal("exabgp.bgp.message.direction:Direction", "Direction.IN"),
+    # the advert fast path (install_advert_path): our UPDATEs bypass the adj-rib-out
+    "Protocol": Internal(
+        "exabgp.reactor.protocol:Protocol",
+        "new_update(include_withdraw): generator Peer._main drains with next(); self.send(raw)"
+        " writes a whole message (generator); self.write(message); self.negotiated.msg_size;"
+        " self.neighbor.rib.outgoing; a new Protocol per connection",
+    ),
+    "Peer": Internal(
+        "exabgp.reactor.peer:Peer",
+        "resend(enhanced, family): called by _main for a ROUTE-REFRESH received, enhanced"
+        " already and-ed with the negotiated capability; self.neighbor.rib.outgoing",
+    ),
+    "OutgoingRIB.pending": Internal(
+        "exabgp.rib.outgoing:OutgoingRIB.pending",
+        "Peer._main calls proto.new_update() only when it returns true; replaced",
+    ),
+    "OutgoingRIB.replace_restart": Internal(
+        "exabgp.rib.outgoing:OutgoingRIB.replace_restart",
+        "called once at the start of every established session (Peer._main), before the"
+        " first new_update and the End-of-RIB; wrapped",
+    ),
+    "RouteRefresh": Internal(
+        "exabgp.bgp.message.refresh:RouteRefresh",
+        "RouteRefresh(afi, safi, RouteRefresh.start|end): BoRR/EoRR (RFC 7313)",
+    ),
 }
 
 
@@ -374,7 +405,96 @@ def speed_up_json() -> None:
     evpn._raw = _fast_raw
 
 
-def patch(names: Sequence[str], handler: Callable[..., bool]) -> None:
+# ---------------------------------------------------------------- advert fast path
+# ExaBGP builds one Change per route in its adj-rib-out and sends one UPDATE per EVPN route.
+# The agent's routes bypass it: the launcher keeps its own table and hands whole packed
+# UPDATEs to each session's send path through these hooks.
+
+
+class AdvertHooks:
+    """What the advert path asks the launcher, per adj-rib-out (one per peer, kept by
+    ExaBGP across that peer's sessions). Defaults: nothing of ours."""
+
+    def has_work(self, outgoing: Any) -> bool:
+        return False
+
+    def session_up(self, outgoing: Any) -> None:
+        """A session of this peer was established; nothing of ours was sent on it yet."""
+
+    def take(self, outgoing: Any, max_size: int) -> tuple[bool, list[bytes]]:
+        """(bracket with BoRR/EoRR, the UPDATE messages to send now)."""
+        return False, []
+
+    def resend(self, outgoing: Any, enhanced: bool) -> bool:
+        """The peer asked for a route refresh of l2vpn evpn; True if the routes are ours."""
+        return False
+
+
+_advert_originals: dict[str, Any] = {}  # ExaBGP's own functions, once wrapped
+_advert_hooks: list[AdvertHooks] = [AdvertHooks()]  # the one in use (the self-test swaps it)
+
+
+def install_advert_path(hooks: AdvertHooks) -> None:
+    """Send the launcher's UPDATEs from ExaBGP's own send path (idempotent).
+
+    - ``OutgoingRIB.pending`` also says yes when the launcher has work for the peer, so the
+      peer loop calls ``new_update``;
+    - ``Protocol.new_update`` first writes our packed UPDATEs (bracketed by BoRR/EoRR after
+      an enhanced route refresh), then ExaBGP's own; the End-of-RIB follows both;
+    - ``OutgoingRIB.replace_restart`` (every new session) tells the launcher, which queues
+      its whole table before ExaBGP's End-of-RIB;
+    - ``Peer.resend`` (a ROUTE-REFRESH from the peer) for l2vpn evpn resends our table; the
+      BoRR/EoRR are then ours, so ExaBGP's own refresh of that family is not enhanced.
+    """
+    originals = _advert_originals
+    if not originals:
+        originals["pending"] = exa.OutgoingRIB.pending
+        originals["replace_restart"] = exa.OutgoingRIB.replace_restart
+        originals["new_update"] = exa.Protocol.new_update
+        originals["resend"] = exa.Peer.resend
+    pending, replace_restart = originals["pending"], originals["replace_restart"]
+    new_update, resend = originals["new_update"], originals["resend"]
+    refresh = exa.RouteRefresh
+    family = evpn_family()
+    current = _advert_hooks
+    current[0] = hooks
+
+    def pending_or_ours(self: Any) -> bool:
+        return bool(pending(self)) or current[0].has_work(self)
+
+    def replace_restart_and_tell(self: Any, previous: Any, new: Any) -> None:
+        replace_restart(self, previous, new)
+        current[0].session_up(self)
+
+    def ours_then_new_update(self: Any, include_withdraw: bool) -> Iterator[Any]:
+        outgoing, size = self.neighbor.rib.outgoing, self.negotiated.msg_size
+        bracket, messages = current[0].take(outgoing, size)
+        if family not in self.negotiated.families:
+            # configured, but the peer did not take l2vpn evpn: taken (so that pending()
+            # is false again) and not sent, as ExaBGP's Update.messages skips the family
+            bracket, messages = False, []
+        if bracket:
+            yield from self.write(refresh(*family, refresh.start))
+        for message in messages:
+            yield from self.send(message)
+        if bracket:
+            yield from self.write(refresh(*family, refresh.end))
+        yield from new_update(self, include_withdraw)
+
+    def resend_ours(self: Any, enhanced: bool, family_asked: Any = None) -> None:
+        if family_asked == family and current[0].resend(self.neighbor.rib.outgoing, enhanced):
+            enhanced = False
+        resend(self, enhanced, family_asked)
+
+    exa.OutgoingRIB.pending = pending_or_ours
+    exa.OutgoingRIB.replace_restart = replace_restart_and_tell
+    exa.Protocol.new_update = ours_then_new_update
+    exa.Peer.resend = resend_ours
+
+
+def patch(
+    names: Sequence[str], handler: Callable[..., bool], hooks: AdvertHooks | None = None
+) -> None:
     """Every change the launcher makes to ExaBGP before its main; CompatError if one fails.
 
     Call selftest.check_internals first, so a changed ExaBGP is reported whole."""
@@ -383,6 +503,8 @@ def patch(names: Sequence[str], handler: Callable[..., bool]) -> None:
         ("JSON speed-up", speed_up_json),
         ("command registry", lambda: register_commands(names, handler)),
     ]
+    if hooks is not None:
+        steps.append(("advert fast path", lambda: install_advert_path(hooks)))
     for step, apply in steps:
         try:
             apply()

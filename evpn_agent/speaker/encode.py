@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 
 from evpn_agent.model import AdvertChange, ImetAdvert
 from evpn_agent.speaker import grammar
@@ -14,6 +15,9 @@ REFRESH = "announce route-refresh l2vpn evpn"
 # ExaBGP answers with one JSON line (a list, one object per neighbor: state, uptime, the
 # capabilities the peer advertised), then "done".
 SESSIONS = "show neighbor json"
+# Changes per batch line: ~100 bytes each keeps a line far below ExaBGP's 1 MiB cap on one
+# command (Processes.MAX_COMMAND_SIZE), and its ack within a burst.
+BATCH_SIZE = 1000
 
 
 def command(change: AdvertChange) -> grammar.Command:
@@ -39,3 +43,12 @@ def command(change: AdvertChange) -> grammar.Command:
 
 def render(change: AdvertChange) -> str:
     return grammar.render(command(change))
+
+
+def batches(changes: Sequence[AdvertChange]) -> list[tuple[str, tuple[AdvertChange, ...]]]:
+    """``announce evpn batch`` lines for ``changes``, each with the changes it carries."""
+    out = []
+    for start in range(0, len(changes), BATCH_SIZE):
+        chunk = tuple(changes[start : start + BATCH_SIZE])
+        out.append((grammar.render_batch(chunk), chunk))
+    return out

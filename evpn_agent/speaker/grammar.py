@@ -5,6 +5,8 @@ values and calls :func:`render`; the launcher's handler calls :func:`parse`.
 
 Grammar (one command per line, tokens separated by spaces)::
 
+    announce evpn batch JSON      (many announces and withdraws, see render_batch)
+
     announce evpn mac rd RD mac MAC [ip IP] label VNI next-hop IP rt RT [rt RT ...]
                                                             [mobility SEQ [sticky]]
     withdraw evpn mac rd RD mac MAC [ip IP] label VNI next-hop IP
@@ -26,10 +28,19 @@ import dataclasses
 import enum
 import functools
 import ipaddress
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from evpn_agent.model import MAX_VNI, RouteDistinguisher, RouteTarget, parse_mac
+from evpn_agent.model import (
+    MAX_VNI,
+    AdvertChange,
+    ImetAdvert,
+    MacAdvert,
+    RouteDistinguisher,
+    RouteTarget,
+    parse_mac,
+)
 from evpn_agent.model.bgp import parse_number
 
 __all__ = [
@@ -43,7 +54,9 @@ __all__ = [
     "RouteDistinguisher",
     "RouteTarget",
     "parse",
+    "parse_batch",
     "render",
+    "render_batch",
 ]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -57,8 +70,8 @@ _BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 # Bracket a core's full re-announcement; the launcher then withdraws what was not repeated.
 SYNC_BEGIN = "announce evpn sync begin"
 SYNC_END = "announce evpn sync end"
-# every route announced so far, queued again for the selected neighbors (a new one)
-REPLAY = "announce evpn replay"
+# Many adverts in one line: this prefix, a space, then JSON without spaces (render_batch).
+BATCH = "announce evpn batch"
 
 
 class GrammarError(ValueError):
@@ -311,3 +324,77 @@ def parse(line: str) -> Command:
         route_targets=tuple(rts),
         mobility=mobility,
     )
+
+
+# ---------------------------------------------------------------- batches
+# One line carries many changes, as compact JSON (one C call to parse, no per-route
+# tokenising). It holds no space, so ExaBGP's substring dispatch sees only the prefix.
+# Each change is a list:
+#   type 2: [withdraw, rd, vni, vtep, [rt, ...], mac, ip or null, mobility seq, sticky]
+#   type 3: [withdraw, rd, vni, vtep, [rt, ...]]
+# withdraw and sticky are 0 or 1; a withdraw's route targets are [].
+
+
+def render_batch(changes: Sequence[AdvertChange]) -> str:
+    """One ``announce evpn batch`` line for ``changes`` (without the trailing newline)."""
+    entries: list[list[object]] = []
+    for change in changes:
+        advert = change.advert
+        rts = [] if change.withdraw else [str(rt) for rt in advert.rts]
+        entry: list[object] = [int(change.withdraw), str(advert.rd), advert.vni, advert.vtep, rts]
+        if isinstance(advert, MacAdvert):
+            entry += [advert.mac, advert.ip, advert.seq, int(advert.sticky)]
+        entries.append(entry)
+    return f"{BATCH} {json.dumps(entries, separators=(',', ':'))}"
+
+
+@functools.lru_cache(maxsize=4096)
+def _batch_rd(text: str) -> RouteDistinguisher:
+    return RouteDistinguisher.parse(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _batch_rts(texts: tuple[str, ...]) -> tuple[RouteTarget, ...]:
+    return tuple(RouteTarget.parse(text) for text in texts)
+
+
+def parse_batch(payload: str) -> tuple[list[AdvertChange], list[str]]:
+    """The changes of a batch line's JSON, and why each entry that is not one was refused.
+
+    Only the shape is checked here (types, RD and RT syntax); the values (MAC, VNI range,
+    unicast addresses) are checked by the encoder's ``route_of``.
+    """
+    try:
+        entries = json.loads(payload)
+    except ValueError as exc:
+        raise GrammarError(f"batch is not JSON: {exc}") from None
+    if not isinstance(entries, list):
+        raise GrammarError("batch must be a JSON list")
+    changes: list[AdvertChange] = []
+    errors: list[str] = []
+    for entry in entries:
+        try:
+            changes.append(_batch_change(entry))
+        except (GrammarError, ValueError, TypeError) as exc:
+            errors.append(f"{entry!r}: {exc}")
+    return changes, errors
+
+
+def _batch_change(entry: object) -> AdvertChange:
+    if not isinstance(entry, list) or len(entry) not in (5, 9):
+        raise GrammarError("an entry is a list of 5 (type 3) or 9 (type 2) values")
+    withdraw, rd, vni, vtep, rts = entry[:5]
+    if withdraw not in (0, 1) or not isinstance(rd, str) or not isinstance(rts, list):
+        raise GrammarError("withdraw must be 0 or 1, rd a string, rts a list")
+    if not all(isinstance(rt, str) for rt in rts):
+        raise GrammarError("route targets must be strings")
+    advert: MacAdvert | ImetAdvert
+    if len(entry) == 5:
+        advert = ImetAdvert(_batch_rd(rd), vni, vtep, _batch_rts(tuple(rts)))
+    else:
+        mac, ip, seq, sticky = entry[5:]
+        if sticky not in (0, 1):
+            raise GrammarError("sticky must be 0 or 1")
+        rd_, rts_ = _batch_rd(rd), _batch_rts(tuple(rts))
+        advert = MacAdvert(rd_, vni, mac, ip, vtep, rts_, seq, sticky == 1)
+    return AdvertChange(advert, withdraw == 1)

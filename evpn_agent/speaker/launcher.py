@@ -1,8 +1,16 @@
 """Run ExaBGP with ``announce evpn`` / ``withdraw evpn`` API commands registered.
 
 No released ExaBGP can announce EVPN from its API. Its command registry is a class-level
-table, so registering two handlers before calling ExaBGP's own ``main()`` teaches an
-unpatched ExaBGP the :mod:`evpn_agent.speaker.grammar` lines.
+table, so registering our handler before calling ExaBGP's own ``main()`` teaches an
+unpatched ExaBGP the :mod:`evpn_agent.speaker.grammar` lines (route lines, ``announce evpn
+batch`` lines, sync begin/end).
+
+Our routes do not go through ExaBGP's adj-rib-out (one Change object and one UPDATE per
+route). The handler records them in an :class:`AdvertTable` and queues their keys per
+peer; each session's send path (``compat.install_advert_path``) packs what its peer is
+owed into few UPDATEs with :mod:`wire_encode`, before ExaBGP's own UPDATEs and End-of-RIB.
+The table is the source of truth: a new session, a route refresh and a respawned core
+(``sync begin/end``) send exactly what it holds.
 
 Every ExaBGP internal is reached through :mod:`evpn_agent.speaker.compat`, which refuses an
 ExaBGP version they were not verified with and self-tests the patches before ExaBGP runs.
@@ -12,18 +20,22 @@ Usage: ``python -m evpn_agent.speaker CONF`` (any further arguments go to ``exab
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import ipaddress
 import logging
 import os
+import signal
 import struct
 import sys
 import time
 from collections.abc import MutableMapping, Sequence
 from typing import Any
 
-from evpn_agent.speaker import compat, grammar, process, selftest
-from evpn_agent.speaker.compat import exa, queue
+from evpn_agent.model import AdvertChange, ImetAdvert, MacAdvert
+from evpn_agent.speaker import compat, grammar, process, selftest, wire_encode
+from evpn_agent.speaker.advert_table import AdvertTable
+from evpn_agent.speaker.compat import exa
 
 # The patches live in compat now; these names stay importable from here.
 from evpn_agent.speaker.compat import speed_up_json as speed_up_json
@@ -31,7 +43,7 @@ from evpn_agent.speaker.compat import teach_ipv6_underlay as teach_ipv6_underlay
 
 log = logging.getLogger("evpn_agent.speaker")
 
-COMMANDS = ("announce evpn", "withdraw evpn")
+COMMANDS = ("announce evpn", "withdraw evpn", grammar.BATCH)
 
 # ExaBGP reads its settings from the environment (exabgp_<section>_<key>, or the dotted
 # form, which wins). These are defaults: an operator's own setting is kept.
@@ -181,116 +193,136 @@ def _build_line(line: str) -> Any:
 # ---------------------------------------------------------------- API handler
 
 
-def inject(reactor: Any, peers: Sequence[str], cmd: grammar.Command) -> bool:
-    """Queue ``cmd`` in the adj-rib-out of each named peer that has l2vpn evpn.
+def advert_change(cmd: grammar.Command) -> AdvertChange:
+    """A route command as the change the advert table keeps (GrammarError if it cannot be).
 
-    Configuration.inject_change does the same through Neighbor.remove_self, which
-    deep-copies the change for every peer only to resolve ``next-hop self``; our next hop
-    is always explicit. That copy was half of the handler's time (~120 of ~230 us a
-    route), so each peer gets its own freshly built change instead (~25 us).
+    The table's type 3 has one address, the VTEP: originating IP, PMSI tunnel and next hop
+    (as the agent sends it); a command with another originating IP is refused.
     """
-    injected = False
-    for outgoing in compat.evpn_ribs(reactor, peers):
-        queue(outgoing, build_change(cmd))
-        injected = True
-    return injected
+    advert: MacAdvert | ImetAdvert
+    if isinstance(cmd, grammar.MacRoute):
+        ip = None if cmd.ip is None else str(cmd.ip)
+        mobility = cmd.mobility or grammar.MacMobility(0)
+        seq, sticky = mobility.sequence, mobility.sticky
+        advert = MacAdvert(
+            cmd.rd, cmd.label, cmd.mac, ip, str(cmd.next_hop), cmd.route_targets, seq, sticky
+        )
+    else:
+        if cmd.ip != cmd.next_hop:
+            raise grammar.GrammarError("multicast ip must be the next-hop (the VTEP)")
+        advert = ImetAdvert(cmd.rd, cmd.label, str(cmd.next_hop), cmd.route_targets)
+    return AdvertChange(advert, cmd.action is grammar.Action.WITHDRAW)
 
 
-class Advertised:
-    """What the agent cores announced through this ExaBGP, which outlives them.
+def keyed(changes: Sequence[AdvertChange]) -> tuple[list[tuple[bytes, AdvertChange]], list[str]]:
+    """Each change with its route key, and why each change that cannot be sent was not."""
+    out: list[tuple[bytes, AdvertChange]] = []
+    errors: list[str] = []
+    for change in changes:
+        try:
+            out.append((wire_encode.route_of(change), change))
+        except (ValueError, TypeError) as exc:
+            errors.append(f"{change.advert!r}: {exc}")
+    return out, errors
 
-    A respawned core cannot know what its predecessor announced. It re-announces its
-    whole desired set between ``announce evpn sync begin`` and ``announce evpn sync end``;
-    at the end, whatever was announced before the begin and not since is withdrawn
-    (mark and sweep), so MACs that left while no core ran do not stay advertised.
-    """
+
+class AdvertPath(compat.AdvertHooks):
+    """The advert table tied to ExaBGP's sessions: one queue per adj-rib-out of an l2vpn
+    evpn peer (ExaBGP keeps that object across the peer's sessions)."""
 
     def __init__(self) -> None:
-        self.routes: dict[tuple[object, ...], grammar.Command] = {}
-        self.unconfirmed: set[tuple[object, ...]] | None = None
+        self.table = AdvertTable()
 
-    @staticmethod
-    def key(cmd: grammar.Command) -> tuple[object, ...]:
-        """ExaBGP's identity of a route: the NLRI with its label, and the next hop."""
-        if isinstance(cmd, grammar.MacRoute):
-            return ("mac", cmd.rd, cmd.mac, cmd.ip, cmd.label, cmd.next_hop)
-        return ("multicast", cmd.rd, cmd.ip, cmd.label, cmd.next_hop)
+    def has_work(self, outgoing: Any) -> bool:
+        queue = self.table.queues.get(outgoing)
+        return queue is not None and queue.has_work()
 
-    def record(self, cmd: grammar.Command) -> None:
-        key = self.key(cmd)
-        if cmd.action is grammar.Action.ANNOUNCE:
-            self.routes[key] = cmd
-        else:
-            self.routes.pop(key, None)
-        if self.unconfirmed is not None:
-            self.unconfirmed.discard(key)
+    def session_up(self, outgoing: Any) -> None:
+        if compat.evpn_family() in outgoing.families:
+            self.table.queue(outgoing).new_session(self.table.routes)
 
-    def begin(self) -> None:
-        self.unconfirmed = set(self.routes)
+    def resend(self, outgoing: Any, enhanced: bool) -> bool:
+        queue = self.table.queues.get(outgoing)
+        if queue is None:
+            return False
+        queue.resend(self.table.routes, bracket=enhanced)
+        return True
 
-    def end(self) -> list[grammar.Command]:
-        """Withdraws for every route not re-announced since begin()."""
-        stale = self.unconfirmed or set()
-        self.unconfirmed = None
-        return [self.routes.pop(key).withdrawal() for key in stale]
+    def take(self, outgoing: Any, max_size: int) -> tuple[bool, list[bytes]]:
+        queue = self.table.queues.get(outgoing)
+        if queue is None:
+            return False, []
+        bracket, queue.bracket = queue.bracket, False
+        try:
+            encoded = wire_encode.encode_changes(queue.take(self.table.routes), max_size)
+        except Exception:
+            # A bug here must not reset the session from inside ExaBGP's peer loop.
+            log.exception("cannot encode our routes")
+            return False, []
+        for change, reason in encoded.refused:
+            log.error("cannot send %r: %s", change, reason)
+        return bracket, encoded.messages
+
+    def apply(self, reactor: Any, peers: Sequence[str], changes: Sequence[AdvertChange]) -> str:
+        """Record ``changes`` and queue them for ``peers``: '' if all were, else why not."""
+        outgoings = list(compat.evpn_ribs(reactor, peers))
+        if not outgoings:
+            return "no neighbor has family l2vpn evpn"
+        good, errors = keyed(changes)
+        self.table.apply(good, outgoings)
+        return "; ".join(errors[:3]) + (f" (+{len(errors) - 3} more)" if len(errors) > 3 else "")
 
 
-ADVERTISED = Advertised()
-
-
-def replay(reactor: Any, peers: Sequence[str]) -> None:
-    """Queue every route we advertise for ``peers``: a neighbor added by a configuration
-    reload starts with an empty adj-rib-out. Routes a peer already has are skipped."""
-    for cmd in list(ADVERTISED.routes.values()):
-        inject(reactor, peers, cmd)
-    log.info("replayed %d routes to %s", len(ADVERTISED.routes), ", ".join(peers))
+ADVERTS = AdvertPath()
 
 
 def handle(api: Any, reactor: Any, service: str, line: str, use_json: bool) -> bool:
-    """ExaBGP command handler for both EVPN commands.
+    """ExaBGP command handler for every EVPN command (route lines, batches, sync).
 
     Runs synchronously, not queued on reactor.asynchronous: that queue is rescanned on
-    every pass and measured slower under bursts. Answers ``done`` or ``error``; ExaBGP
-    itself logs nothing for a failed command, so the reason is logged here.
+    every pass and measured slower under bursts. Answers ``done`` or ``error`` per line;
+    a batch with entries that cannot be sent records the others and answers ``error``
+    (the agent then retries each change of the line; the good ones change nothing).
+    ExaBGP itself logs nothing for a failed command, so the reason is logged here.
     """
     try:
         peers, command = compat.select_peers(reactor, service, line)
         if not peers:
-            log.error("no neighbor matches %r (from %s)", line, service)
+            log.error("no neighbor matches %r (from %s)", line[:200], service)
             compat.answer(reactor, service, ok=False)
             return False
-        words = command.split()
-        if " ".join(words) == grammar.SYNC_BEGIN:
-            ADVERTISED.begin()
+        head = command[: len(grammar.BATCH) + 1]
+        if head == grammar.BATCH + " ":
+            changes, errors = grammar.parse_batch(command[len(head) :])
+        elif (words := " ".join(command.split())) == grammar.SYNC_BEGIN:
+            ADVERTS.table.begin()
             compat.answer(reactor, service, ok=True)
             return True
-        if " ".join(words) == grammar.SYNC_END:
-            stale = ADVERTISED.end()
-            for cmd in stale:
-                inject(reactor, peers, cmd)
+        elif words == grammar.SYNC_END:
+            stale = ADVERTS.table.end()
             if stale:
-                log.info("withdrew %d routes no agent core announces any more", len(stale))
+                log.info("withdrew %d routes no agent core announces any more", stale)
             compat.answer(reactor, service, ok=True)
             return True
-        if " ".join(words) == grammar.REPLAY:
-            replay(reactor, peers)
-            compat.answer(reactor, service, ok=True)
-            return True
-        cmd = grammar.parse(command)
-        injected = inject(reactor, peers, cmd)
-        if injected:
-            ADVERTISED.record(cmd)
+        else:
+            changes, errors = [advert_change(grammar.parse(command))], []
+        problem = ADVERTS.apply(reactor, peers, changes)
+        if errors or problem:
+            log.error(
+                "EVPN command from %s not (wholly) taken: %s: %r",
+                service,
+                problem or "; ".join(errors[:3]),
+                line[:200],
+            )
+            compat.answer(reactor, service, ok=False)
+            return False
     except grammar.GrammarError as exc:
-        log.error("bad EVPN command from %s: %s: %r", service, exc, line)
+        log.error("bad EVPN command from %s: %s: %r", service, exc, line[:200])
         compat.answer(reactor, service, ok=False)
         return False
     except Exception:
         # A bug here must not take ExaBGP (and so the BGP session) down.
-        log.exception("failed EVPN command from %s: %r", service, line)
-        compat.answer(reactor, service, ok=False)
-        return False
-    if not injected:
-        log.error("no neighbor of %s has family l2vpn evpn: %r", service, line)
+        log.exception("failed EVPN command from %s: %r", service, line[:200])
         compat.answer(reactor, service, ok=False)
         return False
     compat.answer(reactor, service, ok=True)
@@ -298,6 +330,43 @@ def handle(api: Any, reactor: Any, service: str, line: str, use_json: bool) -> b
 
 
 # ---------------------------------------------------------------- start-up
+
+
+def forward_sighup() -> None:
+    """SIGHUP means "reload" for evpn-agent (``systemctl reload``), but ExaBGP 5.0.15 shuts
+    down on it, sessions and all. Its handler is a method it installs again after every
+    signal (``Signal.rearm``), so the method itself is replaced: SIGHUP goes on to the agent
+    core, which re-reads its file; ExaBGP changes nothing."""
+    exa.Signal.sighup = _sighup_to_core
+
+
+def _sighup_to_core(_signal: object, signum: int, frame: object) -> None:
+    pids = core_pids(os.getpid())
+    log.info("SIGHUP: the agent core reloads its configuration (pid %s)", pids or "none yet")
+    for pid in pids:
+        # one that just died is respawned by ExaBGP, and the new one reads the file anyway
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGHUP)
+
+
+def core_pids(parent: int, proc: str = "/proc") -> list[int]:
+    """Our children running the agent core (ExaBGP's API processes, in their own group)."""
+    found = []
+    for entry in os.scandir(proc):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"{entry.path}/stat", "rb") as stat:
+                ppid = int(stat.read().rpartition(b")")[2].split()[1])
+            if ppid != parent:
+                continue
+            with open(f"{entry.path}/cmdline", "rb") as cmdline:
+                argv = cmdline.read().split(b"\0")
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile, or not readable
+        if process.DAEMON_MODULE.encode() in argv:
+            found.append(int(entry.name))
+    return found
 
 
 def register() -> None:
@@ -351,7 +420,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         compat.check_version()
         selftest.check_internals(COMMANDS, handle)
-        compat.patch(COMMANDS, handle)
+        compat.patch(COMMANDS, handle, ADVERTS)
+        forward_sighup()
         selftest.self_test(COMMANDS, handle, _build_line)
     except compat.CompatError as exc:
         log.error("%s", exc)

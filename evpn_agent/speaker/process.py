@@ -67,8 +67,8 @@ def set_peers(conf_file: str, text: str, exabgp_pid: int) -> None:
     ``text``: written whole (a reload never reads half a file), then the reload signal.
 
     ExaBGP drops the neighbors no longer in it (closing their sessions for good), connects
-    to new ones and leaves the sessions of unchanged ones up. A new neighbor starts with an
-    empty adj-rib-out: the API process replays its routes to it (``announce evpn replay``).
+    to new ones and leaves the sessions of unchanged ones up. A new neighbor's session gets
+    our whole advert table when it comes up, as every session does (launcher's AdvertPath).
     """
     temporary = f"{conf_file}.tmp"
     with open(temporary, "w") as out:

@@ -1,7 +1,8 @@
 """The launcher's self-test: before ExaBGP's main runs, every internal it relies on is
 exercised in this process (registry and dispatch, peer selection, last-command-wins queueing,
-the IPv6 and JSON patches). A failure is one line naming the step and the fix; ExaBGP does
-not start. What the internals are and the version gate are in :mod:`compat`.
+the IPv6 and JSON patches, our packed UPDATEs through ExaBGP's send path). A failure is one
+line naming the step and the fix; ExaBGP does not start. What the internals are and the
+version gate are in :mod:`compat`.
 """
 
 from __future__ import annotations
@@ -12,9 +13,14 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from evpn_agent.model import AdvertChange, MacAdvert, RouteDistinguisher, RouteTarget
+from evpn_agent.speaker import wire_encode
 from evpn_agent.speaker.compat import (
     INTERNALS,
+    AdvertHooks,
     CompatError,
+    _advert_hooks,
+    _advert_originals,
     _exabgp_raw,
     _fast_raw,
     _fix,
@@ -164,6 +170,97 @@ def _check_json(names: Sequence[str], handler: Callable[..., bool], build: Build
             raise SelfTestFailed(f"{nlri._raw()} differs from ExaBGP's {original(nlri)}")
 
 
+# ---------------------------------------------------------------- advert fast path
+
+
+class _ProbeHooks(AdvertHooks):
+    """Stands in for the launcher's table while the check drives ExaBGP's peer code."""
+
+    def __init__(self, messages: list[bytes]) -> None:
+        self.messages = messages
+        self.calls: list[str] = []
+
+    def has_work(self, outgoing: Any) -> bool:
+        return bool(self.messages)
+
+    def session_up(self, outgoing: Any) -> None:
+        self.calls.append("session up")
+
+    def take(self, outgoing: Any, max_size: int) -> tuple[bool, list[bytes]]:
+        self.calls.append(f"take {max_size}")
+        messages, self.messages = self.messages, []
+        return True, messages
+
+    def resend(self, outgoing: Any, enhanced: bool) -> bool:
+        self.calls.append(f"resend {enhanced}")
+        return True
+
+
+class _Session:
+    """What Protocol.new_update and Peer.resend use of a session and its peer."""
+
+    def __init__(self, outgoing: Any, negotiated: Any) -> None:
+        self.sent: list[bytes] = []
+        self.negotiated = negotiated
+        rib = type("Rib", (), {"outgoing": outgoing})()
+        self.neighbor = _Neighbor(rib)
+        self._delay = type("Delay", (), {"reset": lambda self: None})()
+
+    def send(self, raw: bytes) -> Iterator[bool]:
+        self.sent.append(bytes(raw))
+        yield True
+
+    def write(self, message: Any, negotiated: Any = None) -> Iterator[bool]:
+        self.sent.append(bytes(message.message(negotiated)))
+        yield True
+
+
+class _Neighbor(dict[str, Any]):
+    def __init__(self, rib: Any) -> None:
+        super().__init__({"group-updates": True})
+        self.rib = rib
+
+
+def _check_advert_path(names: Sequence[str], handler: Callable[..., bool], build: Build) -> None:
+    if not _advert_originals or exa.Protocol.new_update is _advert_originals["new_update"]:
+        raise SelfTestFailed("Protocol.new_update is not wrapped")
+    family = evpn_family()
+    negotiated = exa.Negotiated(exa.Neighbor())
+    negotiated.families = [family]
+    negotiated.asn4 = True
+    rd, rt = RouteDistinguisher.parse("192.0.2.21:1"), (RouteTarget.parse("65000:100"),)
+    macs = [f"02:00:5e:00:{i // 256:02x}:{i % 256:02x}" for i in range(200)]
+    changes = [AdvertChange(MacAdvert(rd, 100, mac, None, "192.0.2.21", rt)) for mac in macs]
+    messages = wire_encode.encode_changes(changes, negotiated.msg_size).messages
+    probe = _ProbeHooks(messages)
+    outgoing = exa.OutgoingRIB(True, [family])
+    session = _Session(outgoing, negotiated)
+    saved, _advert_hooks[0] = _advert_hooks[0], probe
+    try:
+        outgoing.replace_restart([], [])
+        if not outgoing.pending():
+            raise SelfTestFailed("OutgoingRIB.pending does not see our routes")
+        for _ in exa.Protocol.new_update(session, False):
+            pass
+        exa.Peer.resend(session, True, family)
+    finally:
+        _advert_hooks[0] = saved
+    expected = ["session up", f"take {negotiated.msg_size}", "resend True"]
+    if probe.calls != expected:
+        raise SelfTestFailed(f"the hooks saw {probe.calls}, expected {expected}")
+    if outgoing.pending():
+        raise SelfTestFailed("ExaBGP's own refresh of l2vpn evpn was kept enhanced")
+    borr, *updates, eorr = session.sent
+    if updates != messages or borr[18] != 5 or eorr[18] != 5 or borr[21:] == eorr[21:]:
+        raise SelfTestFailed(f"new_update sent {len(session.sent)} messages, not ours in BoRR/EoRR")
+    seen = []
+    for raw in updates:
+        update = exa.Update.unpack_message(raw[19:], exa.Direction.IN, negotiated)
+        seen += [str(nlri.mac).lower() for nlri in update.nlris]
+    if seen != macs:
+        raise SelfTestFailed(f"our UPDATEs decode in ExaBGP as {len(seen)} other routes")
+
+
 CHECKS: tuple[tuple[str, Callable[[Sequence[str], Callable[..., bool], Build], None]], ...] = (
     ("internals", _check_internals),
     ("command registry", _check_registry),
@@ -171,6 +268,7 @@ CHECKS: tuple[tuple[str, Callable[[Sequence[str], Callable[..., bool], Build], N
     ("adj-rib-out queue", _check_queue),
     ("IPv6 underlay", _check_ipv6),
     ("JSON raw NLRI", _check_json),
+    ("advert fast path", _check_advert_path),
 )
 
 

@@ -76,7 +76,7 @@ from evpn_agent.speaker.wire_format import (
     UPDATE,
 )
 
-__all__ = ["Encoded", "encode_changes", "end_of_rib"]
+__all__ = ["Encoded", "Unencodable", "encode_changes", "end_of_rib", "route_of"]
 
 _MAX_U32 = (1 << 32) - 1
 _ETAG_ZERO = bytes(4)
@@ -94,6 +94,19 @@ class Encoded:
 
 class _Unencodable(ValueError):
     pass
+
+
+Unencodable = _Unencodable  # what route_of raises; the message says why
+
+
+def route_of(change: AdvertChange) -> bytes:
+    """The route ``change`` is about (its NLRI without the label), checking that
+    :func:`encode_changes` will encode it: Unencodable otherwise. Callers that keep a table
+    of routes key it with this, the identity the encoder's last-change-wins uses."""
+    _, route = _nlri(change.advert)
+    if not change.withdraw:
+        _group(change.advert)
+    return route
 
 
 def encode_changes(changes: Iterable[AdvertChange], max_size: int = MIN_MESSAGE_SIZE) -> Encoded:

@@ -124,6 +124,9 @@ def test_losing_both_reflectors_holds_routes_then_removes_them(two: TwoReflector
     _wait_both_copies(two)
     for rr in (two.rr1, two.rr2):
         assert rr.frr is not None
+        # The hold starts when the agent sees the last session go, never before this:
+        # a lower bound that does not depend on how soon the test notices the loss.
+        last_stop = time.monotonic()
         rr.frr.stop()
     try:
         wait_until(
@@ -131,12 +134,11 @@ def test_losing_both_reflectors_holds_routes_then_removes_them(two: TwoReflector
                         for rr in (two.rr1, two.rr2)),
             20, "a1 sees both reflectors gone",
         )  # fmt: skip
-        gone_at = time.monotonic()
         assert _remote(two.a1, two.h2.mac), "held: still installed right after the loss"
         assert two.h1.ping(two.h2.ip), "and still forwarding"
         wait_until(lambda: not _remote(two.a1, two.h2.mac), HOLD + 10,
                    "held routes removed after route-hold-time")  # fmt: skip
-        assert time.monotonic() - gone_at >= HOLD - 1.5
+        assert time.monotonic() - last_stop >= HOLD - 0.5
     finally:
         for rr in (two.rr1, two.rr2):
             _restart_frr(rr)

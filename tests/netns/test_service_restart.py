@@ -223,7 +223,7 @@ def _check_restart(lab: Lab, env: dict[str, str] | None = None) -> dict[str, Any
         lambda: {box.name: _fdb(box) for box in (lab.a1, lab.a2, lab.f1)} == before,
         15, "the same FDB entries and flood lists as before",
     )  # fmt: skip
-    # every reflector holds our routes again, the one added last included (replayed to it)
+    # every reflector holds our routes again, the one added last included
     for rr in lab.rrs:
         wait_until(lambda rr=rr: _received_from(rr, a2) >= 2, 15, f"{rr.name} has a2's routes")
     wait_until(lambda: all(p["tableComplete"] for p in json.loads(

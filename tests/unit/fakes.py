@@ -84,9 +84,6 @@ class FakeSpeaker:
     def ask_sessions(self) -> None:
         self.sent.append("sessions")
 
-    def replay(self, peer: str) -> None:
-        self.sent.append(f"replay {peer}")
-
     def changes(self) -> list[AdvertChange]:
         return [c for c in self.sent if isinstance(c, AdvertChange)]
 

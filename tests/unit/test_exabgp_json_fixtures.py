@@ -94,7 +94,8 @@ def test_session_stream_acks_are_tied_to_the_commands_sent() -> None:
         )
         for vni in range(1, 9)
     ]
-    channel.send(sent)
+    for change in sent:  # one line each, as the capture answered them
+        channel.send([change])
     out: list[object] = []
     for line in (FIXTURES / "session.jsonl").read_text().splitlines():
         out.extend(channel.decode(line.encode() + b"\n", OWN)[0])

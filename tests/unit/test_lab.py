@@ -261,7 +261,7 @@ def test_systemd_unit() -> None:
         r"/\S+/bin/evpn-agent run --config /etc/evpn-agent/evpn-agent\.yaml", service["ExecStart"]
     )
     assert re.fullmatch(
-        r"/\S+/bin/evpn-agent restart --config /etc/evpn-agent/evpn-agent\.yaml",
+        r"/\S+/bin/evpn-agent reload --config /etc/evpn-agent/evpn-agent\.yaml",
         service["ExecReload"],
     )
     assert service["Restart"] == "on-failure"

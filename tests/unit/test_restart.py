@@ -17,7 +17,6 @@ import pytest
 from evpn_agent import control
 from evpn_agent.daemon import notify
 from evpn_agent.daemon.instance import HANDOVER_ENV, Instance, handover_socket
-from evpn_agent.metrics import Metrics
 from evpn_agent.model import Config, RouteReflector
 from evpn_agent.restart import plan
 from evpn_agent.speaker.process import (
@@ -128,7 +127,7 @@ def test_set_peers_rewrites_the_configuration_then_signals_a_reload(tmp_path: Pa
     received: list[int] = []
     previous = signal.signal(RELOAD_SIGNAL, lambda signum, _frame: received.append(signum))
     try:
-        assert instance.set_peers("192.0.2.21", [RR1]) == {
+        assert instance.set_peers(cfg, "192.0.2.21", [RR1]) == {
             "peers": [RR1],
             "added": [],
             "removed": [RR2],
@@ -138,12 +137,11 @@ def test_set_peers_rewrites_the_configuration_then_signals_a_reload(tmp_path: Pa
         # the process line is unchanged, so ExaBGP's reload keeps the core running
         text = (tmp_path / "exabgp.conf").read_text()
         assert text == exabgp_config(cfg, "192.0.2.21", str(tmp_path / "agent.yaml"), {RR1})
-        back = instance.set_peers("192.0.2.21", None)
+        back = instance.set_peers(cfg, "192.0.2.21", None)
         assert back == {"peers": [RR1, RR2], "added": [RR2], "removed": []}
-        assert instance.replay_wanted == {RR2}  # it gets our routes once it is up
         assert received == [RELOAD_SIGNAL] * 2
         with pytest.raises(ValueError, match="not a configured"):
-            instance.set_peers("192.0.2.21", ["192.0.2.9"])
+            instance.set_peers(cfg, "192.0.2.21", ["192.0.2.9"])
         assert instance.peers() == [RR1, RR2] and len(received) == 2
     finally:
         signal.signal(RELOAD_SIGNAL, previous)
@@ -156,7 +154,7 @@ def test_a_handover_instance_answers_aside_until_it_takes_over(tmp_path: Path) -
     async def scenario() -> None:
         old = await control.serve(main_socket, lambda request: "old")
         new = _instance(tmp_path, cfg, **{HANDOVER_ENV: "1"})
-        await new.open(lambda request: "new", Metrics(lambda: None))
+        assert not await new.open(lambda request: "new")  # not in charge: no metrics
         ask = asyncio.to_thread
         assert await ask(control.request, main_socket, "x") == "old"
         assert await ask(control.request, handover_socket(main_socket), "x") == "new"
@@ -181,44 +179,34 @@ def test_a_respawned_core_of_a_new_instance_serves_the_socket_nobody_answers(
 
     async def scenario() -> None:
         new = _instance(tmp_path, cfg, **{HANDOVER_ENV: "1"})
-        await new.open(lambda request: "new", Metrics(lambda: None))
+        await new.open(lambda request: "new")
         assert await asyncio.to_thread(control.request, cfg.control_socket, "x") == "new"
         new.close()
 
     asyncio.run(scenario())
 
 
-def test_restart_from_outside_the_unit_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_restart_from_outside_the_unit_joins_the_unit(monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+
     from evpn_agent import restart
 
     # the real reading: systemd's hierarchy of this process, v1 or v2
     assert restart._cgroup(os.getpid()) == restart._cgroup("self") is not None
-    cgroups = {"self": "/user.slice/session-4.scope", 42: "/system.slice/evpn-agent.service"}
-    monkeypatch.setattr(restart, "_cgroup", lambda pid: cgroups.get(pid))
-    with pytest.raises(restart.RestartError, match=r"systemctl reload evpn-agent\.service"):
-        restart.check_same_unit(42)
-    cgroups["self"] = cgroups[42]  # the unit's ExecReload
-    restart.check_same_unit(42)
-    cgroups[42] = "/user.slice/session-4.scope/other"  # not a unit: nothing to keep
-    restart.check_same_unit(42)
-
-
-def test_the_launcher_starts_exabgp_only_once_the_old_instance_is_gone() -> None:
-    import subprocess
-
-    from evpn_agent.speaker.launcher import wait_for_predecessor
-    from evpn_agent.speaker.process import AFTER_PIDS_ENV, process_gone
-
-    old = subprocess.Popen(["sleep", "30"])
+    old = subprocess.Popen(["sleep", "30"], env={"NOTIFY_SOCKET": "/run/systemd/notify"})
     try:
-        env = {AFTER_PIDS_ENV: str(old.pid)}
-        assert not wait_for_predecessor(env, timeout=0.2)
-        assert AFTER_PIDS_ENV not in env  # not handed on to the API process
-        old.terminate()
-        old.wait()
-        assert process_gone(old.pid)
-        assert wait_for_predecessor({AFTER_PIDS_ENV: str(old.pid)}, timeout=0.2)
-        assert wait_for_predecessor({}, timeout=0)  # a plain start waits for nothing
+        cgroups: dict[int | str, str] = {
+            "self": "/user.slice/session-4.scope",
+            old.pid: "/system.slice/evpn-agent.service",
+        }
+        monkeypatch.setattr(restart, "_cgroup", lambda pid: cgroups.get(pid))
+        unit = restart.unit_of(old.pid)
+        assert unit is not None and unit.cgroup == "/system.slice/evpn-agent.service"
+        assert unit.env() == {"NOTIFY_SOCKET": "/run/systemd/notify"}  # the unit's socket
+        cgroups["self"] = cgroups[old.pid]  # run by the unit itself: nothing to join
+        assert restart.unit_of(old.pid) is None
+        cgroups[old.pid] = "/user.slice/session-4.scope/other"  # not a unit
+        assert restart.unit_of(old.pid) is None
     finally:
         old.kill()
         old.wait()

@@ -15,6 +15,7 @@ from evpn_agent.model import (
     RouteTarget,
 )
 from evpn_agent.speaker import channel as channel_module
+from evpn_agent.speaker import encode, grammar
 from evpn_agent.speaker.channel import ExabgpChannel
 
 ME = "192.0.2.21"
@@ -32,10 +33,26 @@ def written(out: io.BytesIO) -> list[str]:
 def test_an_error_is_the_refusal_of_the_command_it_answers() -> None:
     ch = ExabgpChannel(io.BytesIO(), io.BytesIO())
     sent = [change(1), change(2), change(3)]
-    ch.send(sent)
+    for one in sent:
+        ch.send([one])
     events = [ev for ack in (b"done\n", b"error\n", b"done\n") for ev in ch.decode(ack, ME)[0]]
     assert events == [AdvertRefused(sent[1])]
     assert ch.decode(b"error\n", ME) == ([], None)  # nothing outstanding: no one to blame
+
+
+def test_changes_go_as_batch_lines_and_an_error_refuses_its_whole_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(encode, "BATCH_SIZE", 2)
+    out = io.BytesIO()
+    ch = ExabgpChannel(io.BytesIO(), out)
+    sent = [change(vni) for vni in range(1, 6)]
+    ch.send(sent)
+    lines = written(out)
+    assert len(lines) == 3 and all(line.startswith("announce evpn batch [") for line in lines)
+    assert [len(grammar.parse_batch(line.split(" ", 3)[3])[0]) for line in lines] == [2, 2, 1]
+    events = [ev for ack in (b"done\n", b"error\n", b"done\n") for ev in ch.decode(ack, ME)[0]]
+    assert events == [AdvertRefused(sent[2]), AdvertRefused(sent[3])]
 
 
 def test_a_refresh_waits_for_earlier_answers_and_holds_later_commands() -> None:
@@ -43,13 +60,13 @@ def test_a_refresh_waits_for_earlier_answers_and_holds_later_commands() -> None:
     ch = ExabgpChannel(io.BytesIO(), out)
     ch.send([change(1)])
     ch.ask_refresh()
-    assert written(out)[-1].startswith("announce evpn multicast")  # refresh not yet written
+    assert written(out)[-1].startswith("announce evpn batch")  # refresh not yet written
     ch.decode(b"done\n", ME)  # change 1 answered: now the refresh goes
     assert written(out)[-1] == "announce route-refresh l2vpn evpn"
     ch.send([change(2)])  # held: its answer could come before the refresh's
     assert written(out)[-1] == "announce route-refresh l2vpn evpn"
     ch.decode(b"done\n", ME)  # the refresh's answer releases it
-    assert "rd 192.0.2.21:2 " in written(out)[-1]
+    assert '"192.0.2.21:2"' in written(out)[-1]
     assert ch.decode(b"error\n", ME)[0] == [AdvertRefused(change(2))]
 
 
@@ -61,7 +78,7 @@ def test_an_unanswered_refresh_holds_commands_only_for_a_while(
     ch.ask_refresh()
     monkeypatch.setattr(channel_module, "REFRESH_WAIT", 0.0)
     ch.send([change(5)])
-    assert "rd 192.0.2.21:5 " in written(out)[-1]
+    assert '"192.0.2.21:5"' in written(out)[-1]
 
 
 def test_update_lines_carry_exabgps_timestamp() -> None:

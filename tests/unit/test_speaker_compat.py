@@ -30,12 +30,22 @@ def _restore_exabgp() -> Iterator[None]:
     raw, size, known = evpn.__dict__["_raw"], family.size[key], pmsi._pmsi_known[6]
     yield
     evpn._raw, family.size[key], pmsi._pmsi_known[6] = raw, size, known
+    _unwrap_advert_path()
+
+
+def _unwrap_advert_path() -> None:
+    originals = compat._advert_originals
+    if originals:
+        rib, exa = compat.exa.OutgoingRIB, compat.exa
+        rib.pending, rib.replace_restart = originals["pending"], originals["replace_restart"]
+        exa.Protocol.new_update, exa.Peer.resend = originals["new_update"], originals["resend"]
+    compat._advert_hooks[0] = compat.AdvertHooks()
 
 
 def patched() -> None:
     """As the launcher does: every internal checked, then the patches."""
     selftest.check_internals(launcher.COMMANDS, launcher.handle)
-    compat.patch(launcher.COMMANDS, launcher.handle)
+    compat.patch(launcher.COMMANDS, launcher.handle, launcher.ADVERTS)
 
 
 def self_test() -> None:
@@ -142,12 +152,38 @@ def test_the_self_test_passes_on_the_pinned_exabgp() -> None:
 def test_the_self_test_leaves_no_trace(monkeypatch: pytest.MonkeyPatch) -> None:
     option = compat.exa.log_option
     monkeypatch.setattr(option, "logger", None)  # as before ExaBGP's main sets logging up
-    before = dict(launcher.ADVERTISED.routes)
+    table = launcher.ADVERTS.table
+    before = (dict(table.routes), dict(table.queues))
     patched()
     self_test()
     assert option.logger is None
-    assert launcher.ADVERTISED.routes == before
-    assert launcher.ADVERTISED.unconfirmed is None
+    assert (table.routes, table.queues) == before
+    assert table.unconfirmed is None
+    assert compat._advert_hooks[0] is launcher.ADVERTS  # the probe is gone
+
+
+def test_the_self_test_finds_new_update_unwrapped() -> None:
+    patched()
+    compat.exa.Protocol.new_update = compat._advert_originals["new_update"]
+    with pytest.raises(compat.CompatError) as caught:
+        self_test()
+    assert_one_clear_line(str(caught.value), "advert fast path", "new_update is not wrapped")
+
+
+def test_the_self_test_finds_a_peer_loop_that_would_not_send_ours() -> None:
+    patched()
+    compat.exa.OutgoingRIB.pending = compat._advert_originals["pending"]
+    with pytest.raises(compat.CompatError) as caught:
+        self_test()
+    assert_one_clear_line(str(caught.value), "advert fast path", "pending does not see")
+
+
+def test_the_self_test_finds_ours_lost_on_the_way_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    patched()
+    monkeypatch.setattr(selftest._Session, "send", lambda self, raw: iter(()))
+    with pytest.raises(compat.CompatError) as caught:
+        self_test()
+    assert_one_clear_line(str(caught.value), "advert fast path", "not ours in BoRR/EoRR")
 
 
 async def _coroutine(*args: object) -> None:

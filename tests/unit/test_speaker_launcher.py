@@ -19,8 +19,9 @@ import pytest
 from hypothesis import given, settings
 from test_speaker_grammar import commands  # hypothesis strategy of valid commands
 
+from evpn_agent.model import MacAdvert
+from evpn_agent.speaker import compat, grammar, launcher
 from evpn_agent.speaker import conf as exabgp_conf
-from evpn_agent.speaker import grammar, launcher
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PEER_SCRIPT = Path(__file__).resolve().parents[1] / "speaker_peer.py"
@@ -192,7 +193,7 @@ def test_the_last_command_for_a_route_wins_within_a_send_cycle(
 
     outgoing = OutgoingRIB(True, [(AFI.l2vpn, SAFI.evpn)])
     for action, mac in commands:
-        launcher.queue(outgoing, launcher.build_change(_mac(action, mac)))
+        compat.queue(outgoing, launcher.build_change(_mac(action, mac)))
     last = {mac: action for action, mac in commands}
     assert _sent(outgoing) == last
 
@@ -206,7 +207,7 @@ def test_a_route_sent_before_is_withdrawn_and_announced_again_in_later_cycles() 
     expected = ["announce", "withdraw", "announce", "announce"]  # the last one is a repeat
     seen = []
     for action in expected:
-        launcher.queue(outgoing, launcher.build_change(_mac(action, "02:00:5e:00:00:01")))
+        compat.queue(outgoing, launcher.build_change(_mac(action, "02:00:5e:00:00:01")))
         seen.append(_sent(outgoing).get("02:00:5e:00:00:01"))
     assert seen == ["announce", "withdraw", "announce", None]  # a repeat sends nothing
 
@@ -230,17 +231,10 @@ class FakeNeighbor:
         from exabgp.protocol.family import AFI, SAFI
         from exabgp.rib.outgoing import OutgoingRIB
 
-        self.added: list[Any] = []
         self._families = [(AFI.l2vpn, SAFI.evpn)]
-        outer = self
-
-        class Outgoing(OutgoingRIB):  # type: ignore[misc]
-            def add_to_rib(self, change: Any, force: bool = False) -> Any:
-                outer.added.append(change)
-                return super().add_to_rib(change, force)
 
         class Rib:
-            outgoing = Outgoing(True, self._families)
+            outgoing = OutgoingRIB(True, self._families)
 
         self.rib = Rib()
 
@@ -263,14 +257,27 @@ class FakeReactor:
     def peers(self, service: str) -> list[str]:
         return list(self.PEERS)
 
+    def queued(self) -> dict[str, int]:
+        """Route keys queued for each peer."""
+        table = launcher.ADVERTS.table
+        return {
+            name: len(table.queue(n.rib.outgoing).pending)
+            for name, n in self.configuration.neighbors.items()
+        }
 
-def dispatch(line: str) -> FakeReactor:
+
+@pytest.fixture(autouse=True)
+def _fresh_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(launcher, "ADVERTS", launcher.AdvertPath())
+
+
+def dispatch(line: str, reactor: FakeReactor | None = None) -> FakeReactor:
     """Feed ``line`` through ExaBGP's real API dispatcher, as its reactor does."""
     from exabgp.configuration.core.format import formated
     from exabgp.reactor.api import API
 
     launcher.register()
-    reactor = FakeReactor()
+    reactor = reactor or FakeReactor()
     API(reactor).process(reactor, "agent", formated(line))
     return reactor
 
@@ -282,23 +289,33 @@ def test_register_is_idempotent() -> None:
     launcher.register()
     assert Command.functions.count("announce evpn") == 1
     assert Command.callback["text"]["withdraw evpn"] is launcher.handle
+    assert Command.callback["text"][grammar.BATCH] is launcher.handle
 
 
 def test_dispatch_reaches_our_handler_for_every_peer() -> None:
     reactor = dispatch(MAC_ANNOUNCE)
     assert reactor.processes.answers == ["done"]
+    assert reactor.queued() == {"neighbor 192.0.2.1": 1, "neighbor 192.0.2.2": 1}
+    [advert] = launcher.ADVERTS.table.routes.values()
+    assert isinstance(advert, MacAdvert)
+    assert (advert.mac, advert.ip, advert.vni, advert.seq) == (
+        "02:00:5e:00:01:01",
+        "198.51.100.21",
+        100,
+        2,
+    )
+    # ExaBGP's own adj-rib-out is not used for our routes
     for neighbor in reactor.configuration.neighbors.values():
-        assert [str(c.nlri.mac) for c in neighbor.added] == ["02:00:5E:00:01:01"]
-    # one Change object per peer: nothing shared between the two adj-rib-outs
-    first, second = (n.added[0] for n in reactor.configuration.neighbors.values())
-    assert first is not second
+        assert not neighbor.rib.outgoing.pending() or launcher.ADVERTS.has_work(
+            neighbor.rib.outgoing
+        )
+        assert list(neighbor.rib.outgoing.queued_changes()) == []
 
 
 def test_neighbor_prefix_selects_the_peer() -> None:
     reactor = dispatch("neighbor 192.0.2.2 " + MAC_ANNOUNCE)
     assert reactor.processes.answers == ["done"]
-    added = {name: len(n.added) for name, n in reactor.configuration.neighbors.items()}
-    assert added == {"neighbor 192.0.2.1": 0, "neighbor 192.0.2.2": 1}
+    assert reactor.queued() == {"neighbor 192.0.2.1": 0, "neighbor 192.0.2.2": 1}
 
 
 def test_unknown_neighbor_is_an_error(caplog: pytest.LogCaptureFixture) -> None:
@@ -313,20 +330,18 @@ def test_bad_command_is_answered_error_and_logged(caplog: pytest.LogCaptureFixtu
         reactor = dispatch(MAC_ANNOUNCE.replace("02:00:5e", "01:00:5e"))
     assert reactor.processes.answers == ["error"]
     assert "multicast or broadcast" in caplog.text
-    assert all(not n.added for n in reactor.configuration.neighbors.values())
+    assert launcher.ADVERTS.table.routes == {}
 
 
 def test_peer_without_evpn_is_an_error(caplog: pytest.LogCaptureFixture) -> None:
-    from exabgp.reactor.api import API
-
-    launcher.register()
     reactor = FakeReactor()
     for neighbor in reactor.configuration.neighbors.values():
         neighbor._families = []
     with caplog.at_level(logging.ERROR, logger="evpn_agent.speaker"):
-        API(reactor).process(reactor, "agent", MAC_ANNOUNCE)
+        dispatch(MAC_ANNOUNCE, reactor)
     assert reactor.processes.answers == ["error"]
-    assert "no neighbor of agent has family l2vpn evpn" in caplog.text
+    assert "no neighbor has family l2vpn evpn" in caplog.text
+    assert launcher.ADVERTS.table.routes == {}
 
 
 def test_handler_bug_is_contained(
@@ -335,20 +350,35 @@ def test_handler_bug_is_contained(
     def broken(*args: object) -> bool:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(launcher, "inject", broken)
+    monkeypatch.setattr(launcher.ADVERTS, "apply", broken)
     with caplog.at_level(logging.ERROR, logger="evpn_agent.speaker"):
         reactor = dispatch(MAC_ANNOUNCE)
     assert reactor.processes.answers == ["error"]
     assert "boom" in caplog.text
 
 
+def _sendable(command: grammar.Command) -> bool:
+    """What the advert table can hold: a type 3 of one VTEP, a VNI (label) above 0 where it
+    is encoded (a type 3's label is in its PMSI attribute only, absent from a withdraw)."""
+    if isinstance(command, grammar.MulticastRoute):
+        if command.ip != command.next_hop:
+            return False
+        return command.label > 0 or command.action is grammar.Action.WITHDRAW
+    return command.label > 0
+
+
 @settings(max_examples=300, deadline=None)
 @given(commands)
 def test_no_registered_command_captures_our_lines(command: grammar.Command) -> None:
     # ExaBGP matches commands by substring: every valid line must reach our handler.
+    launcher.ADVERTS = launcher.AdvertPath()  # fresh per example (the fixture runs once)
     reactor = dispatch(grammar.render(command))
-    assert reactor.processes.answers == ["done"]
-    assert all(len(n.added) == 1 for n in reactor.configuration.neighbors.values())
+    if _sendable(command):
+        assert reactor.processes.answers == ["done"]
+        assert set(reactor.queued().values()) == {1}
+    else:  # answered by our handler all the same, with the reason
+        assert reactor.processes.answers == ["error"]
+        assert launcher.ADVERTS.table.routes == {}
 
 
 # ---------------------------------------------------------------- environment
@@ -435,31 +465,6 @@ def test_launcher_process_answers_our_commands(tmp_path: Path) -> None:
     assert b"multicast or broadcast" in stderr
 
 
-def test_sync_withdraws_what_no_core_announces_any_more() -> None:
-    from evpn_agent.speaker import grammar
-    from evpn_agent.speaker.launcher import Advertised
-
-    def mac(m: str, seq: int = 0) -> grammar.Command:
-        return grammar.parse(
-            f"announce evpn mac rd 192.0.2.21:100 mac {m} label 100 next-hop 192.0.2.21 "
-            f"rt 65000:100 mobility {seq}"
-        )
-
-    adv = Advertised()
-    adv.record(mac("02:00:5e:00:00:01"))
-    adv.record(mac("02:00:5e:00:00:02"))
-    adv.record(mac("02:00:5e:00:00:03"))
-    adv.record(mac("02:00:5e:00:00:03").withdrawal())
-    adv.begin()
-    adv.record(mac("02:00:5e:00:00:01", seq=2))  # re-announced (attributes may differ)
-    stale = adv.end()
-    assert [grammar.render(c) for c in stale] == [
-        "withdraw evpn mac rd 192.0.2.21:100 mac 02:00:5e:00:00:02 label 100 next-hop 192.0.2.21"
-    ]
-    assert adv.end() == []  # nothing pending without a begin
-    assert set(adv.routes) == {Advertised.key(mac("02:00:5e:00:00:01"))}
-
-
 def test_faster_raw_nlri_text_is_unchanged() -> None:
     from exabgp.bgp.message.update.nlri.evpn.nlri import EVPN
 
@@ -478,27 +483,3 @@ def test_faster_raw_nlri_text_is_unchanged() -> None:
         assert nlri._raw() == before
     finally:
         EVPN._raw = original
-
-
-@pytest.mark.usefixtures("_exabgp_logger")
-def test_replay_sends_every_advertised_route_to_a_peer_added_later(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from exabgp.configuration.core.format import formated
-    from exabgp.reactor.api import API
-
-    from evpn_agent.speaker import grammar
-    from evpn_agent.speaker.launcher import Advertised
-
-    monkeypatch.setattr(launcher, "ADVERTISED", Advertised())
-    launcher.register()
-    reactor = FakeReactor()
-    api = API(reactor)
-    api.process(reactor, "agent", formated("neighbor 192.0.2.1 " + MAC_ANNOUNCE))
-    added = reactor.configuration.neighbors
-    assert [len(n.added) for n in added.values()] == [1, 0]  # 192.0.2.2 came later
-    api.process(reactor, "agent", formated(f"neighbor 192.0.2.2 {grammar.REPLAY}"))
-    api.process(reactor, "agent", formated(grammar.REPLAY))  # to both: nothing twice
-    assert reactor.processes.answers == ["done"] * 3
-    for neighbor in added.values():  # queued once each: a route a peer has is skipped
-        assert [str(c.nlri.mac) for c in neighbor.added] == ["02:00:5E:00:01:01"]
