@@ -6,6 +6,7 @@
     move           a host moves to another leaf: time until every VTEP follows it
     rr-restart     stop and start a route reflector while pinging: pings lost
     agent-restart  kill one leaf's agent core (ExaBGP respawns it) while pinging: pings lost
+    watch          per VTEP, flood entries and remote MACs once a second until converged
 
 Exit status: 0 when the lab does what it should, 1 when a check fails (the lab then stays
 up for inspection), 2 on usage errors or a lab that is not there.
@@ -14,6 +15,7 @@ up for inspection), 2 on usage errors or a lab that is not there.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -28,6 +30,7 @@ from lab.move import cmd_move
 from lab.restarts import cmd_agent_restart, cmd_rr_restart
 from lab.runner import LabState, ping_matrix
 from lab.topology import Host, Plan
+from lab.watch import cmd_watch
 
 LAB_DIR = Path(__file__).resolve().parent
 DEFAULT_TOPOLOGY = LAB_DIR / "evpn.clab.yml"
@@ -307,6 +310,9 @@ def parser() -> argparse.ArgumentParser:
         help="seconds to keep pinging after the new core is ready",
     )
     agent.add_argument("--interval", type=float, default=0.1, help="ping interval (s)")
+    watch = sub.add_parser("watch", help="show each VTEP's kernel converging, once a second")
+    watch.add_argument("--settle", type=float, default=3.0, help="unchanged this long (s)")
+    watch.add_argument("--timeout", type=float, default=120.0, help="give up after (s)")
     return p
 
 
@@ -317,6 +323,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "move": cmd_move,
     "rr-restart": cmd_rr_restart,
     "agent-restart": cmd_agent_restart,
+    "watch": cmd_watch,
 }
 
 
@@ -333,7 +340,9 @@ def main(argv: list[str] | None = None) -> int:
         say("The lab needs: " + ", ".join(missing) + " (sudo ./lab/demo up installs FRR).")
         return 2
     try:
-        with runner.locked(args.state_dir):
+        # watch only reads: it must run beside the command whose convergence it shows
+        watching = args.command == "watch"
+        with contextlib.nullcontext() if watching else runner.locked(args.state_dir):
             return COMMANDS[args.command](args)
     except (topology.TopologyError, Usage) as exc:
         say(str(exc))

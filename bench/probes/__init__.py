@@ -8,6 +8,9 @@ CLOCK_REALTIME and so comparable across namespaces of this machine:
         notifications (RTM_NEWNEIGH, AF_BRIDGE, NTF_SELF, MAC not zero), unique per
         (device, MAC). A classic-BPF filter on the socket drops everything else in the
         kernel, so the counter costs one recv and a few struct unpacks per entry.
+    python bench/probes count-vtep
+        A VTEP's flood entries and remote MACs (all VXLAN devices): one FDB dump, then
+        rtnetlink; a state line with the counts (and cumulative adds/removes) as they change.
     python bench/probes watch-neigh --mac-prefix 02:b3
         Reports every AF_BRIDGE neighbour event whose MAC starts with the prefix.
     python bench/probes sniff-bgp --device eth0 --mac-prefix 02:b3

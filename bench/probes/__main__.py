@@ -20,6 +20,7 @@ from bench.probes.bgp_sniffer import sniff_bgp
 from bench.probes.fdb_counter import count_fdb
 from bench.probes.frame_sender import send_frames
 from bench.probes.neigh_watcher import watch_neigh
+from bench.probes.vtep_counter import count_vtep
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -35,6 +36,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     count.add_argument(
         "--follow", action="store_true", help="report gains and losses; 'empty' after 'done'"
     )
+    vtep = sub.add_parser("count-vtep")
+    vtep.add_argument("--every-s", type=float, default=0.2)
+    vtep.add_argument("--rcvbuf", type=int, default=256 << 20)
     watch = sub.add_parser("watch-neigh")
     watch.add_argument("--mac-prefix", default="")
     watch.add_argument("--rcvbuf", type=int, default=16 << 20)
@@ -59,6 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "count-fdb":
             return count_fdb(args)
+        if args.command == "count-vtep":
+            return count_vtep(args)
         if args.command == "watch-neigh":
             return watch_neigh(args)
         if args.command == "bgp-generate":

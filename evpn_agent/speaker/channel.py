@@ -26,8 +26,10 @@ from collections import deque
 from collections.abc import Sequence
 from typing import IO
 
-from evpn_agent.model import AdvertChange, AdvertRefused, BgpEvent
+from evpn_agent.model import AdvertChange, AdvertRefused, BgpEvent, LineRejected
 from evpn_agent.speaker import Deliver, decode, encode
+from evpn_agent.speaker.wire_decode import decode_update
+from evpn_agent.speaker.wire_format import WIRE_UPDATE
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,7 @@ PIPE_SIZE = 1 << 20  # the default per-user limit (/proc/sys/fs/pipe-max-size)
 MAX_PENDING = 1 << 20
 REFRESH_WAIT = 2.0  # seconds to hold our commands for a refresh's answer, at most
 _TIME = re.compile(rb'"time": ([0-9.]+)')
+_WIRE = WIRE_UPDATE.encode() + b" "
 # What a line we wrote was, for its answer: one change (a route line), the changes of an
 # ``announce evpn batch`` line, or a command of the channel itself.
 Sent = AdvertChange | tuple[AdvertChange, ...] | str
@@ -74,6 +77,8 @@ class ExabgpChannel:
             deliver(None)
 
     def decode(self, line: bytes, router_id: str) -> tuple[list[BgpEvent], float | None]:
+        if line.startswith(_WIRE):
+            return _wire_update(line, router_id)
         if line in (b"done\n", b"error\n", b"done", b"error"):
             return self._answered(line.startswith(b"done")), None
         if line.startswith(b"[") and encode.SESSIONS in self._pending:
@@ -155,3 +160,16 @@ class ExabgpChannel:
         self._pending.extend(what)
         self.stdout.write("".join(f"{line}\n" for line in lines).encode())
         self.stdout.flush()
+
+
+def _wire_update(line: bytes, router_id: str) -> tuple[list[BgpEvent], float | None]:
+    """An UPDATE the launcher handed over as its bytes: ``wire-update PEER TIME HEX``; all
+    its events at once, stamped with the time ExaBGP read it."""
+    parts = line.split()
+    try:
+        _, peer, stamp, body = parts
+        when = float(stamp)
+        events = decode_update(bytes.fromhex(body.decode("ascii")), peer.decode("ascii"), router_id)
+        return events, when if events else None
+    except ValueError:  # also UnicodeDecodeError
+        return [LineRejected("malformed-line", f"{line[:120]!r}")], None

@@ -1,9 +1,10 @@
 """Every ExaBGP internal the launcher relies on, its version gate and its self-test.
 
 ExaBGP has no stable Python API. The launcher registers API commands in a class-level table,
-builds routes with ExaBGP's classes, edits private queues of its adj-rib-out and patches two
-decoders. A release can change any of these, and a broken EVPN handler only answers
-``error`` per command: the agent would look healthy while advertising nothing. Hence:
+builds routes with ExaBGP's classes, edits private queues of its adj-rib-out, patches two
+decoders and replaces the reactor's message reader (the receive fast path). A release can
+change any of these, and a broken EVPN handler only answers ``error`` per command: the
+agent would look healthy while advertising nothing. Hence:
 
 - :data:`INTERNALS` names each ExaBGP object the launcher uses, where it lives, what we rely
   on, and the ExaBGP versions each was verified with. This module is the only place that
@@ -23,9 +24,13 @@ import importlib
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from evpn_agent.speaker.wire_check import wire_ok
+from evpn_agent.speaker.wire_format import UPDATE, WIRE_UPDATE
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +184,11 @@ INTERNALS: dict[str, Internal] = {
         "exabgp.reactor.protocol:Protocol",
         "new_update(include_withdraw): generator Peer._main drains with next(); self.send(raw)"
         " writes a whole message (generator); self.write(message); self.negotiated.msg_size;"
-        " self.neighbor.rib.outgoing; a new Protocol per connection",
+        " self.neighbor.rib.outgoing; a new Protocol per connection. read_message(): a"
+        " generator over self.connection.reader()'s (length, msg_id, header, body, notify);"
+        " uses self.neighbor (.api, ['peer-address']), self.peer (.stats, .reactor.processes),"
+        " self.negotiated, self.log_routes, self.connection.session(); sets no attribute of"
+        " self; replaced (the receive fast path, wire_receive)",
     ),
     "Peer": Internal(
         "exabgp.reactor.peer:Peer",
@@ -198,6 +207,19 @@ INTERNALS: dict[str, Internal] = {
     "RouteRefresh": Internal(
         "exabgp.bgp.message.refresh:RouteRefresh",
         "RouteRefresh(afi, safi, RouteRefresh.start|end): BoRR/EoRR (RFC 7313)",
+    ),
+    # the receive fast path (wire_receive), with Protocol.read_message above
+    "protocol_UPDATE": Internal(
+        "exabgp.reactor.protocol:_UPDATE",
+        "the empty Update read_message yields for an UPDATE nobody decodes",
+    ),
+    "protocol_NOP": Internal("exabgp.reactor.protocol:_NOP", "what read_message yields idle"),
+    "Notify": Internal(
+        "exabgp.bgp.message.notification:Notify", "raised with .code, .subcode: a NOTIFICATION"
+    ),
+    "Processes": Internal(
+        f"{_API}.processes:Processes",
+        ".silence; write(process, line, neighbor) writes one line to an API process",
     ),
 }
 
@@ -405,6 +427,114 @@ def speed_up_json() -> None:
     evpn._raw = _fast_raw
 
 
+# ---------------------------------------------------------------- receive fast path
+# ExaBGP decodes every UPDATE into objects, then JSON, before the agent sees it; the agent
+# decodes the bytes itself (wire_decode) far faster. So an EVPN UPDATE that passes
+# wire_check reaches the API process as one line of its bytes, and ExaBGP's decoder never
+# sees it; anything else takes ExaBGP's own path, unchanged (its NOTIFICATION, its JSON).
+
+_exabgp_read_message: list[Callable[[Any], Iterator[Any]]] = []  # ExaBGP's own, once replaced
+# "off": ExaBGP decodes every UPDATE and writes its JSON, as before the fast path. For API
+# processes that record ExaBGP's JSON (the lab's tests/speaker_peer.py, fixture capture),
+# and a way back should the fast path ever misbehave.
+WIRE_RECEIVE_ENV = "EVPN_AGENT_WIRE_RECEIVE"
+
+
+def wire_receive_wanted() -> bool:
+    return os.environ.get(WIRE_RECEIVE_ENV, "on") != "off"
+
+
+_NOP_CODE = 0  # what Connection.reader yields while nothing has arrived
+
+
+class _Replay:
+    """A connection whose reader yields one message already read; the rest is the real one."""
+
+    __slots__ = ("_connection", "_item")
+
+    def __init__(self, connection: Any, item: tuple[Any, ...]) -> None:
+        self._connection = connection
+        self._item = item
+
+    def reader(self) -> Iterator[tuple[Any, ...]]:
+        yield self._item
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._connection, name)
+
+
+class _OneMessage:
+    """The Protocol as ExaBGP's read_message sees it, for one message we already read."""
+
+    __slots__ = ("_protocol", "connection")
+
+    def __init__(self, protocol: Any, item: tuple[Any, ...]) -> None:
+        self._protocol = protocol
+        self.connection = _Replay(protocol.connection, item)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._protocol, name)
+
+
+def _wire_processes(protocol: Any) -> list[str]:
+    """The API processes to hand this session's UPDATEs to as bytes: those that asked for
+    parsed updates, provided nobody else wants ExaBGP's objects (packets, consolidated
+    messages, the adj-rib-in or route logging)."""
+    api = protocol.neighbor.api
+    if api["receive-packets"] or api["receive-consolidate"] or not api["receive-parsed"]:
+        return []
+    if protocol.log_routes:  # adj-rib-in, or exabgp.log.routes
+        return []
+    return list(api["receive-update"])
+
+
+def _evpn_only(negotiated: Any) -> bool:
+    """The session decodes EVPN as wire_check assumes: negotiated, no ADD-PATH, no
+    extended next hop (either changes what the bytes mean)."""
+    afi, safi = evpn_family()
+    return (
+        (afi, safi) in negotiated.families
+        and not negotiated.addpath.receive(afi, safi)
+        and not negotiated.nexthop
+    )
+
+
+def _read_message(self: Any) -> Iterator[Any]:
+    """Protocol.read_message, with the fast path for EVPN UPDATEs in front of ExaBGP's."""
+    original = _exabgp_read_message[0]
+    processes = _wire_processes(self)
+    if not processes:
+        yield from original(self)
+        return
+    nop = exa.protocol_NOP
+    for item in self.connection.reader():
+        length, msg_id, _header, body, notify = item
+        if notify is None:
+            if not length and msg_id == _NOP_CODE:
+                yield nop
+                continue
+            if msg_id == UPDATE and _evpn_only(self.negotiated) and wire_ok(body):
+                self.peer.stats["receive-update"] += 1
+                reactor_processes = self.peer.reactor.processes
+                if not reactor_processes.silence:
+                    peer = self.neighbor["peer-address"]
+                    line = f"{WIRE_UPDATE} {peer} {time.time():.6f} {bytes(body).hex()}"
+                    for process in processes:
+                        reactor_processes.write(process, line, self.neighbor)
+                yield exa.protocol_UPDATE
+                continue
+        yield from original(_OneMessage(self, item))
+
+
+def wire_receive() -> None:
+    """Replace Protocol.read_message by :func:`_read_message` (idempotent)."""
+    protocol = exa.Protocol
+    current = protocol.__dict__["read_message"]
+    if current is not _read_message:
+        _exabgp_read_message[:] = [current]
+    protocol.read_message = _read_message
+
+
 # ---------------------------------------------------------------- advert fast path
 # ExaBGP builds one Change per route in its adj-rib-out and sends one UPDATE per EVPN route.
 # The agent's routes bypass it: the launcher keeps its own table and hands whole packed
@@ -501,6 +631,7 @@ def patch(
     steps: list[tuple[str, Callable[[], None]]] = [
         ("IPv6 underlay", teach_ipv6_underlay),
         ("JSON speed-up", speed_up_json),
+        *([("receive fast path", wire_receive)] if wire_receive_wanted() else []),
         ("command registry", lambda: register_commands(names, handler)),
     ]
     if hooks is not None:

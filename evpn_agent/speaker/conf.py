@@ -149,6 +149,8 @@ def render(
             f"        processes [ {PROCESS_NAME} ];",
             "        neighbor-changes;",
             "        receive {",
+            # EVPN UPDATEs come as bytes (the launcher's fast path, compat.wire_receive,
+            # exabgp/contract.md 3a); what its gate refuses comes parsed, as JSON.
             "            parsed;",
             "            update;",
             # the peer's OPEN: its capabilities tell whether End-of-RIB will come

@@ -1,6 +1,11 @@
 """Decode ExaBGP's JSON lines (encoder json, receive parsed+update+refresh+open) into BGP
 events, and its answer to ``show neighbor json`` into session reports.
 
+UPDATEs reach this module only when the launcher's fast path leaves them to ExaBGP (its
+gate, :mod:`wire_check`, refuses them: other route types, attributes it does not expect,
+treat-as-withdraw); the others arrive as bytes and :mod:`wire_decode` reads them, with the
+same events and reasons.
+
 Every line is untrusted input: anything unexpected becomes a ``LineRejected`` or
 ``RouteRejected`` event with a short reason, never an exception.
 """

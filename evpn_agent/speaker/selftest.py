@@ -1,8 +1,8 @@
 """The launcher's self-test: before ExaBGP's main runs, every internal it relies on is
 exercised in this process (registry and dispatch, peer selection, last-command-wins queueing,
-the IPv6 and JSON patches, our packed UPDATEs through ExaBGP's send path). A failure is one
-line naming the step and the fix; ExaBGP does not start. What the internals are and the
-version gate are in :mod:`compat`.
+the IPv6 and JSON patches, our packed UPDATEs through ExaBGP's send path, the receive fast
+path). A failure is one line naming the step and the fix; ExaBGP does not start. What the
+internals are and the version gate are in :mod:`compat`.
 """
 
 from __future__ import annotations
@@ -22,14 +22,17 @@ from evpn_agent.speaker.compat import (
     _advert_hooks,
     _advert_originals,
     _exabgp_raw,
+    _exabgp_read_message,
     _fast_raw,
     _fix,
     _one_line,
+    _read_message,
     _version_text,
     evpn_family,
     exa,
     queue,
     select_peers,
+    wire_receive_wanted,
 )
 
 log = logging.getLogger(__name__)
@@ -170,6 +173,91 @@ def _check_json(names: Sequence[str], handler: Callable[..., bool], build: Build
             raise SelfTestFailed(f"{nlri._raw()} differs from ExaBGP's {original(nlri)}")
 
 
+class _Api(dict[str, Any]):
+    """A neighbor's api table: our process wants parsed updates, nothing else."""
+
+    def __missing__(self, key: str) -> Any:
+        return {"receive-update": ["agent"], "receive-parsed": True}.get(key, False)
+
+
+class _Processes:
+    silence = False
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def write(self, process: str, line: str, neighbor: Any = None) -> bool:
+        self.lines.append(line)
+        return True
+
+    def message(self, *args: Any) -> None:
+        self.lines.append("parsed")
+
+
+class _Connection:
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    def reader(self) -> Iterator[tuple[int, int, bytes, bytes, None]]:
+        yield 0, 0, b"", b"", None  # nothing arrived yet
+        yield 19 + len(self.body), 2, b"\xff" * 16, self.body, None
+
+    def session(self) -> str:
+        return "self-test"
+
+
+class _Protocol:
+    """What ExaBGP's read_message uses of its Protocol, with one UPDATE to read."""
+
+    log_routes = False
+
+    def __init__(self, body: bytes) -> None:
+        class Neighbor(dict[str, Any]):
+            api = _Api()
+
+        self.neighbor = Neighbor({"peer-address": "192.0.2.1", "adj-rib-in": False})
+        self.processes = _Processes()
+        reactor = type("Reactor", (), {"processes": self.processes})()
+        self.peer = type("Peer", (), {"neighbor": self.neighbor, "reactor": reactor})()
+        self.peer.stats = dict.fromkeys(("receive-update",), 0)
+        self.connection = _Connection(body)
+        negotiated = exa.Negotiated(exa.Neighbor())
+        negotiated.families = [evpn_family()]
+        negotiated.asn4 = True
+        self.negotiated = negotiated
+
+    def read(self) -> list[Any]:
+        return list(exa.Protocol.read_message(self))
+
+
+def _check_wire_receive(names: Sequence[str], handler: Callable[..., bool], build: Build) -> None:
+    if not wire_receive_wanted():
+        return  # turned off: ExaBGP reads every message itself
+    if exa.Protocol.__dict__.get("read_message") is not _read_message or not _exabgp_read_message:
+        raise SelfTestFailed("Protocol.read_message is not the replacement")
+    negotiated = _Protocol(b"").negotiated
+    change = build(SAMPLE_ANNOUNCE)
+    [message] = list(exa.Update([change.nlri], change.attributes).messages(negotiated))
+    body = bytes(message)[19:]
+    good = _Protocol(body)
+    read = good.read()
+    if read != [exa.protocol_NOP, exa.protocol_UPDATE] or good.peer.stats["receive-update"] != 1:
+        raise SelfTestFailed(f"an EVPN UPDATE read as {read!r}")
+    [line] = good.processes.lines
+    if line.split()[:2] != ["wire-update", "192.0.2.1"] or line.split()[3] != body.hex():
+        raise SelfTestFailed(f"an EVPN UPDATE reached the API as {line[:60]!r}...")
+    # a MAC length of 47 bits: ExaBGP's own decoder answers, with its NOTIFICATION 3/5
+    mac = body.index(b"\x30" + bytes.fromhex(_MAC.split()[1].replace(":", "")))
+    bad = _Protocol(body[:mac] + b"\x2f" + body[mac + 1 :])
+    try:
+        read = bad.read()
+    except exa.Notify as exc:
+        if (exc.code, exc.subcode) != (3, 5) or bad.processes.lines:
+            raise SelfTestFailed(f"a bad MAC length gave {exc} and {bad.processes.lines}") from None
+    else:
+        raise SelfTestFailed(f"a bad MAC length read as {read!r}, not a NOTIFICATION")
+
+
 # ---------------------------------------------------------------- advert fast path
 
 
@@ -269,6 +357,7 @@ CHECKS: tuple[tuple[str, Callable[[Sequence[str], Callable[..., bool], Build], N
     ("IPv6 underlay", _check_ipv6),
     ("JSON raw NLRI", _check_json),
     ("advert fast path", _check_advert_path),
+    ("receive fast path", _check_wire_receive),
 )
 
 

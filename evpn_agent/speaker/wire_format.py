@@ -13,6 +13,9 @@ import functools
 import ipaddress
 import socket
 
+# The line the launcher hands the agent for an UPDATE ExaBGP did not decode (compat,
+# exabgp/contract.md): "wire-update PEER-ADDRESS UNIX-TIME BODY-HEX".
+WIRE_UPDATE = "wire-update"
 HEADER_SIZE = 19  # marker (16), length (2), type (1)
 MARKER = b"\xff" * 16
 UPDATE = 2

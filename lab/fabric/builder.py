@@ -279,9 +279,11 @@ class Fabric:
             on_up_path = box.directory / "on_up.txt"
             on_up_path.write_text("".join(line + "\n" for line in on_up))
             argv += ["--on-up", str(on_up_path)]
+        # the script records ExaBGP's JSON: every UPDATE decoded by ExaBGP, no wire-update
         speaker = self.start_speaker(
-            box, peers=peers, process_argv=argv, hold_time=hold_time, password=password
-        )
+            box, peers=peers, process_argv=argv, hold_time=hold_time, password=password,
+            env={"EVPN_AGENT_WIRE_RECEIVE": "off"},
+        )  # fmt: skip
         return PeerScript(speaker, record, fifo)
 
     # -- evpn-agent VTEPs

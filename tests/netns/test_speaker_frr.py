@@ -200,6 +200,44 @@ def test_receives_frr_routes_and_own_reflections(lab: Lab) -> None:
     assert {n["code"] for n in own} >= {2, 3}  # the RR reflects our routes back to us
 
 
+def test_evpn_updates_reach_the_api_as_bytes_not_decoded_by_exabgp(lab: Lab) -> None:
+    # A second speaker with the receive fast path on (the lab's peer scripts turn it off
+    # to record ExaBGP's JSON): what FRR's reflector sends reaches the API process as
+    # wire-update lines, which our decoder reads as FRR's routes and End-of-RIB, and
+    # ExaBGP writes no JSON for any of it.
+    from evpn_agent.model import EndOfRib, ImetRoute, MacRoute, RouteAnnounced
+    from evpn_agent.speaker.wire_decode import decode_update
+    from lab.fabric import PEER_SCRIPT, PYTHON
+
+    box = lab.fabric.add_box("wire", 22)
+    record = box.directory / "received.jsonl"
+    argv = [PYTHON, str(PEER_SCRIPT), "--record", str(record)]
+    lab.fabric.start_speaker(box, peers=[lab.rr], process_argv=argv)
+
+    def events() -> list[Any]:
+        lines = record.read_text().splitlines() if record.exists() else []
+        found = []
+        for line in lines:
+            if line.startswith("wire-update "):
+                _, peer, stamp, body = line.split()
+                assert peer == lab.rr.address and float(stamp) > 0
+                found += decode_update(bytes.fromhex(body), peer, box.router_id)
+        return found
+
+    def frr_routes() -> bool:
+        routes = [e.route for e in events() if isinstance(e, RouteAnnounced)]
+        return any(
+            isinstance(r, MacRoute) and r.key.mac == H1_MAC and r.vtep == FRR_VTEP for r in routes
+        ) and any(isinstance(r, ImetRoute) and r.vtep == FRR_VTEP for r in routes)
+
+    wait_until(frr_routes, 10, "FRR's type 2 and type 3 as wire-update lines")
+    assert EndOfRib(lab.rr.address) in events()
+    parsed_updates = [
+        line for line in record.read_text().splitlines() if '"type": "update"' in line
+    ]
+    assert parsed_updates == []
+
+
 def test_route_refresh_is_accepted(lab: Lab) -> None:
     # what a respawned agent core sends to get the table again
     before = len(lab.peer.messages())

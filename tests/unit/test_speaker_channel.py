@@ -89,3 +89,65 @@ def test_update_lines_carry_exabgps_timestamp() -> None:
     )
     events, stamp = ch.decode(line, ME)
     assert stamp == 1700000000.5 and len(events) == 1
+
+
+# ---------------------------------------------------------------- UPDATEs as bytes
+
+PEER = "192.0.2.1"
+MAC_ROUTE = (  # one type 2 of 192.0.2.11, VNI 100, RT 65000:100 (tests/unit/test_wire_codec)
+    "000000484001010040020040050400000064c010080002fde800000064800e2c00194604c000020b0002"
+    "210001c000020b000200000000000000000000000000003002005e00000100000064"
+)
+
+
+def wire_line(body_hex: str, stamp: str = "1700000000.250000") -> bytes:
+    return f"wire-update {PEER} {stamp} {body_hex}\n".encode()
+
+
+def test_a_wire_update_is_decoded_in_one_batch_with_its_stamp() -> None:
+    from evpn_agent.model import MacRoute, RouteAnnounced
+    from evpn_agent.speaker.wire_decode import decode_update
+
+    body = bytes.fromhex(MAC_ROUTE)
+    ch = ExabgpChannel(io.BytesIO(), io.BytesIO())
+    events, stamp = ch.decode(wire_line(MAC_ROUTE), ME)
+    assert events == decode_update(body, PEER, ME)
+    [event] = events
+    assert isinstance(event, RouteAnnounced) and isinstance(event.route, MacRoute)
+    assert (event.peer, event.route.vni, event.route.vtep) == (PEER, 100, "192.0.2.11")
+    assert event.route.key.mac == "02:00:5e:00:00:01"
+    assert stamp == 1700000000.25
+
+
+def test_a_wire_end_of_rib_and_own_routes() -> None:
+    from evpn_agent.model import EndOfRib
+
+    ch = ExabgpChannel(io.BytesIO(), io.BytesIO())
+    assert ch.decode(wire_line("0000000680" + "0f03001946"), ME)[0] == [EndOfRib(PEER)]
+    # the same route, originated by us (ORIGINATOR_ID = our router id): dropped, no stamp
+    own = MAC_ROUTE.replace("00000048", "0000004f", 1) + "800904c0000215"
+    assert ch.decode(wire_line(own), ME) == ([], None)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"wire-update 192.0.2.1 1700000000.0 0000zz\n",  # not hex
+        b"wire-update 192.0.2.1 1700000000.0\n",  # no body
+        b"wire-update 192.0.2.1 soon 00000000\n",  # no time
+        b"wire-update 192.0.2.1 1.0 00000000 extra\n",
+    ],
+)
+def test_a_broken_wire_line_is_rejected_not_raised(line: bytes) -> None:
+    from evpn_agent.model import LineRejected
+
+    events, stamp = ExabgpChannel(io.BytesIO(), io.BytesIO()).decode(line, ME)
+    assert [type(e) for e in events] == [LineRejected] and stamp is None
+    assert events[0].reason == "malformed-line"  # type: ignore[attr-defined]
+
+
+def test_a_malformed_wire_update_is_counted_as_today() -> None:
+    from evpn_agent.model import RouteRejected
+
+    events, _ = ExabgpChannel(io.BytesIO(), io.BytesIO()).decode(wire_line(MAC_ROUTE[:-6]), ME)
+    assert [(type(e), e.reason) for e in events] == [(RouteRejected, "malformed-update")]  # type: ignore[attr-defined]

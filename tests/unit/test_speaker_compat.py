@@ -28,8 +28,10 @@ def _restore_exabgp() -> Iterator[None]:
     evpn, family, pmsi = compat.exa.EVPN, compat.exa.Family, compat.exa.PMSI
     key = compat.evpn_family()
     raw, size, known = evpn.__dict__["_raw"], family.size[key], pmsi._pmsi_known[6]
+    read = compat.exa.Protocol.__dict__["read_message"]
     yield
     evpn._raw, family.size[key], pmsi._pmsi_known[6] = raw, size, known
+    compat.exa.Protocol.read_message = read
     _unwrap_advert_path()
 
 
@@ -241,7 +243,22 @@ def _generator_neighbors_without_list(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(compat.exa, "extract_neighbors", lambda line: ([], line))
 
 
+def _exabgp_reads_everything(monkeypatch: pytest.MonkeyPatch) -> None:
+    # read_message back to ExaBGP's own (as after an upgrade that moved it)
+    [original] = compat._exabgp_read_message
+    monkeypatch.setattr(compat.exa.Protocol, "read_message", original)
+
+
 BROKEN = {
+    "read_message not replaced": ("receive fast path", _exabgp_reads_everything),
+    "the gate lets a bad MAC length through": (
+        "receive fast path",
+        lambda mp: mp.setattr(compat, "wire_ok", lambda body: True),
+    ),
+    "the gate sends every UPDATE to ExaBGP": (
+        "receive fast path",
+        lambda mp: mp.setattr(compat, "wire_ok", lambda body: False),
+    ),
     "the adj-rib-out cache is gone": (
         "adj-rib-out queue",
         lambda mp: mp.setattr(compat.exa.OutgoingRIB, "in_cache", _no_cache),
@@ -396,3 +413,15 @@ def test_the_escape_hatch_still_runs_the_checks(tmp_path: Path) -> None:
     assert "WARNING UNVERIFIED EXABGP 9.9.9" in warning
     # the fake has nothing else: the self-test finds every internal missing
     assert_one_clear_line(error, "ExaBGP 9.9.9", "self-test (internals: missing Command")
+
+
+def test_the_fast_path_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    original = compat.exa.Protocol.__dict__["read_message"]
+    monkeypatch.setenv(compat.WIRE_RECEIVE_ENV, "off")
+    patched()
+    self_test()
+    assert compat.exa.Protocol.__dict__["read_message"] is original
+    monkeypatch.setenv(compat.WIRE_RECEIVE_ENV, "on")
+    patched()
+    self_test()
+    assert compat.exa.Protocol.__dict__["read_message"] is compat._read_message

@@ -1,0 +1,144 @@
+"""The receive fast path's gate: may an UPDATE skip ExaBGP's decoder and reach the agent
+as bytes?
+
+Runs inside ExaBGP (the launcher's ``read_message`` patch, :mod:`compat`), once per UPDATE,
+before anything is decoded. It answers True only for an UPDATE that ExaBGP 5.0.15 would
+decode without a NOTIFICATION, without treat-as-withdraw and without discarding an
+attribute: then the agent's own decoder (:mod:`wire_decode`) gives what ExaBGP's JSON would
+have given, and skipping ExaBGP's decoder changes nothing but the time spent. Anything else
+(a framing error, an attribute we do not expect or with odd flags or length, another
+family, another EVPN route type, IPv4 routes in the body) answers False, and ExaBGP's own
+path handles the message exactly as before: its NOTIFICATION, or its parsed JSON.
+
+What passes is the shape an EVPN route reflector sends: no IPv4 withdrawn routes or NLRI,
+each attribute at most once with its RFC flags (extended length allowed, partial not) and
+one of the lengths ExaBGP accepts, an empty AS_PATH (iBGP), MP_REACH/MP_UNREACH for l2vpn
+evpn only, with a 4- or 16-byte next hop and type 2 and 3 NLRIs whose lengths ExaBGP
+accepts. Cheap: a walk over the attribute headers and NLRI headers, no objects.
+"""
+
+from __future__ import annotations
+
+from evpn_agent.speaker.wire_format import (
+    CLUSTER_LIST,
+    EVPN_FAMILY,
+    EXTENDED_COMMUNITIES,
+    EXTENDED_LENGTH,
+    IMET_ROUTE,
+    LOCAL_PREF,
+    MAC_BITS,
+    MAC_IP_ROUTE,
+    MP_REACH_NLRI,
+    MP_UNREACH_NLRI,
+    OPTIONAL,
+    ORIGIN,
+    ORIGINATOR_ID,
+    PMSI_HEADER_SIZE,
+    PMSI_INGRESS_REPLICATION,
+    PMSI_TUNNEL,
+    TRANSITIVE,
+)
+
+__all__ = ["wire_ok"]
+
+AS_PATH = 2
+MED = 4
+_CATEGORY = 0xE0  # optional, transitive, partial: extended length and the unused bits aside
+# Attribute code -> its flags (optional, transitive, partial) as RFC 4271/4456/4760/4360/6514
+# define them. Anything else is ExaBGP's to decode.
+_FLAGS = {
+    ORIGIN: TRANSITIVE,
+    AS_PATH: TRANSITIVE,
+    MED: OPTIONAL,
+    LOCAL_PREF: TRANSITIVE,
+    ORIGINATOR_ID: OPTIONAL,
+    CLUSTER_LIST: OPTIONAL,
+    MP_REACH_NLRI: OPTIONAL,
+    MP_UNREACH_NLRI: OPTIONAL,
+    EXTENDED_COMMUNITIES: OPTIONAL | TRANSITIVE,
+    PMSI_TUNNEL: OPTIONAL | TRANSITIVE,
+}
+# Type 2 value lengths by IP length in bits (one label, or two), as ExaBGP accepts them.
+_MAC_ROUTE_SIZES = {0: (33, 36), 32: (37, 40), 128: (49, 52)}
+
+
+def wire_ok(body: bytes) -> bool:
+    """True if the UPDATE ``body`` (after the 19-byte header) may bypass ExaBGP's decoder."""
+    size = len(body)
+    if size < 4 or body[0] or body[1]:  # no room, or IPv4 withdrawn routes
+        return False
+    if 4 + int.from_bytes(body[2:4]) != size:  # attributes overrun, or IPv4 NLRI follow
+        return False
+    seen: set[int] = set()
+    pos = 4
+    while pos < size:
+        if pos + 3 > size:
+            return False
+        flags = body[pos]
+        code = body[pos + 1]
+        if flags & EXTENDED_LENGTH:
+            if pos + 4 > size:
+                return False
+            length = int.from_bytes(body[pos + 2 : pos + 4])
+            pos += 4
+        else:
+            length = body[pos + 2]
+            pos += 3
+        end = pos + length
+        if end > size or code in seen or _FLAGS.get(code) != flags & _CATEGORY:
+            return False
+        seen.add(code)
+        if not _value_ok(code, body, pos, end):
+            return False
+        pos = end
+    return MP_REACH_NLRI in seen or MP_UNREACH_NLRI in seen
+
+
+def _value_ok(code: int, data: bytes, start: int, end: int) -> bool:
+    length = end - start
+    if code == MP_REACH_NLRI:
+        if length < 5 or data[start : start + 3] != EVPN_FAMILY:
+            return False
+        next_hop = data[start + 3]
+        nlri = start + 5 + next_hop
+        # at least one NLRI: ExaBGP refuses an empty MP_REACH
+        return next_hop in (4, 16) and nlri < end and _nlris_ok(data, nlri, end)
+    if code == MP_UNREACH_NLRI:  # with no NLRI: End-of-RIB
+        family = data[start : start + 3]
+        return length >= 3 and family == EVPN_FAMILY and _nlris_ok(data, start + 3, end)
+    if code == ORIGIN:
+        return length == 1 and data[start] <= 2
+    if code == AS_PATH:
+        return length == 0  # iBGP; a path needs the negotiated AS size: ExaBGP's
+    if code in (MED, LOCAL_PREF, ORIGINATOR_ID):
+        return length == 4
+    if code == CLUSTER_LIST:
+        return length > 0 and length % 4 == 0
+    if code == EXTENDED_COMMUNITIES:
+        return length > 0 and length % 8 == 0
+    # PMSI_TUNNEL: ingress replication to an IPv4 or IPv6 VTEP
+    return length - PMSI_HEADER_SIZE in (4, 16) and data[start + 1] == PMSI_INGRESS_REPLICATION
+
+
+def _nlris_ok(data: bytes, pos: int, end: int) -> bool:
+    """Every EVPN NLRI in ``data[pos:end]`` is a type 2 or 3 that ExaBGP decodes."""
+    while pos < end:
+        if pos + 2 > end:
+            return False
+        kind = data[pos]
+        start = pos + 2
+        pos = start + data[pos + 1]
+        if pos > end:
+            return False
+        size = pos - start
+        if kind == MAC_IP_ROUTE:
+            if size < 30 or data[start + 22] != MAC_BITS:
+                return False
+            if size not in _MAC_ROUTE_SIZES.get(data[start + 29], ()):
+                return False
+        elif kind == IMET_ROUTE:
+            if size not in (17, 29) or data[start + 12] != (size - 13) * 8:
+                return False
+        else:
+            return False
+    return True
