@@ -59,15 +59,28 @@ def main() -> None:
     is_flag=True,
     help="Print the ExaBGP configuration that would be used, and exit.",
 )
-def run(config_path: str, print_exabgp_config: bool) -> None:
+# set by 'restart' only: a new instance starting next to the old one
+@click.option("--handover", is_flag=True, hidden=True)
+@click.option("--peer", "peers", multiple=True, hidden=True)
+@click.option("--exabgp-conf", hidden=True)
+@click.option("--after-pid", "after_pids", type=int, multiple=True, hidden=True)
+def run(
+    config_path: str,
+    print_exabgp_config: bool,
+    handover: bool = False,
+    peers: tuple[str, ...] = (),
+    exabgp_conf: str | None = None,
+    after_pids: tuple[int, ...] = (),
+) -> None:
     """Run the agent: ExaBGP (with our EVPN commands) and the agent core under it.
 
     \b
     Example:
       evpn-agent run --config /etc/evpn-agent/evpn-agent.yaml
     """
+    from evpn_agent.daemon.instance import HANDOVER_ENV
     from evpn_agent.kernel import dump
-    from evpn_agent.speaker.process import exabgp_config, exec_exabgp
+    from evpn_agent.speaker.process import AFTER_PIDS_ENV, exabgp_config, exec_exabgp
 
     cfg = _load(config_path)
     setup_logging(cfg.log_level, cfg.log_destination)
@@ -77,21 +90,80 @@ def run(config_path: str, print_exabgp_config: bool) -> None:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:
         raise click.ClickException(f"cannot read the kernel's links: {exc}") from None
-    text = exabgp_config(cfg, router_id, config_path)
+    try:
+        text = exabgp_config(cfg, router_id, config_path, set(peers) if peers else None)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
     if print_exabgp_config:
         click.echo(text, nl=False)
         return
     state_dir = Path(cfg.state_dir)
     try:
         state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        conf_file = state_dir / "exabgp.conf"
+        conf_file = Path(exabgp_conf) if exabgp_conf else state_dir / "exabgp.conf"
         conf_file.write_text(text)
     except OSError as exc:
         raise click.ClickException(
             f"cannot write the ExaBGP configuration in {state_dir}: {exc}"
         ) from None
     click.echo(f"evpn-agent: router-id {router_id}, VTEP {vtep_ip}; starting ExaBGP", err=True)
+    if handover:
+        os.environ[HANDOVER_ENV] = "1"
+    if after_pids:  # 'restart' without handover: ExaBGP starts once the old one is gone
+        os.environ[AFTER_PIDS_ENV] = ",".join(map(str, after_pids))
     exec_exabgp(str(conf_file), cfg.log_destination)
+
+
+@main.command()
+@click.option(
+    "--config",
+    "-c",
+    "config_path",
+    default=DEFAULT_CONFIG,
+    show_default=True,
+    type=click.Path(dir_okay=False),
+)
+@click.option(
+    "--no-handover",
+    is_flag=True,
+    help="Stop the old instance, then start the new one (the reflectors withdraw our routes).",
+)
+@click.option(
+    "--settle",
+    type=click.FloatRange(0, 60),
+    default=3.0,
+    show_default=True,
+    help="Seconds for the reflectors to pass the new instance's routes on.",
+)
+def restart(config_path: str, no_handover: bool, settle: float) -> None:
+    """Replace the running agent (ExaBGP and the core) by this installation's code and
+    the file's configuration, without losing traffic when there are two or more route
+    reflectors. Returns once the new instance is in charge and the old one is gone.
+
+    \b
+    Example (an upgrade):
+      /opt/evpn-agent/bin/pip install evpn-agent-NEW.whl
+      evpn-agent restart --config /etc/evpn-agent/evpn-agent.yaml
+    """
+    from evpn_agent.restart import RestartError
+    from evpn_agent.restart import restart as restart_agent
+
+    cfg = _load(config_path)
+    setup_logging(cfg.log_level, "stderr")
+    try:
+        outcome = restart_agent(
+            cfg,
+            config_path,
+            handover=not no_handover,
+            settle=settle,
+            say=lambda text: click.echo(f"evpn-agent restart: {text}", err=True),
+        )
+    except (RestartError, control.ControlError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(
+        f"restarted ({outcome.mode}): old PIDs {', '.join(map(str, outcome.old_pids))} gone, "
+        f"new ExaBGP PID {outcome.new_pid}"
+    )
 
 
 @main.group()

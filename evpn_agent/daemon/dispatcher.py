@@ -17,10 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from evpn_agent import control
 from evpn_agent.control import answers
 from evpn_agent.core.engine import Engine
 from evpn_agent.daemon import reload
+from evpn_agent.daemon.instance import Instance
 from evpn_agent.daemon.resync import Resync
 from evpn_agent.identity import rd_indexes, resolve
 from evpn_agent.kernel import Kernel
@@ -80,6 +80,8 @@ class Daemon:
     ) -> None:
         self.cfg = cfg
         self.config_path = config_path  # the file `run --config` named: what reload re-reads
+        # the control socket, our ExaBGP's peers and the handover of `evpn-agent restart`
+        self.instance = Instance(cfg, config_path)
         self.sighup = sighup  # SIGHUP reloads it (the real process only, not tests)
         self.speaker = speaker
         self.kernel = kernel
@@ -125,12 +127,8 @@ class Daemon:
             vtep_ip,
             ",".join(str(v) for v in sorted(engine.vnis)) or "none yet",
         )
-        server = await control.serve(self.cfg.control_socket, self.ask)
-        if self.cfg.metrics_address:
-            try:
-                self.metrics_server = await self.metrics.serve(self.cfg.metrics_address)
-            except OSError as exc:
-                log.error("cannot serve metrics on %s: %s", self.cfg.metrics_address, exc)
+        if await self.instance.open(self.ask):  # else a restart's new instance, not in charge
+            await self._serve_metrics()
         # Sessions that predate us (a respawn): their up time and what they negotiated.
         self.speaker.ask_sessions()
         # Our whole desired set, bracketed so the speaker drops what a predecessor announced
@@ -149,10 +147,17 @@ class Daemon:
             await self._own(engine)
         finally:
             watcher.cancel()
-            server.close()
+            self.instance.close()
             if self.metrics_server is not None:
                 self.metrics_server.close()
             self.kernel.close()
+
+    async def _serve_metrics(self) -> None:
+        if self.cfg.metrics_address:
+            try:
+                self.metrics_server = await self.metrics.serve(self.cfg.metrics_address)
+            except OSError as exc:
+                log.error("cannot serve metrics on %s: %s", self.cfg.metrics_address, exc)
 
     async def ask(self, request: dict[str, Any]) -> Any:
         """The control socket's handler: the owner answers, this task only waits."""
@@ -255,7 +260,7 @@ class Daemon:
         if self._refresh_at is None or now < self._refresh_at:
             return
         self._refresh_at = None
-        if not all(engine.peers.saw_start(rr.address) for rr in self.cfg.route_reflectors):
+        if not all(engine.peers.saw_start(peer) for peer in self.instance.peers()):
             self.speaker.ask_refresh()
             engine.refresh_asked(now)
 
@@ -337,6 +342,17 @@ class Daemon:
             if not isinstance(path, str):
                 raise ValueError("the agent does not know its configuration file: name it")
             return await reload.reload(self, engine, path, dry_run=bool(request.get("dry_run")))
+        if command == "instance":
+            return self.instance.describe()
+        if command == "set-peers":
+            return self.instance.set_peers(self.cfg, engine.router_id, request.get("peers"))
+        if command == "announce-main-pid":
+            return self.instance.announce_main()
+        if command == "take-over":
+            described = await self.instance.take_over()
+            if self.metrics_server is None:
+                await self._serve_metrics()
+            return described
         raise ValueError(f"unknown command {command!r}")
 
     async def _reconcile(self, engine: Engine, *, dry_run: bool) -> dict[str, Any]:

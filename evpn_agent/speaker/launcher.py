@@ -28,6 +28,7 @@ import os
 import signal
 import struct
 import sys
+import time
 from collections.abc import MutableMapping, Sequence
 from typing import Any
 
@@ -425,4 +426,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except compat.CompatError as exc:
         log.error("%s", exc)
         return 1
+    if not wait_for_predecessor(os.environ):
+        return 1
     return compat.run_exabgp(args, sys.argv[0])
+
+
+def wait_for_predecessor(environ: MutableMapping[str, str], timeout: float = 30.0) -> bool:
+    """``evpn-agent restart`` without handover: ExaBGP is imported, patched and checked;
+    it starts the moment the old instance is gone (its session must close first). False
+    if the old instance is still there after ``timeout`` seconds."""
+    pids = [int(pid) for pid in environ.pop(process.AFTER_PIDS_ENV, "").split(",") if pid]
+    deadline = time.monotonic() + timeout
+    while not all(process.process_gone(pid) for pid in pids):
+        if time.monotonic() >= deadline:
+            log.error("the old instance (PIDs %s) did not exit: not starting", pids)
+            return False
+        time.sleep(0.01)  # a poll: no event tells us another process exited
+    return True

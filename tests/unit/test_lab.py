@@ -255,9 +255,14 @@ def test_systemd_unit() -> None:
     unit.optionxform = str  # type: ignore[assignment,method-assign]  # keys are case-sensitive
     unit.read(REPO_ROOT / "configs" / "evpn-agent.service")
     service = unit["Service"]
-    assert service["Type"] == "simple"
+    # the core notifies readiness; a restart's new instance moves the main PID to itself
+    assert (service["Type"], service["NotifyAccess"]) == ("notify", "all")
     assert re.fullmatch(
         r"/\S+/bin/evpn-agent run --config /etc/evpn-agent/evpn-agent\.yaml", service["ExecStart"]
+    )
+    assert re.fullmatch(
+        r"/\S+/bin/evpn-agent reload --config /etc/evpn-agent/evpn-agent\.yaml",
+        service["ExecReload"],
     )
     assert service["Restart"] == "on-failure"
     assert service.get("User", "root") == "root"
