@@ -9,6 +9,7 @@ import asyncio
 import os
 import signal
 import socket
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -193,8 +194,15 @@ def test_restart_from_outside_the_unit_joins_the_unit(monkeypatch: pytest.Monkey
 
     # the real reading: systemd's hierarchy of this process, v1 or v2
     assert restart._cgroup(os.getpid()) == restart._cgroup("self") is not None
-    old = subprocess.Popen(["sleep", "30"], env={"NOTIFY_SOCKET": "/run/systemd/notify"})
+    old = subprocess.Popen(
+        # no exec after the line: /proc/PID/environ reads empty while one runs
+        [sys.executable, "-c", "import time; print('started', flush=True); time.sleep(30)"],
+        env={"NOTIFY_SOCKET": "/run/systemd/notify"},
+        stdout=subprocess.PIPE,
+    )
     try:
+        # until the child has exec'd, /proc/PID/environ is still this process's
+        assert old.stdout is not None and old.stdout.readline() == b"started\n"
         cgroups: dict[int | str, str] = {
             "self": "/user.slice/session-4.scope",
             old.pid: "/system.slice/evpn-agent.service",
