@@ -408,7 +408,7 @@ def reload_config(
 
     The file is validated as 'config check' does; on any problem nothing changes and
     every problem is printed. Keys that need a restart (router-id, local-as, vtep-ip,
-    local-address, control-socket, state-dir, netlink-buffer-size, route-reflectors)
+    local-address, control-socket, state-dir, netlink-buffer-size)
     make it refuse, with the reason. The same happens on SIGHUP and 'systemctl reload'.
 
     \b

@@ -119,8 +119,9 @@ def identity(old: Config, new: Config, running: Running) -> list[Change | Refusa
 
 
 def route_reflectors(old: Config, new: Config, running: Running) -> list[Change | Refusal]:
-    """ExaBGP's neighbors: changing them live is evpn-agent restart's handover, not ours
-    yet; a hook that can apply them returns Changes here instead."""
+    """ExaBGP's neighbors change live (the daemon re-renders ExaBGP's file and has it
+    reload): an added reflector's session comes up and gets our routes, a removed one's
+    closes, a changed one's (password, hold time, port) restarts; the others stay up."""
     before = {rr.address: rr for rr in old.route_reflectors}
     after = {rr.address: rr for rr in new.route_reflectors}
     if before == after:
@@ -128,7 +129,7 @@ def route_reflectors(old: Config, new: Config, running: Running) -> list[Change 
     what = [f"+{a}" for a in after if a not in before]
     what += [f"-{a}" for a in before if a not in after]
     what += [f"~{a}" for a in after if a in before and after[a] != before[a]]
-    return [Refusal("route-reflectors", f"{RESTART} ({' '.join(what)})")]
+    return [Change("route-reflectors", ", ".join(sorted(before)), " ".join(what))]
 
 
 def _targets_text(t: VniTargets | None) -> str:

@@ -56,7 +56,7 @@ async def reload(daemon: Daemon, engine: Engine, path: str, *, dry_run: bool) ->
         _count(result, work.ops, [c.withdraw for c in work.changes])
         return result
     reconfigure.apply(engine, new, plan)
-    result["failed"] = await _edges(daemon, new, plan)
+    result["failed"] = await _edges(daemon, engine, new, plan)
     daemon.cfg = new
     daemon.prepare(engine)  # a VNI added needs its RD number before it is announced
     work = engine.take_work()
@@ -92,7 +92,9 @@ def _quiet() -> Iterator[None]:
         logging.disable(logging.NOTSET)
 
 
-async def _edges(daemon: Daemon, new: Config, plan: reconfigure.Plan) -> list[str]:
+async def _edges(
+    daemon: Daemon, engine: Engine, new: Config, plan: reconfigure.Plan
+) -> list[str]:
     """The daemon's own part of the plan; returns what could not be done (and stays)."""
     failed: list[str] = []
     if plan.touches("log-level", "log-destination"):
@@ -100,6 +102,11 @@ async def _edges(daemon: Daemon, new: Config, plan: reconfigure.Plan) -> list[st
             setup_logging(new.log_level, new.log_destination)
         except OSError as exc:
             failed.append(f"log-destination {new.log_destination}: {exc}")
+    if plan.touches("route-reflectors"):
+        try:
+            daemon.instance.set_peers(new, engine.router_id, None)
+        except (OSError, ValueError) as exc:
+            failed.append(f"route-reflectors: {exc}")
     if plan.touches("reconcile-interval"):
         interval = new.reconcile_interval
         daemon.reschedule_reconcile(daemon.clock() + interval if interval else None)

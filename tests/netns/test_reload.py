@@ -37,6 +37,7 @@ ZERO_MAC = "00:00:00:00:00:00"
 class Lab:
     fab: Fabric
     rr: Box
+    rr2: Box  # a reflector the agent does not peer with until a reload adds it
     fv: Box
     a1: Box
     agent: AgentProcess
@@ -69,6 +70,7 @@ def lab() -> Iterator[Lab]:
     skip_unless_supported()
     with Fabric("evrl") as fab:
         rr = fab.add_route_reflector("rr", 1)
+        rr2 = fab.add_route_reflector("rr2", 2)
         try:
             fv = fab.add_frr_vtep("fv", 11, rrs=[rr])
             a1 = fab.add_agent_vtep("a1", 21)
@@ -84,7 +86,7 @@ def lab() -> Iterator[Lab]:
             base = json.loads(agent.config.read_text())
             for box in (fv, a1):
                 fab.wait_established(rr, box.address)
-            lab = Lab(fab, rr, fv, a1, agent, hosts, base)
+            lab = Lab(fab, rr, rr2, fv, a1, agent, hosts, base)
             for a, b in (("x1", "x2"), ("x2", "x1"), ("y1", "y2"), ("y2", "y1")):
                 wait_until(lambda a=a, b=b: hosts[a].ping(hosts[b].ip), 30, f"{a} -> {b}")
             yield lab
@@ -179,6 +181,31 @@ def test_vni_added_and_removed_live(lab: Lab) -> None:
         applied(lab.reload())
         wait_until(lambda: lab.remote(lab.a1, "vxlan200") == frr_200, 20, "a1 serves 200 again")
         wait_until(lambda: lab.remote(lab.a1, "vxlan300") == set(), 20, "a1 retires 300")
+
+
+def test_reflector_added_and_removed_live(lab: Lab) -> None:
+    """Only the added reflector's session comes up (and gets our routes), only the removed
+    one's goes; the session to the other reflector is kept throughout (untouched)."""
+    rr2, me = lab.rr2, lab.a1.address
+
+    def received() -> int:
+        peers = lab.rr2.vtysh_json("show bgp l2vpn evpn summary json").get("peers", {})
+        return int(peers.get(me, {}).get("pfxRcd", 0))
+
+    reflectors = list(lab.base["route-reflectors"])
+    first = reflectors[0]
+    extra = {**first, "address": rr2.address} if isinstance(first, dict) else rr2.address
+    with untouched(lab):
+        lab.write(**{"route-reflectors": [*reflectors, extra]})
+        assert f"+{rr2.address}" in applied(lab.reload())
+        lab.fab.wait_established(rr2, me)
+        # our type 3s (VNIs 100, 200) and the MACs of our hosts there
+        wait_until(lambda: received() >= 4, 30, "rr2 holds a1's routes")
+        assert rr2.address in lab.agent.cli("show", "peers")
+        lab.write()
+        assert f"-{rr2.address}" in applied(lab.reload())
+        wait_until(lambda: rr2.evpn_peer_state(me) != "Established", 30, "rr2's session gone")
+    assert rr2.address not in lab.agent.cli("show", "peers")
 
 
 def counters(lab: Lab) -> dict[str, int]:

@@ -105,9 +105,6 @@ OTHER_RR = "local-as: 65000\nsweep-delay: 0\nroute-reflectors: "
         (BASE + "state-dir: /var/lib/other", "state-dir"),
         (BASE + "netlink-buffer-size: 1048576", "netlink-buffer-size"),
         (BASE.replace("65000", "65001"), "local-as"),
-        (OTHER_RR + f"[{RR}, 192.0.2.2]", "route-reflectors"),
-        (OTHER_RR + "[192.0.2.2]", "route-reflectors"),
-        (OTHER_RR + f"[{{address: {RR}, hold-time: 30}}]", "route-reflectors"),
     ],
 )
 def test_restart_keys_are_refused_with_the_reason(text: str, key: str) -> None:
@@ -147,6 +144,23 @@ def test_every_key_is_either_live_or_refused() -> None:
     for name, value in other.items():
         plan = reconfigure.diff(cfg(), dataclasses.replace(cfg(), **{name: value}), RUNNING)
         assert plan.changes or plan.refused, name
+
+
+@pytest.mark.parametrize(
+    ("reflectors", "what"),
+    [
+        (f"[{RR}, 192.0.2.2]", "+192.0.2.2"),
+        ("[192.0.2.2]", f"+192.0.2.2 -{RR}"),
+        (f"[{{address: {RR}, hold-time: 30}}]", f"~{RR}"),
+    ],
+)
+def test_reflectors_change_live(reflectors: str, what: str) -> None:
+    plan = reconfigure.diff(cfg(), parse(OTHER_RR + reflectors), RUNNING)
+    assert plan.refused == ()
+    assert [(c.key, c.new) for c in plan.changes] == [("route-reflectors", what)]
+    state = engine()
+    reconfigure.apply(state, parse(OTHER_RR + reflectors), plan)
+    assert state.take_work().ops == []  # the core has nothing to write: the daemon's edge
 
 
 def test_reflectors_in_another_order_are_no_change() -> None:
