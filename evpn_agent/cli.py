@@ -410,6 +410,8 @@ def reload_config(
     every problem is printed. Keys that need a restart (router-id, local-as, vtep-ip,
     local-address, control-socket, state-dir, netlink-buffer-size)
     make it refuse, with the reason. The same happens on SIGHUP and 'systemctl reload'.
+    If the installed evpn-agent differs from the running one (an upgrade since it started),
+    reload runs 'evpn-agent restart' instead: the upgrade path of 'systemctl reload'.
 
     \b
     Example:
@@ -427,11 +429,39 @@ def reload_config(
             _reload_exit({"source": config_path, "valid": False, "problems": exc.problems}, as_json)
         cfg = None  # the agent re-reads its own file and reports what is wrong with it
     socket = socket_path or (cfg.control_socket if cfg else DEFAULT_SOCKET)
+    if cfg is not None and _upgraded(socket, dry_run):
+        # 'systemctl reload' after an upgrade: the new code must run, not only the file
+        if dry_run:
+            return
+        ctx = click.get_current_context()
+        ctx.invoke(restart, config_path=config_path or DEFAULT_CONFIG)
+        return
     try:
         result = control.request(socket, "reload", timeout=120.0, **args)
     except control.ControlError as exc:
         raise click.ClickException(str(exc)) from None
     _reload_exit(result, as_json)
+
+
+def _upgraded(socket: str, dry_run: bool) -> bool:
+    """The running instance runs other code than this installation's (an upgrade since it
+    started): say so; reload then restarts it (hitless)."""
+    from evpn_agent import code
+
+    try:
+        running = control.request(socket, "instance").get("codeHash")
+    except control.ControlError:
+        return False  # reload itself reports an agent that does not answer
+    installed = code.fingerprint()
+    if running is None or running == installed:
+        return False
+    verb = "would restart" if dry_run else "restarting"
+    click.echo(
+        f"evpn-agent reload: the running agent runs other code ({running}) than the installed"
+        f" ({installed}): {verb} it (evpn-agent restart) to run the installed code",
+        err=True,
+    )
+    return True
 
 
 def _reload_exit(result: dict[str, Any], as_json: bool) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import evpn_agent
-from evpn_agent import control
+from evpn_agent import code, control
 from evpn_agent.daemon import notify
 from evpn_agent.model import Config
 from evpn_agent.speaker.process import CONF_ENV, configured_peers, exabgp_config, set_peers
@@ -143,6 +143,8 @@ class Instance:
             "handover": self.socket_path != self.cfg.control_socket,
             "code": os.path.dirname(os.path.abspath(evpn_agent.__file__)),
             "version": evpn_agent.__version__,
+            # the ExaBGP launcher's (a fake speaker: ours)
+            "codeHash": os.environ.get(code.ENV) or code.fingerprint(),
         }
 
     def close(self) -> None:

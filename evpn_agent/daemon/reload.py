@@ -92,9 +92,7 @@ def _quiet() -> Iterator[None]:
         logging.disable(logging.NOTSET)
 
 
-async def _edges(
-    daemon: Daemon, engine: Engine, new: Config, plan: reconfigure.Plan
-) -> list[str]:
+async def _edges(daemon: Daemon, engine: Engine, new: Config, plan: reconfigure.Plan) -> list[str]:
     """The daemon's own part of the plan; returns what could not be done (and stays)."""
     failed: list[str] = []
     if plan.touches("log-level", "log-destination"):

@@ -32,6 +32,7 @@ import time
 from collections.abc import MutableMapping, Sequence
 from typing import Any
 
+from evpn_agent import code
 from evpn_agent.model import AdvertChange, ImetAdvert, MacAdvert
 from evpn_agent.speaker import compat, grammar, process, selftest, wire_encode
 from evpn_agent.speaker.advert_table import AdvertTable
@@ -417,6 +418,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging()
     args = _env_file_to_environment(args, os.environ)
     apply_environment()
+    # what this ExaBGP runs, for its cores to report (a core respawned after an upgrade
+    # loads the new files; the session and the patches are still this process's)
+    os.environ[code.ENV] = code.fingerprint()
     try:
         compat.check_version()
         selftest.check_internals(COMMANDS, handle)

@@ -150,12 +150,14 @@ def _gone(pid: int) -> bool:
 
 
 def _restart(
-    agent: AgentProcess, env: dict[str, str] | None = None
+    agent: AgentProcess, env: dict[str, str] | None = None, command: str = "restart"
 ) -> subprocess.CompletedProcess[str]:
+    # python -m puts the working directory first: run from the installation under test
+    where = (env or {}).get("PYTHONPATH", str(REPO_ROOT))
     return subprocess.run(
-        [IP, "netns", "exec", agent.box.netns.name, PYTHON, "-m", "evpn_agent.cli", "restart",
+        [IP, "netns", "exec", agent.box.netns.name, PYTHON, "-m", "evpn_agent.cli", command,
          "--config", str(agent.config)],
-        capture_output=True, text=True, timeout=120, cwd=REPO_ROOT,
+        capture_output=True, text=True, timeout=120, cwd=where,
         env={**os.environ, **(env or {})},
     )  # fmt: skip
 
@@ -185,7 +187,9 @@ def _instance(agent: AgentProcess) -> dict[str, Any]:
     return dict(control.request(str(agent.socket), "instance", timeout=5))
 
 
-def _check_restart(lab: Lab, env: dict[str, str] | None = None) -> dict[str, Any]:
+def _check_restart(
+    lab: Lab, env: dict[str, str] | None = None, command: str = "restart"
+) -> dict[str, Any]:
     agent = lab.agents["a2"]
     old = _instance(agent)
     _notifications(lab)  # what the start sent
@@ -194,7 +198,7 @@ def _check_restart(lab: Lab, env: dict[str, str] | None = None) -> dict[str, Any
     pings = Pings(lab)
     started = time.monotonic()
     try:
-        proc = _restart(agent, {"NOTIFY_SOCKET": lab.notify.getsockname(), **(env or {})})
+        proc = _restart(agent, {"NOTIFY_SOCKET": lab.notify.getsockname(), **(env or {})}, command)
     finally:
         time.sleep(1.0)  # a second of pings after the command returned counts too
         results = pings.stop()
@@ -246,6 +250,19 @@ def test_restart_as_an_upgrade_runs_the_other_installation(two: Lab, tmp_path: P
     assert new["code"] == str(other / "evpn_agent")
     core_cmdline = Path(f"/proc/{new['corePid']}/environ").read_bytes()
     assert f"PYTHONPATH={other}".encode() in core_cmdline.split(b"\0")
+
+
+def test_reload_after_an_upgrade_restarts_into_the_new_code(two: Lab, tmp_path: Path) -> None:
+    """'systemctl reload' after an upgrade: the installed code differs from the running
+    one, so reload does the hitless restart (same checks as restart) instead."""
+    other = tmp_path / "upgraded"
+    shutil.copytree(REPO_ROOT / "evpn_agent", other / "evpn_agent")
+    with (other / "evpn_agent" / "__init__.py").open("a") as init:
+        init.write("# the next release\n")  # other code: another fingerprint
+    unchanged = _restart(two.agents["a2"], command="reload")  # same code: only the file
+    assert unchanged.returncode == 0 and "restarting" not in unchanged.stderr, unchanged.stderr
+    new = _check_restart(two, env={"PYTHONPATH": str(other)}, command="reload")
+    assert new["code"] == str(other / "evpn_agent")
 
 
 def _measure(lab: Lab, *args: str) -> tuple[dict[str, Any], dict[str, list[str]]]:
