@@ -45,8 +45,8 @@ def main() -> None:
     the kernel's VXLAN FDB, flood lists and neighbour tables."""
 
 
-@main.command()
-@click.option(
+# the agent's configuration file, for the commands that start or replace it
+_config_file_option = click.option(
     "--config",
     "-c",
     "config_path",
@@ -54,6 +54,10 @@ def main() -> None:
     show_default=True,
     type=click.Path(dir_okay=False),
 )
+
+
+@main.command()
+@_config_file_option
 @click.option(
     "--print-exabgp-config",
     is_flag=True,
@@ -115,14 +119,7 @@ def run(
 
 
 @main.command()
-@click.option(
-    "--config",
-    "-c",
-    "config_path",
-    default=DEFAULT_CONFIG,
-    show_default=True,
-    type=click.Path(dir_okay=False),
-)
+@_config_file_option
 @click.option(
     "--no-handover",
     is_flag=True,

@@ -22,6 +22,7 @@ from __future__ import annotations
 from evpn_agent.speaker.wire_format import (
     CLUSTER_LIST,
     EVPN_FAMILY,
+    EXPECTED_CATEGORY,
     EXTENDED_COMMUNITIES,
     EXTENDED_LENGTH,
     IMET_ROUTE,
@@ -35,7 +36,6 @@ from evpn_agent.speaker.wire_format import (
     ORIGINATOR_ID,
     PMSI_HEADER_SIZE,
     PMSI_INGRESS_REPLICATION,
-    PMSI_TUNNEL,
     TRANSITIVE,
 )
 
@@ -46,18 +46,7 @@ MED = 4
 _CATEGORY = 0xE0  # optional, transitive, partial: extended length and the unused bits aside
 # Attribute code -> its flags (optional, transitive, partial) as RFC 4271/4456/4760/4360/6514
 # define them. Anything else is ExaBGP's to decode.
-_FLAGS = {
-    ORIGIN: TRANSITIVE,
-    AS_PATH: TRANSITIVE,
-    MED: OPTIONAL,
-    LOCAL_PREF: TRANSITIVE,
-    ORIGINATOR_ID: OPTIONAL,
-    CLUSTER_LIST: OPTIONAL,
-    MP_REACH_NLRI: OPTIONAL,
-    MP_UNREACH_NLRI: OPTIONAL,
-    EXTENDED_COMMUNITIES: OPTIONAL | TRANSITIVE,
-    PMSI_TUNNEL: OPTIONAL | TRANSITIVE,
-}
+_FLAGS = {**EXPECTED_CATEGORY, AS_PATH: TRANSITIVE, MED: OPTIONAL}
 # Type 2 value lengths by IP length in bits (one label, or two), as ExaBGP accepts them.
 _MAC_ROUTE_SIZES = {0: (33, 36), 32: (37, 40), 128: (49, 52)}
 
