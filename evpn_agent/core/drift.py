@@ -49,6 +49,9 @@ class Drift:
     matched_at: dict[int, float] = field(default_factory=dict)
     repaired_at: dict[int, float] = field(default_factory=dict)
     repairs: dict[int, Counter[str]] = field(default_factory=dict)  # VNI -> action -> n
+    # the last full comparison found every VNI as the routes want it and repaired nothing
+    # (cleared by anything it did not see: a write that failed, a deletion by others)
+    all_matched: bool = False
 
     def dump_loaded(self, compare: Dirty, complete: bool) -> None:
         """A dump became the mirror: ``compare`` holds every key. An incomplete dump may
@@ -101,9 +104,19 @@ class Drift:
                 self.checked_at[vni] = now
                 if vni not in self.differs:
                     self.matched_at[vni] = now
+            self.all_matched = not self.differs and not self.pending
+        elif self.noticed or self.pending:
+            self.all_matched = False
         self.checking = False
         self.differs.clear()
         self.noticed = Dirty()
+
+    def still_matched(self, vnis: Iterable[int], now: float) -> None:
+        """A complete dump found the kernel exactly as we believed, with nothing pending
+        since a comparison that matched: a check that matches, without comparing again."""
+        for vni in vnis:
+            self.checked_at[vni] = self.matched_at[vni] = now
+        self.checking = False
 
     def applied(self, ops: Sequence[Op], failed: Set[Op], now: float) -> list[tuple[Op, Repair]]:
         """The repairs among ``ops`` that the kernel acknowledged."""

@@ -155,6 +155,8 @@ def retry_key(s: State, op: Op) -> RetryKey | None:
 def kernel_applied(s: State, ops: Sequence[Op], failed: Iterable[Op]) -> None:
     """Record acked writes in the mirror; failed ops are planned again after a backoff."""
     bad = set(failed)
+    if bad:
+        s.drift.all_matched = False  # the kernel differs from our plan: compare next time
     if s.drift.pending:
         _repaired(s, s.drift.applied(ops, bad, s.now))
     for op in ops:

@@ -239,3 +239,35 @@ def test_a_deletion_the_kernel_reports_is_drift_and_our_own_echo_is_not() -> Non
     state.on_kernel([FdbRemoved(flood()), NeighRemoved(neigh())], 11)
     assert state.take_kernel_ops() == []
     assert sum(repairs(state).values()) == 2
+
+
+def test_a_dump_equal_to_what_we_believe_is_a_match_without_comparing() -> None:
+    """The periodic reconcile when nothing happened: no key is compared again (that is
+    its whole idle cost), and the VNI counts as checked and matching."""
+    state = converged()
+    state.now = 30
+    state.load_snapshot(KernelSnapshot(links(), EVERYTHING, (neigh(),), True))  # type: ignore[arg-type]
+    assert not state.drift.compare and not state.drift.checking
+    assert state.take_kernel_ops() == []
+    row = vni_row(state, 30)
+    assert (row["kernelCheckedSecondsAgo"], row["kernelMatchedSecondsAgo"]) == (0, 0)
+
+
+def test_anything_the_last_comparison_did_not_see_compares_every_key_again() -> None:
+    # the kernel differs from what we believe: a full comparison, which repairs it
+    state = converged()
+    assert reconcile(state, (fdb(dst=BOGUS_VTEP), flood()), (neigh(),), 10) == {
+        AddFdb(VX, REMOTE_MAC, VTEP, None)
+    }
+    assert repairs(state) == {"repairs:remote-mac:restored": 1}
+    # that check repaired something: the next one compares again (and matches)
+    state.now = 20
+    state.load_snapshot(KernelSnapshot(links(), EVERYTHING, (neigh(),), True))  # type: ignore[arg-type]
+    assert state.drift.checking and state.drift.compare
+    state.kernel_applied(state.take_kernel_ops(), [])  # type: ignore[arg-type]
+    assert state.drift.all_matched
+    # a write the kernel refused since: compare again, although the dump is as believed
+    state.on_bgp([RouteWithdrawn(RR, mac_route(ip=IP).key)], 21)
+    ops = state.take_kernel_ops()
+    state.kernel_applied(ops, ops)  # type: ignore[arg-type]
+    assert not state.drift.all_matched
