@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 
 from evpn_agent.kernel import netlink
 from evpn_agent.kernel.bridge_vlan import PortVlans, decode_port_vlans
-from evpn_agent.kernel.links import decode_link, parse_link
+from evpn_agent.kernel.links import link_of, parse_link
 from evpn_agent.kernel.neighbours import decode_neighbour
 from evpn_agent.kernel.netlink import (
     AF_BRIDGE,
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 def _link_at(buf: bytearray, offset: int) -> Link:
     (length,) = U32.unpack_from(buf, offset)
-    return decode_link(parse_link(bytes(buf[offset : offset + length])))
+    return link_of(bytes(buf[offset : offset + length]))
 
 
 def _port_vlans_at(buf: bytearray, offset: int) -> PortVlans:

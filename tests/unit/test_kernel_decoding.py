@@ -332,3 +332,25 @@ def test_kernel_echo_filter_without_devices_passes_everything() -> None:
     program = build_program((), ())
     assert run_program(program, fdb(NEWNEIGH, VX, "02:00:5e:00:01:01", 0x10)) != 0
     assert run_program(program, neigh_msg(DELNEIGH, AF_INET, BR, 0x40, 0x10, [])) != 0
+
+
+def test_fast_link_decoder_agrees_with_pyroute2() -> None:
+    """link_of (the dump's decoder) reads what decode_link(parse_link(...)) reads."""
+    from evpn_agent.kernel.links import link_of
+
+    messages = [
+        vxlan_link_msg(),
+        link_msg(BR, "br0", "bridge", [("IFLA_BR_VLAN_FILTERING", 1)],
+                 [("IFLA_ADDRESS", "02:00:5E:00:00:04")]),
+        link_msg(BR, "br1", "bridge", [("IFLA_BR_VLAN_FILTERING", 0)]),
+        link_msg(9, "br0.10", "vlan", [("IFLA_VLAN_ID", 10)], [("IFLA_LINK", BR)]),
+        link_msg(11, "vx6", "vxlan", [("IFLA_VXLAN_ID", 16777215),
+                                       ("IFLA_VXLAN_LOCAL6", "2001:db8::21"),
+                                       ("IFLA_VXLAN_LEARNING", 1)], [("IFLA_MASTER", BR)]),
+        link_msg(12, "veth0", "veth", None, [("IFLA_MASTER", BR)]),
+        link_msg(13, "lo", "", None),
+    ]  # fmt: skip
+    for data in messages:
+        assert link_of(data) == decode_link(parse_link(data)), parse_link(data)
+    # truncated attributes end the walk instead of raising
+    assert link_of(messages[0][:-3]).ifindex == VX
