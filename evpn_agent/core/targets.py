@@ -6,6 +6,7 @@ RTs follow FRR's auto derivation so mixed fabrics import each other's routes: ex
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Mapping
 
@@ -40,8 +41,11 @@ class Importer:
         return None
 
 
+@functools.lru_cache(maxsize=4096)
 def route_distinguisher(router_id: str, index: int) -> RouteDistinguisher:
-    """Our RD for a VNI: ``router-id:index`` (type 1), the index from assign_rd_indexes."""
+    """Our RD for a VNI: ``router-id:index`` (type 1), the index from assign_rd_indexes.
+
+    Cached: asked for every advert planned, and parsing the router-id is not cheap."""
     return RouteDistinguisher(ipaddress.IPv4Address(router_id), index)
 
 

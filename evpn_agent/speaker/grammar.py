@@ -338,10 +338,26 @@ def parse(line: str) -> Command:
 def render_batch(changes: Sequence[AdvertChange]) -> str:
     """One ``announce evpn batch`` line for ``changes`` (without the trailing newline)."""
     entries: list[list[object]] = []
+    # A batch is mostly one VNI after another: spell an RD and its RTs once per run of
+    # changes that share them (the same objects), not once per change.
+    rd: object = None
+    rd_text = ""
+    rts: object = None
+    rt_texts: list[str] = []
     for change in changes:
         advert = change.advert
-        rts = [] if change.withdraw else [str(rt) for rt in advert.rts]
-        entry: list[object] = [int(change.withdraw), str(advert.rd), advert.vni, advert.vtep, rts]
+        if advert.rd is not rd:
+            rd, rd_text = advert.rd, str(advert.rd)
+        if advert.rts is not rts:
+            rts, rt_texts = advert.rts, [str(rt) for rt in advert.rts]
+        withdraw = change.withdraw
+        entry: list[object] = [
+            int(withdraw),
+            rd_text,
+            advert.vni,
+            advert.vtep,
+            [] if withdraw else rt_texts,
+        ]
         if isinstance(advert, MacAdvert):
             entry += [advert.mac, advert.ip, advert.seq, int(advert.sticky)]
         entries.append(entry)
