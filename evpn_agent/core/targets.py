@@ -17,6 +17,13 @@ def default_export_rt(local_as: int, vni: int) -> RouteTarget:
     return RouteTarget(local_as & 0xFFFF, vni)
 
 
+@functools.lru_cache(maxsize=4096)
+def default_export_rts(local_as: int, vni: int) -> tuple[RouteTarget, ...]:
+    """The export RTs of a VNI without configured ones; cached (one per advert planned),
+    and the same tuple each time lets a batch line spell it once."""
+    return (default_export_rt(local_as, vni),)
+
+
 class Importer:
     """Decides which local VNI a received route belongs to, from its RTs alone."""
 
