@@ -215,13 +215,17 @@ def advert_change(cmd: grammar.Command) -> AdvertChange:
     return AdvertChange(advert, cmd.action is grammar.Action.WITHDRAW)
 
 
-def keyed(changes: Sequence[AdvertChange]) -> tuple[list[tuple[bytes, AdvertChange]], list[str]]:
-    """Each change with its route key, and why each change that cannot be sent was not."""
-    out: list[tuple[bytes, AdvertChange]] = []
+def keyed(
+    changes: Sequence[AdvertChange],
+) -> tuple[list[tuple[bytes, wire_encode.Prepared]], list[str]]:
+    """Each change with its route key, prepared (encoded once, here), and why each change
+    that cannot be sent was not."""
+    out: list[tuple[bytes, wire_encode.Prepared]] = []
     errors: list[str] = []
+    prepare = wire_encode.prepare
     for change in changes:
         try:
-            out.append((wire_encode.route_of(change), change))
+            out.append(prepare(change))
         except (ValueError, TypeError) as exc:
             errors.append(f"{change.advert!r}: {exc}")
     return out, errors
@@ -255,7 +259,7 @@ class AdvertPath(compat.AdvertHooks):
             return False, []
         bracket, queue.bracket = queue.bracket, False
         try:
-            encoded = wire_encode.encode_changes(queue.take(self.table.routes), max_size)
+            encoded = wire_encode.encode_prepared(queue.take(self.table.routes), max_size)
         except Exception:
             # A bug here must not reset the session from inside ExaBGP's peer loop.
             log.exception("cannot encode our routes")

@@ -35,6 +35,7 @@ import socket
 import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from evpn_agent.model import (
     MAX_VNI,
@@ -76,7 +77,17 @@ from evpn_agent.speaker.wire_format import (
     UPDATE,
 )
 
-__all__ = ["Encoded", "Unencodable", "encode_changes", "end_of_rib", "route_of"]
+__all__ = [
+    "Encoded",
+    "Prepared",
+    "Unencodable",
+    "encode_changes",
+    "encode_prepared",
+    "end_of_rib",
+    "prepare",
+    "route_of",
+    "withdrawal",
+]
 
 _MAX_U32 = (1 << 32) - 1
 _ETAG_ZERO = bytes(4)
@@ -99,36 +110,68 @@ class _Unencodable(ValueError):
 Unencodable = _Unencodable  # what route_of raises; the message says why
 
 
+class Prepared(NamedTuple):
+    """A change with the bytes it is sent as, computed once: a table of routes keeps these
+    and packs them later without encoding each route again."""
+
+    nlri: bytes
+    group: tuple[bytes, bytes] | None  # (next hop, path attributes); None: a withdraw
+    change: AdvertChange
+
+
+def prepare(change: AdvertChange) -> tuple[bytes, Prepared]:
+    """(the route ``change`` is about, the change prepared): Unencodable if it cannot be
+    encoded. The route is the NLRI without its label, the identity of last-change-wins."""
+    nlri, route = _nlri(change.advert)
+    group = None if change.withdraw else _group(change.advert)
+    return route, Prepared(nlri, group, change)
+
+
+def withdrawal(item: Prepared) -> Prepared:
+    """The withdraw of the announce ``item`` (the same NLRI, label included)."""
+    return Prepared(item.nlri, None, AdvertChange(item.change.advert, withdraw=True))
+
+
 def route_of(change: AdvertChange) -> bytes:
     """The route ``change`` is about (its NLRI without the label), checking that
     :func:`encode_changes` will encode it: Unencodable otherwise. Callers that keep a table
     of routes key it with this, the identity the encoder's last-change-wins uses."""
-    _, route = _nlri(change.advert)
-    if not change.withdraw:
-        _group(change.advert)
-    return route
+    return prepare(change)[0]
 
 
 def encode_changes(changes: Iterable[AdvertChange], max_size: int = MIN_MESSAGE_SIZE) -> Encoded:
     """The UPDATE messages that announce and withdraw ``changes``, in as few as fit."""
-    if not MIN_MESSAGE_SIZE <= max_size <= MAX_MESSAGE_SIZE:
-        raise ValueError(f"max_size must be {MIN_MESSAGE_SIZE}..{MAX_MESSAGE_SIZE}")
+    _check_size(max_size)
     refused: list[tuple[AdvertChange, str]] = []
-    # route (NLRI without label) -> the last change for it: (NLRI, group or None, change)
-    last: dict[bytes, tuple[bytes, tuple[bytes, bytes] | None, AdvertChange]] = {}
+    last: dict[bytes, Prepared] = {}  # route -> the last change for it
     for change in changes:
         try:
-            nlri, route = _nlri(change.advert)
-            group = None if change.withdraw else _group(change.advert)
+            route, item = prepare(change)
         except _Unencodable as exc:
             refused.append((change, str(exc)))
             continue
         last.pop(route, None)  # a later change moves the route to the end
-        last[route] = (nlri, group, change)
+        last[route] = item
+    return _encode(last.values(), max_size, refused)
 
+
+def encode_prepared(items: Iterable[Prepared], max_size: int = MIN_MESSAGE_SIZE) -> Encoded:
+    """:func:`encode_changes` for changes already prepared, one per route."""
+    _check_size(max_size)
+    return _encode(items, max_size, [])
+
+
+def _check_size(max_size: int) -> None:
+    if not MIN_MESSAGE_SIZE <= max_size <= MAX_MESSAGE_SIZE:
+        raise ValueError(f"max_size must be {MIN_MESSAGE_SIZE}..{MAX_MESSAGE_SIZE}")
+
+
+def _encode(
+    items: Iterable[Prepared], max_size: int, refused: list[tuple[AdvertChange, str]]
+) -> Encoded:
     withdrawn: list[tuple[bytes, AdvertChange]] = []
     groups: dict[tuple[bytes, bytes], list[tuple[bytes, AdvertChange]]] = {}
-    for nlri, group, change in last.values():
+    for nlri, group, change in items:
         if group is None:
             withdrawn.append((nlri, change))
         else:
