@@ -371,6 +371,9 @@ def _batch_rd(text: str) -> RouteDistinguisher:
 
 @functools.lru_cache(maxsize=4096)
 def _batch_rts(texts: tuple[str, ...]) -> tuple[RouteTarget, ...]:
+    # checked here, once per distinct list, rather than on every entry
+    if not all(isinstance(text, str) for text in texts):
+        raise GrammarError("route targets must be strings")
     return tuple(RouteTarget.parse(text) for text in texts)
 
 
@@ -402,15 +405,16 @@ def _batch_change(entry: object) -> AdvertChange:
     withdraw, rd, vni, vtep, rts = entry[:5]
     if withdraw not in (0, 1) or not isinstance(rd, str) or not isinstance(rts, list):
         raise GrammarError("withdraw must be 0 or 1, rd a string, rts a list")
-    if not all(isinstance(rt, str) for rt in rts):
-        raise GrammarError("route targets must be strings")
+    try:
+        rts_ = _batch_rts(tuple(rts))
+    except TypeError:  # a list or an object among them (unhashable)
+        raise GrammarError("route targets must be strings") from None
     advert: MacAdvert | ImetAdvert
     if len(entry) == 5:
-        advert = ImetAdvert(_batch_rd(rd), vni, vtep, _batch_rts(tuple(rts)))
+        advert = ImetAdvert(_batch_rd(rd), vni, vtep, rts_)
     else:
         mac, ip, seq, sticky = entry[5:]
         if sticky not in (0, 1):
             raise GrammarError("sticky must be 0 or 1")
-        rd_, rts_ = _batch_rd(rd), _batch_rts(tuple(rts))
-        advert = MacAdvert(rd_, vni, mac, ip, vtep, rts_, seq, sticky == 1)
+        advert = MacAdvert(_batch_rd(rd), vni, mac, ip, vtep, rts_, seq, sticky == 1)
     return AdvertChange(advert, withdraw == 1)
