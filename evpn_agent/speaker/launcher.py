@@ -220,15 +220,8 @@ def keyed(
 ) -> tuple[list[tuple[bytes, wire_encode.Prepared]], list[str]]:
     """Each change with its route key, prepared (encoded once, here), and why each change
     that cannot be sent was not."""
-    out: list[tuple[bytes, wire_encode.Prepared]] = []
-    errors: list[str] = []
-    prepare = wire_encode.prepare
-    for change in changes:
-        try:
-            out.append(prepare(change))
-        except (ValueError, TypeError) as exc:
-            errors.append(f"{change.advert!r}: {exc}")
-    return out, errors
+    out, refused = wire_encode.prepare_many(changes)
+    return out, [f"{change.advert!r}: {reason}" for change, reason in refused]
 
 
 class AdvertPath(compat.AdvertHooks):

@@ -85,6 +85,7 @@ __all__ = [
     "encode_prepared",
     "end_of_rib",
     "prepare",
+    "prepare_many",
     "route_of",
     "withdrawal",
 ]
@@ -125,6 +126,43 @@ def prepare(change: AdvertChange) -> tuple[bytes, Prepared]:
     nlri, route = _nlri(change.advert)
     group = None if change.withdraw else _group(change.advert)
     return route, Prepared(nlri, group, change)
+
+
+def prepare_many(
+    changes: Iterable[AdvertChange],
+) -> tuple[list[tuple[bytes, Prepared]], list[tuple[AdvertChange, str]]]:
+    """:func:`prepare` for each of ``changes``, and those that cannot be with why (its
+    ValueError or TypeError). The changes of a batch line share their RD and attributes,
+    often the same objects one after another: those are encoded once per run, not per
+    change."""
+    out: list[tuple[bytes, Prepared]] = []
+    refused: list[tuple[AdvertChange, str]] = []
+    rd_of: object = None
+    rd = b""
+    group_of: tuple[object, ...] = ()
+    group: tuple[bytes, bytes] | None = None
+    for change in changes:
+        advert = change.advert
+        try:
+            if advert.rd is not rd_of:
+                rd, rd_of = _rd(advert.rd), advert.rd
+            nlri, route = _nlri(advert, rd)
+            if change.withdraw:
+                out.append((route, Prepared(nlri, None, change)))
+                continue
+            # what _group reads; the types too, so that 1 does not stand for True
+            if isinstance(advert, MacAdvert):
+                seq = advert.seq
+                key: tuple[object, ...] = (advert.rts, advert.vtep, seq, type(seq), advert.sticky)
+            else:
+                key = (advert.rts, advert.vtep, advert.vni, type(advert.vni))
+            if key != group_of:
+                group, group_of = _group(advert), key
+        except (ValueError, TypeError) as exc:
+            refused.append((change, str(exc)))
+            continue
+        out.append((route, Prepared(nlri, group, change)))
+    return out, refused
 
 
 def withdrawal(item: Prepared) -> Prepared:
@@ -247,17 +285,20 @@ def _reach_messages(
 # ---------------------------------------------------------------- NLRI
 
 
-def _nlri(advert: Advert) -> tuple[bytes, bytes]:
-    """(NLRI, route): the route is the NLRI without its label, the route's identity."""
+def _nlri(advert: Advert, rd: bytes | None = None) -> tuple[bytes, bytes]:
+    """(NLRI, route): the route is the NLRI without its label, the route's identity.
+    ``rd``: the advert's RD packed, if the caller has it."""
+    if rd is None:
+        rd = _rd(advert.rd)
     if isinstance(advert, MacAdvert):
         mac = _mac(advert.mac)
         ip = b"\x00" if advert.ip is None else _ip_field(advert.ip)
-        key = _rd(advert.rd) + ESI_ZERO + _ETAG_ZERO + bytes([MAC_BITS]) + mac + ip
+        key = rd + ESI_ZERO + _ETAG_ZERO + bytes([MAC_BITS]) + mac + ip
         value = key + _label(advert.vni)
         head = bytes([MAC_IP_ROUTE, len(value)])
         return head + value, head + key
     origin = _unicast(advert.vtep)
-    value = _rd(advert.rd) + _ETAG_ZERO + bytes([len(origin) * 8]) + origin
+    value = rd + _ETAG_ZERO + bytes([len(origin) * 8]) + origin
     nlri = bytes([IMET_ROUTE, len(value)]) + value
     return nlri, nlri
 
