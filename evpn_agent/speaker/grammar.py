@@ -338,26 +338,21 @@ def parse(line: str) -> Command:
 def render_batch(changes: Sequence[AdvertChange]) -> str:
     """One ``announce evpn batch`` line for ``changes`` (without the trailing newline)."""
     entries: list[list[object]] = []
-    # A batch is mostly one VNI after another: spell an RD and its RTs once per run of
-    # changes that share them (the same objects), not once per change.
-    rd: object = None
-    rd_text = ""
-    rts: object = None
-    rt_texts: list[str] = []
+    # Spelled once per RD and RT tuple of the batch, not per change: a batch holds few
+    # (one per VNI). Keyed by identity (hashing an RD is slower than spelling it); the
+    # changes keep every key's object alive for the whole call.
+    rd_texts: dict[int, str] = {}
+    rt_texts: dict[int, list[str]] = {}
+    no_rts: list[str] = []  # a withdraw's
     for change in changes:
         advert = change.advert
-        if advert.rd is not rd:
-            rd, rd_text = advert.rd, str(advert.rd)
-        if advert.rts is not rts:
-            rts, rt_texts = advert.rts, [str(rt) for rt in advert.rts]
-        withdraw = change.withdraw
-        entry: list[object] = [
-            int(withdraw),
-            rd_text,
-            advert.vni,
-            advert.vtep,
-            [] if withdraw else rt_texts,
-        ]
+        rd = rd_texts.get(id(advert.rd))
+        if rd is None:
+            rd = rd_texts[id(advert.rd)] = str(advert.rd)
+        rts = no_rts if change.withdraw else rt_texts.get(id(advert.rts))
+        if rts is None:
+            rts = rt_texts[id(advert.rts)] = [str(rt) for rt in advert.rts]
+        entry: list[object] = [int(change.withdraw), rd, advert.vni, advert.vtep, rts]
         if isinstance(advert, MacAdvert):
             entry += [advert.mac, advert.ip, advert.seq, int(advert.sticky)]
         entries.append(entry)

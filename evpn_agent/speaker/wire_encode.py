@@ -132,32 +132,36 @@ def prepare_many(
     changes: Iterable[AdvertChange],
 ) -> tuple[list[tuple[bytes, Prepared]], list[tuple[AdvertChange, str]]]:
     """:func:`prepare` for each of ``changes``, and those that cannot be with why (its
-    ValueError or TypeError). The changes of a batch line share their RD and attributes,
-    often the same objects one after another: those are encoded once per run, not per
-    change."""
+    ValueError or TypeError). The changes of a batch line share few RDs and attribute sets
+    (one per VNI): each is encoded once per call, not per change."""
     out: list[tuple[bytes, Prepared]] = []
     refused: list[tuple[AdvertChange, str]] = []
-    rd_of: object = None
-    rd = b""
-    group_of: tuple[object, ...] = ()
-    group: tuple[bytes, bytes] | None = None
+    # Keyed by identity (hashing an RD or RTs costs more than packing them); ``changes``
+    # keeps every key's object alive for the whole call.
+    rds: dict[int, bytes] = {}
+    groups: dict[tuple[object, ...], tuple[bytes, bytes]] = {}
     for change in changes:
         advert = change.advert
         try:
-            if advert.rd is not rd_of:
-                rd, rd_of = _rd(advert.rd), advert.rd
+            rd = rds.get(id(advert.rd))
+            if rd is None:
+                rd = rds[id(advert.rd)] = _rd(advert.rd)
             nlri, route = _nlri(advert, rd)
             if change.withdraw:
                 out.append((route, Prepared(nlri, None, change)))
                 continue
-            # what _group reads; the types too, so that 1 does not stand for True
+            # what _group reads; only ints as numbers, so that True does not pass for 1
+            key: tuple[object, ...] | None = None
             if isinstance(advert, MacAdvert):
-                seq = advert.seq
-                key: tuple[object, ...] = (advert.rts, advert.vtep, seq, type(seq), advert.sticky)
-            else:
-                key = (advert.rts, advert.vtep, advert.vni, type(advert.vni))
-            if key != group_of:
-                group, group_of = _group(advert), key
+                if type(advert.seq) is int:
+                    key = (id(advert.rts), advert.vtep, advert.seq, bool(advert.sticky))
+            elif type(advert.vni) is int:
+                key = (id(advert.rts), advert.vtep, advert.vni)
+            group = None if key is None else groups.get(key)
+            if group is None:
+                group = _group(advert)
+                if key is not None:
+                    groups[key] = group
         except (ValueError, TypeError) as exc:
             refused.append((change, str(exc)))
             continue
