@@ -33,7 +33,10 @@ class AdvertTable:
             self._remove(key)
         else:
             self.sent[key] = advert
-            self._by_vni.setdefault(key.vni, set()).add(key)
+            keys = self._by_vni.get(key.vni)
+            if keys is None:  # not setdefault: no new set per advert
+                keys = self._by_vni[key.vni] = set()
+            keys.add(key)
             changes.append(AdvertChange(advert))
             self.announced += 1
         return changes

@@ -155,7 +155,8 @@ class LocalView:
         cost a scan of every binding of every VNI)."""
         if lv.svi_ifindex is None:
             return []
-        return sorted(self._ips.get((lv.svi_ifindex, mac), ()))
+        ips = self._ips.get((lv.svi_ifindex, mac))
+        return sorted(ips) if ips else []  # most MACs have none: no sort
 
     def set_neigh(self, key: DeviceIp, mac: str) -> str | None:
         """Bind ``key`` to ``mac``; returns the MAC it was bound to before."""

@@ -262,8 +262,8 @@ def local_changed(s: State, key: VniMac, *, learned: bool) -> None:
     s.dirty.fdb.add(key)
     s.dirty_adverts.add(AdvertKey(key.vni, key.mac, None))
     lv = view.vnis.get(key.vni)
-    if lv is not None:
-        s.dirty_adverts.update(AdvertKey(key.vni, key.mac, ip) for ip in view.ips_of(lv, key.mac))
+    if lv is not None and (ips := view.ips_of(lv, key.mac)):
+        s.dirty_adverts.update(AdvertKey(key.vni, key.mac, ip) for ip in ips)
 
 
 def moved(s: State, key: VniMac, where: str) -> None:

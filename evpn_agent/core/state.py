@@ -18,7 +18,7 @@ from evpn_agent.core.mirror import Mirror
 from evpn_agent.core.peers import Peers
 from evpn_agent.core.retries import Retries
 from evpn_agent.core.rib import Dirty, Rib
-from evpn_agent.core.targets import Importer, default_export_rt, route_distinguisher
+from evpn_agent.core.targets import Importer, default_export_rts, route_distinguisher
 from evpn_agent.model import (
     Advert,
     AdvertKey,
@@ -79,7 +79,7 @@ class State:
         override = self.cfg.route_targets.get(vni)
         if override is not None and override.export_rts:
             return override.export_rts
-        return (default_export_rt(self.cfg.local_as, vni),)
+        return default_export_rts(self.cfg.local_as, vni)
 
     def import_vni(self, route: Route) -> int | None:
         return self.importer.vni_for(route.rts)

@@ -6,6 +6,7 @@ RTs follow FRR's auto derivation so mixed fabrics import each other's routes: ex
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Mapping
 
@@ -14,6 +15,13 @@ from evpn_agent.model import RouteDistinguisher, RouteTarget
 
 def default_export_rt(local_as: int, vni: int) -> RouteTarget:
     return RouteTarget(local_as & 0xFFFF, vni)
+
+
+@functools.lru_cache(maxsize=4096)
+def default_export_rts(local_as: int, vni: int) -> tuple[RouteTarget, ...]:
+    """The export RTs of a VNI without configured ones; cached (one per advert planned),
+    and the same tuple each time lets a batch line spell it once."""
+    return (default_export_rt(local_as, vni),)
 
 
 class Importer:
@@ -40,8 +48,11 @@ class Importer:
         return None
 
 
+@functools.lru_cache(maxsize=4096)
 def route_distinguisher(router_id: str, index: int) -> RouteDistinguisher:
-    """Our RD for a VNI: ``router-id:index`` (type 1), the index from assign_rd_indexes."""
+    """Our RD for a VNI: ``router-id:index`` (type 1), the index from assign_rd_indexes.
+
+    Cached: asked for every advert planned, and parsing the router-id is not cheap."""
     return RouteDistinguisher(ipaddress.IPv4Address(router_id), index)
 
 

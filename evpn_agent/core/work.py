@@ -126,7 +126,8 @@ def _lost_to_remote(s: State, key: VniMac, best: MacRoute) -> None:
 
 
 def _desired(s: State, key: AdvertKey) -> Advert | None:
-    frozen = bool(key.mac) and s.dad.frozen(VniMac(key.vni, key.mac), s.now)
+    # no key built when nothing is a duplicate (the usual case, asked per planned advert)
+    frozen = bool(key.mac and s.dad.duplicates) and s.dad.frozen(VniMac(key.vni, key.mac), s.now)
     if key.vni not in s.view.vnis:
         return None
     return plan.advert(

@@ -8,16 +8,18 @@ the peer was sent the route, else nothing. So the last command for a route wins,
 withdraw never reaches a peer that was never sent the route, and a new session or a route
 refresh sends exactly what the table holds.
 
-Routes are keyed by :func:`wire_encode.route_of` (the NLRI without its label). The table
-outlives the agent cores: a respawned core re-announces between :meth:`AdvertTable.begin`
-and :meth:`AdvertTable.end` (mark and sweep).
+Routes are keyed by :func:`wire_encode.route_of` (the NLRI without its label) and kept
+as :class:`wire_encode.Prepared`: each route is encoded once, when it arrives, and packed
+from those bytes for every peer it is sent to. The table outlives the agent cores: a
+respawned core re-announces between :meth:`AdvertTable.begin` and :meth:`AdvertTable.end`
+(mark and sweep).
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Sequence
 
-from evpn_agent.model import Advert, AdvertChange
+from evpn_agent.speaker.wire_encode import Prepared, withdrawal
 
 
 class PeerQueue:
@@ -26,7 +28,7 @@ class PeerQueue:
     __slots__ = ("bracket", "pending", "refresh", "sent")
 
     def __init__(self) -> None:
-        self.sent: dict[bytes, Advert] = {}  # route key -> the advert this session was sent
+        self.sent: dict[bytes, Prepared] = {}  # route key -> the announce this session was sent
         self.pending: dict[bytes, None] = {}  # route keys to look at, in arrival order
         self.refresh = False  # resend every route, even those sent unchanged
         self.bracket = False  # an enhanced route refresh: BoRR/EoRR around the resend
@@ -47,22 +49,24 @@ class PeerQueue:
         self.bracket = bracket
         self.pending.update(dict.fromkeys(routes))
 
-    def take(self, routes: dict[bytes, Advert]) -> list[AdvertChange]:
-        """The changes to send now, given the table ``routes``; the queue is then empty."""
+    def take(self, routes: dict[bytes, Prepared]) -> list[Prepared]:
+        """The changes to send now (one per route), given the table ``routes``; the queue
+        is then empty."""
         pending, self.pending = self.pending, {}
         resend, self.refresh = self.refresh, False
         sent = self.sent
-        changes: list[AdvertChange] = []
+        changes: list[Prepared] = []
         for key in pending:
-            advert = routes.get(key)
-            if advert is not None:
-                if resend or sent.get(key) != advert:
-                    sent[key] = advert
-                    changes.append(AdvertChange(advert))
+            item = routes.get(key)
+            if item is not None:
+                old = sent.get(key)
+                if resend or old is None or old.change.advert != item.change.advert:
+                    sent[key] = item
+                    changes.append(item)
             else:
                 previous = sent.pop(key, None)
                 if previous is not None:
-                    changes.append(AdvertChange(previous, withdraw=True))
+                    changes.append(withdrawal(previous))
         return changes
 
 
@@ -70,7 +74,7 @@ class AdvertTable:
     """Route key -> advert for every route the cores announce, and one queue per peer."""
 
     def __init__(self) -> None:
-        self.routes: dict[bytes, Advert] = {}
+        self.routes: dict[bytes, Prepared] = {}  # announces only
         self.queues: dict[Hashable, PeerQueue] = {}
         self.unconfirmed: set[bytes] | None = None  # between begin() and end()
 
@@ -80,17 +84,15 @@ class AdvertTable:
             found = self.queues[peer] = PeerQueue()
         return found
 
-    def apply(
-        self, changes: Sequence[tuple[bytes, AdvertChange]], peers: Iterable[Hashable]
-    ) -> None:
-        """Record ``(route key, change)`` pairs and queue their keys for ``peers``."""
+    def apply(self, changes: Sequence[tuple[bytes, Prepared]], peers: Iterable[Hashable]) -> None:
+        """Record ``(route key, prepared change)`` pairs and queue their keys for ``peers``."""
         routes = self.routes
         unconfirmed = self.unconfirmed
-        for key, change in changes:
-            if change.withdraw:
+        for key, item in changes:
+            if item.group is None:
                 routes.pop(key, None)
             else:
-                routes[key] = change.advert
+                routes[key] = item
             if unconfirmed is not None:
                 unconfirmed.discard(key)
         keys = dict.fromkeys(key for key, _ in changes)

@@ -338,10 +338,21 @@ def parse(line: str) -> Command:
 def render_batch(changes: Sequence[AdvertChange]) -> str:
     """One ``announce evpn batch`` line for ``changes`` (without the trailing newline)."""
     entries: list[list[object]] = []
+    # Spelled once per RD and RT tuple of the batch, not per change: a batch holds few
+    # (one per VNI). Keyed by identity (hashing an RD is slower than spelling it); the
+    # changes keep every key's object alive for the whole call.
+    rd_texts: dict[int, str] = {}
+    rt_texts: dict[int, list[str]] = {}
+    no_rts: list[str] = []  # a withdraw's
     for change in changes:
         advert = change.advert
-        rts = [] if change.withdraw else [str(rt) for rt in advert.rts]
-        entry: list[object] = [int(change.withdraw), str(advert.rd), advert.vni, advert.vtep, rts]
+        rd = rd_texts.get(id(advert.rd))
+        if rd is None:
+            rd = rd_texts[id(advert.rd)] = str(advert.rd)
+        rts = no_rts if change.withdraw else rt_texts.get(id(advert.rts))
+        if rts is None:
+            rts = rt_texts[id(advert.rts)] = [str(rt) for rt in advert.rts]
+        entry: list[object] = [int(change.withdraw), rd, advert.vni, advert.vtep, rts]
         if isinstance(advert, MacAdvert):
             entry += [advert.mac, advert.ip, advert.seq, int(advert.sticky)]
         entries.append(entry)
@@ -355,6 +366,9 @@ def _batch_rd(text: str) -> RouteDistinguisher:
 
 @functools.lru_cache(maxsize=4096)
 def _batch_rts(texts: tuple[str, ...]) -> tuple[RouteTarget, ...]:
+    # checked here, once per distinct list, rather than on every entry
+    if not all(isinstance(text, str) for text in texts):
+        raise GrammarError("route targets must be strings")
     return tuple(RouteTarget.parse(text) for text in texts)
 
 
@@ -386,15 +400,16 @@ def _batch_change(entry: object) -> AdvertChange:
     withdraw, rd, vni, vtep, rts = entry[:5]
     if withdraw not in (0, 1) or not isinstance(rd, str) or not isinstance(rts, list):
         raise GrammarError("withdraw must be 0 or 1, rd a string, rts a list")
-    if not all(isinstance(rt, str) for rt in rts):
-        raise GrammarError("route targets must be strings")
+    try:
+        rts_ = _batch_rts(tuple(rts))
+    except TypeError:  # a list or an object among them (unhashable)
+        raise GrammarError("route targets must be strings") from None
     advert: MacAdvert | ImetAdvert
     if len(entry) == 5:
-        advert = ImetAdvert(_batch_rd(rd), vni, vtep, _batch_rts(tuple(rts)))
+        advert = ImetAdvert(_batch_rd(rd), vni, vtep, rts_)
     else:
         mac, ip, seq, sticky = entry[5:]
         if sticky not in (0, 1):
             raise GrammarError("sticky must be 0 or 1")
-        rd_, rts_ = _batch_rd(rd), _batch_rts(tuple(rts))
-        advert = MacAdvert(rd_, vni, mac, ip, vtep, rts_, seq, sticky == 1)
+        advert = MacAdvert(_batch_rd(rd), vni, mac, ip, vtep, rts_, seq, sticky == 1)
     return AdvertChange(advert, withdraw == 1)

@@ -215,16 +215,13 @@ def advert_change(cmd: grammar.Command) -> AdvertChange:
     return AdvertChange(advert, cmd.action is grammar.Action.WITHDRAW)
 
 
-def keyed(changes: Sequence[AdvertChange]) -> tuple[list[tuple[bytes, AdvertChange]], list[str]]:
-    """Each change with its route key, and why each change that cannot be sent was not."""
-    out: list[tuple[bytes, AdvertChange]] = []
-    errors: list[str] = []
-    for change in changes:
-        try:
-            out.append((wire_encode.route_of(change), change))
-        except (ValueError, TypeError) as exc:
-            errors.append(f"{change.advert!r}: {exc}")
-    return out, errors
+def keyed(
+    changes: Sequence[AdvertChange],
+) -> tuple[list[tuple[bytes, wire_encode.Prepared]], list[str]]:
+    """Each change with its route key, prepared (encoded once, here), and why each change
+    that cannot be sent was not."""
+    out, refused = wire_encode.prepare_many(changes)
+    return out, [f"{change.advert!r}: {reason}" for change, reason in refused]
 
 
 class AdvertPath(compat.AdvertHooks):
@@ -255,7 +252,7 @@ class AdvertPath(compat.AdvertHooks):
             return False, []
         bracket, queue.bracket = queue.bracket, False
         try:
-            encoded = wire_encode.encode_changes(queue.take(self.table.routes), max_size)
+            encoded = wire_encode.encode_prepared(queue.take(self.table.routes), max_size)
         except Exception:
             # A bug here must not reset the session from inside ExaBGP's peer loop.
             log.exception("cannot encode our routes")

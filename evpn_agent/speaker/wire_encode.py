@@ -35,6 +35,7 @@ import socket
 import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from evpn_agent.model import (
     MAX_VNI,
@@ -76,7 +77,18 @@ from evpn_agent.speaker.wire_format import (
     UPDATE,
 )
 
-__all__ = ["Encoded", "Unencodable", "encode_changes", "end_of_rib", "route_of"]
+__all__ = [
+    "Encoded",
+    "Prepared",
+    "Unencodable",
+    "encode_changes",
+    "encode_prepared",
+    "end_of_rib",
+    "prepare",
+    "prepare_many",
+    "route_of",
+    "withdrawal",
+]
 
 _MAX_U32 = (1 << 32) - 1
 _ETAG_ZERO = bytes(4)
@@ -99,36 +111,109 @@ class _Unencodable(ValueError):
 Unencodable = _Unencodable  # what route_of raises; the message says why
 
 
+class Prepared(NamedTuple):
+    """A change with the bytes it is sent as, computed once: a table of routes keeps these
+    and packs them later without encoding each route again."""
+
+    nlri: bytes
+    group: tuple[bytes, bytes] | None  # (next hop, path attributes); None: a withdraw
+    change: AdvertChange
+
+
+def prepare(change: AdvertChange) -> tuple[bytes, Prepared]:
+    """(the route ``change`` is about, the change prepared): Unencodable if it cannot be
+    encoded. The route is the NLRI without its label, the identity of last-change-wins."""
+    nlri, route = _nlri(change.advert)
+    group = None if change.withdraw else _group(change.advert)
+    return route, Prepared(nlri, group, change)
+
+
+def prepare_many(
+    changes: Iterable[AdvertChange],
+) -> tuple[list[tuple[bytes, Prepared]], list[tuple[AdvertChange, str]]]:
+    """:func:`prepare` for each of ``changes``, and those that cannot be with why (its
+    ValueError or TypeError). The changes of a batch line share few RDs and attribute sets
+    (one per VNI): each is encoded once per call, not per change."""
+    out: list[tuple[bytes, Prepared]] = []
+    refused: list[tuple[AdvertChange, str]] = []
+    # Keyed by identity (hashing an RD or RTs costs more than packing them); ``changes``
+    # keeps every key's object alive for the whole call.
+    rds: dict[int, bytes] = {}
+    groups: dict[tuple[object, ...], tuple[bytes, bytes]] = {}
+    for change in changes:
+        advert = change.advert
+        try:
+            rd = rds.get(id(advert.rd))
+            if rd is None:
+                rd = rds[id(advert.rd)] = _rd(advert.rd)
+            nlri, route = _nlri(advert, rd)
+            if change.withdraw:
+                out.append((route, Prepared(nlri, None, change)))
+                continue
+            # what _group reads; only ints as numbers, so that True does not pass for 1
+            key: tuple[object, ...] | None = None
+            if isinstance(advert, MacAdvert):
+                if type(advert.seq) is int:
+                    key = (id(advert.rts), advert.vtep, advert.seq, bool(advert.sticky))
+            elif type(advert.vni) is int:
+                key = (id(advert.rts), advert.vtep, advert.vni)
+            group = None if key is None else groups.get(key)
+            if group is None:
+                group = _group(advert)
+                if key is not None:
+                    groups[key] = group
+        except (ValueError, TypeError) as exc:
+            refused.append((change, str(exc)))
+            continue
+        out.append((route, Prepared(nlri, group, change)))
+    return out, refused
+
+
+def withdrawal(item: Prepared) -> Prepared:
+    """The withdraw of the announce ``item`` (the same NLRI, label included)."""
+    return Prepared(item.nlri, None, AdvertChange(item.change.advert, withdraw=True))
+
+
 def route_of(change: AdvertChange) -> bytes:
     """The route ``change`` is about (its NLRI without the label), checking that
     :func:`encode_changes` will encode it: Unencodable otherwise. Callers that keep a table
     of routes key it with this, the identity the encoder's last-change-wins uses."""
-    _, route = _nlri(change.advert)
-    if not change.withdraw:
-        _group(change.advert)
-    return route
+    return prepare(change)[0]
 
 
 def encode_changes(changes: Iterable[AdvertChange], max_size: int = MIN_MESSAGE_SIZE) -> Encoded:
     """The UPDATE messages that announce and withdraw ``changes``, in as few as fit."""
-    if not MIN_MESSAGE_SIZE <= max_size <= MAX_MESSAGE_SIZE:
-        raise ValueError(f"max_size must be {MIN_MESSAGE_SIZE}..{MAX_MESSAGE_SIZE}")
+    _check_size(max_size)
     refused: list[tuple[AdvertChange, str]] = []
-    # route (NLRI without label) -> the last change for it: (NLRI, group or None, change)
-    last: dict[bytes, tuple[bytes, tuple[bytes, bytes] | None, AdvertChange]] = {}
+    last: dict[bytes, Prepared] = {}  # route -> the last change for it
     for change in changes:
         try:
-            nlri, route = _nlri(change.advert)
-            group = None if change.withdraw else _group(change.advert)
+            route, item = prepare(change)
         except _Unencodable as exc:
             refused.append((change, str(exc)))
             continue
         last.pop(route, None)  # a later change moves the route to the end
-        last[route] = (nlri, group, change)
+        last[route] = item
+    return _encode(last.values(), max_size, refused)
 
+
+def encode_prepared(items: Iterable[Prepared], max_size: int = MIN_MESSAGE_SIZE) -> Encoded:
+    """:func:`encode_changes` for changes already prepared, one per route."""
+    _check_size(max_size)
+    return _encode(items, max_size, [])
+
+
+def _check_size(max_size: int) -> None:
+    if not MIN_MESSAGE_SIZE <= max_size <= MAX_MESSAGE_SIZE:
+        raise ValueError(f"max_size must be {MIN_MESSAGE_SIZE}..{MAX_MESSAGE_SIZE}")
+
+
+def _encode(
+    items: Iterable[Prepared], max_size: int, refused: list[tuple[AdvertChange, str]]
+) -> Encoded:
     withdrawn: list[tuple[bytes, AdvertChange]] = []
     groups: dict[tuple[bytes, bytes], list[tuple[bytes, AdvertChange]]] = {}
-    for nlri, group, change in last.values():
+    for nlri, group, change in items:
         if group is None:
             withdrawn.append((nlri, change))
         else:
@@ -204,17 +289,20 @@ def _reach_messages(
 # ---------------------------------------------------------------- NLRI
 
 
-def _nlri(advert: Advert) -> tuple[bytes, bytes]:
-    """(NLRI, route): the route is the NLRI without its label, the route's identity."""
+def _nlri(advert: Advert, rd: bytes | None = None) -> tuple[bytes, bytes]:
+    """(NLRI, route): the route is the NLRI without its label, the route's identity.
+    ``rd``: the advert's RD packed, if the caller has it."""
+    if rd is None:
+        rd = _rd(advert.rd)
     if isinstance(advert, MacAdvert):
         mac = _mac(advert.mac)
         ip = b"\x00" if advert.ip is None else _ip_field(advert.ip)
-        key = _rd(advert.rd) + ESI_ZERO + _ETAG_ZERO + bytes([MAC_BITS]) + mac + ip
+        key = rd + ESI_ZERO + _ETAG_ZERO + bytes([MAC_BITS]) + mac + ip
         value = key + _label(advert.vni)
         head = bytes([MAC_IP_ROUTE, len(value)])
         return head + value, head + key
     origin = _unicast(advert.vtep)
-    value = _rd(advert.rd) + _ETAG_ZERO + bytes([len(origin) * 8]) + origin
+    value = rd + _ETAG_ZERO + bytes([len(origin) * 8]) + origin
     nlri = bytes([IMET_ROUTE, len(value)]) + value
     return nlri, nlri
 

@@ -24,7 +24,7 @@ from evpn_agent.model import (
 )
 from evpn_agent.speaker import compat, encode, grammar, launcher, selftest, wire_decode
 from evpn_agent.speaker.advert_table import AdvertTable
-from evpn_agent.speaker.wire_encode import route_of
+from evpn_agent.speaker.wire_encode import Prepared, prepare, route_of
 
 ME = "192.0.2.21"
 RD = RouteDistinguisher.parse(f"{ME}:1")
@@ -40,14 +40,15 @@ def imet(withdraw: bool = False) -> AdvertChange:
     return AdvertChange(ImetAdvert(RD, 100, ME, RTS), withdraw)
 
 
-def keyed(*changes: AdvertChange) -> list[tuple[bytes, AdvertChange]]:
-    return [(route_of(change), change) for change in changes]
+def keyed(*changes: AdvertChange) -> list[tuple[bytes, Prepared]]:
+    return [prepare(change) for change in changes]
 
 
 def sent(table: AdvertTable, peer: str) -> list[tuple[str, int]]:
     """What the peer's session would send now: (announce|withdraw, MAC's last octet)."""
     out = []
-    for change in table.queue(peer).take(table.routes):
+    for item in table.queue(peer).take(table.routes):
+        change = item.change
         advert = change.advert
         number = int(advert.mac[-2:], 16) if isinstance(advert, MacAdvert) else -1
         out.append(("withdraw" if change.withdraw else "announce", number))
@@ -61,7 +62,7 @@ def test_the_last_change_for_a_route_wins_and_repeats_send_nothing() -> None:
     table = AdvertTable()
     table.apply(keyed(mac(1), mac(2), mac(1, withdraw=True), mac(1, seq=3)), ["a"])
     assert sent(table, "a") == [("announce", 1), ("announce", 2)]
-    assert table.routes[route_of(mac(1))] == mac(1, seq=3).advert
+    assert table.routes[route_of(mac(1))].change == mac(1, seq=3)
     table.apply(keyed(mac(1, seq=3), mac(2)), ["a"])  # the same again
     assert sent(table, "a") == []
     table.apply(keyed(mac(2, seq=1)), ["a"])  # attributes changed
@@ -84,7 +85,8 @@ def test_a_withdraw_repeats_the_label_that_was_sent() -> None:
     table.queue("a").take(table.routes)
     other_vni = AdvertChange(MacAdvert(RD, 200, mac(1).advert.mac, None, ME, ()), withdraw=True)
     table.apply(keyed(other_vni), ["a"])
-    assert table.queue("a").take(table.routes) == [AdvertChange(mac(1).advert, withdraw=True)]
+    [withdraw] = table.queue("a").take(table.routes)
+    assert withdraw == prepare(AdvertChange(mac(1).advert, withdraw=True))[1]
 
 
 def test_a_new_session_is_sent_the_whole_table_and_nothing_withdrawn() -> None:

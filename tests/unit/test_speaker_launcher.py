@@ -296,7 +296,8 @@ def test_dispatch_reaches_our_handler_for_every_peer() -> None:
     reactor = dispatch(MAC_ANNOUNCE)
     assert reactor.processes.answers == ["done"]
     assert reactor.queued() == {"neighbor 192.0.2.1": 1, "neighbor 192.0.2.2": 1}
-    [advert] = launcher.ADVERTS.table.routes.values()
+    [item] = launcher.ADVERTS.table.routes.values()
+    advert = item.change.advert
     assert isinstance(advert, MacAdvert)
     assert (advert.mac, advert.ip, advert.vni, advert.seq) == (
         "02:00:5e:00:01:01",

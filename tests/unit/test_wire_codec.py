@@ -10,6 +10,7 @@ launcher teaches it, so both underlays round-trip. No root, no network.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 import re
@@ -44,7 +45,13 @@ from evpn_agent.model import (
 from evpn_agent.speaker import encode, grammar, launcher
 from evpn_agent.speaker.decode import parse_line
 from evpn_agent.speaker.wire_decode import decode_message, decode_update
-from evpn_agent.speaker.wire_encode import encode_changes, end_of_rib
+from evpn_agent.speaker.wire_encode import (
+    encode_changes,
+    encode_prepared,
+    end_of_rib,
+    prepare,
+    prepare_many,
+)
 from evpn_agent.speaker.wire_format import ipv6_text
 
 PEER = "192.0.2.1"
@@ -1002,6 +1009,32 @@ def test_attributes_too_large_for_a_message_are_refused() -> None:
     assert [c for c, _ in refused] == changes and "no room" in refused[0][1]
     [message_] = encode_changes(changes, 65535).messages
     assert len(ours(message_)) == 2
+
+
+def test_prepare_many_is_prepare_for_each_even_when_runs_share_rd_and_attributes() -> None:
+    """Its per-run reuse must never carry one change's check over to the next: True is
+    not a sequence number although it equals 1, and a bad VTEP after a good one is bad."""
+    good = _macs(4, seq=1)
+    shared = good[0].advert
+    odd = [
+        AdvertChange(dataclasses.replace(shared, mac="02:00:5e:00:09:01", seq=True)),
+        AdvertChange(dataclasses.replace(shared, mac="02:00:5e:00:09:02", vtep="224.0.0.5")),
+        AdvertChange(dataclasses.replace(shared, mac="02:00:5e:00:09:03", seq=2, sticky=True)),
+        AdvertChange(shared, withdraw=True),
+        AdvertChange(ImetAdvert(shared.rd, 100, OTHER, shared.rts)),
+        AdvertChange(ImetAdvert(shared.rd, 1 << 24, OTHER, shared.rts)),
+    ]
+    changes = [*good, *odd, good[1]]
+    prepared, refused = prepare_many(changes)
+    one_by_one = []
+    for change in changes:
+        try:
+            one_by_one.append(prepare(change))
+        except ValueError:
+            continue
+    assert prepared == one_by_one
+    assert [c for c, _ in refused] == [odd[0], odd[1], odd[5]]
+    assert encode_prepared([item for _, item in prepared[:4]]) == encode_changes(good)
 
 
 def test_message_size_is_bounded_by_the_rfcs() -> None:
