@@ -119,18 +119,18 @@ def _announced(s: State, peer: str, route: Route, now: float) -> None:
     if route.vtep == s.vtep_ip:
         reject(s, "own-vtep", f"route {route.key} names our own VTEP {route.vtep}")
         return
-    if isinstance(route, MacRoute) and not _within_limits(s, route):
+    vni = s.importer.vni_for(route.rts)  # once: the limits and the RIB both need it
+    if isinstance(route, MacRoute) and not _within_limits(s, route, vni):
         return
     s.counters["routes-received"] += 1
     if s.held:
         s.held.discard(PathId(peer, route.key))  # repeated: no longer stale
-    if not s.rib.announce(peer, route, s.dirty):
+    if not s.rib.announce_into(peer, route, vni, s.dirty):
         s.counters["rejected:vni-not-local"] += 1
     s.peers.last_route_change = now
 
 
-def _within_limits(s: State, route: MacRoute) -> bool:
-    vni = s.importer.vni_for(route.rts)
+def _within_limits(s: State, route: MacRoute, vni: int | None) -> bool:
     if vni is None or s.rib.knows_mac(vni, route.key.mac):
         return True  # not imported, or a MAC we already hold: no new entry
     if s.rib.count_macs(vni) >= s.cfg.mac_limit_per_vni:

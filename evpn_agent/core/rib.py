@@ -66,11 +66,15 @@ class Rib:
 
     def announce(self, peer: str, route: Route, dirty: Dirty) -> bool:
         """Store a path; True if it was imported into a local VNI."""
+        return self.announce_into(peer, route, self._import_vni(route), dirty)
+
+    def announce_into(self, peer: str, route: Route, vni: int | None, dirty: Dirty) -> bool:
+        """:meth:`announce` with the route's import (``vni``) already known."""
         pid = PathId(peer, route.key)
         if pid in self.paths:
             self._unindex(pid, dirty)
         self.paths[pid] = route
-        return self._index(pid, route, dirty)
+        return self._index(pid, route, vni, dirty)
 
     def knows_mac(self, vni: int, mac: str) -> bool:
         return mac in self._by_mac.get(vni, {})
@@ -100,9 +104,10 @@ class Rib:
         """The set of local VNIs changed: re-run import for every stored path."""
         self._import_vni = import_vni
         for pid, route in self.paths.items():
-            if self.imported.get(pid) != import_vni(route):
+            vni = import_vni(route)
+            if self.imported.get(pid) != vni:
                 self._unindex(pid, dirty)
-                self._index(pid, route, dirty)
+                self._index(pid, route, vni, dirty)
 
     # -- answers -----------------------------------------------------------------------
 
@@ -135,8 +140,7 @@ class Rib:
 
     # -- indexes -----------------------------------------------------------------------
 
-    def _index(self, pid: PathId, route: Route, dirty: Dirty) -> bool:
-        vni = self._import_vni(route)
+    def _index(self, pid: PathId, route: Route, vni: int | None, dirty: Dirty) -> bool:
         if vni is None:
             return False
         self.imported[pid] = vni

@@ -95,9 +95,10 @@ def _head(
 def encode(op: Op, seq: int) -> list[bytes]:
     """The netlink request(s) for `op`, numbered seq, seq+1, ...
 
-    DelFdb needs two requests: the kernel's rtnl_fdb_del() stops at the first failing
-    target, so one MASTER|SELF request leaves the VXLAN entry behind when the bridge entry is
-    already gone (e.g. the MAC moved to a local port).
+    DelFdb is one MASTER|SELF request (the bridge entry, then the VXLAN entry). The kernel's
+    rtnl_fdb_del() stops at the first failing target, so when the bridge entry is already
+    gone (e.g. the MAC moved to a local port) it leaves the VXLAN entry behind: the writer
+    then follows up with :func:`encode_self_delete`.
     """
     if type(op) is AddFdb:
         fam, dst = ip_bytes(op.dst)
@@ -107,19 +108,7 @@ def encode(op: Op, seq: int) -> list[bytes]:
         ndm = (NUD_REACHABLE, FDB_NTF, 0)  # state, flags, type
         return [layout.pack(*head, *ndm, *_A_LLADDR, mac_bytes(op.mac), *_A_DST[fam], dst, *vlan)]
     if type(op) is DelFdb:
-        mac = mac_bytes(op.mac)
-        vlan = () if op.vlan is None else (*_A_VLAN, op.vlan)
-        layout = _FDB_DEL[op.vlan is not None]
-        return [
-            layout.pack(
-                *_head(layout, RTM_DELNEIGH, DEL_FLAGS, seq + i, AF_BRIDGE, op.ifindex),
-                *(0, target, 0),
-                *_A_LLADDR,
-                mac,
-                *vlan,
-            )
-            for i, target in enumerate((NTF_MASTER, NTF_SELF))
-        ]
+        return [_fdb_delete(op, seq, NTF_MASTER | NTF_SELF)]
     if type(op) is AddFlood or type(op) is DelFlood:
         fam, dst = ip_bytes(op.dst)
         layout = _FLOOD[fam]
@@ -143,3 +132,16 @@ def encode(op: Op, seq: int) -> list[bytes]:
         head = _head(layout, RTM_DELNEIGH, DEL_FLAGS, seq, fam, op.ifindex)
         return [layout.pack(*head, 0, 0, 0, *_A_DST[fam], ip)]
     raise TypeError(f"not a kernel op: {op!r}")
+
+
+def encode_self_delete(op: DelFdb, seq: int) -> bytes:
+    """The VXLAN entry of ``op`` alone (NTF_SELF): what a MASTER|SELF request leaves behind
+    when the bridge entry is already gone."""
+    return _fdb_delete(op, seq, NTF_SELF)
+
+
+def _fdb_delete(op: DelFdb, seq: int, targets: int) -> bytes:
+    vlan = () if op.vlan is None else (*_A_VLAN, op.vlan)
+    layout = _FDB_DEL[op.vlan is not None]
+    head = _head(layout, RTM_DELNEIGH, DEL_FLAGS, seq, AF_BRIDGE, op.ifindex)
+    return layout.pack(*head, 0, targets, 0, *_A_LLADDR, mac_bytes(op.mac), *vlan)

@@ -14,19 +14,23 @@ import os
 import select
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
-from evpn_agent.kernel.encoder import encode
+from evpn_agent.kernel.encoder import encode, encode_self_delete
 from evpn_agent.kernel.netlink import NLMSG_ERROR, NLMSGERR, NLMSGHDR, open_route_socket, parse_ack
-from evpn_agent.model import DelFdb, DelFlood, DelNeigh, Op
+from evpn_agent.model import AddFdb, DelFdb, DelFlood, DelNeigh, Op
 
 log = logging.getLogger(__name__)
 
 _DELETES = (DelFdb, DelFlood, DelNeigh)
-_MASTER_PART = 0  # encode() puts DelFdb's bridge (NTF_MASTER) request first
-_SEQ_LIMIT = 0xFFFF_FFF0  # wrap well before u32 overflow (one op takes up to 2 sequence numbers)
+_FDB_OPS = (AddFdb, DelFdb)
+_BOTH_PART = 0  # DelFdb's MASTER|SELF request (encode())
+_SELF_PART = 1  # its follow-up for the VXLAN entry alone (encode_self_delete())
+_SEQ_LIMIT = 0xFFFF_FFF0  # wrap well before u32 overflow
+# (sequence number, index into the ops, request number of the op, message)
+Request = tuple[int, int, int, bytes]
 _ACK_BUDGET = 2048  # bytes of receive buffer one queued ack may cost (skb truesize, generous)
 
 
@@ -58,6 +62,7 @@ class NetlinkWriter:
         self._max_in_flight = max(1, min(4096, actual // _ACK_BUDGET))
         self._buf = bytearray(1 << 16)
         self._seq = 1
+        self._followups: list[int] = []  # DelFdb ops whose MASTER|SELF request failed
 
     @property
     def portid(self) -> int:
@@ -87,28 +92,10 @@ class NetlinkWriter:
         """
         started = time.perf_counter()
         failures: dict[int, OpFailure] = {}
-        pending: dict[int, tuple[int, int]] = {}  # seq -> (index into ops, request number)
-        chunk: list[bytes] = []
-        size = 0
-        for index, op in enumerate(ops):
-            if self._seq >= _SEQ_LIMIT:
-                self._seq = 1
-            try:
-                messages = encode(op, self._seq)
-            except (ValueError, OSError, TypeError) as exc:  # malformed MAC/IP: never sent
-                failures[index] = OpFailure(op, errno.EINVAL, str(exc))
-                continue
-            for part, message in enumerate(messages):
-                pending[self._seq] = (index, part)
-                self._seq += 1
-                chunk.append(message)
-                size += len(message)
-            if size >= self._chunk_bytes or len(pending) >= self._max_in_flight:
-                self._exchange(b"".join(chunk), pending, ops, failures)
-                chunk.clear()
-                size = 0
-        if chunk:
-            self._exchange(b"".join(chunk), pending, ops, failures)
+        self._followups = []
+        self._send(self._requests(ops, failures), ops, failures)
+        if self._followups:
+            self._send(self._self_deletes(ops), ops, failures)
         log.debug(
             "applied %d ops in %.3f s, %d failed",
             len(ops),
@@ -116,6 +103,52 @@ class NetlinkWriter:
             len(failures),
         )
         return [failures[index] for index in sorted(failures)]
+
+    def _next_seq(self, count: int) -> int:
+        if self._seq + count >= _SEQ_LIMIT:
+            self._seq = 1
+        seq = self._seq
+        self._seq += count
+        return seq
+
+    def _requests(self, ops: Sequence[Op], failures: dict[int, OpFailure]) -> Iterator[Request]:
+        for index, op in enumerate(ops):
+            seq = self._seq if self._seq + 2 < _SEQ_LIMIT else 1
+            try:
+                messages = encode(op, seq)
+            except (ValueError, OSError, TypeError) as exc:  # malformed MAC/IP: never sent
+                failures[index] = OpFailure(op, errno.EINVAL, str(exc))
+                continue
+            self._seq = seq + len(messages)
+            for part, message in enumerate(messages):
+                yield seq + part, index, part, message
+
+    def _self_deletes(self, ops: Sequence[Op]) -> Iterator[Request]:
+        """The VXLAN entries that MASTER|SELF deletes left behind (their bridge entry was
+        gone), unless a later op of the batch sets or deletes the same entry anyway."""
+        last = {_fdb_key(op): i for i, op in enumerate(ops) if type(op) in _FDB_OPS}
+        for index in self._followups:
+            op = ops[index]
+            if type(op) is DelFdb and last.get(_fdb_key(op)) == index:
+                seq = self._next_seq(1)
+                yield seq, index, _SELF_PART, encode_self_delete(op, seq)
+
+    def _send(
+        self, requests: Iterator[Request], ops: Sequence[Op], failures: dict[int, OpFailure]
+    ) -> None:
+        pending: dict[int, tuple[int, int]] = {}  # seq -> (index into ops, request number)
+        chunk: list[bytes] = []
+        size = 0
+        for seq, index, part, message in requests:
+            pending[seq] = (index, part)
+            chunk.append(message)
+            size += len(message)
+            if size >= self._chunk_bytes or len(pending) >= self._max_in_flight:
+                self._exchange(b"".join(chunk), pending, ops, failures)
+                chunk.clear()
+                size = 0
+        if chunk:
+            self._exchange(b"".join(chunk), pending, ops, failures)
 
     def _exchange(
         self,
@@ -167,8 +200,8 @@ class NetlinkWriter:
                 continue  # another overflow report; keep reading what is queued
             self._read_acks(self._buf, received, pending, ops, failures)
 
-    @staticmethod
     def _read_acks(
+        self,
         buf: bytearray,
         received: int,
         pending: dict[int, tuple[int, int]],
@@ -187,6 +220,9 @@ class NetlinkWriter:
                     index, part = request
                     op = ops[index]
                     code, text = parse_ack(buf, offset)
+                    if type(op) is DelFdb and part == _BOTH_PART:
+                        # the VXLAN entry may be left: its own request settles it
+                        self._followups.append(index)
                     if not _already_absent(op, part, code):
                         failures.setdefault(index, OpFailure(op, code, text or os.strerror(code)))
             offset += (length + 3) & ~3
@@ -211,4 +247,9 @@ def _already_absent(op: Op, part: int, code: int) -> bool:
     if code == errno.ENOENT:
         return True
     # A VXLAN device outside any bridge has no bridge entry: the kernel answers EOPNOTSUPP.
-    return code == errno.EOPNOTSUPP and isinstance(op, DelFdb) and part == _MASTER_PART
+    return code == errno.EOPNOTSUPP and isinstance(op, DelFdb) and part == _BOTH_PART
+
+
+def _fdb_key(op: Op) -> tuple[int, str, int | None]:
+    assert isinstance(op, AddFdb | DelFdb)
+    return op.ifindex, op.mac, op.vlan

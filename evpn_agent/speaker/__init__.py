@@ -19,14 +19,16 @@ from typing import Protocol
 
 from evpn_agent.model import AdvertChange, BgpEvent
 
-Deliver = Callable[[bytes | None], None]  # a line from the speaker; None: it closed
+# Lines from the speaker, in order, as many as one read brought; None: it closed.
+Deliver = Callable[[list[bytes] | None], None]
 
 
 class Speaker(Protocol):
     """What the daemon needs of a BGP speaker (ExaBGP, or a fake in tests)."""
 
     def start(self, deliver: Deliver) -> None:
-        """Start reading; ``deliver`` is called (from any thread) per line, None at the end."""
+        """Start reading; ``deliver`` is called (from any thread) with the lines read, in
+        order (one call per read, not per line), None at the end."""
 
     def decode(self, line: bytes, router_id: str) -> tuple[list[BgpEvent], float | None]:
         """Events in one delivered line, and the speaker's timestamp of it if any."""

@@ -31,6 +31,8 @@ checks (NOTIFICATION) for such messages.
 
 from __future__ import annotations
 
+import functools
+
 from evpn_agent.model import (
     BadValue,
     BgpEvent,
@@ -65,6 +67,8 @@ from evpn_agent.speaker.wire_format import (
 __all__ = ["decode_message", "decode_update"]
 
 _ZERO_MAC = bytes(6)
+# A reflector's UPDATE holds one VTEP's routes of one VNI: their RDs are all the same.
+_rd_text = functools.lru_cache(maxsize=4096)(rd_text)
 # Type 2 value lengths by IP length in bits: one label, or two (the second an L3 VNI).
 _MAC_ROUTE_SIZES = {0: (33, 36), 32: (37, 40), 128: (49, 52)}
 
@@ -255,7 +259,7 @@ def _mac_key(data: bytes, start: int, end: int) -> tuple[MacKey, int]:
     elif ip_bits:
         ip = ipv6_text(data[label : label + 16])
         label += 16
-    rd = rd_text(data[start : start + 8])
+    rd = _rd_text(data[start : start + 8])
     etag = int.from_bytes(data[start + 18 : start + 22])
     return MacKey(rd, etag, mac.hex(":"), ip), label
 
@@ -271,7 +275,7 @@ def _imet_key(data: bytes, start: int, end: int) -> ImetKey:
         raise _Refused("malformed-nlri", f"type-3 NLRI of {size} bytes with a {ip_bits}-bit IP")
     ip = data[start + 13 : end]
     origin = ipv4_text(ip) if ip_bits == 32 else ipv6_text(ip)
-    rd = rd_text(data[start : start + 8])
+    rd = _rd_text(data[start : start + 8])
     return ImetKey(rd, int.from_bytes(data[start + 8 : start + 12]), origin)
 
 

@@ -261,6 +261,19 @@ def test_delete_fdb_removes_vxlan_entry_when_bridge_entry_is_gone(lab: Lab) -> N
     assert entries_for(lab.fdb("vx100"), MAC1) == []
 
 
+def test_a_later_add_in_the_batch_is_not_undone_by_the_follow_up_delete(lab: Lab) -> None:
+    """A DelFdb whose bridge entry is gone needs a second request for its VXLAN entry, sent
+    after the batch: it must not delete what a later op of the same batch installed."""
+    assert lab.apply([AddFdb(lab.vx, MAC1, VTEP1), AddFdb(lab.vx, MAC2, VTEP1)]) == []
+    lab.sh(f"bridge fdb del {MAC1} dev vx100 master")
+    lab.sh(f"bridge fdb del {MAC2} dev vx100 master")
+    ops: list[Op] = [DelFdb(lab.vx, MAC1), DelFdb(lab.vx, MAC2), AddFdb(lab.vx, MAC1, VTEP2)]
+    assert lab.apply(ops) == []
+    vx = lab.fdb("vx100")
+    assert self_entry(vx, MAC1)["dst"] == VTEP2
+    assert entries_for(vx, MAC2) == []
+
+
 def test_delete_fdb_on_vxlan_outside_a_bridge(lab: Lab) -> None:
     """No bridge, no bridge entry: the kernel's EOPNOTSUPP for it means "absent"."""
     lab.sh("ip link set vx100 nomaster")

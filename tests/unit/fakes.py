@@ -54,7 +54,7 @@ class FakeSpeaker:
         token = f"line {next(self._tokens)}".encode()
         self._prepared[token] = list(events)
         assert self.deliver is not None
-        self.deliver(token)
+        self.deliver([token])
 
     def close(self) -> None:
         assert self.deliver is not None

@@ -11,7 +11,7 @@ from pyroute2.netlink import rtnl as pr_rtnl
 from pyroute2.netlink.rtnl.ndmsg import ndmsg
 
 from evpn_agent.kernel import netlink
-from evpn_agent.kernel.encoder import encode
+from evpn_agent.kernel.encoder import encode, encode_self_delete
 from evpn_agent.model import AddFdb, AddFlood, AddNeigh, DelFdb, DelFlood, DelNeigh, Op
 
 NEW, DEL = 28, 29
@@ -64,20 +64,14 @@ CASES: list[tuple[Op, list[bytes]]] = [
     ),
     (
         DelFdb(7, MAC),
-        [
-            pyroute2_bytes(DEL, REQ_ACK, 5, AF_BRIDGE, 7, 0, MASTER, [("NDA_LLADDR", MAC)]),
-            pyroute2_bytes(DEL, REQ_ACK, 6, AF_BRIDGE, 7, 0, SELF, [("NDA_LLADDR", MAC)]),
-        ],
+        [pyroute2_bytes(DEL, REQ_ACK, 5, AF_BRIDGE, 7, 0, MASTER | SELF, [("NDA_LLADDR", MAC)])],
     ),
     (
         DelFdb(7, MAC, vlan=4094),
         [
             pyroute2_bytes(
-                DEL, REQ_ACK, 5, AF_BRIDGE, 7, 0, MASTER,
+                DEL, REQ_ACK, 5, AF_BRIDGE, 7, 0, MASTER | SELF,
                 [("NDA_LLADDR", MAC), ("NDA_VLAN", 4094)],
-            ),
-            pyroute2_bytes(
-                DEL, REQ_ACK, 6, AF_BRIDGE, 7, 0, SELF, [("NDA_LLADDR", MAC), ("NDA_VLAN", 4094)]
             ),
         ],
     ),
@@ -131,6 +125,15 @@ CASES: list[tuple[Op, list[bytes]]] = [
 @pytest.mark.parametrize(("op", "expected"), CASES, ids=[repr(c[0]) for c in CASES])
 def test_encoding_matches_pyroute2(op: Op, expected: list[bytes]) -> None:
     assert [m.hex() for m in encode(op, 5)] == [m.hex() for m in expected]
+
+
+def test_the_follow_up_delete_is_the_vxlan_entry_alone() -> None:
+    for vlan, attrs in (
+        (None, [("NDA_LLADDR", MAC)]),
+        (10, [("NDA_LLADDR", MAC), ("NDA_VLAN", 10)]),
+    ):
+        expected = pyroute2_bytes(DEL, REQ_ACK, 9, AF_BRIDGE, 7, 0, SELF, attrs)
+        assert encode_self_delete(DelFdb(7, MAC, vlan=vlan), 9).hex() == expected.hex()
 
 
 def test_remote_mac_message_layout() -> None:

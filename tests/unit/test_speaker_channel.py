@@ -151,3 +151,26 @@ def test_a_malformed_wire_update_is_counted_as_today() -> None:
 
     events, _ = ExabgpChannel(io.BytesIO(), io.BytesIO()).decode(wire_line(MAC_ROUTE[:-6]), ME)
     assert [(type(e), e.reason) for e in events] == [(RouteRejected, "malformed-update")]  # type: ignore[attr-defined]
+
+
+def test_the_reader_delivers_every_line_in_order_a_read_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Lines split across reads arrive whole, in order; the last one may lack its newline."""
+    monkeypatch.setattr(channel_module, "READ_SIZE", 7)  # reads end inside lines
+    lines = [b"done\n", b"wire-update 192.0.2.1 1.5 0000000e\n", b"\n", b"error\n", b"last"]
+    delivered: list[list[bytes] | None] = []
+    ExabgpChannel(io.BytesIO(b"".join(lines)), io.BytesIO())._read(delivered.append)
+    assert delivered[-1] is None
+    got = [line for batch in delivered[:-1] for line in (batch or [])]
+    assert got == lines
+    assert all(delivered[:-1])  # never an empty delivery
+    assert len(delivered) - 1 < len(lines) + 5  # by reads, not by bytes
+
+
+def test_a_read_brings_many_lines_in_one_delivery() -> None:
+    data = b"".join(f"line {n}\n".encode() for n in range(1000))
+    delivered: list[list[bytes] | None] = []
+    ExabgpChannel(io.BytesIO(data), io.BytesIO())._read(delivered.append)
+    assert len(delivered) == 2 and delivered[1] is None
+    assert delivered[0] == [f"line {n}\n".encode() for n in range(1000)]
