@@ -18,7 +18,7 @@ from types import TracebackType
 
 from evpn_agent.kernel.bridge_vlan import PortVlans, decode_port_vlans
 from evpn_agent.kernel.echo_filter import attach, build_program
-from evpn_agent.kernel.links import decode_link, parse_link
+from evpn_agent.kernel.links import link_of, parse_link
 from evpn_agent.kernel.neighbours import decode_neighbour
 from evpn_agent.kernel.netlink import (
     AF_BRIDGE,
@@ -56,6 +56,7 @@ from evpn_agent.model import (
 log = logging.getLogger(__name__)
 
 _ZERO_MAC = bytes(6)
+LINK_FAMILY_AT = NLMSGHDR.size  # ifinfomsg's first byte
 _ATTRS = NLMSGHDR.size + NDMSG.size
 
 
@@ -269,10 +270,10 @@ class Monitor:
             out.append(NeighUpdated(entry) if msg_type == RTM_NEWNEIGH else NeighRemoved(entry))
 
     def _on_link(self, msg_type: int, data: bytes, out: list[KernelEvent]) -> None:
-        msg = parse_link(data)
-        ifindex: int = msg["index"]
         devices = self._devices
-        if msg["family"] == AF_BRIDGE:
+        if data[LINK_FAMILY_AT] == AF_BRIDGE:
+            msg = parse_link(data)
+            ifindex: int = msg["index"]
             # Bridge port news (VLANs, STP state...), not the device itself: an AF_BRIDGE
             # RTM_DELLINK means the port left the bridge.
             if msg_type == RTM_NEWLINK:
@@ -283,12 +284,14 @@ class Monitor:
             if known is not None:
                 self._update_link(known, out)
             return
+        # the device itself: decoded from the bytes (a burst of new VNIs is thousands)
+        link = link_of(data)
         if msg_type == RTM_DELLINK:
-            devices.links.pop(ifindex, None)
-            devices.ports.pop(ifindex, None)
-            out.append(LinkRemoved(ifindex, msg.get_attr("IFLA_IFNAME") or ""))
+            devices.links.pop(link.ifindex, None)
+            devices.ports.pop(link.ifindex, None)
+            out.append(LinkRemoved(link.ifindex, link.name))
             return
-        self._update_link(decode_link(msg), out)
+        self._update_link(link, out)
 
     def _update_link(self, link: Link, out: list[KernelEvent]) -> None:
         # The kernel re-sends unchanged devices for changes we do not model (MTU, carrier
