@@ -81,6 +81,7 @@ def load_snapshot(s: State, snap: KernelSnapshot) -> None:
         # key again is the periodic reconcile's whole cost when idle (~20 us an entry).
         s.dirty = pending
         s.drift.still_matched(view.vnis, s.now)
+        log.debug("the kernel holds what we believe: matched without comparing")
         return
     mark_everything(s)
     compare, s.dirty = s.dirty, pending
