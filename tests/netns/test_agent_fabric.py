@@ -243,8 +243,10 @@ def test_entry_deleted_by_hand_is_restored(topo: Topology) -> None:
         return _has(topo.a1, "vxlan100", x3.mac)
 
     wait_until(on_vxlan, 20, "x3's MAC on a1's vxlan100")
+    # The kernel refuses to delete an entry it does not hold, so this succeeding is the
+    # proof that it went: checking afterwards races with a1's short reconcile interval,
+    # which may have restored it already on a loaded machine.
     topo.a1.netns.bridge("fdb", "del", x3.mac, "dev", "vxlan100", "self")
-    assert not on_vxlan()
     wait_until(on_vxlan, 10, "the periodic reconcile restores x3's entry")
 
     # (the exact counts are checked with the reconcile command, on a2: a periodic dump
