@@ -103,10 +103,12 @@ def _settled(s: State) -> bool:
 
 def _belief(s: State) -> tuple[object, ...]:
     """What we believe the kernel holds: our entries, the devices, the local MACs and
-    bindings (the parts of the state a dump rebuilds)."""
+    bindings (the parts of the state a dump rebuilds). The rebuild replaces the mirror and
+    the links with new objects, so those are taken as they are; it empties the local
+    tables in place, so those are copied."""
     m, v = s.mirror, s.view
     flood = {ifindex: vteps for ifindex, vteps in m.flood.items() if vteps}
-    return (dict(m.fdb), flood, dict(m.neigh), dict(v.links), dict(v.fdb), dict(v.neigh))
+    return (m.fdb, flood, m.neigh, v.links, dict(v.fdb), dict(v.neigh))
 
 
 def on_kernel(s: State, events: Iterable[KernelEvent], now: float | None = None) -> bool:

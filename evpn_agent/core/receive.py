@@ -119,7 +119,7 @@ def _announced(s: State, peer: str, route: Route, now: float) -> None:
     if route.vtep == s.vtep_ip:
         reject(s, "own-vtep", f"route {route.key} names our own VTEP {route.vtep}")
         return
-    vni = s.importer.vni_for(route.rts)  # once: the limits and the RIB both need it
+    vni = s.import_vni(route)  # once: the limits and the RIB both need it
     if isinstance(route, MacRoute) and not _within_limits(s, route, vni):
         return
     s.counters["routes-received"] += 1

@@ -2,9 +2,8 @@
 
 ``link_of`` reads the few attributes we use straight from the bytes: every full dump
 (each periodic reconcile) decodes every device, and pyroute2's generic ``ifinfmsg`` decoder
-took ~0.4 ms a device (0.2 s of a reconcile's 0.26 s at 500 devices). ``parse_link`` and
-``decode_link`` (pyroute2) stay for the monitor's events and the AF_BRIDGE port messages,
-and are the reference the fast decoder is tested against.
+took ~0.4 ms a device (0.2 s of a reconcile's 0.26 s at 500 devices). ``parse_link``
+(pyroute2) stays for the AF_BRIDGE port messages (VLAN tables), which are few.
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ import ipaddress
 import socket
 import struct
 from collections.abc import Iterator
-from typing import Any
 
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
@@ -26,47 +24,6 @@ def parse_link(data: bytes) -> ifinfmsg:
     msg = ifinfmsg(data)
     msg.decode()
     return msg
-
-
-def decode_link(msg: Any) -> Link:
-    """The device described by a decoded pyroute2 `ifinfmsg` (family AF_UNSPEC)."""
-    ifindex: int = msg["index"]
-    name: str = msg.get_attr("IFLA_IFNAME") or ""
-    master: int | None = msg.get_attr("IFLA_MASTER") or None
-    up = bool(msg["flags"] & IFF_UP)
-    info = msg.get_attr("IFLA_LINKINFO")
-    kind: str | None = info.get_attr("IFLA_INFO_KIND") if info is not None else None
-    data = info.get_attr("IFLA_INFO_DATA") if info is not None else None
-    if kind == "vxlan" and data is not None:
-        local = data.get_attr("IFLA_VXLAN_LOCAL") or data.get_attr("IFLA_VXLAN_LOCAL6")
-        return VxlanDevice(
-            ifindex=ifindex,
-            name=name,
-            vni=data.get_attr("IFLA_VXLAN_ID") or 0,
-            local=local or None,
-            master=master,
-            learning=bool(data.get_attr("IFLA_VXLAN_LEARNING")),
-            up=up,
-        )
-    if kind == "bridge":
-        filtering = data.get_attr("IFLA_BR_VLAN_FILTERING") if data is not None else None
-        return BridgeDevice(
-            ifindex=ifindex,
-            name=name,
-            mac=(msg.get_attr("IFLA_ADDRESS") or "").lower(),
-            vlan_filtering=bool(filtering),
-            up=up,
-        )
-    vlan_id = data.get_attr("IFLA_VLAN_ID") if kind == "vlan" and data is not None else None
-    return OtherLink(
-        ifindex=ifindex,
-        name=name,
-        master=master,
-        kind=kind,
-        vlan_id=vlan_id,
-        link=msg.get_attr("IFLA_LINK") if kind == "vlan" else None,
-        up=up,
-    )
 
 
 # rtnetlink attribute numbers (linux/if_link.h)

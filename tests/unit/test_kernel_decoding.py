@@ -12,7 +12,7 @@ from pyroute2.netlink.rtnl.ndmsg import ndmsg
 
 from evpn_agent.kernel.bridge_vlan import decode_port_vlans, port_vlans
 from evpn_agent.kernel.echo_filter import build_program, run_program
-from evpn_agent.kernel.links import decode_link, parse_link
+from evpn_agent.kernel.links import IFF_UP, link_of, parse_link
 from evpn_agent.kernel.monitor import Monitor
 from evpn_agent.kernel.neighbours import decode_neighbour
 from evpn_agent.model import (
@@ -20,6 +20,7 @@ from evpn_agent.model import (
     FdbEntry,
     FdbRemoved,
     FdbUpdated,
+    Link,
     LinkRemoved,
     LinkUpdated,
     Managed,
@@ -211,6 +212,47 @@ def test_inconsistent_tunnel_range_is_dropped() -> None:
     assert ports.tunnels == {70: 7}
 
 
+def decode_link(msg: Any) -> Link:
+    """The reference: the device as pyroute2's generic `ifinfmsg` decoding reads it."""
+    ifindex: int = msg["index"]
+    name: str = msg.get_attr("IFLA_IFNAME") or ""
+    master: int | None = msg.get_attr("IFLA_MASTER") or None
+    up = bool(msg["flags"] & IFF_UP)
+    info = msg.get_attr("IFLA_LINKINFO")
+    kind: str | None = info.get_attr("IFLA_INFO_KIND") if info is not None else None
+    data = info.get_attr("IFLA_INFO_DATA") if info is not None else None
+    if kind == "vxlan" and data is not None:
+        local = data.get_attr("IFLA_VXLAN_LOCAL") or data.get_attr("IFLA_VXLAN_LOCAL6")
+        return VxlanDevice(
+            ifindex=ifindex,
+            name=name,
+            vni=data.get_attr("IFLA_VXLAN_ID") or 0,
+            local=local or None,
+            master=master,
+            learning=bool(data.get_attr("IFLA_VXLAN_LEARNING")),
+            up=up,
+        )
+    if kind == "bridge":
+        filtering = data.get_attr("IFLA_BR_VLAN_FILTERING") if data is not None else None
+        return BridgeDevice(
+            ifindex=ifindex,
+            name=name,
+            mac=(msg.get_attr("IFLA_ADDRESS") or "").lower(),
+            vlan_filtering=bool(filtering),
+            up=up,
+        )
+    vlan_id = data.get_attr("IFLA_VLAN_ID") if kind == "vlan" and data is not None else None
+    return OtherLink(
+        ifindex=ifindex,
+        name=name,
+        master=master,
+        kind=kind,
+        vlan_id=vlan_id,
+        link=msg.get_attr("IFLA_LINK") if kind == "vlan" else None,
+        up=up,
+    )
+
+
 # --- links ----------------------------------------------------------------------------------
 
 
@@ -336,8 +378,6 @@ def test_kernel_echo_filter_without_devices_passes_everything() -> None:
 
 def test_fast_link_decoder_agrees_with_pyroute2() -> None:
     """link_of (the dump's decoder) reads what decode_link(parse_link(...)) reads."""
-    from evpn_agent.kernel.links import link_of
-
     messages = [
         vxlan_link_msg(),
         link_msg(BR, "br0", "bridge", [("IFLA_BR_VLAN_FILTERING", 1)],
