@@ -175,13 +175,20 @@ class ExabgpChannel:
 
 
 def _wire_update(line: bytes, router_id: str) -> tuple[list[BgpEvent], float | None]:
-    """An UPDATE the launcher handed over as its bytes: ``wire-update PEER TIME HEX``; all
-    its events at once, stamped with the time ExaBGP read it."""
-    parts = line.split()
+    """UPDATEs the launcher handed over as their bytes, ``wire-update PEER TIME HEX...``
+    (one or more, in the order they arrived); all their events at once, stamped with the
+    time ExaBGP read them."""
     try:
-        _, peer, stamp, body = parts
+        _, peer_field, stamp, *bodies = line.split()
         when = float(stamp)
-        events = decode_update(unhexlify(body), peer.decode("ascii"), router_id)
-        return events, when if events else None
+        peer = peer_field.decode("ascii")
+        raw = [unhexlify(body) for body in bodies]  # all or nothing: checked before use
+        if not raw:
+            raise ValueError("no UPDATE")
     except ValueError:  # also UnicodeDecodeError, binascii.Error
         return [LineRejected("malformed-line", f"{line[:120]!r}")], None
+    if len(raw) == 1:
+        events = decode_update(raw[0], peer, router_id)
+    else:
+        events = [event for body in raw for event in decode_update(body, peer, router_id)]
+    return events, when if events else None

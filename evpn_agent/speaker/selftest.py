@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
+import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -198,8 +199,10 @@ class _Processes:
 
 
 class _Connection:
-    def __init__(self, body: bytes) -> None:
+    def __init__(self, body: bytes, io: socket.socket | None = None) -> None:
         self.body = body
+        self.io = io  # what else is queued on the session's socket
+        self.msg_size = 4096
 
     def reader(self) -> Iterator[tuple[int, int, bytes, bytes, None]]:
         yield 0, 0, b"", b"", None  # nothing arrived yet
@@ -214,7 +217,7 @@ class _Protocol:
 
     log_routes = False
 
-    def __init__(self, body: bytes) -> None:
+    def __init__(self, body: bytes, io: socket.socket | None = None) -> None:
         class Neighbor(dict[str, Any]):
             api = _Api()
 
@@ -223,7 +226,7 @@ class _Protocol:
         reactor = type("Reactor", (), {"processes": self.processes})()
         self.peer = type("Peer", (), {"neighbor": self.neighbor, "reactor": reactor})()
         self.peer.stats = dict.fromkeys(("receive-update",), 0)
-        self.connection = _Connection(body)
+        self.connection = _Connection(body, io)
         negotiated = exa.Negotiated(exa.Neighbor())
         negotiated.families = [evpn_family()]
         negotiated.asn4 = True
@@ -249,6 +252,7 @@ def _check_wire_receive(names: Sequence[str], handler: Callable[..., bool], buil
     [line] = good.processes.lines
     if line.split()[:2] != ["wire-update", "192.0.2.1"] or line.split()[3] != body.hex():
         raise SelfTestFailed(f"an EVPN UPDATE reached the API as {line[:60]!r}...")
+    _check_batch(body)
     # a MAC length of 47 bits: ExaBGP's own decoder answers, with its NOTIFICATION 3/5
     mac = body.index(b"\x30" + bytes.fromhex(_MAC.split()[1].replace(":", "")))
     bad = _Protocol(body[:mac] + b"\x2f" + body[mac + 1 :])
@@ -259,6 +263,26 @@ def _check_wire_receive(names: Sequence[str], handler: Callable[..., bool], buil
             raise SelfTestFailed(f"a bad MAC length gave {exc} and {bad.processes.lines}") from None
     else:
         raise SelfTestFailed(f"a bad MAC length read as {read!r}, not a NOTIFICATION")
+
+
+def _check_batch(body: bytes) -> None:
+    """UPDATEs queued behind the first go in its line; what follows them stays queued."""
+    header = b"\xff" * 16 + (19 + len(body)).to_bytes(2, "big") + b"\x02"
+    keepalive = b"\xff" * 16 + b"\x00\x13\x04"
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        theirs.sendall((header + body) * 2 + keepalive)
+        ours.setblocking(False)
+        batch = _Protocol(body, ours)
+        read = batch.read()
+        lines = batch.processes.lines
+        if read[-1] is not exa.protocol_UPDATE or batch.peer.stats["receive-update"] != 3:
+            raise SelfTestFailed(f"three queued UPDATEs read as {read!r}, {lines!r}")
+        if len(lines) != 1 or lines[0].split()[3:] != [body.hex()] * 3:
+            raise SelfTestFailed(f"three queued UPDATEs reached the API as {len(lines)} lines")
+        left = ours.recv(100)
+        if left != keepalive:
+            raise SelfTestFailed(f"after the UPDATEs the socket held {left.hex()}, not a KEEPALIVE")
 
 
 class _Stand:

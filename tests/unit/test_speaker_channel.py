@@ -4,6 +4,7 @@ refresh (answered late, from ExaBGP's asynchronous queue) cannot shift that pair
 from __future__ import annotations
 
 import io
+import ipaddress
 
 import pytest
 
@@ -11,8 +12,10 @@ from evpn_agent.model import (
     AdvertChange,
     AdvertRefused,
     ImetAdvert,
+    MacAdvert,
     RouteDistinguisher,
     RouteTarget,
+    RouteWithdrawn,
 )
 from evpn_agent.speaker import channel as channel_module
 from evpn_agent.speaker import encode, grammar
@@ -119,6 +122,25 @@ def test_a_wire_update_is_decoded_in_one_batch_with_its_stamp() -> None:
     assert stamp == 1700000000.25
 
 
+def test_a_wire_line_of_several_updates_gives_their_events_in_order() -> None:
+    from evpn_agent.model import EndOfRib
+    from evpn_agent.speaker.wire_decode import decode_update
+    from evpn_agent.speaker.wire_encode import encode_changes
+
+    eor = "0000000680" + "0f03001946"
+    rd = RouteDistinguisher(ipaddress.IPv4Address("192.0.2.11"), 1)
+    gone = MacAdvert(rd, 100, "02:00:5e:00:00:09", None, "192.0.2.11", (RouteTarget(65000, 100),))
+    [message] = encode_changes([AdvertChange(gone, withdraw=True)], 4096).messages
+    withdraw = message[19:].hex()
+    ch = ExabgpChannel(io.BytesIO(), io.BytesIO())
+    events, stamp = ch.decode(wire_line(f"{MAC_ROUTE} {withdraw} {eor}"), ME)
+    bodies = (MAC_ROUTE, withdraw, eor)
+    expected = [e for b in bodies for e in decode_update(bytes.fromhex(b), PEER, ME)]
+    assert events == expected and len(events) == 3 and events[-1] == EndOfRib(PEER)
+    assert isinstance(events[1], RouteWithdrawn) and events[1].key.mac == "02:00:5e:00:00:09"
+    assert stamp == 1700000000.25
+
+
 def test_a_wire_end_of_rib_and_own_routes() -> None:
     from evpn_agent.model import EndOfRib
 
@@ -135,7 +157,7 @@ def test_a_wire_end_of_rib_and_own_routes() -> None:
         b"wire-update 192.0.2.1 1700000000.0 0000zz\n",  # not hex
         b"wire-update 192.0.2.1 1700000000.0\n",  # no body
         b"wire-update 192.0.2.1 soon 00000000\n",  # no time
-        b"wire-update 192.0.2.1 1.0 00000000 extra\n",
+        b"wire-update 192.0.2.1 1.0 00000000 extra\n",  # a second body that is no hex
     ],
 )
 def test_a_broken_wire_line_is_rejected_not_raised(line: bytes) -> None:

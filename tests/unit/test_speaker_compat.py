@@ -281,6 +281,13 @@ def _peer_without_teardown(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(peer, "__init__", init)
 
 
+def _updates_and_whatever_follows(data: bytes, max_size: int) -> tuple[list[bytes], int]:
+    bodies, _end = _complete_updates(data, max_size)
+    return bodies, len(data)
+
+
+_complete_updates = compat.complete_updates
+
 BROKEN = {
     "read_message not replaced": ("receive fast path", _exabgp_reads_everything),
     "the gate lets a bad MAC length through": (
@@ -290,6 +297,14 @@ BROKEN = {
     "the gate sends every UPDATE to ExaBGP": (
         "receive fast path",
         lambda mp: mp.setattr(compat, "wire_ok", lambda body: False),
+    ),
+    "UPDATEs queued behind the first are left to ExaBGP": (
+        "receive fast path",
+        lambda mp: mp.setattr(compat, "queued_updates", lambda connection: []),
+    ),
+    "the batch eats the message behind it": (
+        "receive fast path",
+        lambda mp: mp.setattr(compat, "complete_updates", _updates_and_whatever_follows),
     ),
     "the reactor's wait is not replaced": (
         "idle sleep",
@@ -470,3 +485,85 @@ def test_the_fast_path_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> Non
     patched()
     self_test()
     assert compat.exa.Protocol.__dict__["read_message"] is compat._read_message
+
+
+# ---------------------------------------------------------------- UPDATEs queued behind one
+
+
+def _update(body: bytes) -> bytes:
+    return b"\xff" * 16 + (19 + len(body)).to_bytes(2, "big") + b"\x02" + body
+
+
+def _gated_bodies() -> list[bytes]:
+    """Three UPDATE bodies the gate passes (ours, as a reflector would send them)."""
+    import ipaddress
+
+    from evpn_agent.model import AdvertChange, MacAdvert, RouteDistinguisher, RouteTarget
+    from evpn_agent.speaker.wire_encode import encode_changes
+
+    bodies = []
+    for vni in (100, 101, 102):
+        rd = RouteDistinguisher(ipaddress.IPv4Address("192.0.2.11"), vni)
+        advert = MacAdvert(rd, vni, "02:00:5e:00:00:01", None, "192.0.2.11",
+                           (RouteTarget(65000, vni),))  # fmt: skip
+        [message] = encode_changes([AdvertChange(advert)], 4096).messages
+        bodies.append(bytes(message[19:]))
+    assert all(compat.wire_ok(body) for body in bodies)
+    return bodies
+
+
+KEEPALIVE = b"\xff" * 16 + b"\x00\x13\x04"
+
+
+def test_queued_updates_are_taken_up_to_the_first_other_message() -> None:
+    a, b, c = _gated_bodies()
+    data = _update(a) + _update(b) + KEEPALIVE + _update(c)
+    assert compat.complete_updates(data, 4096) == ([a, b], len(_update(a) + _update(b)))
+
+
+@pytest.mark.parametrize(
+    "after",
+    [
+        "cut",  # the next UPDATE not whole yet
+        "too big",  # longer than the session accepts: ExaBGP's NOTIFICATION
+        "no marker",
+        "short length",
+        "gate says no",  # a MAC length of 47 bits
+    ],
+)
+def test_whatever_is_not_a_whole_gated_update_stays_for_exabgp(after: str) -> None:
+    a, b, _c = _gated_bodies()
+    first = _update(a)
+    following = {
+        "cut": _update(b)[:-1],
+        "too big": _update(b),
+        "no marker": b"\x00" + _update(b)[1:],
+        "short length": b"\xff" * 16 + b"\x00\x16\x02" + b"\x00" * 3,
+        "gate says no": _update(b.replace(b"\x30\x02\x00\x5e", b"\x2f\x02\x00\x5e")),
+    }[after]
+    assert following != _update(b) or after == "too big"
+    max_size = len(_update(b)) - 1 if after == "too big" else 4096
+    assert compat.complete_updates(following, max_size) == ([], 0)
+    if after != "too big":
+        assert compat.complete_updates(first + following, max_size) == ([a], len(first))
+
+
+def test_queued_updates_consume_exactly_what_they_take() -> None:
+    import socket
+
+    a, b, c = _gated_bodies()
+
+    class Connection:
+        msg_size = 4096
+
+        def __init__(self, io: socket.socket | None) -> None:
+            self.io = io
+
+    assert compat.queued_updates(Connection(None)) == []
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        ours.setblocking(False)
+        assert compat.queued_updates(Connection(ours)) == []  # nothing queued
+        theirs.sendall(_update(a) + _update(b) + KEEPALIVE + _update(c))
+        assert compat.queued_updates(Connection(ours)) == [a, b]
+        assert ours.recv(4096) == KEEPALIVE + _update(c)
