@@ -24,8 +24,12 @@ class Mirror:
 
     def record(self, op: Op) -> None:
         """A write the kernel acknowledged."""
-        if isinstance(op, AddFdb):
-            self.set_fdb(DeviceMac(op.ifindex, op.mac, op.vlan), op.dst)
+        if type(op) is AddFdb:  # most of a burst: inlined set_fdb
+            key = DeviceMac(op.ifindex, op.mac, op.vlan)
+            self.fdb[key] = op.dst
+            if (of := self._fdb_of.get(op.ifindex)) is None:
+                of = self._fdb_of[op.ifindex] = {}
+            of[key] = None
         elif isinstance(op, DelFdb):
             self.pop_fdb(DeviceMac(op.ifindex, op.mac, op.vlan))
         elif isinstance(op, AddFlood):

@@ -160,18 +160,23 @@ def kernel_applied(s: State, ops: Sequence[Op], failed: Iterable[Op]) -> None:
         s.drift.all_matched = False  # the kernel differs from our plan: compare next time
     if s.drift.pending:
         _repaired(s, s.drift.applied(ops, bad, s.now))
+    if bad:
+        s.counters["kernel-failures"] += sum(op in bad for op in ops)
+    if len(ops) > len(bad):
+        s.counters["kernel-ops"] += sum(op not in bad for op in ops) if bad else len(ops)
+    # the usual burst: nothing failed, nothing retried (no op hashed, no key built)
+    retrying = bool(s.retries)
+    record = s.mirror.record
     for op in ops:
-        if op in bad:
-            s.counters["kernel-failures"] += 1
+        if bad and op in bad:
             if (key := retry_key(s, op)) is not None:
                 delay = s.retries.failed(key, s.now)
                 log.debug("retrying %s in %gs", op, delay)
             continue
-        s.counters["kernel-ops"] += 1
-        if s.retries and (key := retry_key(s, op)) is not None:
+        if retrying and (key := retry_key(s, op)) is not None:
             s.retries.succeeded(key)
-        s.mirror.record(op)
-        if isinstance(op, AddNeigh):
+        record(op)
+        if type(op) is AddNeigh:
             # Ours replaced any entry the SVI had learned (its echo is filtered out).
             svi_vni = s.view.by_svi.get(op.ifindex)
             if svi_vni is not None:

@@ -27,7 +27,7 @@ from evpn_agent.kernel import Kernel
 from evpn_agent.latency import Latency
 from evpn_agent.metrics import Metrics
 from evpn_agent.model import Config, KernelEvent, KernelSnapshot, describe
-from evpn_agent.speaker import Speaker
+from evpn_agent.speaker import Line, Speaker
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ MAX_ITEMS_PER_ROUND = 32
 
 @dataclass(frozen=True, slots=True)
 class SpeakerLine:
-    line: bytes
+    line: Line  # what the speaker delivered, for its decode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,14 +106,14 @@ class Daemon:
         loop = asyncio.get_running_loop()
         put = self.inbox.put_nowait
 
-        def put_lines(lines: list[bytes] | None) -> None:
+        def put_lines(lines: list[Line] | None) -> None:
             if lines is None:
                 put(SpeakerClosed())
                 return
             for line in lines:
                 put(SpeakerLine(line))
 
-        def deliver(lines: list[bytes] | None) -> None:
+        def deliver(lines: list[Line] | None) -> None:
             # One wake-up of the loop per read, not per line: a 1,000-VNI table comes as
             # ~60,000 short lines.
             loop.call_soon_threadsafe(put_lines, lines)
@@ -128,6 +128,7 @@ class Daemon:
         engine = Engine(self.cfg, router_id=router_id, vtep_ip=vtep_ip, now=now)
         self.engine = engine
         engine.load_snapshot(snap)
+        self.speaker.decode_ahead(router_id)
         self.resync.dumped(snap.complete, self.kernel.events_lost, now)
         engine.rd_index = rd_indexes(self.cfg.state_dir, engine.vnis)
         log.info(

@@ -15,12 +15,22 @@ Importing this package does not import ExaBGP.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from evpn_agent.model import AdvertChange, BgpEvent
 
+
+class Decoded(NamedTuple):
+    """A line the speaker's reader thread decoded already: its events and timestamp."""
+
+    events: list[BgpEvent]
+    stamp: float | None
+
+
+# What the speaker delivers per line: opaque to the daemon, which hands it back to decode().
+Line = bytes | Decoded
 # Lines from the speaker, in order, as many as one read brought; None: it closed.
-Deliver = Callable[[list[bytes] | None], None]
+Deliver = Callable[[list[Line] | None], None]
 
 
 class Speaker(Protocol):
@@ -30,8 +40,12 @@ class Speaker(Protocol):
         """Start reading; ``deliver`` is called (from any thread) with the lines read, in
         order (one call per read, not per line), None at the end."""
 
-    def decode(self, line: bytes, router_id: str) -> tuple[list[BgpEvent], float | None]:
+    def decode(self, line: Line, router_id: str) -> tuple[list[BgpEvent], float | None]:
         """Events in one delivered line, and the speaker's timestamp of it if any."""
+
+    def decode_ahead(self, router_id: str) -> None:
+        """From now on, decode what needs no state of ours (received routes) on the reader's
+        thread, as lines arrive: that work then overlaps the owner's kernel writes."""
 
     def send(self, changes: Sequence[AdvertChange]) -> None:
         """Announce or withdraw; a refusal comes back later as an ``AdvertRefused`` event."""

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from typing import IO
 
 from evpn_agent.model import AdvertChange, AdvertRefused, BgpEvent, LineRejected
-from evpn_agent.speaker import Deliver, decode, encode
+from evpn_agent.speaker import Decoded, Deliver, Line, decode, encode
 from evpn_agent.speaker.wire_decode import decode_update
 from evpn_agent.speaker.wire_format import WIRE_UPDATE
 
@@ -63,6 +63,7 @@ class ExabgpChannel:
         # ExaBGP answers "show neighbor json" late (from its scheduler, after the acks of
         # lines written since), but always as its JSON list line followed by its ack.
         self._report_ack_next = False
+        self._ahead: str | None = None  # the router id, once UPDATEs are decoded on reading
 
     def start(self, deliver: Deliver) -> None:
         threading.Thread(target=self._read, args=(deliver,), name="exabgp-in", daemon=True).start()
@@ -82,13 +83,30 @@ class ExabgpChannel:
                 lines = (tail + chunk).split(b"\n")
                 tail = lines.pop()
                 if lines:
-                    deliver([line + b"\n" for line in lines])
+                    deliver(self._lines(lines))
             if tail:
                 deliver([tail])  # the last line, without its newline
         finally:
             deliver(None)
 
-    def decode(self, line: bytes, router_id: str) -> tuple[list[BgpEvent], float | None]:
+    def decode_ahead(self, router_id: str) -> None:
+        self._ahead = router_id
+
+    def _lines(self, lines: list[bytes]) -> list[Line]:
+        """What one read delivers. Received UPDATEs are decoded here, on the reader's
+        thread, once the router id is known: decoding is pure, and Python lets this thread
+        run while the owner waits on the kernel for its writes (most of a burst is both)."""
+        router_id = self._ahead
+        if router_id is None:
+            return [line + b"\n" for line in lines]
+        return [
+            Decoded(*_wire_update(line, router_id)) if line.startswith(_WIRE) else line + b"\n"
+            for line in lines
+        ]
+
+    def decode(self, line: Line, router_id: str) -> tuple[list[BgpEvent], float | None]:
+        if isinstance(line, Decoded):
+            return line.events, line.stamp
         if line.startswith(_WIRE):
             return _wire_update(line, router_id)
         if line in (b"done\n", b"error\n", b"done", b"error"):

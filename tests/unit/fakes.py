@@ -35,7 +35,7 @@ from evpn_agent.model import (
     Op,
 )
 from evpn_agent.model.keys import BridgeMac
-from evpn_agent.speaker import Deliver
+from evpn_agent.speaker import Deliver, Line
 
 
 class FakeSpeaker:
@@ -45,6 +45,7 @@ class FakeSpeaker:
         self.refuse: set[AdvertChange] = set()  # announces to answer with a refusal
         self._prepared: dict[bytes, list[BgpEvent]] = {}
         self._tokens = itertools.count()
+        self.router_id: str | None = None  # set by decode_ahead
 
     def start(self, deliver: Deliver) -> None:
         self.deliver = deliver
@@ -60,8 +61,12 @@ class FakeSpeaker:
         assert self.deliver is not None
         self.deliver(None)
 
-    def decode(self, line: bytes, router_id: str) -> tuple[list[BgpEvent], float | None]:
+    def decode(self, line: Line, router_id: str) -> tuple[list[BgpEvent], float | None]:
+        assert isinstance(line, bytes)
         return self._prepared.pop(line), None
+
+    def decode_ahead(self, router_id: str) -> None:
+        self.router_id = router_id
 
     def send(self, changes: Sequence[AdvertChange]) -> None:
         from evpn_agent.model import AdvertRefused

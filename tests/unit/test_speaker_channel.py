@@ -12,13 +12,14 @@ from evpn_agent.model import (
     AdvertChange,
     AdvertRefused,
     ImetAdvert,
+    LineRejected,
     MacAdvert,
     RouteDistinguisher,
     RouteTarget,
     RouteWithdrawn,
 )
+from evpn_agent.speaker import Decoded, Line, encode, grammar
 from evpn_agent.speaker import channel as channel_module
-from evpn_agent.speaker import encode, grammar
 from evpn_agent.speaker.channel import ExabgpChannel
 
 ME = "192.0.2.21"
@@ -181,7 +182,7 @@ def test_the_reader_delivers_every_line_in_order_a_read_at_a_time(
     """Lines split across reads arrive whole, in order; the last one may lack its newline."""
     monkeypatch.setattr(channel_module, "READ_SIZE", 7)  # reads end inside lines
     lines = [b"done\n", b"wire-update 192.0.2.1 1.5 0000000e\n", b"\n", b"error\n", b"last"]
-    delivered: list[list[bytes] | None] = []
+    delivered: list[list[Line] | None] = []
     ExabgpChannel(io.BytesIO(b"".join(lines)), io.BytesIO())._read(delivered.append)
     assert delivered[-1] is None
     got = [line for batch in delivered[:-1] for line in (batch or [])]
@@ -192,7 +193,28 @@ def test_the_reader_delivers_every_line_in_order_a_read_at_a_time(
 
 def test_a_read_brings_many_lines_in_one_delivery() -> None:
     data = b"".join(f"line {n}\n".encode() for n in range(1000))
-    delivered: list[list[bytes] | None] = []
+    delivered: list[list[Line] | None] = []
     ExabgpChannel(io.BytesIO(data), io.BytesIO())._read(delivered.append)
     assert len(delivered) == 2 and delivered[1] is None
     assert delivered[0] == [f"line {n}\n".encode() for n in range(1000)]
+
+
+def test_once_asked_the_reader_decodes_updates_and_the_owner_gets_the_same() -> None:
+    """After decode_ahead, received UPDATEs arrive decoded (the reader thread did the work),
+    in order among the other lines, with the events and stamp the owner would have made."""
+    own = MAC_ROUTE.replace("00000048", "0000004f", 1) + "800904c0000215"  # ours: dropped
+    lines = [b"done\n", wire_line(MAC_ROUTE), b"error\n", wire_line(own), b"wire-update x\n"]
+    expected = [ExabgpChannel(io.BytesIO(), io.BytesIO()).decode(line, ME) for line in lines[1:4]]
+    ch = ExabgpChannel(io.BytesIO(b"".join(lines)), io.BytesIO())
+    ch._pending.extend(["a", "b"])  # two commands, for the two answers
+    ch.decode_ahead(ME)
+    delivered: list[list[Line] | None] = []
+    ch._read(delivered.append)
+    got = [line for batch in delivered[:-1] for line in (batch or [])]
+    assert [type(line) for line in got] == [bytes, Decoded, bytes, Decoded, Decoded]
+    assert got[0] == b"done\n" and got[2] == b"error\n"
+    decoded = [ch.decode(line, ME) for line in got]
+    assert decoded[1] == expected[0] and decoded[3] == expected[2] == ([], None)
+    assert decoded[1][1] == 1700000000.25
+    [rejected] = decoded[4][0]
+    assert isinstance(rejected, LineRejected) and rejected.reason == "malformed-line"
