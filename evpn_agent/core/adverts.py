@@ -16,6 +16,7 @@ class AdvertTable:
         self._by_vni: dict[int, set[AdvertKey]] = {}
         self.announced = 0
         self.withdrawn = 0
+        self.mac_routes = 0  # keys in sent with a MAC: none, and no MAC needs asking about
 
     def set(self, key: AdvertKey, advert: Advert | None) -> list[AdvertChange]:
         """Changes that move the speaker from what it was told to ``advert`` (None: none)."""
@@ -32,6 +33,8 @@ class AdvertTable:
         if advert is None:
             self._remove(key)
         else:
+            if old is None and key.mac:
+                self.mac_routes += 1
             self.sent[key] = advert
             keys = self._by_vni.get(key.vni)
             if keys is None:  # not setdefault: no new set per advert
@@ -54,6 +57,8 @@ class AdvertTable:
 
     def _remove(self, key: AdvertKey) -> None:
         del self.sent[key]
+        if key.mac:
+            self.mac_routes -= 1
         keys = self._by_vni[key.vni]
         keys.discard(key)
         if not keys:

@@ -49,7 +49,8 @@ class FdbStep(NamedTuple):
     # NamedTuples, not frozen dataclasses: one is built per planned key, and a frozen
     # dataclass's __init__ cost a tenth of the planning time of a 100,000-route burst.
     op: Op | None
-    wanted: DeviceMac | None  # the entry is wanted (the engine remembers it)
+    entry: DeviceMac  # the entry planned
+    wanted: bool  # the entry is wanted (the engine remembers it)
     lost_to: MacRoute | None  # a local MAC the remote route wins against
     local: bool  # the MAC is local here (its own route depends on this step)
     kept: bool = False  # a stale entry stays: the sweep is not enabled yet
@@ -80,7 +81,7 @@ def fdb(
     want: str | None = None
     lost_to = None
     best = rib.best_mac(key.vni, key.mac)
-    local = view.mac(lv, key.mac)
+    local = view.mac(lv, key.mac) if view.fdb else None
     if best is not None and (local is None or not local_wins(view, vtep_ip, key, local, best)):
         want = best.vtep
         lost_to = best if local is not None else None
@@ -98,7 +99,7 @@ def fdb(
             op = DelFdb(lv.vxlan_ifindex, key.mac, lv.vlan)
         else:
             kept = True
-    return FdbStep(op, entry if want is not None else None, lost_to, local is not None, kept)
+    return FdbStep(op, entry, want is not None, lost_to, local is not None, kept)
 
 
 def flood(view: LocalView, rib: Rib, mirror: Mirror, key: VniVtep, sweep: Sweep) -> Step | None:

@@ -32,16 +32,25 @@ log = logging.getLogger(__name__)
 def on_bgp(s: State, events: Iterable[BgpEvent], now: float) -> None:
     s.now = now
     peers = s.peers
+    heard = None  # the peer last noted as heard from: once per peer and batch, not per route
+    withdrawn = 0
     for ev in events:
-        if isinstance(ev, RouteAnnounced):
-            peers.heard(ev.peer, now)
+        if type(ev) is RouteAnnounced:
+            if ev.peer != heard:
+                peers.heard(ev.peer, now)
+                heard = ev.peer
             _announced(s, ev.peer, ev.route, now)
-        elif isinstance(ev, RouteWithdrawn):
-            peers.heard(ev.peer, now)
+            continue
+        if type(ev) is RouteWithdrawn:
+            if ev.peer != heard:
+                peers.heard(ev.peer, now)
+                heard = ev.peer
             if s.rib.withdraw(ev.peer, ev.key, s.dirty):
                 peers.last_route_change = now
-            s.counters["routes-withdrawn"] += 1
-        elif isinstance(ev, RouteRejected):
+            withdrawn += 1
+            continue
+        heard = None  # a session event may start the peer's state anew
+        if isinstance(ev, RouteRejected):
             peers.heard(ev.peer, now)
             reject(s, ev.reason, ev.detail)
         elif isinstance(ev, LineRejected):
@@ -62,6 +71,8 @@ def on_bgp(s: State, events: Iterable[BgpEvent], now: float) -> None:
             peers.refresh_begun(ev.peer, now)
         elif isinstance(ev, SessionReported):
             peers.reported(ev.peer, ev.up, ev.uptime, ev.graceful_restart, now)
+    if withdrawn:
+        s.counters["routes-withdrawn"] += withdrawn
 
 
 def table_complete(s: State, peer: str) -> None:

@@ -112,8 +112,14 @@ class Rib:
     # -- answers -----------------------------------------------------------------------
 
     def best_mac(self, vni: int, mac: str) -> MacRoute | None:
-        paths = self._by_mac.get(vni, {}).get(mac)
-        return best_of(paths.values()) if paths else None
+        per_vni = self._by_mac.get(vni)
+        paths = per_vni.get(mac) if per_vni is not None else None
+        if not paths:
+            return None
+        if len(paths) == 1:  # one reflector's copy: most of a burst
+            for path in paths.values():
+                return path
+        return best_of(paths.values())
 
     def best_ip(self, vni: int, ip: str) -> MacRoute | None:
         paths = self._by_ip.get(vni, {}).get(ip)

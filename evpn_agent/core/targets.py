@@ -30,6 +30,7 @@ class Importer:
     def __init__(self, local_vnis: Iterable[int], overrides: Mapping[int, Iterable[RouteTarget]]):
         self._auto: set[int] = set()
         self._exact: dict[RouteTarget, int] = {}
+        self._last: tuple[Iterable[RouteTarget] | None, int | None] = (None, None)
         for vni in local_vnis:
             explicit = tuple(overrides.get(vni, ()))
             if explicit:
@@ -39,6 +40,14 @@ class Importer:
                 self._auto.add(vni)
 
     def vni_for(self, rts: Iterable[RouteTarget]) -> int | None:
+        # The routes of one UPDATE share its tuple of RTs (up to ~1,700 of them)
+        if rts is self._last[0]:
+            return self._last[1]
+        vni = self._vni_for(rts)
+        self._last = (rts, vni)
+        return vni
+
+    def _vni_for(self, rts: Iterable[RouteTarget]) -> int | None:
         for rt in rts:
             vni = self._exact.get(rt)
             if vni is not None:

@@ -59,27 +59,35 @@ def _plan_kernel(s: State) -> list[Op]:
     # after a dump, every key is compared; what changed since the last plan is explained
     compare = found.take_compare()
     watching = found.watching()
+    # per key of a burst (100,000 of them): names looked up once
+    frozen = s.dad.frozen if s.dad.duplicates else None
+    view, rib, mirror, vtep_ip, touched = s.view, s.rib, s.mirror, s.vtep_ip, s.touched_fdb
+    mac_adverts = s.adverts.mac_routes
     for key in dirty.fdb | compare.fdb if compare else dirty.fdb:
-        if s.dad.frozen(key, s.now):
+        if frozen is not None and frozen(key, s.now):
             continue  # a frozen duplicate keeps its last entry
-        step = plan.fdb(s.view, s.rib, s.mirror, s.vtep_ip, key, sweep)
+        step = plan.fdb(view, rib, mirror, vtep_ip, key, sweep)
         if step is None:
             continue
-        if step.kept or (step.op is not None and (watching or isinstance(step.op, DelFdb))):
-            lv = s.view.vnis[key.vni]
-            entry = DeviceMac(lv.vxlan_ifindex, key.mac, lv.vlan)
-            found.planned(key, step.op, kept=step.kept, explained=key in dirty.fdb,
-                          wanted_before=entry in s.touched_fdb)  # fmt: skip
-        if step.wanted is not None:
-            s.touched_fdb.add(step.wanted)
+        op = step.op
+        if step.kept or (op is not None and (watching or type(op) is DelFdb)):
+            wanted_before = step.entry in touched
+            # Not watching, a removal of an entry we wanted is an ordinary withdraw, and
+            # planned() would note nothing: not asked, for every route of a withdraw burst.
+            if watching or step.kept or not wanted_before:
+                found.planned(key, op, kept=step.kept, explained=key in dirty.fdb,
+                              wanted_before=wanted_before)  # fmt: skip
+        if step.wanted:
+            touched.add(step.entry)
         if step.lost_to is not None:
             _lost_to_remote(s, key, step.lost_to)
-        if step.op is not None:
-            ops.append(step.op)
+        if op is not None:
+            ops.append(op)
         # Our own route for the MAC depends on who won; a purely remote MAC has none.
-        advert = AdvertKey(key.vni, key.mac, None)
-        if step.local or advert in s.adverts.sent:
-            s.dirty_adverts.add(advert)
+        if step.local or mac_adverts:
+            advert = AdvertKey(key.vni, key.mac, None)
+            if step.local or advert in s.adverts.sent:
+                s.dirty_adverts.add(advert)
     for fkey in dirty.flood | compare.flood if compare else dirty.flood:
         fstep = plan.flood(s.view, s.rib, s.mirror, fkey, sweep)
         if fstep is not None:
@@ -176,11 +184,22 @@ def kernel_applied(s: State, ops: Sequence[Op], failed: Iterable[Op]) -> None:
         if retrying and (key := retry_key(s, op)) is not None:
             s.retries.succeeded(key)
         record(op)
-        if type(op) is AddNeigh:
+        kind = type(op)
+        if kind is AddFdb or kind is AddFlood:
+            continue
+        if isinstance(op, AddNeigh):
             # Ours replaced any entry the SVI had learned (its echo is filtered out).
             svi_vni = s.view.by_svi.get(op.ifindex)
             if svi_vni is not None:
                 observe.local_neigh_gone(s, svi_vni, DeviceIp(op.ifindex, op.ip))
+        # An entry we removed is no longer one "wanted earlier in this run": the sets stay
+        # as large as the tables, not as every MAC ever seen (hours of churn).
+        elif isinstance(op, DelFdb):
+            s.touched_fdb.discard(DeviceMac(op.ifindex, op.mac, op.vlan))
+        elif isinstance(op, DelFlood):
+            s.touched_flood.discard((op.ifindex, op.dst))
+        elif isinstance(op, DelNeigh):
+            s.touched_neigh.discard(DeviceIp(op.ifindex, op.ip))
 
 
 def _repaired(s: State, repaired: list[tuple[Op, drift.Repair]]) -> None:

@@ -509,3 +509,22 @@ def test_an_incomplete_dump_that_shows_a_local_mac_elsewhere_is_believed_for_it(
     assert state.take_bgp_lines() == [
         f"withdraw evpn mac rd {ME}:100 mac {HOST_MAC} label 100 next-hop {ME}"
     ]
+
+
+def test_what_was_removed_is_forgotten_so_churn_does_not_grow_the_state() -> None:
+    """MACs that come and go (hours of VM moves) leave nothing behind once removed: the
+    engine's memory of entries it wanted holds what the kernel holds, not every MAC ever."""
+    state = make()
+    state.on_bgp([SessionUp(RR)], 1)
+    for n in range(50):
+        mac = f"02:00:5e:00:01:{n:02x}"
+        route = mac_route(mac=mac, ip=f"198.51.100.{n + 1}")
+        state.on_bgp([RouteAnnounced(RR, route), RouteAnnounced(RR, imet(f"192.0.2.{n + 30}"))], 2)
+        assert flush(state)
+        state.on_bgp(
+            [RouteWithdrawn(RR, route.key), RouteWithdrawn(RR, imet(f"192.0.2.{n + 30}").key)], 3
+        )
+        assert {type(op) for op in flush(state)} == {DelFdb, DelNeigh, DelFlood}
+    assert state.touched_fdb == set() and state.touched_neigh == set()
+    assert state.touched_flood == set()
+    assert state.mirror.fdb == {} and state.mirror.neigh == {}
