@@ -28,9 +28,11 @@ from evpn_agent.speaker.compat import (
     _fast_raw,
     _fix,
     _one_line,
+    _process,
     _read_message,
     _send_timers,
     _version_text,
+    direct_handler,
     evpn_family,
     exa,
     idle_timeout,
@@ -38,6 +40,7 @@ from evpn_agent.speaker.compat import (
     select_peers,
     wire_receive_wanted,
 )
+from evpn_agent.speaker.grammar import BATCH
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +112,11 @@ def _check_registry(names: Sequence[str], handler: Callable[..., bool], build: B
         target = _dispatched_to(command.functions, line)
         if target not in names:
             raise SelfTestFailed(f"ExaBGP would hand {line!r} to {target!r}")
+    # batch lines skip ExaBGP's search, straight to the handler; nothing else does
+    if exa.API.__dict__.get("process") is not _process:
+        raise SelfTestFailed("API.process does not send batch lines to their handler directly")
+    if direct_handler(f"{BATCH} []") is not handler or direct_handler(SAMPLE_ANNOUNCE):
+        raise SelfTestFailed("batch lines do not reach the launcher's handler directly")
 
 
 def _check_peers(names: Sequence[str], handler: Callable[..., bool], build: Build) -> None:

@@ -32,7 +32,9 @@ def _restore_exabgp() -> Iterator[None]:
     reactor, ka = compat.exa.Reactor, compat.exa.KA
     wait, init = reactor.__dict__["_wait_for_io"], ka.__dict__["__init__"]
     need_ka = compat.exa.SendTimer.__dict__["need_ka"]
+    process = compat.exa.API.__dict__["process"]
     yield
+    compat.exa.API.process = process
     evpn._raw, family.size[key], pmsi._pmsi_known[6] = raw, size, known
     compat.exa.Protocol.read_message = read
     reactor._wait_for_io, ka.__init__ = wait, init
@@ -343,6 +345,10 @@ BROKEN = {
     "a module moved": ("internals", _moved_module),
     "answers are coroutines": ("internals", _async_answers),
     "our commands are not registered": ("command registry", _unregistered),
+    "batch lines searched for their handler": (
+        "command registry",
+        lambda mp: mp.setattr(compat.exa.API, "process", compat._exabgp_process[0]),
+    ),
     "another command captures our lines": ("command registry", _captured_by_another_command),
     "neighbor selectors ignored": ("neighbor selection", _generator_neighbors_without_list),
 }
@@ -567,3 +573,31 @@ def test_queued_updates_consume_exactly_what_they_take() -> None:
         theirs.sendall(_update(a) + _update(b) + KEEPALIVE + _update(c))
         assert compat.queued_updates(Connection(ours)) == [a, b]
         assert ours.recv(4096) == KEEPALIVE + _update(c)
+
+
+def test_batch_lines_go_straight_to_their_handler_and_the_rest_the_exabgp_way(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    patched()
+    calls: list[tuple[str, str, bool]] = []
+
+    def ours(api: Any, reactor: Any, service: str, line: str, use_json: bool) -> bool:
+        calls.append(("ours", line, use_json))
+        return True
+
+    def exabgps(api: Any, reactor: Any, service: str, line: str) -> bool:
+        calls.append(("exabgp", line, False))
+        return True
+
+    from evpn_agent.speaker.grammar import BATCH
+
+    monkeypatch.setitem(compat.exa.Command.callback["text"], BATCH, ours)
+    monkeypatch.setattr(compat, "_exabgp_process", [exabgps])
+    api = object.__new__(compat.exa.API)
+    for line in (f"{BATCH} [1]", "announce evpn mac x", f"neighbor 192.0.2.1 {BATCH} [2]"):
+        assert compat.exa.API.process(api, None, "agent", line)
+    assert calls == [
+        ("ours", f"{BATCH} [1]", False),
+        ("exabgp", "announce evpn mac x", False),
+        ("exabgp", f"neighbor 192.0.2.1 {BATCH} [2]", False),
+    ]
