@@ -58,8 +58,10 @@ Link = VxlanDevice | BridgeDevice | OtherLink
 # -- entries -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class FdbEntry:
+# Entries are NamedTuples, not frozen dataclasses: a dump builds one per FDB entry (tens
+# of thousands per reconcile) and a burst of learned MACs one per event; a tuple is built,
+# hashed and compared in C. FdbEntry and NeighEntry differ in length: never equal.
+class FdbEntry(NamedTuple):
     """A bridge (master) or device (NTF_SELF, e.g. VXLAN) forwarding entry."""
 
     ifindex: int
@@ -102,8 +104,7 @@ class FdbEntry:
         return self.mac == ZERO_MAC
 
 
-@dataclass(frozen=True, slots=True)
-class NeighEntry:
+class NeighEntry(NamedTuple):
     """An ARP (IPv4) or ND (IPv6) neighbour."""
 
     ifindex: int
