@@ -101,13 +101,16 @@ class _Segment(NamedTuple):
     k: tuple[int, ...] = ()  # the ifindexes for "eq", the bitmap (bit i: base + i) for "bits"
 
     def leaf_size(self) -> int:
-        """Instructions besides its tree node; "accept"/"drop" jump straight to a RET."""
-        return {"eq": len(self.k), "bits": 2}.get(self.kind, 0)
+        return _leaf_size(self.kind, len(self.k))
 
 
 # Up to 3 compares in a row cost no more than a subtree over them, and fewer instructions.
 _MAX_CHAIN = 3
-_LEAF_SIZE = {"drop": 0, "bits": 2}
+
+
+def _leaf_size(kind: str, keys: int) -> int:
+    """Instructions of a leaf besides its tree node ("accept"/"drop" jump straight to a RET)."""
+    return {"eq": keys, "bits": 2}.get(kind, 0)
 
 
 class _Choice(NamedTuple):
@@ -185,7 +188,7 @@ def _segments(keys: list[int]) -> list[_Segment]:
             j += 1
             candidates.append(("bits", j))
         for kind, j in candidates:
-            cost = entry[kind][0] + 1 + _LEAF_SIZE.get(kind, j - i)
+            cost = entry[kind][0] + 1 + _leaf_size(kind, j - i)
             if kind not in best[j] or cost < best[j][kind].cost:
                 best[j][kind] = _Choice(cost, entry[kind][1], i)
 
@@ -293,7 +296,7 @@ def _load_ifindex(byteorder: ByteOrder) -> list[Insn]:
     Netlink fields are host-endian and cBPF loads are big-endian. For equality a byte-swapped
     constant would do, but the tree compares for order and its ranges and bitmap blocks need
     neighbouring ifindexes to be neighbouring numbers, so on a little-endian host the ifindex
-    is reassembled byte by byte (12 cheap instructions per message, once).
+    is reassembled byte by byte (13 cheap instructions per message, once).
     """
     if byteorder == "big":
         return [(BPF_LD_W_ABS, 0, 0, OFF_IFINDEX)]
