@@ -9,9 +9,12 @@ from the ndmsg header with `struct` and dropped undecoded; the rest is decoded i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
+import math
 import socket
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -54,6 +57,8 @@ from evpn_agent.model import (
 )
 
 log = logging.getLogger(__name__)
+
+FILTER_DELAY = 1.0  # seconds between two rebuilds of the kernel filter for added devices
 
 _ZERO_MAC = bytes(6)
 LINK_FAMILY_AT = NLMSGHDR.size  # ifinfomsg's first byte
@@ -105,6 +110,9 @@ class Monitor:
         self._buf = bytearray(1 << 18)
         self._overflow_pending = False
         self._readable: asyncio.Event | None = None
+        self._filtered = Managed()  # what the kernel filter drops
+        self._attached_at = -math.inf
+        self._refilter: asyncio.TimerHandle | None = None
         self._devices = _Devices()
 
     @property
@@ -113,9 +121,32 @@ class Monitor:
 
     @quiet.setter
     def quiet(self, quiet: Managed) -> None:
-        """Replace the echo filter (e.g. when managed devices come and go)."""
+        """Replace the echo filter (e.g. when managed devices come and go).
+
+        Building the kernel filter takes ~20 ms at 2,000 devices, and VNIs created one by
+        one change the set many times a second: when devices were only added, the filter
+        follows at most once per FILTER_DELAY (meanwhile their echoes are dropped here, in
+        user space). A device no longer managed leaves the filter at once: its events
+        must not stay hidden."""
         self._quiet = quiet
-        if self._sock is not None:
+        if self._sock is None:
+            return
+        filtered = self._filtered
+        added_only = filtered.vxlans <= quiet.vxlans and filtered.svis <= quiet.svis
+        wait = self._attached_at + FILTER_DELAY - time.monotonic()
+        if added_only and wait > 0:
+            if self._refilter is None:
+                with contextlib.suppress(RuntimeError):  # no loop running: at once, below
+                    loop = asyncio.get_running_loop()
+                    self._refilter = loop.call_later(wait, self._refilter_now)
+                    return
+            else:
+                return
+        self._attach_filter(self._sock)
+
+    def _refilter_now(self) -> None:
+        self._refilter = None
+        if self._sock is not None and self._filtered != self._quiet:
             self._attach_filter(self._sock)
 
     async def start(self) -> None:
@@ -128,10 +159,18 @@ class Monitor:
 
     def _attach_filter(self, sock: socket.socket) -> None:
         # The kernel-side filter is an optimisation; _is_quiet() below stays authoritative.
+        if self._refilter is not None:
+            self._refilter.cancel()
+            self._refilter = None
         program = build_program(self._quiet.vxlans, self._quiet.svis)
         self.stats.kernel_filter = attach(sock, program)
+        self._filtered = self._quiet
+        self._attached_at = time.monotonic()
 
     def close(self) -> None:
+        if self._refilter is not None:
+            self._refilter.cancel()
+            self._refilter = None
         if self._sock is not None:
             self._sock.close()
             self._sock = None
