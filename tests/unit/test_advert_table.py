@@ -7,6 +7,7 @@ what it sends is decoded by our decoder and by ExaBGP's (the oracle).
 
 from __future__ import annotations
 
+import base64
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -145,6 +146,8 @@ def test_batch_lines_round_trip_and_hold_no_space() -> None:
     assert prefix == grammar.BATCH and " " not in payload
     parsed, errors = grammar.parse_batch(payload)
     assert errors == []
+    assert grammar.parse_batch(base64.b64decode(payload).decode()) == (parsed, [])  # JSON
+    assert not set(payload) & set("[](),\t")  # nothing ExaBGP's line formatting rewrites
     expected = [
         AdvertChange(
             (c.advert if not c.withdraw else type(c.advert)(**{**_fields(c.advert), "rts": ()})),
@@ -177,7 +180,7 @@ def test_a_malformed_batch_entry_is_reported_alone(entry: str) -> None:
 
 
 def test_a_batch_that_is_not_a_json_list_is_a_grammar_error() -> None:
-    for payload in ("{", '{"a":1}'):
+    for payload in ("{", '{"a":1}', "not base64!", base64.b64encode(b'{"a":1}').decode()):
         with pytest.raises(grammar.GrammarError):
             grammar.parse_batch(payload)
 
