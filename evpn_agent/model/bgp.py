@@ -287,8 +287,9 @@ class AdvertKey(NamedTuple):
     ip: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class MacAdvert:
+# Our routes are NamedTuples for the reason the received ones are: a burst of local MACs
+# builds one per MAC in the core, and again in the launcher from the batch line.
+class MacAdvert(NamedTuple):
     rd: RouteDistinguisher
     vni: int
     mac: str
@@ -299,8 +300,7 @@ class MacAdvert:
     sticky: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class ImetAdvert:
+class ImetAdvert(NamedTuple):
     rd: RouteDistinguisher
     vni: int
     vtep: str

@@ -159,7 +159,7 @@ def test_batch_lines_round_trip_and_hold_no_space() -> None:
 
 
 def _fields(advert: Any) -> dict[str, Any]:
-    return {name: getattr(advert, name) for name in advert.__slots__}
+    return dict(advert._asdict())
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,6 @@ launcher teaches it, so both underlays round-trip. No root, no network.
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 import json
 import re
@@ -1017,9 +1016,9 @@ def test_prepare_many_is_prepare_for_each_even_when_runs_share_rd_and_attributes
     good = _macs(4, seq=1)
     shared = good[0].advert
     odd = [
-        AdvertChange(dataclasses.replace(shared, mac="02:00:5e:00:09:01", seq=True)),
-        AdvertChange(dataclasses.replace(shared, mac="02:00:5e:00:09:02", vtep="224.0.0.5")),
-        AdvertChange(dataclasses.replace(shared, mac="02:00:5e:00:09:03", seq=2, sticky=True)),
+        AdvertChange(shared._replace(mac="02:00:5e:00:09:01", seq=True)),
+        AdvertChange(shared._replace(mac="02:00:5e:00:09:02", vtep="224.0.0.5")),
+        AdvertChange(shared._replace(mac="02:00:5e:00:09:03", seq=2, sticky=True)),
         AdvertChange(shared, withdraw=True),
         AdvertChange(ImetAdvert(shared.rd, 100, OTHER, shared.rts)),
         AdvertChange(ImetAdvert(shared.rd, 1 << 24, OTHER, shared.rts)),
