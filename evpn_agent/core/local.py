@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from evpn_agent.model import (
     NTF_EXT_LEARNED,
@@ -38,8 +39,7 @@ class LocalVni:
     up: bool
 
 
-@dataclass(frozen=True, slots=True)
-class LocalMac:
+class LocalMac(NamedTuple):  # one per local MAC, compared on every event: built in C
     port: int  # ifindex of the bridge port it was learned on
     static: bool  # added by an operator (NUD_NOARP): advertised sticky
 
