@@ -341,18 +341,25 @@ def test_added_devices_join_the_filter_at_most_once_a_delay_removed_ones_at_once
             attached.append(monitor._filtered)
 
         monkeypatch.setattr(monitor, "_attach_filter", counted)
+        monitor._devices.links = {n: object() for n in (1, 2, 3, 4)}  # type: ignore[misc]
         monitor.quiet = quiet(1)
         monitor.quiet = quiet(1, 2)
         monitor.quiet = quiet(1, 2, 3)
         assert attached == [quiet(1)]  # the additions wait
         assert monitor.quiet == quiet(1, 2, 3)
-        monitor.quiet = quiet(2, 3)  # 1 left: at once
+        monitor.quiet = quiet(2, 3)  # 1 left, and still exists: at once
         assert attached == [quiet(1), quiet(2, 3)]
         monitor.quiet = quiet(2, 3, 4)
         deadline = time.monotonic() + 5
         while len(attached) < 3 and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
         assert attached == [quiet(1), quiet(2, 3), quiet(2, 3, 4)]
+        del monitor._devices.links[4]  # 4 deleted: no event can come from it, so it waits
+        monitor.quiet = quiet(2, 3)
+        assert attached[-1] == quiet(2, 3, 4)
+        while len(attached) < 4 and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        assert attached == [quiet(1), quiet(2, 3), quiet(2, 3, 4), quiet(2, 3)]
         monitor._sock = None
         monitor.close()
 
