@@ -59,7 +59,7 @@ class NetlinkKernel:
     async def dump(self, known: Iterable[BridgeMac] = ()) -> KernelSnapshot:
         monitor = self.monitor
         deletions, overflows = monitor.fdb_generation()
-        snap = await dump()
+        snap = await dump(vxlan_bridge_side=False)  # the engine reads the VXLAN side only
         # Unread messages may be deletions from during the dump: count them as such.
         changed = monitor.backlog() or monitor.fdb_generation() != (deletions, overflows)
         if changed and snap.complete:

@@ -353,6 +353,30 @@ def test_dump_reports_devices_and_entries(lab: Lab) -> None:
     )  # fmt: skip
 
 
+def test_the_agents_dump_leaves_out_the_bridge_side_of_vxlan_devices(lab: Lab) -> None:
+    """What the agent reads of a dump: VXLAN entries, flood entries and local entries,
+    without the bridge entries of the VXLAN devices (one per remote MAC, never read)."""
+    ops: list[Op] = [AddFdb(lab.vx, MAC1, VTEP1), AddFlood(lab.vx, VTEP2)]
+    assert lab.apply(ops) == []
+    lab.sh(f"bridge fdb add {MAC2} dev host0 master static")
+    try:
+        full = run_in_netns(lab.ns, lambda: asyncio.run(dump()))
+        lean = run_in_netns(lab.ns, lambda: asyncio.run(dump(vxlan_bridge_side=False)))
+    finally:
+        lab.sh(f"bridge fdb del {MAC2} dev host0 master")
+    vxlans = {link.ifindex for link in full.links if isinstance(link, VxlanDevice)}
+    left_out = {e for e in full.fdb if e.ifindex in vxlans and not e.is_self}
+    assert any(e.mac == MAC1 and e.is_master for e in left_out)  # there was one to leave out
+    # (entries on VXLAN devices are only ours: nothing learns there between the two dumps)
+    assert {e for e in lean.fdb if e.ifindex in vxlans} == {
+        e for e in full.fdb if e.ifindex in vxlans and e.is_self
+    }
+    assert {(e.ifindex, e.mac) for e in lean.fdb} >= {
+        (lab.vx, MAC1), (lab.vx, ZERO), (lab.host, MAC2)
+    }  # fmt: skip
+    assert lean.links == full.links
+
+
 def send_frame(ifname: str, src: str) -> None:
     """One broadcast Ethernet frame (local experimental ethertype) out of `ifname`."""
     with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as sock:
