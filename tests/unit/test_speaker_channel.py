@@ -225,3 +225,15 @@ def test_once_asked_the_reader_decodes_updates_and_the_owner_gets_the_same() -> 
     assert decoded[1][1] == 1700000000.25
     [rejected] = decoded[4][0]
     assert isinstance(rejected, LineRejected) and rejected.reason == "malformed-line"
+
+
+def test_routes_with_the_same_route_targets_share_one_tuple() -> None:
+    """The core sorts routes into VNIs by their RT tuple: one per RT set, not per UPDATE."""
+    from evpn_agent.model import RouteAnnounced
+    from evpn_agent.speaker.wire_decode import decode_update
+
+    body = bytes.fromhex(MAC_ROUTE)
+    [first], [second] = decode_update(body, PEER, ME), decode_update(bytes(body), PEER, ME)
+    assert isinstance(first, RouteAnnounced) and isinstance(second, RouteAnnounced)
+    assert first.route.rts == (RouteTarget(65000, 100),)
+    assert first.route.rts is second.route.rts
