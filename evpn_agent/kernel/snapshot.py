@@ -20,7 +20,7 @@ from evpn_agent.kernel.netlink import (
     RTEXT_FILTER_SKIP_STATS,
     U32,
 )
-from evpn_agent.model import FdbEntry, KernelSnapshot, Link, NeighEntry, VxlanDevice
+from evpn_agent.model import BridgeDevice, FdbEntry, KernelSnapshot, Link, NeighEntry, VxlanDevice
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,10 @@ async def dump_devices() -> tuple[list[Link], dict[int, PortVlans]]:
     links: list[Link] = await netlink.request_dump(
         netlink.link_dump_request(AF_UNSPEC, RTEXT_FILTER_SKIP_STATS), _link_at
     )
+    # Only a VLAN-aware bridge maps VNIs to VLANs. Without one, the per-port dump (decoded
+    # with pyroute2: 60 ms at 2,000 ports, every reconcile) has nothing to tell.
+    if not any(isinstance(link, BridgeDevice) and link.vlan_filtering for link in links):
+        return links, {}
     ports = await dump_port_vlans()
     return with_vlans(links, ports), ports
 

@@ -394,3 +394,34 @@ def test_fast_link_decoder_agrees_with_pyroute2() -> None:
         assert link_of(data) == decode_link(parse_link(data)), parse_link(data)
     # truncated attributes end the walk instead of raising
     assert link_of(messages[0][:-3]).ifindex == VX
+
+
+@pytest.mark.parametrize("vlan_aware", [False, True])
+def test_port_vlans_are_dumped_only_when_a_bridge_is_vlan_aware(
+    vlan_aware: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a VLAN-aware bridge no VNI maps to a VLAN: the per-port dump is skipped."""
+    import asyncio
+
+    from evpn_agent.kernel import snapshot
+    from evpn_agent.kernel.bridge_vlan import PortVlans
+    from evpn_agent.model import BridgeDevice, VxlanDevice
+
+    links = [
+        BridgeDevice(10, "br100", "02:00:00:00:00:10", vlan_aware, True),
+        VxlanDevice(11, "vx100", 100, "192.0.2.1", 10, False, True, None),
+    ]
+    asked: list[str] = []
+
+    async def links_dump(request: bytes, decode: Any) -> list[Any]:
+        return links
+
+    async def port_dump() -> dict[int, PortVlans]:
+        asked.append("ports")
+        return {}
+
+    monkeypatch.setattr(snapshot.netlink, "request_dump", links_dump)
+    monkeypatch.setattr(snapshot, "dump_port_vlans", port_dump)
+    got, ports = asyncio.run(snapshot.dump_devices())
+    assert got == links and ports == {}
+    assert asked == (["ports"] if vlan_aware else [])
