@@ -4,9 +4,12 @@ kernel's events. Planning compares the routes against this, never against a fres
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from evpn_agent.model import AddFdb, AddFlood, AddNeigh, DelFdb, DelFlood, DelNeigh, Op
 from evpn_agent.model.keys import DeviceIp, DeviceMac
+
+_K = TypeVar("_K", DeviceMac, DeviceIp)
 
 
 @dataclass
@@ -24,12 +27,8 @@ class Mirror:
 
     def record(self, op: Op) -> None:
         """A write the kernel acknowledged."""
-        if type(op) is AddFdb:  # most of a burst: inlined set_fdb
-            key = DeviceMac(op.ifindex, op.mac, op.vlan)
-            self.fdb[key] = op.dst
-            if (of := self._fdb_of.get(op.ifindex)) is None:
-                of = self._fdb_of[op.ifindex] = {}
-            of[key] = None
+        if type(op) is AddFdb:  # most of a burst: tested first
+            self.set_fdb(DeviceMac(op.ifindex, op.mac, op.vlan), op.dst)
         elif isinstance(op, DelFdb):
             self.pop_fdb(DeviceMac(op.ifindex, op.mac, op.vlan))
         elif isinstance(op, AddFlood):
@@ -43,7 +42,7 @@ class Mirror:
 
     def set_fdb(self, key: DeviceMac, dst: str) -> None:
         self.fdb[key] = dst
-        self._fdb_of.setdefault(key.ifindex, {})[key] = None
+        _index(self._fdb_of, key.ifindex, key)
 
     def pop_fdb(self, key: DeviceMac) -> str | None:
         dst = self.fdb.pop(key, None)
@@ -53,7 +52,7 @@ class Mirror:
 
     def set_neigh(self, key: DeviceIp, mac: str) -> None:
         self.neigh[key] = mac
-        self._neigh_of.setdefault(key.ifindex, {})[key] = None
+        _index(self._neigh_of, key.ifindex, key)
 
     def pop_neigh(self, key: DeviceIp) -> str | None:
         mac = self.neigh.pop(key, None)
@@ -89,3 +88,10 @@ def _unindex(
         keys.pop(key, None)  # type: ignore[arg-type]
         if not keys:
             del index[ifindex]
+
+
+def _index(index: dict[int, dict[_K, None]], ifindex: int, key: _K) -> None:
+    keys = index.get(ifindex)
+    if keys is None:  # not setdefault: no new dict per entry recorded
+        keys = index[ifindex] = {}
+    keys[key] = None

@@ -7,8 +7,9 @@ keys whose best answer may have changed ("dirty"), so the planner only revisits 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from evpn_agent.model import ImetRoute, MacRoute, PathId, Route, RouteKey, ip_order
 from evpn_agent.model.keys import VniIp, VniMac, VniVtep
@@ -49,6 +50,8 @@ def best_of(paths: Iterable[MacRoute]) -> MacRoute | None:
 
 
 Paths = dict[PathId, MacRoute]
+# What a lookup of a VNI without routes reads (asked per route: no new dict each time).
+_NO_PATHS: Mapping[str, Paths] = MappingProxyType({})
 
 
 class Rib:
@@ -77,10 +80,10 @@ class Rib:
         return self._index(pid, route, vni, dirty)
 
     def knows_mac(self, vni: int, mac: str) -> bool:
-        return mac in self._by_mac.get(vni, {})
+        return mac in self._by_mac.get(vni, _NO_PATHS)
 
     def count_macs(self, vni: int) -> int:
-        return len(self._by_mac.get(vni, {}))
+        return len(self._by_mac.get(vni, _NO_PATHS))
 
     def peer_paths(self, peer: str) -> list[PathId]:
         return [pid for pid in self.paths if pid.peer == peer]
@@ -101,18 +104,10 @@ class Rib:
         return len(gone)
 
     def reimport(self, import_vni: Callable[[Route], int | None], dirty: Dirty) -> None:
-        """The set of local VNIs changed: re-run import for every stored path
-        (``import_vni`` depends on a route's RTs only, as targets.Importer does)."""
+        """The set of local VNIs changed: re-run import for every stored path."""
         self._import_vni = import_vni
-        # Asked once per tuple of RTs (routes of one VNI share theirs), not once per path:
-        # 130,000 paths at 1,000 VNIs. Keyed by identity: every route is alive meanwhile.
-        vni_of_rts: dict[int, int | None] = {}
         for pid, route in self.paths.items():
-            rts = id(route.rts)
-            if rts in vni_of_rts:
-                vni = vni_of_rts[rts]
-            else:
-                vni = vni_of_rts[rts] = import_vni(route)
+            vni = import_vni(route)
             if self.imported.get(pid) != vni:
                 self._unindex(pid, dirty)
                 self._index(pid, route, vni, dirty)
@@ -120,17 +115,11 @@ class Rib:
     # -- answers -----------------------------------------------------------------------
 
     def best_mac(self, vni: int, mac: str) -> MacRoute | None:
-        per_vni = self._by_mac.get(vni)
-        paths = per_vni.get(mac) if per_vni is not None else None
-        if not paths:
-            return None
-        if len(paths) == 1:  # one reflector's copy: most of a burst
-            for path in paths.values():
-                return path
-        return best_of(paths.values())
+        paths = self._by_mac.get(vni, _NO_PATHS).get(mac)
+        return best_of(paths.values()) if paths else None
 
     def best_ip(self, vni: int, ip: str) -> MacRoute | None:
-        paths = self._by_ip.get(vni, {}).get(ip)
+        paths = self._by_ip.get(vni, _NO_PATHS).get(ip)
         return best_of(paths.values()) if paths else None
 
     def has_flood(self, vni: int, vtep: str) -> bool:

@@ -24,13 +24,17 @@ def default_export_rts(local_as: int, vni: int) -> tuple[RouteTarget, ...]:
     return (default_export_rt(local_as, vni),)
 
 
+_MEMO_SIZE = 1 << 16  # RT tuples remembered, at most
+
+
 class Importer:
     """Decides which local VNI a received route belongs to, from its RTs alone."""
 
     def __init__(self, local_vnis: Iterable[int], overrides: Mapping[int, Iterable[RouteTarget]]):
         self._auto: set[int] = set()
         self._exact: dict[RouteTarget, int] = {}
-        self._last: tuple[Iterable[RouteTarget] | None, int | None] = (None, None)
+        # id(rts) -> (rts, VNI): the tuple kept alive, so its id cannot be reused meanwhile
+        self._memo: dict[int, tuple[Iterable[RouteTarget], int | None]] = {}
         for vni in local_vnis:
             explicit = tuple(overrides.get(vni, ()))
             if explicit:
@@ -40,11 +44,15 @@ class Importer:
                 self._auto.add(vni)
 
     def vni_for(self, rts: Iterable[RouteTarget]) -> int | None:
-        # The routes of one UPDATE share its tuple of RTs (up to ~1,700 of them)
-        if rts is self._last[0]:
-            return self._last[1]
+        # Routes with the same RTs share one tuple (the wire decoder keeps one per RT set):
+        # asked once per tuple, not per route, nor per path when every path is re-imported.
+        hit = self._memo.get(id(rts))
+        if hit is not None and hit[0] is rts:
+            return hit[1]
         vni = self._vni_for(rts)
-        self._last = (rts, vni)
+        if len(self._memo) >= _MEMO_SIZE:  # tuples from the JSON path are not shared
+            self._memo.clear()
+        self._memo[id(rts)] = (rts, vni)
         return vni
 
     def _vni_for(self, rts: Iterable[RouteTarget]) -> int | None:

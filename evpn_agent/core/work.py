@@ -168,11 +168,12 @@ def kernel_applied(s: State, ops: Sequence[Op], failed: Iterable[Op]) -> None:
         s.drift.all_matched = False  # the kernel differs from our plan: compare next time
     if s.drift.pending:
         _repaired(s, s.drift.applied(ops, bad, s.now))
-    if bad:
-        s.counters["kernel-failures"] += sum(op in bad for op in ops)
-    if len(ops) > len(bad):
-        s.counters["kernel-ops"] += sum(op not in bad for op in ops) if bad else len(ops)
-    # the usual burst: nothing failed, nothing retried (no op hashed, no key built)
+    failures = sum(op in bad for op in ops) if bad else 0  # no op hashed in the usual burst
+    if failures:
+        s.counters["kernel-failures"] += failures
+    if len(ops) > failures:
+        s.counters["kernel-ops"] += len(ops) - failures
+    # the usual burst: nothing failed, nothing retried (no key built)
     retrying = bool(s.retries)
     record = s.mirror.record
     for op in ops:

@@ -205,8 +205,5 @@ def _wire_update(line: bytes, router_id: str) -> tuple[list[BgpEvent], float | N
             raise ValueError("no UPDATE")
     except ValueError:  # also UnicodeDecodeError, binascii.Error
         return [LineRejected("malformed-line", f"{line[:120]!r}")], None
-    if len(raw) == 1:
-        events = decode_update(raw[0], peer, router_id)
-    else:
-        events = [event for body in raw for event in decode_update(body, peer, router_id)]
+    events = [event for body in raw for event in decode_update(body, peer, router_id)]
     return events, when if events else None

@@ -384,14 +384,13 @@ def parse_batch(payload: str) -> tuple[list[AdvertChange], list[str]]:
     Only the shape is checked here (types, RD and RT syntax); the values (MAC, VNI range,
     unicast addresses) are checked by the encoder's ``route_of``.
     """
-    text: str | bytes = payload.strip()
-    if not payload.lstrip().startswith("["):
-        try:
-            text = base64.b64decode(text, validate=True)
-        except ValueError as exc:  # binascii.Error
-            raise GrammarError(f"batch is neither a JSON list nor base64: {exc}") from None
+    text = payload.strip()
     try:
-        entries = json.loads(text)
+        data = text if text.startswith("[") else base64.b64decode(text, validate=True)
+    except ValueError as exc:  # binascii.Error
+        raise GrammarError(f"batch is neither a JSON list nor base64: {exc}") from None
+    try:
+        entries = json.loads(data)
     except ValueError as exc:
         raise GrammarError(f"batch is not JSON: {exc}") from None
     if not isinstance(entries, list):
