@@ -14,11 +14,11 @@ from collections.abc import Iterable, Sequence
 
 from evpn_agent.core import observe, receive, timers, work
 from evpn_agent.core.state import State
-from evpn_agent.core.work import Work
+from evpn_agent.core.work import Work, Written
 from evpn_agent.model import AdvertKey, BgpEvent, KernelEvent, KernelSnapshot, Managed, Op
 from evpn_agent.model.keys import VniMac
 
-__all__ = ["Engine", "Work"]
+__all__ = ["Engine", "Work", "Written"]
 
 
 class Engine(State):
@@ -73,6 +73,15 @@ class Engine(State):
     def kernel_applied(self, ops: Sequence[Op], failed: Iterable[Op]) -> None:
         """Record acked writes in the mirror; failed ops are planned again after a backoff."""
         work.kernel_applied(self, ops, failed)
+
+    def kernel_submitted(self, ops: Sequence[Op]) -> Written:
+        """``ops`` go to the kernel: planning from now on counts them as done."""
+        return work.kernel_submitted(self, ops)
+
+    def kernel_settled(self, written: Written, failed: Iterable[Op]) -> None:
+        """The kernel's answer for ``written``: ``failed`` were refused (or their outcome
+        is unknown) and are planned again after a backoff."""
+        work.kernel_settled(self, written, failed)
 
     def managed(self) -> Managed:
         """Where our entries live: the kernel edge drops the echoes of our writes there."""

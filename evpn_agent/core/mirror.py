@@ -1,5 +1,6 @@
-"""Our entries as the kernel holds them: from a dump, then our acknowledged writes and the
-kernel's events. Planning compares the routes against this, never against a fresh dump."""
+"""Our entries as the kernel holds them: from a dump, then our writes (recorded when handed to
+the kernel, put back if it refused them) and the kernel's events. Planning compares the
+routes against this, never against a fresh dump."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from evpn_agent.model import AddFdb, AddFlood, AddNeigh, DelFdb, DelFlood, DelNe
 from evpn_agent.model.keys import DeviceIp, DeviceMac
 
 _K = TypeVar("_K", DeviceMac, DeviceIp)
+# what an entry was before a write: its VTEP or MAC (None: absent), or a flood entry held
+Prior = str | bool | None
 
 
 @dataclass
@@ -25,20 +28,52 @@ class Mirror:
     _fdb_of: dict[int, dict[DeviceMac, None]] = field(default_factory=dict)
     _neigh_of: dict[int, dict[DeviceIp, None]] = field(default_factory=dict)
 
-    def record(self, op: Op) -> None:
-        """A write the kernel acknowledged."""
+    def record(self, op: Op) -> Prior:
+        """A write handed to the kernel; returns what the entry was before, for ``restore``."""
         if type(op) is AddFdb:  # most of a burst: tested first
-            self.set_fdb(DeviceMac(op.ifindex, op.mac, op.vlan), op.dst)
-        elif isinstance(op, DelFdb):
-            self.pop_fdb(DeviceMac(op.ifindex, op.mac, op.vlan))
-        elif isinstance(op, AddFlood):
-            self.flood.setdefault(op.ifindex, set()).add(op.dst)
-        elif isinstance(op, DelFlood):
-            self.flood.get(op.ifindex, set()).discard(op.dst)
-        elif isinstance(op, AddNeigh):
-            self.set_neigh(DeviceIp(op.ifindex, op.ip), op.mac)
-        elif isinstance(op, DelNeigh):
-            self.pop_neigh(DeviceIp(op.ifindex, op.ip))
+            key = DeviceMac(op.ifindex, op.mac, op.vlan)
+            before = self.fdb.get(key)
+            self.fdb[key] = op.dst
+            if before is None:
+                _index(self._fdb_of, op.ifindex, key)
+            return before
+        if type(op) is DelFdb:
+            return self.pop_fdb(DeviceMac(op.ifindex, op.mac, op.vlan))
+        if isinstance(op, AddFlood | DelFlood):
+            vteps = self.flood.get(op.ifindex)
+            held = vteps is not None and op.dst in vteps
+            if isinstance(op, AddFlood):
+                self.flood.setdefault(op.ifindex, set()).add(op.dst)
+            elif vteps is not None:
+                vteps.discard(op.dst)
+            return held
+        if isinstance(op, AddNeigh):
+            key_ip = DeviceIp(op.ifindex, op.ip)
+            before = self.neigh.get(key_ip)
+            self.set_neigh(key_ip, op.mac)
+            return before
+        assert isinstance(op, DelNeigh)
+        return self.pop_neigh(DeviceIp(op.ifindex, op.ip))
+
+    def restore(self, op: Op, prior: Prior) -> None:
+        """Put back the entry ``op`` changed, as ``record`` found it (the write failed)."""
+        if isinstance(op, AddFdb | DelFdb):
+            key = DeviceMac(op.ifindex, op.mac, op.vlan)
+            if isinstance(prior, str):
+                self.set_fdb(key, prior)
+            else:
+                self.pop_fdb(key)
+        elif isinstance(op, AddFlood | DelFlood):
+            if prior:
+                self.flood.setdefault(op.ifindex, set()).add(op.dst)
+            else:
+                self.flood.get(op.ifindex, set()).discard(op.dst)
+        else:
+            key_ip = DeviceIp(op.ifindex, op.ip)  # a neighbour
+            if isinstance(prior, str):
+                self.set_neigh(key_ip, prior)
+            else:
+                self.pop_neigh(key_ip)
 
     def set_fdb(self, key: DeviceMac, dst: str) -> None:
         self.fdb[key] = dst

@@ -1,5 +1,9 @@
 """Planning for everything dirty (through the pure queries of ``plan``) and recording what
-the kernel and the speaker did with it."""
+the kernel and the speaker did with it.
+
+A batch of kernel writes is recorded in the mirror when it is handed over
+(``kernel_submitted``) and settled when the kernel has answered (``kernel_settled``): the
+daemon plans the next round meanwhile, so a burst's planning overlaps the kernel's work."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from evpn_agent.core import drift, observe, plan
+from evpn_agent.core.mirror import Prior
 from evpn_agent.core.rib import Dirty
 from evpn_agent.core.state import RetryKey, State
 from evpn_agent.model import (
@@ -161,11 +166,34 @@ def retry_key(s: State, op: Op) -> RetryKey | None:
     return None if vni is None else RetryKey("neigh", VniIp(vni, op.ip))
 
 
+@dataclass(frozen=True, slots=True)
+class Written:
+    """A batch handed to the kernel and recorded in the mirror, its outcome not yet known."""
+
+    ops: Sequence[Op]
+    priors: list[Prior]  # per op: its entry as the mirror held it before
+
+
+def kernel_submitted(s: State, ops: Sequence[Op]) -> Written:
+    """Record ``ops`` in the mirror as if the kernel took them all: the next round is planned
+    while the kernel still works on this one, and must not plan the same writes again."""
+    record = s.mirror.record
+    return Written(ops, [record(op) for op in ops])
+
+
 def kernel_applied(s: State, ops: Sequence[Op], failed: Iterable[Op]) -> None:
-    """Record acked writes in the mirror; failed ops are planned again after a backoff."""
+    """Both at once: ``ops`` were written, ``failed`` of them refused."""
+    kernel_settled(s, kernel_submitted(s, ops), failed)
+
+
+def kernel_settled(s: State, written: Written, failed: Iterable[Op]) -> None:
+    """The kernel's answer for a batch: refused ops are put back in the mirror and planned
+    again after a backoff; what the acked ones change beyond the mirror happens now."""
+    ops = written.ops
     bad = set(failed)
     if bad:
         s.drift.all_matched = False  # the kernel differs from our plan: compare next time
+        _put_back(s, written, bad)
     if s.drift.pending:
         _repaired(s, s.drift.applied(ops, bad, s.now))
     failures = sum(op in bad for op in ops) if bad else 0  # no op hashed in the usual burst
@@ -173,9 +201,8 @@ def kernel_applied(s: State, ops: Sequence[Op], failed: Iterable[Op]) -> None:
         s.counters["kernel-failures"] += failures
     if len(ops) > failures:
         s.counters["kernel-ops"] += len(ops) - failures
-    # the usual burst: nothing failed, nothing retried (no key built)
+    # the usual burst: nothing failed, nothing retried, nothing removed (no key built)
     retrying = bool(s.retries)
-    record = s.mirror.record
     for op in ops:
         if bad and op in bad:
             if (key := retry_key(s, op)) is not None:
@@ -184,7 +211,6 @@ def kernel_applied(s: State, ops: Sequence[Op], failed: Iterable[Op]) -> None:
             continue
         if retrying and (key := retry_key(s, op)) is not None:
             s.retries.succeeded(key)
-        record(op)
         kind = type(op)
         if kind is AddFdb or kind is AddFlood:
             continue
@@ -201,6 +227,42 @@ def kernel_applied(s: State, ops: Sequence[Op], failed: Iterable[Op]) -> None:
             s.touched_flood.discard((op.ifindex, op.dst))
         elif isinstance(op, DelNeigh):
             s.touched_neigh.discard(DeviceIp(op.ifindex, op.ip))
+
+
+def _put_back(s: State, written: Written, bad: set[Op]) -> None:
+    """Undo the mirror's record of refused ops: each entry they touched becomes what it was
+    before the batch, changed by the batch's acked ops on it, in order.
+
+    Entries of devices no longer ours are left alone: a device that went away or left its
+    VNI meanwhile took its entries with it (``observe`` forgot them)."""
+    mirror = s.mirror
+    affected = {_entry(op) for op in bad}
+    first: dict[object, tuple[Op, Prior]] = {}
+    for op, prior in zip(written.ops, written.priors, strict=True):
+        entry = _entry(op)
+        if entry in affected and entry not in first:
+            first[entry] = (op, prior)
+    for op, prior in first.values():
+        if _ours(s, op):
+            mirror.restore(op, prior)
+    for op in written.ops:
+        if op not in bad and _entry(op) in affected and _ours(s, op):
+            mirror.record(op)
+
+
+def _entry(op: Op) -> object:
+    """The kernel entry an op writes (what the mirror keys it by)."""
+    if isinstance(op, AddFdb | DelFdb):
+        return DeviceMac(op.ifindex, op.mac, op.vlan)
+    if isinstance(op, AddFlood | DelFlood):
+        return ("flood", op.ifindex, op.dst)
+    return DeviceIp(op.ifindex, op.ip)
+
+
+def _ours(s: State, op: Op) -> bool:
+    if isinstance(op, AddNeigh | DelNeigh):
+        return op.ifindex in s.view.by_svi
+    return op.ifindex in s.view.by_vxlan
 
 
 def _repaired(s: State, repaired: list[tuple[Op, drift.Repair]]) -> None:

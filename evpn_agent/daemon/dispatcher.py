@@ -22,11 +22,12 @@ from evpn_agent.core.engine import Engine
 from evpn_agent.daemon import reload
 from evpn_agent.daemon.instance import Instance
 from evpn_agent.daemon.resync import Resync
+from evpn_agent.daemon.writes import Writes
 from evpn_agent.identity import rd_indexes, resolve
-from evpn_agent.kernel import Kernel
+from evpn_agent.kernel import Kernel, OpFailure
 from evpn_agent.latency import Latency
 from evpn_agent.metrics import Metrics
-from evpn_agent.model import Config, KernelEvent, KernelSnapshot, describe
+from evpn_agent.model import Config, KernelEvent, KernelSnapshot, Op, describe
 from evpn_agent.speaker import Line, Speaker
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,12 @@ class ControlWaiting:
     """Wakes the owner: a control request waits in its own queue."""
 
 
-Item = SpeakerLine | SpeakerClosed | KernelChanged | ControlWaiting
+@dataclass(frozen=True, slots=True)
+class KernelWritten:
+    """Wakes the owner: the kernel answered the batch of writes in flight."""
+
+
+Item = SpeakerLine | SpeakerClosed | KernelChanged | ControlWaiting | KernelWritten
 
 
 class Daemon:
@@ -101,10 +107,16 @@ class Daemon:
         self._reconcile_at: float | None = None
         self.metrics_server: asyncio.AbstractServer | None = None
         self.started = asyncio.Event()  # the engine exists and the socket answers
+        self.writes: Writes | None = None  # the kernel writer's thread, once running
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         put = self.inbox.put_nowait
+
+        def written() -> None:  # on the writer's thread
+            loop.call_soon_threadsafe(put, KernelWritten())
+
+        writes = self.writes = Writes(self.kernel.apply, written)
 
         def put_lines(lines: list[Line] | None) -> None:
             if lines is None:
@@ -156,6 +168,7 @@ class Daemon:
         try:
             await self._own(engine)
         finally:
+            writes.close()  # what was handed to the kernel reaches it
             watcher.cancel()
             self.instance.close()
             if self.metrics_server is not None:
@@ -218,7 +231,7 @@ class Daemon:
             lost = False
             stamps: list[float] = []
             kernel_arrival: float | None = None
-            for item in items:
+            for item in items:  # KernelWritten only wakes us: settled below
                 if isinstance(item, SpeakerLine):
                     events, stamp = self.speaker.decode(item.line, router_id)
                     engine.on_bgp(events, now)
@@ -230,11 +243,13 @@ class Daemon:
                     kernel_arrival = kernel_arrival or item.arrived
                 elif isinstance(item, SpeakerClosed):
                     log.info("ExaBGP closed the API channel; core exits, kernel state kept")
+                    self.settle(engine)
                     while not self.asks.empty():
                         ask = self.asks.get_nowait()
                         if not ask.reply.done():
                             ask.reply.set_exception(ValueError("the agent core is stopping"))
                     return
+            self.settle(engine, wait=False)  # if answered: plan from what the kernel took
             engine.tick(now)
             self._maybe_refresh(engine, now)
             if lost:
@@ -242,10 +257,8 @@ class Daemon:
             if lost or self._reconcile_due(now) or self.resync.due(now):
                 await self._resync(engine)
             sent = self.flush(engine)
-            done = time.time()
-            for stamp in stamps:
-                self.latency["route-to-kernel"].record(done - stamp)
-                self.metrics.route_to_kernel.observe(max(done - stamp, 0.0))
+            if stamps and not self.running_writes.hold(stamps):  # else: when written
+                self._route_latency(stamps, time.time())
             if sent and kernel_arrival is not None:
                 elapsed = self.clock() - kernel_arrival
                 self.latency["local-mac-to-bgp"].record(elapsed)
@@ -301,6 +314,7 @@ class Daemon:
                 others.append(item)
         for item in others:
             self.inbox.put_nowait(item)
+        self.settle(engine)  # a dump must hold every write the mirror counts as done
         return await self.kernel.dump(known=engine.view.fdb)
 
     def prepare(self, engine: Engine) -> None:
@@ -309,28 +323,56 @@ class Daemon:
         if not engine.vnis.keys() <= engine.rd_index.keys():  # in C: it runs every round
             engine.rd_index = rd_indexes(self.cfg.state_dir, engine.vnis)
 
+    @property
+    def running_writes(self) -> Writes:
+        assert self.writes is not None, "the daemon is not running"
+        return self.writes
+
     def flush(self, engine: Engine) -> int:
-        """Write planned kernel ops, then send advert changes; returns changes sent."""
+        """Hand planned kernel ops to the writer, then send advert changes; returns changes
+        sent. The writes go on while the owner takes the next round: planned meanwhile,
+        against a mirror that counts them as done, and settled before the next batch."""
         sent = 0
         for _ in range(3):  # applying can make more work (an AddNeigh replacing a binding)
             self.prepare(engine)
             work = engine.take_work()
             if work.ops:
-                failures = self.kernel.apply(work.ops)
-                for failure in failures[:5]:
-                    log.warning("kernel refused %s: %s", failure.op, failure.message)
-                engine.kernel_applied(work.ops, [f.op for f in failures])
+                self.settle(engine)
+                self.running_writes.submit(engine, work.ops)
             self.speaker.send(work.changes)
             sent += len(work.changes)
             if not engine.pending():
                 break
         return sent
 
+    def settle(self, engine: Engine, *, wait: bool = True) -> list[OpFailure]:
+        """Give the engine the kernel's answer for the writes in flight (without ``wait``:
+        only if it is there); returns the failures."""
+        settled = self.running_writes.settle(engine, wait=wait)
+        if settled is None:
+            return []
+        self._route_latency(settled.stamps, settled.at)
+        return settled.failures
+
+    def apply_now(self, engine: Engine, ops: list[Op]) -> list[OpFailure]:
+        """Write ``ops`` and wait for the kernel's answer (commands that report it)."""
+        self.settle(engine)
+        if not ops:
+            return []
+        self.running_writes.submit(engine, ops)
+        return self.settle(engine)
+
+    def _route_latency(self, stamps: list[float], done: float) -> None:
+        for stamp in stamps:
+            self.latency["route-to-kernel"].record(done - stamp)
+            self.metrics.route_to_kernel.observe(max(done - stamp, 0.0))
+
     # -- control requests ----------------------------------------------------------------
 
     async def _answer(self, ask: ControlAsked, engine: Engine) -> None:
         if ask.reply.done():
             return  # the client went away
+        self.settle(engine)  # answers and commands see the kernel's answer, not a guess
         try:
             ask.reply.set_result(await self._execute(ask.request, engine))
         except (ValueError, KeyError, TypeError) as exc:
@@ -378,8 +420,7 @@ class Daemon:
             self.resync.dumped(snap.complete, self.kernel.events_lost, self.clock())
             work = engine.take_work()
             ops = work.ops
-            failures = self.kernel.apply(ops) if ops else []
-            engine.kernel_applied(ops, [f.op for f in failures])
+            failures = self.apply_now(engine, ops)
             failed = [f"{f.op}: {f.message}" for f in failures]
             self.speaker.send(work.changes)
             self.flush(engine)

@@ -60,8 +60,7 @@ async def reload(daemon: Daemon, engine: Engine, path: str, *, dry_run: bool) ->
     daemon.cfg = new
     daemon.prepare(engine)  # a VNI added needs its RD number before it is announced
     work = engine.take_work()
-    failures = daemon.kernel.apply(work.ops) if work.ops else []
-    engine.kernel_applied(work.ops, [f.op for f in failures])
+    failures = daemon.apply_now(engine, work.ops)
     daemon.speaker.send(work.changes)
     result["failed"] += [f"{f.op}: {f.message}" for f in failures]
     _count(result, work.ops, [c.withdraw for c in work.changes])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
 from collections.abc import AsyncIterator, Iterable, Sequence
 
 from evpn_agent.kernel.writer import OpFailure
@@ -105,6 +106,10 @@ class MemoryKernel:
         self.managed = Managed()
         self.dump_delay = 0.0
         self.dumps = 0
+        # The daemon writes from a thread of its own; the test's world changes on the loop.
+        self.lock = threading.Lock()
+        self.gate: threading.Event | None = None  # set: writes wait for it (a slow kernel)
+        self.writing = threading.Event()  # a write has reached the kernel
         self._events: asyncio.Queue[list[KernelEvent]] = asyncio.Queue()
 
     async def start(self) -> None:
@@ -113,9 +118,10 @@ class MemoryKernel:
     async def dump(self, known: Iterable[BridgeMac] = ()) -> KernelSnapshot:
         # Exact whatever changes (nothing is skipped): no local MAC needs a lookup.
         self.dumps += 1
-        snap = KernelSnapshot(
-            tuple(self.links), tuple(self.fdb.values()), tuple(self.neigh.values())
-        )
+        with self.lock:
+            snap = KernelSnapshot(
+                tuple(self.links), tuple(self.fdb.values()), tuple(self.neigh.values())
+            )
         if self.dump_delay:
             await asyncio.sleep(self.dump_delay)  # what happens meanwhile is not in it
         return snap
@@ -142,23 +148,29 @@ class MemoryKernel:
     def learn(self, port: int, bridge: int, mac: str) -> None:
         """The bridge learns ``mac`` on ``port``: the entry, and its event."""
         entry = FdbEntry(port, mac, None, None, bridge, 0, NUD_REACHABLE)
-        self.fdb[(port, mac, None)] = entry
+        with self.lock:
+            self.fdb[(port, mac, None)] = entry
         self._events.put_nowait([FdbUpdated(entry)])
 
     def forget(self, port: int, mac: str) -> None:
-        entry = self.fdb.pop((port, mac, None))
+        with self.lock:
+            entry = self.fdb.pop((port, mac, None))
         self._events.put_nowait([FdbRemoved(entry)])
 
     # -- what the agent does ---------------------------------------------------------------
 
     def apply(self, ops: Sequence[Op]) -> list[OpFailure]:
         failures = []
-        for op in ops:
-            if op in self.refuse:
-                failures.append(OpFailure(op, 22, "refused by the test"))
-                continue
-            self.applied.append(op)
-            self._write(op)
+        self.writing.set()
+        if self.gate is not None:
+            self.gate.wait(10)
+        with self.lock:
+            for op in ops:
+                if op in self.refuse:
+                    failures.append(OpFailure(op, 22, "refused by the test"))
+                    continue
+                self.applied.append(op)
+                self._write(op)
         return failures
 
     def _write(self, op: Op) -> None:

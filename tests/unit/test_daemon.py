@@ -6,6 +6,7 @@ race between a reconcile's dump and the events that arrive meanwhile."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -104,6 +105,22 @@ async def test_remote_routes_reach_the_kernel(running: Running) -> None:
     running.speaker.feed(SessionUp(RR), RouteAnnounced(RR, mac), RouteAnnounced(RR, imet))
     await until(lambda: AddFlood(VX, REMOTE) in running.kernel.applied)
     assert AddFdb(VX, "02:00:5e:00:00:22", REMOTE) in running.kernel.applied
+
+
+async def test_the_owner_goes_on_while_the_kernel_writes(running: Running) -> None:
+    gate = running.kernel.gate = threading.Event()
+    try:
+        mac = MacRoute(MacKey(f"{REMOTE}:100", 0, "02:00:5e:00:00:22", None), 100, REMOTE, RT)
+        running.speaker.feed(SessionUp(RR), RouteAnnounced(RR, mac))
+        await until(running.kernel.writing.is_set)  # the write is in the (slow) kernel
+        running.kernel.learn(PORT, BR, HOST)
+        await until(lambda: bool(running.announced(HOST)))  # handled meanwhile
+        assert AddFdb(VX, "02:00:5e:00:00:22", REMOTE) not in running.kernel.applied
+    finally:
+        gate.set()
+    await until(lambda: AddFdb(VX, "02:00:5e:00:00:22", REMOTE) in running.kernel.applied)
+    counters = await running.ask("show counters")
+    assert counters["counters"]["kernel-ops"] == 1  # type: ignore[index]
 
 
 async def test_local_mac_is_announced_and_shown(running: Running) -> None:
