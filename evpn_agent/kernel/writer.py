@@ -226,7 +226,8 @@ class NetlinkWriter:
         errors: Errors = {}
         unknown: tuple[int, str] | None = None
         if sent:
-            # Without the barrier on the wire, read what the sent datagrams left queued.
+            # After a failed send the barrier never went out: read what the sent datagrams
+            # left queued (all of it is there already: the kernel handled them synchronously).
             unknown = self._collect(base, count, errors, barrier_sent=send_error is None)
         followups: list[int] = []
         for number in sorted(errors):
@@ -237,20 +238,20 @@ class NetlinkWriter:
                 followups.append(index)  # the VXLAN entry may be left: its own request settles it
             if not _already_absent(op, part, code):
                 failures.setdefault(index, OpFailure(op, code, text))
-        unsent = count if send_error is None else packed.firsts[sent]
-        if unknown is not None:
-            code, text = unknown
-            for number in range(unsent):
-                if number not in errors:
+
+        def fail(numbers: range, code: int, text: str) -> None:
+            for number in numbers:
+                if number not in errors:  # (and malformed ones keep their EINVAL)
                     failures.setdefault(
                         indices[number], OpFailure(ops[indices[number]], code, text)
                     )
+
+        unsent = count if send_error is None else packed.firsts[sent]
+        if unknown is not None:
+            fail(range(unsent), *unknown)
         if send_error is not None:
             log.warning("sending netlink requests failed: %s", send_error)
-            code = send_error.errno or errno.EIO
-            text = f"send failed: {send_error}"
-            for number in range(unsent, count):
-                failures.setdefault(indices[number], OpFailure(ops[indices[number]], code, text))
+            fail(range(unsent, count), send_error.errno or errno.EIO, f"send failed: {send_error}")
         return followups
 
     @staticmethod
