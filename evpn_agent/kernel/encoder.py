@@ -92,56 +92,64 @@ def _head(
     return (layout.size, msg_type, flags, seq, 0, family, op_ifindex)
 
 
-def encode(op: Op, seq: int) -> list[bytes]:
-    """The netlink request(s) for `op`, numbered seq, seq+1, ...
+def encode(op: Op, seq: int, *, ack: bool = True) -> bytes:
+    """The netlink request for `op` (always exactly one), numbered `seq`.
+
+    ``ack=False`` leaves out NLM_F_ACK and changes nothing else: the kernel then answers
+    only when the request fails, which is how the writer pipelines a whole batch.
 
     DelFdb is one MASTER|SELF request (the bridge entry, then the VXLAN entry). The kernel's
     rtnl_fdb_del() stops at the first failing target, so when the bridge entry is already
     gone (e.g. the MAC moved to a local port) it leaves the VXLAN entry behind: the writer
     then follows up with :func:`encode_self_delete`.
     """
+    no_ack = 0 if ack else NLM_F_ACK
     if type(op) is AddFdb:
         fam, dst = ip_bytes(op.dst)
         vlan = () if op.vlan is None else (*_A_VLAN, op.vlan)
         layout = _FDB_ADD[fam, op.vlan is not None]
-        head = _head(layout, RTM_NEWNEIGH, FDB_ADD_FLAGS, seq, AF_BRIDGE, op.ifindex)
+        flags = FDB_ADD_FLAGS & ~no_ack
+        head = _head(layout, RTM_NEWNEIGH, flags, seq, AF_BRIDGE, op.ifindex)
         ndm = (NUD_REACHABLE, FDB_NTF, 0)  # state, flags, type
-        return [layout.pack(*head, *ndm, *_A_LLADDR, mac_bytes(op.mac), *_A_DST[fam], dst, *vlan)]
+        return layout.pack(*head, *ndm, *_A_LLADDR, mac_bytes(op.mac), *_A_DST[fam], dst, *vlan)
     if type(op) is DelFdb:
-        return [_fdb_delete(op, seq, NTF_MASTER | NTF_SELF)]
+        return _fdb_delete(op, seq, NTF_MASTER | NTF_SELF, DEL_FLAGS & ~no_ack)
     if type(op) is AddFlood or type(op) is DelFlood:
         fam, dst = ip_bytes(op.dst)
         layout = _FLOOD[fam]
         if type(op) is AddFlood:
-            head = _head(layout, RTM_NEWNEIGH, FLOOD_ADD_FLAGS, seq, AF_BRIDGE, op.ifindex)
+            flags = FLOOD_ADD_FLAGS & ~no_ack
+            head = _head(layout, RTM_NEWNEIGH, flags, seq, AF_BRIDGE, op.ifindex)
             ndm = (FLOOD_STATE, NTF_SELF, 0)
         else:
-            head = _head(layout, RTM_DELNEIGH, DEL_FLAGS, seq, AF_BRIDGE, op.ifindex)
+            head = _head(layout, RTM_DELNEIGH, DEL_FLAGS & ~no_ack, seq, AF_BRIDGE, op.ifindex)
             ndm = (0, NTF_SELF, 0)
-        return [layout.pack(*head, *ndm, *_A_LLADDR, ZERO_MAC_BYTES, *_A_DST[fam], dst)]
+        return layout.pack(*head, *ndm, *_A_LLADDR, ZERO_MAC_BYTES, *_A_DST[fam], dst)
     if type(op) is AddNeigh:
         fam, ip = ip_bytes(op.ip)
         layout = _NEIGH_ADD[fam]
-        head = _head(layout, RTM_NEWNEIGH, NEIGH_ADD_FLAGS, seq, fam, op.ifindex)
+        head = _head(layout, RTM_NEWNEIGH, NEIGH_ADD_FLAGS & ~no_ack, seq, fam, op.ifindex)
         ndm = (NUD_NOARP, NTF_EXT_LEARNED, 0)
         attrs = (*_A_DST[fam], ip, *_A_LLADDR, mac_bytes(op.mac), *_A_PROTOCOL, RTPROT_EVPN_AGENT)
-        return [layout.pack(*head, *ndm, *attrs)]
+        return layout.pack(*head, *ndm, *attrs)
     if type(op) is DelNeigh:
         fam, ip = ip_bytes(op.ip)
         layout = _NEIGH_DEL[fam]
-        head = _head(layout, RTM_DELNEIGH, DEL_FLAGS, seq, fam, op.ifindex)
-        return [layout.pack(*head, 0, 0, 0, *_A_DST[fam], ip)]
+        head = _head(layout, RTM_DELNEIGH, DEL_FLAGS & ~no_ack, seq, fam, op.ifindex)
+        return layout.pack(*head, 0, 0, 0, *_A_DST[fam], ip)
     raise TypeError(f"not a kernel op: {op!r}")
 
 
-def encode_self_delete(op: DelFdb, seq: int) -> bytes:
-    """The VXLAN entry of ``op`` alone (NTF_SELF): what a MASTER|SELF request leaves behind
-    when the bridge entry is already gone."""
-    return _fdb_delete(op, seq, NTF_SELF)
+def encode_self_delete(op: Op, seq: int, *, ack: bool = True) -> bytes:
+    """The VXLAN entry of DelFdb ``op`` alone (NTF_SELF): what a MASTER|SELF request leaves
+    behind when the bridge entry is already gone. ``ack`` as for :func:`encode`."""
+    if type(op) is not DelFdb:
+        raise TypeError(f"not a DelFdb: {op!r}")
+    return _fdb_delete(op, seq, NTF_SELF, DEL_FLAGS if ack else DEL_FLAGS & ~NLM_F_ACK)
 
 
-def _fdb_delete(op: DelFdb, seq: int, targets: int) -> bytes:
+def _fdb_delete(op: DelFdb, seq: int, targets: int, flags: int) -> bytes:
     vlan = () if op.vlan is None else (*_A_VLAN, op.vlan)
     layout = _FDB_DEL[op.vlan is not None]
-    head = _head(layout, RTM_DELNEIGH, DEL_FLAGS, seq, AF_BRIDGE, op.ifindex)
+    head = _head(layout, RTM_DELNEIGH, flags, seq, AF_BRIDGE, op.ifindex)
     return layout.pack(*head, 0, targets, 0, *_A_LLADDR, mac_bytes(op.mac), *vlan)

@@ -316,6 +316,115 @@ def test_bulk_apply_and_dump(lab: Lab) -> None:
     assert [e for e in lab.fdb("vx100") if e["mac"] in set(macs)] == []
 
 
+def _apply_with(ops: list[Op], options: dict[str, Any]) -> list[OpFailure]:
+    with NetlinkWriter(**options) as writer:
+        return writer.apply(ops)
+
+
+def vxlan_macs(lab: Lab) -> set[str]:
+    """MACs with a VXLAN entry (the 'self' side) on vx100, flood entries left out."""
+    return {e["mac"] for e in lab.fdb("vx100") if "self" in e["flags"] and e["mac"] != ZERO}
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"chunk_bytes": 1}, {"use_sendmmsg": False}],
+    ids=["sendmmsg", "one-request-per-datagram", "send-per-datagram"],
+)
+def test_errors_in_a_large_batch_are_reported_for_exactly_their_ops(
+    lab: Lab, options: dict[str, Any]
+) -> None:
+    """Requests carry no NLM_F_ACK: the kernel answers only failures, and each answer must
+    reach its own op wherever it is in the batch. One request per datagram makes 5,000
+    datagrams, more than one sendmmsg() call takes (1,024)."""
+    lab.sh("ip link add br1 type bridge")
+    lab.sh("ip link set br1 mtu 1200 up")  # below IPv6's minimum MTU: no IPv6 on br1
+    br1 = json.loads(lab.sh("ip -j link show br1"))[0]["ifindex"]
+    count = 5_000
+    macs = [f"02:00:01:00:{i >> 8:02x}:{i & 0xFF:02x}" for i in range(count)]
+    ops: list[Op] = [AddFdb(lab.vx, mac, VTEP1) for mac in macs]
+    failing: dict[int, tuple[Op, int]] = {
+        0: (AddFdb(999_999, MAC1, VTEP1), errno.ENODEV),
+        7: (AddFdb(999_999, MAC3, VTEP3), errno.ENODEV),
+        1_500: (AddNeigh(br1, "2001:db8::7", MAC1), errno.EINVAL),
+        2_600: (DelFdb(999_999, MAC2), errno.ENODEV),
+        3_999: (AddFlood(lab.vx, "198.51.100.300"), errno.EINVAL),  # malformed: never sent
+        4_999: (AddFlood(999_999, VTEP2), errno.ENODEV),  # the last request, before the barrier
+    }
+    absent: dict[int, Op] = {  # deletes of what is not there: success (and a follow-up round)
+        100: DelNeigh(lab.br, "203.0.113.99"),
+        3_000: DelFlood(lab.vx, VTEP3),
+        4_000: DelFdb(lab.vx, "02:00:5e:00:09:09"),
+    }
+    for index, (op, _code) in failing.items():
+        ops[index] = op
+    for index, op in absent.items():
+        ops[index] = op
+    failures = run_in_netns(lab.ns, _apply_with, ops, options)
+    assert [(f.op, f.errno) for f in failures] == [failing[i] for i in sorted(failing)]
+    assert all(f.message for f in failures)
+    replaced = failing.keys() | absent.keys()
+    assert vxlan_macs(lab) == {mac for i, mac in enumerate(macs) if i not in replaced}
+    assert lab.neigh("br1") == []
+
+
+def _overflow_then_retry(ops: list[Op], more: list[Op], vx: int) -> tuple[list[OpFailure], ...]:
+    """Two batches on one writer whose receive buffer holds only a few errors."""
+    with NetlinkWriter(rcvbuf=4096) as writer:
+        first = writer.apply(ops)
+        retry = [f.op for f in first if f.op.ifindex == vx]  # the good ops reported unknown
+        return first, writer.apply(retry + more)
+
+
+def test_errors_overflowing_the_receive_buffer_leave_no_op_counted_as_success(lab: Lab) -> None:
+    """Thousands of errors overflow a tiny receive buffer: the kernel drops some answers
+    (ENOBUFS), so no silent op of that batch may count as a success. The next batch on the
+    same writer must neither see the old errors nor lose its own."""
+    count = 4_000
+    good = [AddFdb(lab.vx, f"02:00:02:00:{i >> 8:02x}:{i & 0xFF:02x}", VTEP1) for i in range(count)]
+    bad = [AddFdb(999_999, f"02:00:03:00:{i >> 8:02x}:{i & 0xFF:02x}", VTEP2) for i in range(count)]
+    ops: list[Op] = [op for pair in zip(good, bad, strict=True) for op in pair]
+    late_bad = AddFdb(999_998, MAC1, VTEP3)
+    more: list[Op] = [late_bad, DelNeigh(lab.br, "203.0.113.50"), AddFdb(lab.vx, MAC2, VTEP2)]
+    first, second = run_in_netns(lab.ns, _overflow_then_retry, ops, more, lab.vx)
+
+    reported = {f.op: f for f in first}
+    assert set(bad) <= reported.keys()  # every failing op is a failure
+    codes = {f.errno for f in first}
+    assert codes == {errno.ENODEV, errno.ENOBUFS}  # some errors read back, then the overflow
+    for failure in first:
+        assert failure.op in set(bad) or failure.errno == errno.ENOBUFS
+        if failure.errno == errno.ENOBUFS:
+            assert "outcome unknown" in failure.message
+    silent = {op.mac for op in good if op not in reported}
+    installed = vxlan_macs(lab)
+    assert silent <= installed  # what counted as success was installed
+
+    # the retry of the unknown good ops: no errors this time, and only the new bad op fails
+    assert [(f.op, f.errno) for f in second] == [(late_bad, errno.ENODEV)]
+    assert vxlan_macs(lab) == {op.mac for op in good} | {MAC2}
+
+
+@pytest.mark.parametrize("use_sendmmsg", [True, False], ids=["sendmmsg", "send-per-datagram"])
+def test_a_failed_send_reports_every_op(lab: Lab, use_sendmmsg: bool) -> None:
+    def apply_on_closed_socket(ops: list[Op]) -> list[OpFailure]:
+        writer = NetlinkWriter(use_sendmmsg=use_sendmmsg)
+        writer.close()
+        return writer.apply(ops)
+
+    malformed = AddFdb(lab.vx, "02:00:5e:00:01", VTEP1)
+    ops: list[Op] = [
+        AddFdb(lab.vx, f"02:00:04:00:{i >> 8:02x}:{i & 0xFF:02x}", VTEP1) for i in range(3_000)
+    ]
+    ops.insert(1_000, malformed)
+    failures = run_in_netns(lab.ns, apply_on_closed_socket, ops)
+    assert [f.op for f in failures] == ops
+    assert {(f.op == malformed, f.errno) for f in failures} == {
+        (True, errno.EINVAL), (False, errno.EBADF)
+    }  # fmt: skip
+    assert vxlan_macs(lab) == set()
+
+
 # --- snapshot -------------------------------------------------------------------------------
 
 

@@ -124,7 +124,7 @@ CASES: list[tuple[Op, list[bytes]]] = [
 
 @pytest.mark.parametrize(("op", "expected"), CASES, ids=[repr(c[0]) for c in CASES])
 def test_encoding_matches_pyroute2(op: Op, expected: list[bytes]) -> None:
-    assert [m.hex() for m in encode(op, 5)] == [m.hex() for m in expected]
+    assert [encode(op, 5).hex()] == [m.hex() for m in expected]
 
 
 def test_the_follow_up_delete_is_the_vxlan_entry_alone() -> None:
@@ -138,7 +138,7 @@ def test_the_follow_up_delete_is_the_vxlan_entry_alone() -> None:
 
 def test_remote_mac_message_layout() -> None:
     """Spell out FRR's recipe once in plain numbers, independent of both encoders."""
-    (message,) = encode(AddFdb(3, "02:00:5e:00:01:01", "192.0.2.11"), 1)
+    message = encode(AddFdb(3, "02:00:5e:00:01:01", "192.0.2.11"), 1)
     length, msg_type, flags, seq, pid = struct.unpack_from("=IHHII", message)
     assert (length, msg_type, seq, pid) == (len(message), 28, 1, 0)
     assert flags == 0x1 | 0x4 | 0x400 | 0x100
