@@ -51,6 +51,7 @@ from bench.frr_readings import set_frr_log_precision
 from bench.harness import bench_fabric
 from bench.options import setup_logging
 from bench.procstats import proc_stats
+from bench.profiling import py_spy, stop_py_spy
 from bench.quiet import wait_idle, wait_machine_quiet
 from bench.results import code_version
 from lab.fabric import Box, Fabric, missing_requirements, render_vtep_config, wait_until
@@ -129,11 +130,19 @@ def measure_phase(
 ) -> dict[str, Any]:
     """One burst: ``trigger`` starts it; ends at the counter's ``end_event``."""
     start_index = len(counter.snapshot())
+    profilers = []
+    if args.profile and side.kind == "agent":  # py-spy its processes during this burst
+        args.profile.mkdir(parents=True, exist_ok=True)
+        for process, pid in side.pids.items():
+            out = args.profile / f"{side.kind}-{name}-{process}-{int(time.time())}.raw.txt"
+            profilers.append(py_spy(pid, out))
     cpu0 = side.stats()
     t0 = time.time()
     extra = trigger()
     end = counter.wait_for(lambda x: x.get("event") == end_event, args.deadline, start_index)
     t_end = end["t"] if end else None
+    for profiler in profilers:
+        stop_py_spy(profiler)
     cpu_end = side.stats()
     idle_s = wait_idle(list(side.pids.values()), timeout=args.deadline)
     cpu_idle = side.stats()
@@ -395,6 +404,10 @@ def main() -> int:
     parser.add_argument(
         "--retries", type=int, help="repeat a disturbed run up to N times (1; 0 with --quick)"
     )
+    parser.add_argument(
+        "--profile", type=Path, help="py-spy the VTEP's processes during each burst, raw "
+        "stacks into this directory (Python processes only; the figures are then slower)"
+    )  # fmt: skip
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args()
     setup_logging(args.verbose)
