@@ -284,9 +284,16 @@ def local_changed(s: State, key: VniMac, *, learned: bool) -> None:
             moved(s, key, "this VTEP")
     elif not learned:
         view.seq.pop(key, None)
-    s.dirty.fdb.add(key)
-    s.dirty_adverts.add(AdvertKey(key.vni, key.mac, None))
     lv = view.vnis.get(key.vni)
+    # Our remote entry for the MAC depends on it only if there is one, or a remote route
+    # for it: a rack of new local MACs plans no kernel step (half of planning them).
+    if (
+        lv is None
+        or s.rib.knows_mac(key.vni, key.mac)
+        or DeviceMac(lv.vxlan_ifindex, key.mac, lv.vlan) in s.mirror.fdb
+    ):
+        s.dirty.fdb.add(key)
+    s.dirty_adverts.add(AdvertKey(key.vni, key.mac, None))
     if lv is not None and (ips := view.ips_of(lv, key.mac)):
         s.dirty_adverts.update(AdvertKey(key.vni, key.mac, ip) for ip in ips)
 

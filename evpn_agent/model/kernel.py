@@ -185,8 +185,12 @@ class KernelSnapshot:
 # -- what to write -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class AddFdb:
+# The ops of a burst (one per route) are NamedTuples: a frozen dataclass's __init__ cost a
+# tenth of planning. No two kinds compare equal: AddFdb has four fields, DelFdb and AddNeigh
+# three (the third an int or None against a MAC string), the rarer kinds stay dataclasses.
+
+
+class AddFdb(NamedTuple):
     """Remote MAC behind a VTEP: bridge (master) and VXLAN (self) entry on the VXLAN device."""
 
     ifindex: int
@@ -195,8 +199,7 @@ class AddFdb:
     vlan: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class DelFdb:
+class DelFdb(NamedTuple):
     """Remove a remote MAC: both the bridge and the VXLAN entry."""
 
     ifindex: int
@@ -220,8 +223,7 @@ class DelFlood:
     dst: str
 
 
-@dataclass(frozen=True, slots=True)
-class AddNeigh:
+class AddNeigh(NamedTuple):
     """Remote MAC+IP as a neighbour on the SVI (bridge device), for ARP/ND suppression."""
 
     ifindex: int
