@@ -36,6 +36,10 @@ REFRESH_DELAY = 1.0  # seconds to see the sessions come up before asking for a r
 # Items handled before the kernel is written: bounds how long a burst delays installs, so
 # installing runs while ExaBGP is still delivering (each line can hold ~1,700 routes).
 MAX_ITEMS_PER_ROUND = 32
+# ... and routes or kernel events: a burst that arrived whole (100,000 withdraws, read in a
+# few reads) is still planned and written in rounds, the kernel writing one while the owner
+# plans the next, not planned whole and then written whole.
+MAX_EVENTS_PER_ROUND = 8192
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,25 +225,25 @@ class Daemon:
     async def _own(self, engine: Engine) -> None:
         router_id = engine.router_id
         while True:
-            first = await self._next_item(engine)
-            items = [] if first is None else [first]
-            while not self.inbox.empty() and len(items) < MAX_ITEMS_PER_ROUND:
-                items.append(self.inbox.get_nowait())
+            item = await self._next_item(engine)
             while not self.asks.empty():
                 await self._answer(self.asks.get_nowait(), engine)
             now = self.clock()
             lost = False
             stamps: list[float] = []
             kernel_arrival: float | None = None
-            for item in items:  # KernelWritten only wakes us: settled below
+            handled = routes = 0
+            while item is not None:  # KernelWritten only wakes us: settled below
                 if isinstance(item, SpeakerLine):
                     events, stamp = self.speaker.decode(item.line, router_id)
                     engine.on_bgp(events, now)
+                    routes += len(events)
                     if stamp is not None:
                         stamps.append(stamp)
                 elif isinstance(item, KernelChanged):
                     if not engine.on_kernel(item.events, now):
                         lost = True
+                    routes += len(item.events)
                     kernel_arrival = kernel_arrival or item.arrived
                 elif isinstance(item, SpeakerClosed):
                     log.info("ExaBGP closed the API channel; core exits, kernel state kept")
@@ -249,6 +253,14 @@ class Daemon:
                         if not ask.reply.done():
                             ask.reply.set_exception(ValueError("the agent core is stopping"))
                     return
+                handled += 1
+                if (
+                    handled >= MAX_ITEMS_PER_ROUND
+                    or routes >= MAX_EVENTS_PER_ROUND
+                    or self.inbox.empty()
+                ):
+                    break
+                item = self.inbox.get_nowait()
             self.settle(engine, wait=False)  # if answered: plan from what the kernel took
             engine.tick(now)
             self._maybe_refresh(engine, now)
