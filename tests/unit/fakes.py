@@ -110,6 +110,8 @@ class MemoryKernel:
         self.lock = threading.Lock()
         self.gate: threading.Event | None = None  # set: writes wait for it (a slow kernel)
         self.writing = threading.Event()  # a write has reached the kernel
+        self.batches: list[int] = []  # ops per write, in order
+        self._remote: dict[tuple[int, str], list[str]] = {}  # (ifindex, mac) -> dst written
         self._events: asyncio.Queue[list[KernelEvent]] = asyncio.Queue()
 
     async def start(self) -> None:
@@ -161,6 +163,7 @@ class MemoryKernel:
 
     def apply(self, ops: Sequence[Op]) -> list[OpFailure]:
         failures = []
+        self.batches.append(len(ops))
         self.writing.set()
         if self.gate is not None:
             self.gate.wait(10)
@@ -175,15 +178,15 @@ class MemoryKernel:
 
     def _write(self, op: Op) -> None:
         own = NTF_SELF | NTF_EXT_LEARNED
+        if isinstance(op, AddFdb | DelFdb):
+            # the entries our writes made for this MAC (an index: bursts of thousands)
+            for dst in self._remote.pop((op.ifindex, op.mac), ()):
+                self.fdb.pop((op.ifindex, op.mac, dst), None)
         if isinstance(op, AddFdb):
-            for key in [k for k in self.fdb if k[:2] == (op.ifindex, op.mac)]:
-                del self.fdb[key]
             self.fdb[(op.ifindex, op.mac, op.dst)] = FdbEntry(
                 op.ifindex, op.mac, op.vlan, op.dst, None, own | NTF_MASTER, NUD_REACHABLE
             )
-        elif isinstance(op, DelFdb):
-            for key in [k for k in self.fdb if k[:2] == (op.ifindex, op.mac)]:
-                del self.fdb[key]
+            self._remote[(op.ifindex, op.mac)] = [op.dst]
         elif isinstance(op, AddFlood):
             self.fdb[(op.ifindex, ZERO_MAC, op.dst)] = FdbEntry(
                 op.ifindex, ZERO_MAC, None, op.dst, None, NTF_SELF, NUD_NOARP | NUD_PERMANENT

@@ -16,7 +16,12 @@ from fakes import FakeSpeaker, MemoryKernel
 
 from evpn_agent import control
 from evpn_agent.config import parse
-from evpn_agent.daemon.dispatcher import MAX_ITEMS_PER_ROUND, Daemon, KernelChanged
+from evpn_agent.daemon.dispatcher import (
+    MAX_EVENTS_PER_ROUND,
+    MAX_ITEMS_PER_ROUND,
+    Daemon,
+    KernelChanged,
+)
 from evpn_agent.model import (
     AddFdb,
     AddFlood,
@@ -121,6 +126,26 @@ async def test_the_owner_goes_on_while_the_kernel_writes(running: Running) -> No
     await until(lambda: AddFdb(VX, "02:00:5e:00:00:22", REMOTE) in running.kernel.applied)
     counters = await running.ask("show counters")
     assert counters["counters"]["kernel-ops"] == 1  # type: ignore[index]
+
+
+async def test_a_burst_that_arrives_whole_is_written_in_rounds(running: Running) -> None:
+    """Three lines of 5,000 routes each, all waiting at once: written as they are planned,
+    in rounds of about MAX_EVENTS_PER_ROUND routes, not as one batch of 15,000 at the end."""
+    running.speaker.feed(SessionUp(RR))
+    await until(lambda: running.daemon.inbox.empty())
+    per_line = 5000
+    assert 2 * per_line >= MAX_EVENTS_PER_ROUND > per_line
+    for line in range(3):
+        running.speaker.feed(
+            *(
+                RouteAnnounced(RR, MacRoute(MacKey(f"{REMOTE}:100", 0, mac, None), 100, REMOTE, RT))
+                for n in range(per_line)
+                for mac in [f"02:00:5e:{line:02x}:{n >> 8:02x}:{n & 255:02x}"]
+            )
+        )
+    await until(lambda: sum(running.kernel.batches) == 3 * per_line)
+    assert len(running.kernel.batches) >= 2, running.kernel.batches
+    assert max(running.kernel.batches) <= 2 * per_line
 
 
 async def test_local_mac_is_announced_and_shown(running: Running) -> None:
