@@ -170,11 +170,17 @@ class Rib:
             return
         route = self.paths[pid]
         if isinstance(route, MacRoute):
-            had = route.key.mac in self._by_mac.get(vni, {})
-            _discard(self._by_mac, vni, route.key.mac, pid)
-            if had and route.key.mac not in self._by_mac.get(vni, {}):
-                self.mac_total -= 1
-            dirty.fdb.add(VniMac(vni, route.key.mac))
+            mac = route.key.mac
+            per_vni = self._by_mac.get(vni)  # inline, not _discard: once per withdraw
+            paths = per_vni.get(mac) if per_vni is not None else None
+            if per_vni is not None and paths is not None:
+                paths.pop(pid, None)
+                if not paths:
+                    del per_vni[mac]
+                    self.mac_total -= 1
+                    if not per_vni:
+                        del self._by_mac[vni]
+            dirty.fdb.add(VniMac(vni, mac))
             if route.key.ip is not None:
                 _discard(self._by_ip, vni, route.key.ip, pid)
                 dirty.neigh.add(VniIp(vni, route.key.ip))
