@@ -7,6 +7,7 @@ at ~45 us each (9 s per dump); this takes ~2 us. A unit test checks it against p
 
 from __future__ import annotations
 
+import functools
 import socket
 import struct
 
@@ -30,7 +31,10 @@ _U16 = struct.Struct("=H")
 _U32 = struct.Struct("=I")
 
 
+@functools.lru_cache(maxsize=4096)
 def _ip(raw: bytes) -> str:
+    # Cached: a dump names the same few VTEPs in every one of its ~100,000 entries, and
+    # one string per VTEP, not per entry, is ~6 MiB less at the peak of a reconcile.
     return socket.inet_ntop(AF_INET6 if len(raw) == 16 else AF_INET, raw)
 
 
