@@ -310,9 +310,12 @@ class ImetAdvert(NamedTuple):
 Advert = MacAdvert | ImetAdvert
 
 
-@dataclass(frozen=True, slots=True)
-class AdvertChange:
-    """Tell the speaker to announce ``advert``, or to withdraw it (``withdraw``)."""
+class AdvertChange(NamedTuple):
+    """Tell the speaker to announce ``advert``, or to withdraw it (``withdraw``).
+
+    A NamedTuple, not a frozen dataclass: one is built per advert on both sides of the
+    pipe (the core plans it, the launcher parses it). Its first field is an advert, so it
+    equals no other pair of the model."""
 
     advert: Advert
     withdraw: bool = False

@@ -25,7 +25,7 @@ import time
 from binascii import unhexlify
 from collections import deque
 from collections.abc import Sequence
-from typing import IO
+from typing import IO, cast
 
 from evpn_agent.model import AdvertChange, AdvertRefused, BgpEvent, LineRejected
 from evpn_agent.speaker import Decoded, Deliver, Line, decode, encode
@@ -146,7 +146,8 @@ class ExabgpChannel:
             return [AdvertRefused(sent)]
         if isinstance(sent, tuple):
             # one answer for a whole batch line: every change in it is planned again
-            return [AdvertRefused(change) for change in sent]
+            batch = cast("tuple[AdvertChange, ...]", sent)  # an AdvertChange went above
+            return [AdvertRefused(change) for change in batch]
         log.warning("ExaBGP refused %r (see its log)", sent)
         return []
 
