@@ -171,15 +171,8 @@ class Rib:
         route = self.paths[pid]
         if isinstance(route, MacRoute):
             mac = route.key.mac
-            per_vni = self._by_mac.get(vni)  # inline, not _discard: once per withdraw
-            paths = per_vni.get(mac) if per_vni is not None else None
-            if per_vni is not None and paths is not None:
-                paths.pop(pid, None)
-                if not paths:
-                    del per_vni[mac]
-                    self.mac_total -= 1
-                    if not per_vni:
-                        del self._by_mac[vni]
+            if _discard(self._by_mac, vni, mac, pid):
+                self.mac_total -= 1
             dirty.fdb.add(VniMac(vni, mac))
             if route.key.ip is not None:
                 _discard(self._by_ip, vni, route.key.ip, pid)
@@ -194,18 +187,19 @@ def _discard(
     vni: int,
     key: str,
     pid: PathId,
-) -> None:
+) -> bool:
+    """Drop ``pid`` from ``key``'s paths; True when that left ``key`` with none (gone)."""
     per_vni = index.get(vni)
-    if per_vni is None:
-        return
-    paths = per_vni.get(key)
-    if paths is None:
-        return
+    paths = per_vni.get(key) if per_vni is not None else None
+    if per_vni is None or paths is None:
+        return False
     if isinstance(paths, set):
         paths.discard(pid)
     else:
         paths.pop(pid, None)
-    if not paths:
-        del per_vni[key]
-        if not per_vni:
-            del index[vni]
+    if paths:
+        return False
+    del per_vni[key]
+    if not per_vni:
+        del index[vni]
+    return True

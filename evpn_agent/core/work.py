@@ -28,8 +28,6 @@ from evpn_agent.model import (
     DelNeigh,
     MacRoute,
     Op,
-    RouteDistinguisher,
-    RouteTarget,
     describe,
 )
 from evpn_agent.model.keys import BridgeMac, DeviceIp, DeviceMac, VniIp, VniMac, VniVtep
@@ -50,9 +48,8 @@ def take_work(s: State) -> Work:
     """Kernel ops and advert changes for everything dirty; dirty sets are emptied."""
     out = Work(ops=_plan_kernel(s))
     dirty, s.dirty_adverts = s.dirty_adverts, set()
-    names: dict[int, tuple[RouteDistinguisher, tuple[RouteTarget, ...]]] = {}  # per VNI
     for key in dirty:
-        out.changes.extend(s.adverts.set(key, _desired(s, key, names)))
+        out.changes.extend(s.adverts.set(key, _desired(s, key)))
     if s.retries:
         # A refused announce planned again is settled: refused anew, it backs off anew.
         s.retries.forget([k for k in s.retries.in_flight() if k.kind == "advert"])
@@ -141,21 +138,19 @@ def _lost_to_remote(s: State, key: VniMac, best: MacRoute) -> None:
     observe.moved(s, key, best.vtep)
 
 
-def _desired(
-    s: State,
-    key: AdvertKey,
-    names: dict[int, tuple[RouteDistinguisher, tuple[RouteTarget, ...]]],
-) -> Advert | None:
+def _desired(s: State, key: AdvertKey) -> Advert | None:
     # no key built when nothing is a duplicate (the usual case, asked per planned advert)
     frozen = bool(key.mac and s.dad.duplicates) and s.dad.frozen(VniMac(key.vni, key.mac), s.now)
     if key.vni not in s.view.vnis:
         return None
-    # the VNI's RD and RTs, looked up once per round (a rack of MACs shares a few VNIs)
-    named = names.get(key.vni)
-    if named is None:
-        named = names[key.vni] = (s.rd(key.vni), s.export_rts(key.vni))
     return plan.advert(
-        s.view, s.rib, key, vtep_ip=s.vtep_ip, rd=named[0], rts=named[1], frozen=frozen
+        s.view,
+        s.rib,
+        key,
+        vtep_ip=s.vtep_ip,
+        rd=s.rd(key.vni),  # both cached per VNI (targets.py)
+        rts=s.export_rts(key.vni),
+        frozen=frozen,
     )
 
 

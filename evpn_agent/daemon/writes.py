@@ -54,10 +54,6 @@ class Writes:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kernel-writes")
         self._batch: _Batch | None = None
 
-    @property
-    def in_flight(self) -> bool:
-        return self._batch is not None
-
     def submit(self, engine: Engine, ops: Sequence[Op]) -> None:
         """Hand ``ops`` to the writer; the batch before must be settled."""
         assert self._batch is None, "one batch in flight at a time"

@@ -145,7 +145,7 @@ def encode_self_delete(op: Op, seq: int, *, ack: bool = True) -> bytes:
     behind when the bridge entry is already gone. ``ack`` as for :func:`encode`."""
     if type(op) is not DelFdb:
         raise TypeError(f"not a DelFdb: {op!r}")
-    return _fdb_delete(op, seq, NTF_SELF, DEL_FLAGS if ack else DEL_FLAGS & ~NLM_F_ACK)
+    return _fdb_delete(op, seq, NTF_SELF, DEL_FLAGS & ~(0 if ack else NLM_F_ACK))
 
 
 def _fdb_delete(op: DelFdb, seq: int, targets: int, flags: int) -> bytes:
