@@ -35,6 +35,7 @@ import argparse
 import functools
 import json
 import logging
+import shutil
 import statistics
 import sys
 import time
@@ -532,6 +533,17 @@ def side_by_side(per_vtep: dict[str, Any], vteps: list[Vtep], key: str) -> dict[
     return out
 
 
+def keep_logs(workdir: Path, out: Path) -> list[str]:
+    """Copy every agent's and speaker's stderr (its log) out of the fabric's directory."""
+    kept = []
+    for path in sorted(workdir.glob("*/*.stderr")):
+        out.mkdir(parents=True, exist_ok=True)
+        target = out / f"{path.parent.name}-{path.name.removesuffix('.stderr')}.log"
+        shutil.copyfile(path, target)
+        kept.append(target.name)
+    return kept
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--agents", type=int, default=8, help="agent VTEPs (8)")
@@ -644,6 +656,8 @@ def main() -> int:
                 lab.sampler.stop()
                 output["series"] = lab.series()
             output["phases"] = [[name, round(at, 1)] for name, at in lab.phases]
+            if args.out:  # the boxes' directories go with the fabric
+                output["logs"] = keep_logs(fab.workdir, args.out / "logs")
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         output["plots"] = write_plots(args.out, output.get("series", {}), lab.phases)
