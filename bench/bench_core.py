@@ -42,6 +42,7 @@ from evpn_agent.config import parse
 from evpn_agent.control import answers
 from evpn_agent.core import observe as core_observe
 from evpn_agent.core.engine import Engine
+from evpn_agent.heap import tune_collector
 from evpn_agent.latency import Latency
 from evpn_agent.model import (
     NUD_REACHABLE,
@@ -267,6 +268,7 @@ def main() -> int:
     args = parser.parse_args()
     setup_logging(args.verbose)
     logging.getLogger("evpn_agent").setLevel(logging.WARNING)
+    tune_collector()  # as the daemon runs the core
     largest = max(args.vnis)
     output: dict[str, Any] = {"benchmark": "core", "code": code_version(), "runs": []}
     for vnis in args.vnis:

@@ -33,6 +33,7 @@ from collections.abc import MutableMapping, Sequence
 from typing import Any
 
 from evpn_agent import code
+from evpn_agent.heap import tune_collector
 from evpn_agent.model import AdvertChange, ImetAdvert, MacAdvert
 from evpn_agent.speaker import compat, grammar, process, selftest, wire_encode
 from evpn_agent.speaker.advert_table import AdvertTable
@@ -413,6 +414,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write("usage: python -m evpn_agent.speaker CONF [exabgp server options]\n")
         return 0 if args else 2
     _configure_logging()
+    tune_collector()  # ExaBGP's process holds our advert table
     args = _env_file_to_environment(args, os.environ)
     apply_environment()
     # what this ExaBGP runs, for its cores to report (a core respawned after an upgrade
