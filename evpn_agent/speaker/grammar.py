@@ -334,10 +334,13 @@ def parse(line: str) -> Command:
 # pass), which doubled the JSON and took a fifth of ExaBGP's time in a burst; base64 holds
 # none of those characters, and no space, so ExaBGP's dispatch sees only the prefix. The
 # parser takes plain JSON too (the payload then starts with "["), for people and tests.
-# Each change is a list:
-#   type 2: [withdraw, rd, vni, vtep, [rt, ...], mac, ip or null, mobility seq, sticky]
-#   type 3: [withdraw, rd, vni, vtep, [rt, ...]]
-# withdraw and sticky are 0 or 1; a withdraw's route targets are [].
+# Entries are lists:
+#   type 3:  [withdraw, rd, vni, vtep, [rt, ...]]
+#   type 2:  [withdraw, rd, vni, vtep, [rt, ...], mac, ip or null, mobility seq, sticky]
+#   type 2s: [withdraw, rd, vni, vtep, [rt, ...], mobility seq, sticky, [mac, ip or null, ...]]
+# withdraw and sticky are 0 or 1; a withdraw's route targets are []. The third kind is what
+# the agent writes: the MACs of a batch that share everything but MAC and IP (a VNI's new
+# hosts) spell RD, VTEP and RTs once, which halves the JSON to write and to parse.
 
 
 def render_batch(changes: Sequence[AdvertChange]) -> str:
@@ -349,18 +352,36 @@ def render_batch(changes: Sequence[AdvertChange]) -> str:
     rd_texts: dict[int, str] = {}
     rt_texts: dict[int, list[str]] = {}
     no_rts: list[str] = []  # a withdraw's
+    # Changes are grouped wherever they are in the batch (a round's adverts come in no
+    # particular order), but a route's changes must stay in order: a route met again
+    # closes every group so far, and what follows goes into new entries after them.
+    groups: dict[tuple[object, ...], list[str | None]] = {}
+    routes: set[tuple[str, str, str | None]] = set()
     for change in changes:
         advert = change.advert
+        withdraw = change.withdraw
         rd = rd_texts.get(id(advert.rd))
         if rd is None:
             rd = rd_texts[id(advert.rd)] = str(advert.rd)
-        rts = no_rts if change.withdraw else rt_texts.get(id(advert.rts))
+        rts = no_rts if withdraw else rt_texts.get(id(advert.rts))
         if rts is None:
             rts = rt_texts[id(advert.rts)] = [str(rt) for rt in advert.rts]
-        entry: list[object] = [int(change.withdraw), rd, advert.vni, advert.vtep, rts]
-        if isinstance(advert, MacAdvert):
-            entry += [advert.mac, advert.ip, advert.seq, int(advert.sticky)]
-        entries.append(entry)
+        if not isinstance(advert, MacAdvert):
+            entries.append([int(withdraw), rd, advert.vni, advert.vtep, rts])
+            continue
+        route = (rd, advert.mac, advert.ip)
+        if route in routes:
+            groups.clear()
+            routes.clear()
+        routes.add(route)
+        key = (withdraw, rd, advert.vni, advert.vtep, id(rts), advert.seq, advert.sticky)
+        macs = groups.get(key)
+        if macs is not None:
+            macs += route[1:]
+        else:
+            macs = groups[key] = [advert.mac, advert.ip]
+            entries.append([int(withdraw), rd, advert.vni, advert.vtep, rts, advert.seq,
+                            int(advert.sticky), macs])  # fmt: skip
     payload = json.dumps(entries, separators=(",", ":")).encode()
     return f"{BATCH} {base64.b64encode(payload).decode('ascii')}"
 
@@ -399,15 +420,16 @@ def parse_batch(payload: str) -> tuple[list[AdvertChange], list[str]]:
     errors: list[str] = []
     for entry in entries:
         try:
-            changes.append(_batch_change(entry))
+            _batch_changes(entry, changes)
         except (GrammarError, ValueError, TypeError) as exc:
             errors.append(f"{entry!r}: {exc}")
     return changes, errors
 
 
-def _batch_change(entry: object) -> AdvertChange:
-    if not isinstance(entry, list) or len(entry) not in (5, 9):
-        raise GrammarError("an entry is a list of 5 (type 3) or 9 (type 2) values")
+def _batch_changes(entry: object, out: list[AdvertChange]) -> None:
+    """Append the changes of one entry to ``out``: all of them, or none and raise."""
+    if not isinstance(entry, list) or len(entry) not in (5, 8, 9):
+        raise GrammarError("an entry is a list of 5 (type 3), 9 (type 2) or 8 (type 2s) values")
     withdraw, rd, vni, vtep, rts = entry[:5]
     if withdraw not in (0, 1) or not isinstance(rd, str) or not isinstance(rts, list):
         raise GrammarError("withdraw must be 0 or 1, rd a string, rts a list")
@@ -415,12 +437,23 @@ def _batch_change(entry: object) -> AdvertChange:
         rts_ = _batch_rts(tuple(rts))
     except TypeError:  # a list or an object among them (unhashable)
         raise GrammarError("route targets must be strings") from None
-    advert: MacAdvert | ImetAdvert
+    rd_ = _batch_rd(rd)
     if len(entry) == 5:
-        advert = ImetAdvert(_batch_rd(rd), vni, vtep, rts_)
-    else:
+        out.append(AdvertChange(ImetAdvert(rd_, vni, vtep, rts_), withdraw == 1))
+        return
+    if len(entry) == 9:
         mac, ip, seq, sticky = entry[5:]
-        if sticky not in (0, 1):
-            raise GrammarError("sticky must be 0 or 1")
-        advert = MacAdvert(_batch_rd(rd), vni, mac, ip, vtep, rts_, seq, sticky == 1)
-    return AdvertChange(advert, withdraw == 1)
+        macs = [mac, ip]
+    else:
+        seq, sticky, macs = entry[5:]
+        if not isinstance(macs, list) or len(macs) % 2:
+            raise GrammarError("a group's MACs are a list of MAC, IP pairs")
+    if sticky not in (0, 1):
+        raise GrammarError("sticky must be 0 or 1")
+    # tuple.__new__: a NamedTuple's own constructor (a generated Python __new__) costs
+    # several times as much, and this runs once per MAC of a burst.
+    new, flag = tuple.__new__, withdraw == 1
+    out += [
+        new(AdvertChange, (new(MacAdvert, (rd_, vni, mac, ip, vtep, rts_, seq, sticky == 1)), flag))
+        for mac, ip in zip(macs[::2], macs[1::2], strict=True)
+    ]

@@ -8,11 +8,15 @@ what it sends is decoded by our decoder and by ExaBGP's (the oracle).
 from __future__ import annotations
 
 import base64
+import json
 import logging
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from evpn_agent.model import (
     AdvertChange,
@@ -180,6 +184,77 @@ def _fields(advert: Any) -> dict[str, Any]:
     return dict(advert._asdict())
 
 
+def _as_parsed(change: AdvertChange) -> AdvertChange:
+    """What the launcher reads back for ``change``: a withdraw carries no route targets."""
+    if not change.withdraw:
+        return change
+    return AdvertChange(type(change.advert)(**{**_fields(change.advert), "rts": ()}), True)
+
+
+def _payload_json(line: str) -> list[Any]:
+    return json.loads(base64.b64decode(line[len(grammar.BATCH) + 1 :]))
+
+
+def test_a_vnis_new_macs_spell_rd_vtep_and_rts_once() -> None:
+    other = RouteDistinguisher.parse(f"{ME}:2")
+    changes = [mac(n) for n in range(1, 200)]
+    changes.insert(50, AdvertChange(MacAdvert(other, 200, "02:00:5e:00:09:09", None, ME, RTS)))
+    [(line, _)] = encode.batches(changes)
+    entries = _payload_json(line)
+    assert [len(entry) for entry in entries] == [8, 8]  # two groups: one per VNI
+    assert entries[0][:7] == [0, f"{ME}:1", 100, ME, ["65000:100"], 0, 0]
+    assert len(entries[0][7]) == 2 * 199
+    parsed, errors = grammar.parse_batch(line[len(grammar.BATCH) + 1 :])
+    assert errors == []
+    assert Counter(parsed) == Counter(changes)
+
+
+MACS = st.sampled_from([f"02:00:5e:00:00:{n:02x}" for n in range(1, 6)])
+
+
+@st.composite
+def some_change(draw: st.DrawFn) -> AdvertChange:
+    if draw(st.integers(0, 5)) == 0:
+        return AdvertChange(ImetAdvert(RD, draw(st.sampled_from([100, 200])), ME, RTS),
+                            draw(st.booleans()))  # fmt: skip
+    advert = MacAdvert(
+        draw(st.sampled_from([RD, RouteDistinguisher.parse(f"{ME}:2")])),
+        draw(st.sampled_from([100, 200])),
+        draw(MACS),
+        draw(st.sampled_from([None, "198.51.100.7", "2001:db8::7"])),
+        ME,
+        draw(st.sampled_from([RTS, (RouteTarget.parse("65000:200"),)])),
+        draw(st.sampled_from([0, 3])),
+        draw(st.booleans()),
+    )
+    return AdvertChange(advert, draw(st.booleans()))
+
+
+def _route(change: AdvertChange) -> tuple[Any, ...]:
+    advert = change.advert
+    if isinstance(advert, MacAdvert):
+        return (advert.rd, advert.mac, advert.ip)
+    return (advert.rd, advert.vtep)
+
+
+@given(st.lists(some_change(), max_size=40))
+def test_grouped_lines_keep_every_change_and_each_routes_order(
+    changes: list[AdvertChange],
+) -> None:
+    lines = encode.batches(changes)
+    parsed = []
+    for line, _ in lines:
+        got, errors = grammar.parse_batch(line[len(grammar.BATCH) + 1 :])
+        assert errors == []
+        parsed += got
+    expected = [_as_parsed(change) for change in changes]
+    assert Counter(parsed) == Counter(expected)
+    for route in {_route(change) for change in changes}:
+        assert [c for c in parsed if _route(c) == route] == [
+            c for c in expected if _route(c) == route
+        ]
+
+
 @pytest.mark.parametrize(
     "entry",
     [
@@ -188,6 +263,9 @@ def _fields(advert: Any) -> dict[str, Any]:
         '[0,"nonsense",100,"192.0.2.21",["65000:1"]]',
         '[0,"192.0.2.21:1",100,"192.0.2.21",[7]]',
         '[0,"192.0.2.21:1",100,"192.0.2.21",["65000:1"],"02:00:5e:00:00:01",null,0,5]',
+        '[0,"192.0.2.21:1",100,"192.0.2.21",["65000:1"],0,0,["02:00:5e:00:00:01"]]',
+        '[0,"192.0.2.21:1",100,"192.0.2.21",["65000:1"],0,0,"02:00:5e:00:00:01"]',
+        '[0,"192.0.2.21:1",100,"192.0.2.21",["65000:1"],0,2,["02:00:5e:00:00:01",null]]',
         '"text"',
     ],
 )
