@@ -66,6 +66,7 @@ class StateCollector(Collector):
         )
         kernel.add_metric(["ok"], counters.get("kernel-ops", 0))
         kernel.add_metric(["failed"], counters.get("kernel-failures", 0))
+        kernel.add_metric(["device-gone"], counters.get("kernel-device-gone", 0))
         repairs = CounterMetricFamily(
             "evpn_agent_kernel_repairs",
             "Kernel entries that differed from the routes, fixed: restored or removed",

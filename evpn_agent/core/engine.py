@@ -78,10 +78,13 @@ class Engine(State):
         """``ops`` go to the kernel: planning from now on counts them as done."""
         return work.kernel_submitted(self, ops)
 
-    def kernel_settled(self, written: Written, failed: Iterable[Op]) -> None:
+    def kernel_settled(
+        self, written: Written, failed: Iterable[Op], gone: Iterable[Op] = ()
+    ) -> None:
         """The kernel's answer for ``written``: ``failed`` were refused (or their outcome
-        is unknown) and are planned again after a backoff."""
-        work.kernel_settled(self, written, failed)
+        is unknown) and are planned again after a backoff, except ``gone``, those of them
+        refused because their device no longer exists."""
+        work.kernel_settled(self, written, failed, gone)
 
     def managed(self) -> Managed:
         """Where our entries live: the kernel edge drops the echoes of our writes there."""

@@ -186,9 +186,15 @@ def kernel_applied(s: State, ops: Sequence[Op], failed: Iterable[Op]) -> None:
     kernel_settled(s, kernel_submitted(s, ops), failed)
 
 
-def kernel_settled(s: State, written: Written, failed: Iterable[Op]) -> None:
+def kernel_settled(
+    s: State, written: Written, failed: Iterable[Op], gone: Iterable[Op] = ()
+) -> None:
     """The kernel's answer for a batch: refused ops are put back in the mirror and planned
-    again after a backoff; what the acked ones change beyond the mirror happens now."""
+    again after a backoff; what the acked ones change beyond the mirror happens now.
+
+    ``gone``: those of ``failed`` refused because their device does not exist any more (a
+    VNI deleted while the batch was planned or written). Its removal is on its way as an
+    event; they are not failures of the kernel and are not retried."""
     ops = written.ops
     bad = set(failed)
     if bad:
@@ -197,15 +203,19 @@ def kernel_settled(s: State, written: Written, failed: Iterable[Op]) -> None:
     if s.drift.pending:
         _repaired(s, s.drift.applied(ops, bad, s.now))
     failures = sum(op in bad for op in ops) if bad else 0  # no op hashed in the usual burst
-    if failures:
-        s.counters["kernel-failures"] += failures
+    missing = set(gone) & bad if failures else set()
+    lost = sum(op in missing for op in ops) if missing else 0
+    if lost:
+        s.counters["kernel-device-gone"] += lost
+    if failures > lost:
+        s.counters["kernel-failures"] += failures - lost
     if len(ops) > failures:
         s.counters["kernel-ops"] += len(ops) - failures
     # the usual burst: nothing failed, nothing retried, nothing removed (no key built)
     retrying = bool(s.retries)
     for op in ops:
         if bad and op in bad:
-            if (key := retry_key(s, op)) is not None:
+            if op not in missing and (key := retry_key(s, op)) is not None:
                 delay = s.retries.failed(key, s.now)
                 log.debug("retrying %s in %gs", op, delay)
             continue

@@ -86,9 +86,16 @@ class Writes:
             log.exception("the kernel writer failed")
             message = f"writer failed, outcome unknown: {exc}"
             failures = [OpFailure(op, errno.EIO, message) for op in batch.written.ops]
-        for failure in failures[:5]:
+        # A write to a device deleted meanwhile (ENODEV: a VNI removed during a burst) is
+        # expected: its removal event follows.
+        gone = [f.op for f in failures if f.errno == errno.ENODEV]
+        for failure in [f for f in failures if f.errno != errno.ENODEV][:5]:
             log.warning("kernel refused %s: %s", failure.op, failure.message)
-        engine.kernel_settled(batch.written, [f.op for f in failures])
+        if gone:
+            log.info(
+                "%d kernel writes were for devices deleted meanwhile, e.g. %s", len(gone), gone[0]
+            )
+        engine.kernel_settled(batch.written, [f.op for f in failures], gone)
         return Settled(failures, batch.stamps, time.time())
 
     def close(self) -> None:

@@ -4,6 +4,7 @@ records what it is told and delivers prepared events, and a kernel held in memor
 from __future__ import annotations
 
 import asyncio
+import errno
 import itertools
 import threading
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -31,6 +32,7 @@ from evpn_agent.model import (
     KernelEvent,
     KernelSnapshot,
     Link,
+    LinkRemoved,
     Managed,
     NeighEntry,
     Op,
@@ -154,6 +156,15 @@ class MemoryKernel:
             self.fdb[(port, mac, None)] = entry
         self._events.put_nowait([FdbUpdated(entry)])
 
+    def delete_link(self, ifindex: int) -> None:
+        """Someone deletes a device (its entries go with it): the device, and its event."""
+        with self.lock:
+            (link,) = [link for link in self.links if link.ifindex == ifindex]
+            self.links.remove(link)
+            for key in [key for key in self.fdb if key[0] == ifindex]:
+                del self.fdb[key]
+        self._events.put_nowait([LinkRemoved(ifindex, link.name)])
+
     def forget(self, port: int, mac: str) -> None:
         with self.lock:
             entry = self.fdb.pop((port, mac, None))
@@ -168,9 +179,13 @@ class MemoryKernel:
         if self.gate is not None:
             self.gate.wait(10)
         with self.lock:
+            present = {link.ifindex for link in self.links}
             for op in ops:
                 if op in self.refuse:
                     failures.append(OpFailure(op, 22, "refused by the test"))
+                    continue
+                if op.ifindex not in present:
+                    failures.append(OpFailure(op, errno.ENODEV, "unknown ifindex"))
                     continue
                 self.applied.append(op)
                 self._write(op)

@@ -128,6 +128,23 @@ async def test_the_owner_goes_on_while_the_kernel_writes(running: Running) -> No
     assert counters["counters"]["kernel-ops"] == 1  # type: ignore[index]
 
 
+async def test_writes_to_a_vni_deleted_meanwhile_are_no_kernel_failure(running: Running) -> None:
+    """The VNI's VXLAN device is deleted while a write for it is on its way to the kernel:
+    the kernel answers ENODEV, which is counted apart (no warning, no retry)."""
+    gate = running.kernel.gate = threading.Event()
+    try:
+        mac = MacRoute(MacKey(f"{REMOTE}:100", 0, "02:00:5e:00:00:22", None), 100, REMOTE, RT)
+        running.speaker.feed(SessionUp(RR), RouteAnnounced(RR, mac))
+        await until(running.kernel.writing.is_set)
+        running.kernel.delete_link(VX)
+    finally:
+        gate.set()
+    answer = await running.ask("show counters")  # answered once the batch settled
+    counters = answer["counters"]  # type: ignore[index]
+    assert counters.get("kernel-device-gone") == 1, counters
+    assert "kernel-failures" not in counters, counters
+
+
 async def test_a_burst_that_arrives_whole_is_written_in_rounds(running: Running) -> None:
     """Three lines of 5,000 routes each, all waiting at once: written as they are planned,
     in rounds of about MAX_EVENTS_PER_ROUND routes, not as one batch of 15,000 at the end."""

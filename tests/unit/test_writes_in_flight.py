@@ -94,3 +94,19 @@ def test_a_refused_flood_entry_is_put_back_as_absent() -> None:
     assert ops == [AddFlood(VX, "192.0.2.22")]
     state.kernel_settled(state.kernel_submitted(ops), ops)
     assert "192.0.2.22" not in state.mirror.flood.get(VX, set())
+
+
+def test_a_write_to_a_device_deleted_meanwhile_is_not_a_kernel_failure() -> None:
+    """ENODEV: the VNI's devices went away while the batch was planned or written (its
+    removal event is on its way). Counted apart, not retried; other refusals still are."""
+    state = make()
+    state.on_bgp([RouteAnnounced(RR, mac_route()), RouteAnnounced(RR, imet())], 1)
+    ops = state.take_kernel_ops()
+    assert len(ops) == 2
+    gone, refused = ops
+    state.kernel_settled(state.kernel_submitted(ops), ops, gone=[gone])
+    assert state.counters["kernel-device-gone"] == 1
+    assert state.counters["kernel-failures"] == 1
+    assert state.counters["kernel-ops"] == 0
+    state.tick(3.0)  # past the first backoff: only the other refusal is tried again
+    assert state.take_kernel_ops() == [refused]
