@@ -69,6 +69,7 @@ _KNOWN_KEYS = {
     "duplicate-detection",
     "sweep-delay",
     "reconcile-interval",
+    "reconcile-budget",
     "netlink-buffer-size",
 }
 _RR_KEYS = {"address", "password", "hold-time", "port", "passive"}
@@ -112,6 +113,12 @@ class _Checker:
     def seconds(self, path: str, value: object, default: float) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
             self.fail(path, f"expected seconds >= 0, got {value!r}")
+            return default
+        return float(value)
+
+    def percent(self, path: str, value: object, default: float) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 100:
+            self.fail(path, f"expected a percentage 0..100, got {value!r}")
             return default
         return float(value)
 
@@ -232,6 +239,7 @@ def parse(text: str, source: str = "<config>") -> Config:
         c.fail("log-level", f"{strings['log-level']!r} is not one of {', '.join(_LOG_LEVELS)}")
     sweep_delay = c.seconds("sweep-delay", doc.get("sweep-delay", 5.0), 5.0)
     reconcile = c.seconds("reconcile-interval", doc.get("reconcile-interval", 60.0), 60.0)
+    budget = c.percent("reconcile-budget", doc.get("reconcile-budget", 0.1), 0.1)
     nl_buffer = c.integer(
         "netlink-buffer-size", doc.get("netlink-buffer-size", 64 << 20), 1 << 16, 1 << 30
     )
@@ -261,6 +269,7 @@ def parse(text: str, source: str = "<config>") -> Config:
         duplicate_detection=dad,
         sweep_delay=sweep_delay,
         reconcile_interval=reconcile,
+        reconcile_budget=budget,
         netlink_buffer_size=nl_buffer or 64 << 20,
         source=source,
     )

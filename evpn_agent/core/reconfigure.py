@@ -195,6 +195,7 @@ def timers(old: Config, new: Config, running: Running) -> list[Change | Refusal]
     for key, before, after in (
         ("sweep-delay", old.sweep_delay, new.sweep_delay),
         ("reconcile-interval", old.reconcile_interval, new.reconcile_interval),
+        ("reconcile-budget", old.reconcile_budget, new.reconcile_budget),
         ("route-hold-time", old.route_hold_time, new.route_hold_time),
     ):
         out.extend(_simple(key, before, after))

@@ -21,7 +21,7 @@ from evpn_agent.control import answers
 from evpn_agent.core.engine import Engine
 from evpn_agent.daemon import reload
 from evpn_agent.daemon.instance import Instance
-from evpn_agent.daemon.resync import Resync
+from evpn_agent.daemon.resync import Resync, paced_interval
 from evpn_agent.daemon.writes import Writes
 from evpn_agent.identity import rd_indexes, resolve
 from evpn_agent.kernel import Kernel, OpFailure
@@ -266,9 +266,13 @@ class Daemon:
             self._maybe_refresh(engine, now)
             if lost:
                 log.warning("netlink events were lost: resynchronising from a full dump")
-            if lost or self._reconcile_due(now) or self.resync.due(now):
+            periodic = self._reconcile_due(now)
+            cpu = time.process_time()
+            if lost or periodic or self.resync.due(now):
                 await self._resync(engine)
             sent = self.flush(engine)
+            if periodic:
+                self._pace_reconcile(time.process_time() - cpu)
             if stamps and not self.running_writes.hold(stamps):  # else: when written
                 self._route_latency(stamps, time.time())
             if sent and kernel_arrival is not None:
@@ -284,6 +288,16 @@ class Daemon:
             return False
         self._reconcile_at = now + self.cfg.reconcile_interval
         return True
+
+    def _pace_reconcile(self, cost: float) -> None:
+        """Stretch the time to the next periodic reconcile so that they take at most
+        ``reconcile-budget`` percent of a core: ``cost`` CPU seconds (this one's dump, the
+        comparison and its repairs, with whatever else this round did) once per interval."""
+        if self._reconcile_at is None:
+            return
+        interval = paced_interval(self.cfg.reconcile_interval, self.cfg.reconcile_budget, cost)
+        self._reconcile_at += interval - self.cfg.reconcile_interval
+        log.debug("reconcile took %.3fs of CPU: the next in %.0fs", cost, interval)
 
     def _maybe_refresh(self, engine: Engine, now: float) -> None:
         """Ask the reflectors to send their tables again, unless we saw the sessions start.

@@ -71,12 +71,14 @@ def topo(request: pytest.FixtureRequest) -> Iterator[Topology]:
             a1.netns.bridge("fdb", "append", ZERO_MAC, "dev", "vxlan100", "dst", STALE_VTEP, "self")
             rr.start([frr, a1, a2])  # GoBGP: a static neighbor per VTEP
             agents = {
-                # a1 reconciles every second (drift test); a2 only on demand (reconcile test)
+                # a1 reconciles every second (drift test; no CPU budget stretches that);
+                # a2 only on demand (reconcile test)
                 b.name: fab.start_agent(
                     b,
                     rrs=[rr.box],
                     settings={
                         "reconcile-interval": 1 if b is a1 else 0,
+                        "reconcile-budget": 0,
                         "metrics-address": "127.0.0.1:9600",
                     },
                 )

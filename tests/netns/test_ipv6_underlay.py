@@ -129,7 +129,9 @@ def v6() -> Iterator[Agents]:
             ps_box = fab.add_box("ps", 31)
             rr.start([a1, a2, ps_box])
             agents = {
-                box.name: fab.start_agent(box, rrs=[rr.box], settings={"reconcile-interval": 1})
+                box.name: fab.start_agent(
+                    box, rrs=[rr.box], settings={"reconcile-interval": 1, "reconcile-budget": 0}
+                )
                 for box in (a1, a2)
             }
             ps = fab.start_peer_script(

@@ -31,6 +31,12 @@ def test_good_config_with_defaults() -> None:
     assert cfg.manages(100) and not cfg.manages(300)
 
 
+def test_reconcile_budget_defaults_to_a_tenth_of_a_percent_and_zero_turns_it_off() -> None:
+    assert parse(GOOD).reconcile_budget == 0.1
+    assert parse(GOOD + "reconcile-budget: 0\n").reconcile_budget == 0.0
+    assert parse(GOOD + "reconcile-budget: 2.5\n").reconcile_budget == 2.5
+
+
 def test_vnis_default_to_everything_discovered() -> None:
     cfg = parse("local-as: 65000\nroute-reflectors: [192.0.2.1]\n")
     assert cfg.vnis is None and cfg.manages(4242)
@@ -75,6 +81,14 @@ def test_vnis_default_to_everything_discovered() -> None:
             "key 'route-reflectors[0].passive': needs 'local-address'",
         ),
         ("local-as: 65000\nroute-reflectors: [192.0.2.1]\nlog-level: loud\n", "key 'log-level'"),
+        (
+            "local-as: 65000\nroute-reflectors: [192.0.2.1]\nreconcile-budget: 150\n",
+            "key 'reconcile-budget': expected a percentage 0..100, got 150",
+        ),
+        (
+            "local-as: 65000\nroute-reflectors: [192.0.2.1]\nreconcile-budget: lots\n",
+            "key 'reconcile-budget': expected a percentage",
+        ),
         ("local-as: [\n", "invalid YAML"),
         ("- a\n- b\n", "mapping of keys at the top level"),
     ],

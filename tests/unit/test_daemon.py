@@ -245,3 +245,29 @@ async def test_events_read_before_a_dump_are_not_applied_after_it(running: Runni
 async def test_unknown_vni_is_refused_by_name(running: Running) -> None:
     with pytest.raises(control.ControlError, match="VNI 999 is not configured"):
         await running.ask("show vni", vni=999)
+
+
+@pytest.mark.parametrize(("budget", "paced"), [(0, False), (0.0001, True)])
+async def test_periodic_reconciles_keep_to_their_cpu_budget(
+    tmp_path: Path, budget: float, paced: bool
+) -> None:
+    """Every 0.05 s as configured without a budget; with one of 0.0001% of a core, any
+    reconcile (at least a microsecond of CPU) puts the next one seconds away."""
+    cfg = parse(
+        f"local-as: 65000\nroute-reflectors: [{RR}]\ncontrol-socket: {tmp_path / 'a.sock'}\n"
+        f"state-dir: {tmp_path / 'state'}\nsweep-delay: 0\nreconcile-interval: 0.05\n"
+        f"reconcile-budget: {budget}\n"
+    )
+    speaker, kernel = FakeSpeaker(), MemoryKernel(LINKS)
+    task = asyncio.create_task(Daemon(cfg, speaker, kernel).run())
+    try:
+        await until(lambda: kernel.dumps >= 2)  # the start's, then the first periodic one
+        dumps = kernel.dumps
+        if paced:
+            await asyncio.sleep(0.5)  # the window: ten intervals as configured
+            assert kernel.dumps - dumps <= 1
+        else:
+            await until(lambda: kernel.dumps - dumps >= 3)
+    finally:
+        speaker.close()
+        await asyncio.wait_for(task, 5)

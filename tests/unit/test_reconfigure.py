@@ -132,6 +132,7 @@ def test_every_key_is_either_live_or_refused() -> None:
         "log_destination": "syslog",
         "sweep_delay": 1.0,
         "reconcile_interval": 1.0,
+        "reconcile_budget": 1.0,
         "netlink_buffer_size": 1 << 20,
         "metrics_address": "127.0.0.1:9",
         "route_hold_time": 1.0,
@@ -178,6 +179,7 @@ def test_identity_set_to_what_runs_is_no_change() -> None:
 def test_live_keys_are_listed_with_old_and_new_values() -> None:
     new = cfg(
         "log-level: debug\nmac-limit: 10\nroute-hold-time: 30\nreconcile-interval: 0\n"
+        "reconcile-budget: 1\n"
         "duplicate-detection: {max-moves: 3, freeze: permanent}\nmetrics-address: 127.0.0.1:9\n"
         "route-targets: {100: {import: ['65000:1100']}}\nvnis: [100]"
     )
@@ -188,6 +190,7 @@ def test_live_keys_are_listed_with_old_and_new_values() -> None:
         Change("mac-limit", "1000000", "10"),
         Change("route-hold-time", "120", "30"),
         Change("reconcile-interval", "60", "0"),
+        Change("reconcile-budget", "0.1", "1"),
         Change("duplicate-detection.max-moves", "5", "3"),
         Change("duplicate-detection.freeze", "off", "permanent"),
         Change("metrics-address", "(unset)", "127.0.0.1:9"),
