@@ -61,12 +61,17 @@ def load_snapshot(s: State, snap: KernelSnapshot) -> None:
         kept_fdb = {k: v for k, v in view.fdb.items() if k not in answered}
     kept_neigh = {} if snap.complete else dict(view.neigh)
     old_mirror, old_links = s.mirror, view.links
-    view.links = {link.ifindex: link for link in snap.links}
+    # the previous objects where equal, as for the mirror's keys below
+    view.links = {
+        link.ifindex: old if (old := old_links.get(link.ifindex)) == link else link
+        for link in snap.links
+    }
     relink(s)
     # Every key is compared with the dump; the changes pending (planned or not) stay apart:
     # what they explain is no drift.
     pending, s.dirty = s.dirty, Dirty()
-    s.mirror = Mirror()
+    s.mirror = Mirror.rebuilding(old_mirror)
+    old_local = dict(view.fdb)
     view.fdb.clear()
     view.clear_neigh()
     for fdb in snap.fdb:
@@ -78,6 +83,11 @@ def load_snapshot(s: State, snap: KernelSnapshot) -> None:
     for neigh_key, mac in kept_neigh.items():
         if neigh_key not in view.neigh:
             view.set_neigh(neigh_key, mac)
+    s.mirror.rebuilt()
+    for fdb_key, local in old_local.items():  # the previous objects, as for the mirror
+        if view.fdb.get(fdb_key) == local:
+            del view.fdb[fdb_key]
+            view.fdb[fdb_key] = local
     if before is not None and _belief(s) == before:
         # The kernel holds exactly what we believed, and nothing is pending: the last
         # full comparison's verdict (everything matched) still holds. Comparing every
