@@ -4,13 +4,18 @@ As FRR's ``dup-addr-detection``: ``max_moves`` moves within ``window`` seconds m
 MAC duplicate (logged, counted, shown). With ``freeze`` the MAC is frozen: we stop
 advertising it and keep the last FDB entry, for ``freeze`` seconds (or until cleared when
 ``freeze`` is infinite).
+
+Counted as zebra counts them: per MAC, when its window began (its first move since) and
+the moves since; a move after the window starts a new one. Two numbers a MAC, dropped once
+its window is over, so the table holds the MACs that moved in the last window. (A time
+stamp per move, in a deque per MAC ever moved, ~0.7 KiB each, grew the core by ~45 MiB
+over a 10-minute churn of 1,000 moves/s across 64,000 MACs.)
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections import deque
 from dataclasses import dataclass, field
 
 from evpn_agent.model import DadSettings
@@ -28,17 +33,24 @@ class Duplicate:
 @dataclass
 class DuplicateDetector:
     settings: DadSettings = field(default_factory=DadSettings)
-    moves: dict[Key, deque[float]] = field(default_factory=dict)
+    # key -> (when its window began, moves since)
+    moves: dict[Key, tuple[float, int]] = field(default_factory=dict)
     duplicates: dict[Key, Duplicate] = field(default_factory=dict)
     detected: int = 0
+    _prune_at: float = -math.inf
 
     def moved(self, key: Key, now: float, where: str) -> bool:
         """Record a move of ``key``; True if this move made it a duplicate."""
-        times = self.moves.setdefault(key, deque())
-        times.append(now)
-        while times and now - times[0] > self.settings.window:
-            times.popleft()
-        if key in self.duplicates or len(times) < self.settings.max_moves:
+        window = self.settings.window
+        if now >= self._prune_at:  # at most once a window: the MACs that stopped moving
+            self.moves = {k: v for k, v in self.moves.items() if now - v[0] <= window}
+            self._prune_at = now + window
+        began, count = self.moves.get(key, (now, 0))
+        if now - began > window:
+            began, count = now, 0
+        count += 1
+        self.moves[key] = (began, count)
+        if key in self.duplicates or count < self.settings.max_moves:
             return False
         freeze = self.settings.freeze
         self.duplicates[key] = Duplicate(now, None if freeze is None else now + freeze)
@@ -46,7 +58,7 @@ class DuplicateDetector:
         action = "frozen" if freeze is not None else "still followed"
         log.warning(
             "duplicate MAC %s in VNI %d: %d moves in %gs (last to %s); %s",
-            key[1], key[0], len(times), self.settings.window, where, action,
+            key[1], key[0], count, window, where, action,
         )  # fmt: skip
         return True
 
@@ -57,7 +69,8 @@ class DuplicateDetector:
         return dup is not None and dup.frozen_until is not None and now < dup.frozen_until
 
     def count(self, key: Key) -> int:
-        return len(self.moves.get(key, ()))
+        """Moves in the MAC's current window (its last one, if that ended meanwhile)."""
+        return self.moves.get(key, (0.0, 0))[1]
 
     def expire(self, now: float) -> list[Key]:
         """Keys whose freeze ran out (they are no longer duplicate)."""
