@@ -8,8 +8,8 @@ advertising it and keep the last FDB entry, for ``freeze`` seconds (or until cle
 Counted as zebra counts them: per MAC, when its window began (its first move since) and
 the moves since; a move after the window starts a new one. Two numbers a MAC, dropped once
 its window is over, so the table holds the MACs that moved in the last window. (A time
-stamp per move, in a deque per MAC ever moved, ~0.7 KiB each, grew the core by ~45 MiB
-over a 10-minute churn of 1,000 moves/s across 64,000 MACs.)
+stamp per move, in a deque per MAC ever moved, held 53 MiB for 64,000 MACs moved three
+times, and never let go; this holds 7.4 MiB.)
 """
 
 from __future__ import annotations
