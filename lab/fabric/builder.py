@@ -81,8 +81,11 @@ class Fabric:
 
     def _add_netns(self, name: str) -> Netns:
         netns = Netns(f"{self.tag}-{name}")
-        run([IP, "netns", "add", netns.name])
-        self.namespaces.append(netns)  # tracked before anything else can fail
+        # Tracked first: a half-made namespace (the command timed out) is deleted too.
+        self.namespaces.append(netns)
+        # The kernel frees namespaces in the background: right after a fabric of thousands
+        # of devices went (bench_scale), making one waited over 30 s here.
+        run([IP, "netns", "add", netns.name], timeout=300)
         netns.ip("link", "set", "lo", "up")
         # no IPv6 duplicate address detection: addresses are usable at once, no waiting
         for scope in ("all", "default"):
