@@ -29,7 +29,9 @@ class Mirror:
     _neigh_of: dict[int, dict[DeviceIp, None]] = field(default_factory=dict)
     # While rebuilt from a dump (``rebuilding``): the previous mirror's keys, stored instead
     # of the dump's equal ones.
-    _keys: dict[DeviceMac | DeviceIp, DeviceMac | DeviceIp] = field(default_factory=dict)
+    _keys: dict[DeviceMac | DeviceIp, DeviceMac | DeviceIp] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @classmethod
     def rebuilding(cls, old: Mirror) -> Mirror:

@@ -71,7 +71,7 @@ def load_snapshot(s: State, snap: KernelSnapshot) -> None:
     # what they explain is no drift.
     pending, s.dirty = s.dirty, Dirty()
     s.mirror = Mirror.rebuilding(old_mirror)
-    old_local = dict(view.fdb)
+    old_local = before.local_fdb if before is not None else dict(view.fdb)  # a copy
     view.fdb.clear()
     view.clear_neigh()
     for fdb in snap.fdb:
@@ -84,10 +84,6 @@ def load_snapshot(s: State, snap: KernelSnapshot) -> None:
         if neigh_key not in view.neigh:
             view.set_neigh(neigh_key, mac)
     s.mirror.rebuilt()
-    for fdb_key, local in old_local.items():  # the previous objects, as for the mirror
-        if view.fdb.get(fdb_key) == local:
-            del view.fdb[fdb_key]
-            view.fdb[fdb_key] = local
     if before is not None and _belief(s) == before:
         # The kernel holds exactly what we believed, and nothing is pending: the last
         # full comparison's verdict (everything matched) still holds. Comparing every
@@ -105,6 +101,10 @@ def load_snapshot(s: State, snap: KernelSnapshot) -> None:
         s.drift.still_matched(view.vnis, s.now)
         log.debug("the kernel holds what we believe: matched without comparing")
         return
+    for fdb_key, local in old_local.items():  # the previous objects, as for the mirror
+        if view.fdb.get(fdb_key) == local:
+            del view.fdb[fdb_key]
+            view.fdb[fdb_key] = local
     mark_everything(s)
     compare, s.dirty = s.dirty, pending
     s.drift.dump_loaded(compare, snap.complete)

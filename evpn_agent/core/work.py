@@ -203,7 +203,7 @@ def kernel_settled(
     if s.drift.pending:
         _repaired(s, s.drift.applied(ops, bad, s.now))
     failures = sum(op in bad for op in ops) if bad else 0  # no op hashed in the usual burst
-    missing = set(gone) & bad if failures else set()
+    missing = set(gone)  # a part of failed
     lost = sum(op in missing for op in ops) if missing else 0
     if lost:
         s.counters["kernel-device-gone"] += lost

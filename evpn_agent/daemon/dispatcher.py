@@ -267,12 +267,12 @@ class Daemon:
             if lost:
                 log.warning("netlink events were lost: resynchronising from a full dump")
             periodic = self._reconcile_due(now)
-            cpu = time.process_time()
+            cpu = time.process_time() if periodic else 0.0
             if lost or periodic or self.resync.due(now):
                 await self._resync(engine)
             sent = self.flush(engine)
             if periodic:
-                self._pace_reconcile(time.process_time() - cpu)
+                self._pace_reconcile(now, time.process_time() - cpu)
             if stamps and not self.running_writes.hold(stamps):  # else: when written
                 self._route_latency(stamps, time.time())
             if sent and kernel_arrival is not None:
@@ -289,14 +289,14 @@ class Daemon:
         self._reconcile_at = now + self.cfg.reconcile_interval
         return True
 
-    def _pace_reconcile(self, cost: float) -> None:
+    def _pace_reconcile(self, now: float, cost: float) -> None:
         """Stretch the time to the next periodic reconcile so that they take at most
         ``reconcile-budget`` percent of a core: ``cost`` CPU seconds (this one's dump, the
         comparison and its repairs, with whatever else this round did) once per interval."""
-        if self._reconcile_at is None:
+        if self._reconcile_at is None:  # turned off meanwhile (a reload)
             return
         interval = paced_interval(self.cfg.reconcile_interval, self.cfg.reconcile_budget, cost)
-        self._reconcile_at += interval - self.cfg.reconcile_interval
+        self._reconcile_at = now + interval
         log.debug("reconcile took %.3fs of CPU: the next in %.0fs", cost, interval)
 
     def _maybe_refresh(self, engine: Engine, now: float) -> None:
