@@ -49,7 +49,7 @@ from bench.child import Child
 from bench.frr_readings import evpn_summary
 from bench.harness import bench_fabric
 from bench.options import setup_logging
-from bench.procstats import cpu_seconds, system_busy_seconds
+from bench.procstats import command_of, cpu_seconds, system_busy_seconds
 from bench.quiet import wait_idle, wait_machine_quiet
 from bench.results import code_version
 from bench.scale_fabric import (
@@ -483,6 +483,15 @@ class Lab:
                 "rss_change_pct": round(100 * (rss1 - rss0) / rss0, 2) if rss0 else None,
                 "peak_rss_mib": after["hwm_mib"],
                 "cpu_s": round(after["cpu_s"] - before[v.name]["cpu_s"], 2),
+                # which process grew (the speaker, the core; bgpd, zebra)
+                "per_process": {
+                    pid: {
+                        "command": command_of(int(pid)),
+                        "rss_mib_before": before[v.name]["processes"].get(pid, {}).get("rss_mib"),
+                        "rss_mib_after": s["rss_mib"],
+                    }
+                    for pid, s in after["processes"].items()
+                },
             }
         return out
 

@@ -34,6 +34,15 @@ def proc_stats(pid: int | None) -> dict[str, Any] | None:
     }
 
 
+def command_of(pid: int) -> str | None:
+    """The start of ``pid``'s command line (which process of a VTEP it is)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return raw.replace(b"\0", b" ").decode(errors="replace").strip()[:120]
+
+
 def cpu_seconds(pids: Sequence[int]) -> float:
     total = 0.0
     for pid in pids:

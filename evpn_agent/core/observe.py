@@ -344,7 +344,7 @@ def relink(s: State) -> None:
     ):
         overrides = {v: t.import_rts for v, t in s.cfg.route_targets.items()}
         s.importer = Importer(new.keys(), overrides)
-        s.rib.reimport(s.import_vni, s.dirty)
+        s.rib.reimport(s.import_rts, s.dirty)
     for vni in changed & new.keys():
         s.dirty.update(s.rib.keys_of_vni(vni))
 

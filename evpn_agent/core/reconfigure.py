@@ -240,7 +240,7 @@ def apply(s: State, new: Config, plan: Plan) -> None:
     if plan.touches("vnis", "route-targets"):
         overrides = {v: t.import_rts for v, t in new.route_targets.items()}
         s.importer = Importer(s.view.vnis.keys(), overrides)
-        s.rib.reimport(s.import_vni, s.dirty)  # only paths whose VNI changes move
+        s.rib.reimport(s.import_rts, s.dirty)  # only paths whose VNI changes move
     for vni in s.view.vnis:
         before, after = old.route_targets.get(vni), new.route_targets.get(vni)
         if _targets_text(before) != _targets_text(after):

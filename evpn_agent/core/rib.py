@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from evpn_agent.model import ImetRoute, MacRoute, PathId, Route, RouteKey, ip_order
+from evpn_agent.model import ImetRoute, MacRoute, PathId, Route, RouteKey, RouteTarget, ip_order
 from evpn_agent.model.keys import VniIp, VniMac, VniVtep
 
 
@@ -54,11 +54,19 @@ Paths = dict[PathId, MacRoute]
 _NO_PATHS: Mapping[str, Paths] = MappingProxyType({})
 
 
+RouteTargets = tuple[RouteTarget, ...]
+
+
 class Rib:
-    def __init__(self, import_vni: Callable[[Route], int | None]) -> None:
-        self._import_vni = import_vni
+    """The paths, and where each is imported. Import is a function of a route's RTs alone
+    (``import_rts``), so paths are grouped by their RT set: a VNI added or removed looks
+    at each RT set once and moves only the paths whose VNI changes, not all 100,000."""
+
+    def __init__(self, import_rts: Callable[[RouteTargets], int | None]) -> None:
+        self._import_rts = import_rts
         self.paths: dict[PathId, Route] = {}
         self.imported: dict[PathId, int] = {}
+        self._by_rts: dict[RouteTargets, set[PathId]] = {}
         # Nested per VNI so per-VNI counts and VNI removal never scan the whole table.
         self._by_mac: dict[int, dict[str, Paths]] = {}
         self._by_ip: dict[int, dict[str, Paths]] = {}
@@ -69,14 +77,22 @@ class Rib:
 
     def announce(self, peer: str, route: Route, dirty: Dirty) -> bool:
         """Store a path; True if it was imported into a local VNI."""
-        return self.announce_into(peer, route, self._import_vni(route), dirty)
+        return self.announce_into(peer, route, self._import_rts(route.rts), dirty)
 
     def announce_into(self, peer: str, route: Route, vni: int | None, dirty: Dirty) -> bool:
         """:meth:`announce` with the route's import (``vni``) already known."""
         pid = PathId(peer, route.key)
-        if pid in self.paths:
+        rts = route.rts
+        old = self.paths.get(pid)
+        if old is not None:
             self._unindex(pid, dirty)
+            if old.rts != rts:
+                self._unshare(pid, old.rts)
         self.paths[pid] = route
+        sharing = self._by_rts.get(rts)
+        if sharing is None:
+            self._by_rts[rts] = sharing = set()
+        sharing.add(pid)
         return self._index(pid, route, vni, dirty)
 
     def knows_mac(self, vni: int, mac: str) -> bool:
@@ -93,24 +109,28 @@ class Rib:
         if pid not in self.paths:
             return False
         self._unindex(pid, dirty)
-        del self.paths[pid]
+        self._unshare(pid, self.paths.pop(pid).rts)
         return True
 
     def drop_peer(self, peer: str, dirty: Dirty) -> int:
         gone = self.peer_paths(peer)
         for pid in gone:
             self._unindex(pid, dirty)
-            del self.paths[pid]
+            self._unshare(pid, self.paths.pop(pid).rts)
         return len(gone)
 
-    def reimport(self, import_vni: Callable[[Route], int | None], dirty: Dirty) -> None:
-        """The set of local VNIs changed: re-run import for every stored path."""
-        self._import_vni = import_vni
-        for pid, route in self.paths.items():
-            vni = import_vni(route)
-            if self.imported.get(pid) != vni:
+    def reimport(self, import_rts: Callable[[RouteTargets], int | None], dirty: Dirty) -> None:
+        """The local VNIs or their import RTs changed: import each RT set again and move
+        the paths of those whose VNI changed (every path of an RT set shares its import)."""
+        self._import_rts = import_rts
+        imported, paths = self.imported, self.paths
+        for rts, sharing in self._by_rts.items():
+            vni = import_rts(rts)
+            if imported.get(next(iter(sharing))) == vni:
+                continue
+            for pid in sharing:
                 self._unindex(pid, dirty)
-                self._index(pid, route, vni, dirty)
+                self._index(pid, paths[pid], vni, dirty)
 
     # -- answers -----------------------------------------------------------------------
 
@@ -142,6 +162,13 @@ class Rib:
         return self._by_ip.get(vni, {})
 
     # -- indexes -----------------------------------------------------------------------
+
+    def _unshare(self, pid: PathId, rts: RouteTargets) -> None:
+        sharing = self._by_rts.get(rts)
+        if sharing is not None:
+            sharing.discard(pid)
+            if not sharing:
+                del self._by_rts[rts]
 
     def _index(self, pid: PathId, route: Route, vni: int | None, dirty: Dirty) -> bool:
         if vni is None:

@@ -49,7 +49,7 @@ class State:
         self.rd_index: dict[int, int] = {}  # persisted by the caller (large VNIs)
         self.view = LocalView(cfg.vnis)
         self.importer = Importer((), {})
-        self.rib = Rib(self.import_vni)
+        self.rib = Rib(self.import_rts)
         self.mirror = Mirror()
         self.adverts = AdvertTable()
         self.peers = Peers(started=now, sweep_delay=cfg.sweep_delay)
@@ -83,6 +83,9 @@ class State:
 
     def import_vni(self, route: Route) -> int | None:
         return self.importer.vni_for(route.rts)
+
+    def import_rts(self, rts: tuple[RouteTarget, ...]) -> int | None:
+        return self.importer.vni_for(rts)
 
 
 def advert_key(advert: Advert) -> AdvertKey:

@@ -1,6 +1,6 @@
 from evpn_agent.core.rib import Dirty, Rib, best_of, better
 from evpn_agent.core.targets import Importer
-from evpn_agent.model import ImetKey, ImetRoute, MacKey, MacRoute, Route, RouteTarget
+from evpn_agent.model import ImetKey, ImetRoute, MacKey, MacRoute, RouteTarget
 
 RT100 = (RouteTarget(65000, 100),)
 RT999 = (RouteTarget(65000, 999),)
@@ -22,12 +22,7 @@ def imet(vtep: str, rts: tuple[RouteTarget, ...] = RT100) -> ImetRoute:
 
 
 def make_rib(vnis: tuple[int, ...] = (100,)) -> Rib:
-    importer = Importer(vnis, {})
-
-    def vni_of(route: Route) -> int | None:
-        return importer.vni_for(route.rts)
-
-    return Rib(vni_of)
+    return Rib(Importer(vnis, {}).vni_for)
 
 
 def test_rfc7432_best_path_order() -> None:
@@ -52,7 +47,7 @@ def test_not_imported_routes_are_kept_for_a_later_vni() -> None:
     assert not rib.announce("rr1", mac_route(rts=RT999), dirty)
     assert not dirty and rib.best_mac(999, "02:00:00:00:00:01") is None
     importer = Importer([100, 999], {})
-    rib.reimport(lambda r: importer.vni_for(r.rts), dirty)
+    rib.reimport(importer.vni_for, dirty)
     assert dirty.fdb == {(999, "02:00:00:00:00:01")}
     assert rib.best_mac(999, "02:00:00:00:00:01") is not None
 
@@ -97,3 +92,46 @@ def test_reannounce_with_new_ip_moves_indexes() -> None:
     rib.announce("rr1", a, dirty)
     rib.withdraw("rr1", a.key, dirty)
     assert rib.remote_ips(100) == {} and rib.keys_of_vni(100).fdb == set()
+
+
+def test_reimport_asks_once_per_rt_set_and_moves_only_what_changes() -> None:
+    rib, dirty = make_rib((100, 200)), Dirty()
+    rt200 = (RouteTarget(65000, 200),)
+    for n in range(50):
+        rib.announce("rr1", mac_route(mac=f"02:00:00:00:01:{n:02x}"), dirty)
+        rib.announce("rr1", mac_route(mac=f"02:00:00:00:02:{n:02x}", rts=rt200), dirty)
+    asked: list[tuple[RouteTarget, ...]] = []
+    importer = Importer([100], {})  # VNI 200 removed
+
+    def import_rts(rts: tuple[RouteTarget, ...]) -> int | None:
+        asked.append(rts)
+        return importer.vni_for(rts)
+
+    dirty = Dirty()
+    rib.reimport(import_rts, dirty)
+    assert len(asked) == 2 and set(asked) == {RT100, rt200}  # not once per path
+    assert {key.vni for key in dirty.fdb} == {200}  # VNI 100's paths stayed put
+    assert rib.count_macs(200) == 0 and rib.count_macs(100) == 50
+
+
+def test_reimport_moves_a_path_to_its_next_rt_when_its_vni_goes() -> None:
+    rib, dirty = make_rib((100, 999)), Dirty()
+    route = mac_route(rts=RT100 + RT999)
+    rib.announce("rr1", route, dirty)
+    assert rib.best_mac(100, route.key.mac) == route
+    rib.reimport(Importer([999], {}).vni_for, dirty)
+    assert rib.best_mac(100, route.key.mac) is None
+    assert rib.best_mac(999, route.key.mac) == route
+
+
+def test_a_path_announced_again_with_other_rts_is_imported_by_its_new_ones() -> None:
+    rib, dirty = make_rib((100,)), Dirty()
+    rib.announce("rr1", mac_route(rts=RT999), dirty)
+    route = mac_route(rts=RT100)  # the same key, its RTs changed
+    rib.announce("rr1", route, dirty)
+    rib.reimport(Importer([999], {}).vni_for, dirty)  # only RT999 imports now
+    assert rib.best_mac(999, route.key.mac) is None
+    assert rib.best_mac(100, route.key.mac) is None
+    rib.withdraw("rr1", route.key, dirty)
+    rib.reimport(Importer([100, 999], {}).vni_for, dirty)
+    assert rib.paths == {} and rib.best_mac(100, route.key.mac) is None
