@@ -228,10 +228,9 @@ def routes(
     """Received and advertised routes, sorted by RD and prefix. With ``limit``: rows
     ``offset`` to ``offset + limit`` of each list, and the totals (a page of a table that
     may hold 100,000 routes)."""
-    imported = state.rib.imported
     rts: dict[tuple[Any, ...], list[str]] = {}  # one text per route-target set, not per route
     received = [
-        _route_row(route, pid.peer, imported.get(pid), rts)
+        _route_row(route, pid.peer, state.rib.vni_of(pid), rts)
         for pid, route in state.rib.paths.items()
         if _wanted(route, route_type, vni)
     ]

@@ -57,16 +57,29 @@ _NO_PATHS: Mapping[str, Paths] = MappingProxyType({})
 RouteTargets = tuple[RouteTarget, ...]
 
 
+class _RtSet:
+    """The paths carrying one RT set: where they are imported, and how many there are."""
+
+    __slots__ = ("count", "vni")
+
+    def __init__(self, vni: int | None) -> None:
+        self.vni = vni
+        self.count = 0
+
+
 class Rib:
-    """The paths, and where each is imported. Import is a function of a route's RTs alone
-    (``import_rts``), so paths are grouped by their RT set: a VNI added or removed looks
-    at each RT set once and moves only the paths whose VNI changes, not all 100,000."""
+    """The paths, and where each is imported.
+
+    Import is a function of a route's RTs alone (``import_rts``), so it is kept once per
+    RT set, not per path: a VNI added or removed imports each RT set again and moves only
+    the paths of the sets whose VNI changed (found through that VNI's own indexes), not
+    all 100,000, and no table keyed by path holds the answer."""
 
     def __init__(self, import_rts: Callable[[RouteTargets], int | None]) -> None:
         self._import_rts = import_rts
         self.paths: dict[PathId, Route] = {}
-        self.imported: dict[PathId, int] = {}
-        self._by_rts: dict[RouteTargets, set[PathId]] = {}
+        self._rt_sets: dict[RouteTargets, _RtSet] = {}
+        self._unimported: dict[RouteTargets, set[PathId]] = {}
         # Nested per VNI so per-VNI counts and VNI removal never scan the whole table.
         self._by_mac: dict[int, dict[str, Paths]] = {}
         self._by_ip: dict[int, dict[str, Paths]] = {}
@@ -82,17 +95,10 @@ class Rib:
     def announce_into(self, peer: str, route: Route, vni: int | None, dirty: Dirty) -> bool:
         """:meth:`announce` with the route's import (``vni``) already known."""
         pid = PathId(peer, route.key)
-        rts = route.rts
         old = self.paths.get(pid)
         if old is not None:
-            self._unindex(pid, dirty)
-            if old.rts != rts:
-                self._unshare(pid, old.rts)
+            self._unindex(pid, old, dirty)
         self.paths[pid] = route
-        sharing = self._by_rts.get(rts)
-        if sharing is None:
-            self._by_rts[rts] = sharing = set()
-        sharing.add(pid)
         return self._index(pid, route, vni, dirty)
 
     def knows_mac(self, vni: int, mac: str) -> bool:
@@ -108,29 +114,40 @@ class Rib:
         pid = PathId(peer, key)
         if pid not in self.paths:
             return False
-        self._unindex(pid, dirty)
-        self._unshare(pid, self.paths.pop(pid).rts)
+        self._unindex(pid, self.paths.pop(pid), dirty)
         return True
 
     def drop_peer(self, peer: str, dirty: Dirty) -> int:
         gone = self.peer_paths(peer)
         for pid in gone:
-            self._unindex(pid, dirty)
-            self._unshare(pid, self.paths.pop(pid).rts)
+            self._unindex(pid, self.paths.pop(pid), dirty)
         return len(gone)
 
     def reimport(self, import_rts: Callable[[RouteTargets], int | None], dirty: Dirty) -> None:
         """The local VNIs or their import RTs changed: import each RT set again and move
-        the paths of those whose VNI changed (every path of an RT set shares its import)."""
+        the paths of those whose VNI changed."""
         self._import_rts = import_rts
-        imported, paths = self.imported, self.paths
-        for rts, sharing in self._by_rts.items():
-            vni = import_rts(rts)
-            if imported.get(next(iter(sharing))) == vni:
-                continue
-            for pid in sharing:
-                self._unindex(pid, dirty)
-                self._index(pid, paths[pid], vni, dirty)
+        moved = [
+            (rts, rt_set, vni)
+            for rts, rt_set in self._rt_sets.items()
+            if (vni := import_rts(rts)) != rt_set.vni
+        ]
+        for rts, rt_set, vni in moved:
+            if rt_set.vni is None:
+                pids = list(self._unimported.pop(rts, ()))
+            else:
+                pids = self._imported_with(rt_set.vni, rts)
+                for pid in pids:
+                    self._leave(pid, self.paths[pid], rt_set.vni, dirty)
+            rt_set.vni = vni
+            for pid in pids:
+                self._join(pid, self.paths[pid], vni, dirty)
+
+    def vni_of(self, pid: PathId) -> int | None:
+        """The local VNI the path is imported into (None: none, or no such path)."""
+        route = self.paths.get(pid)
+        rt_set = self._rt_sets.get(route.rts) if route is not None else None
+        return rt_set.vni if rt_set is not None else None
 
     # -- answers -----------------------------------------------------------------------
 
@@ -163,17 +180,31 @@ class Rib:
 
     # -- indexes -----------------------------------------------------------------------
 
-    def _unshare(self, pid: PathId, rts: RouteTargets) -> None:
-        sharing = self._by_rts.get(rts)
-        if sharing is not None:
-            sharing.discard(pid)
-            if not sharing:
-                del self._by_rts[rts]
-
     def _index(self, pid: PathId, route: Route, vni: int | None, dirty: Dirty) -> bool:
+        rts = route.rts
+        rt_set = self._rt_sets.get(rts)
+        if rt_set is None:
+            self._rt_sets[rts] = rt_set = _RtSet(vni)
+        rt_set.count += 1
+        # rt_set.vni == vni: both are this importer's answer for these RTs
+        return self._join(pid, route, rt_set.vni, dirty)
+
+    def _unindex(self, pid: PathId, route: Route, dirty: Dirty) -> None:
+        rts = route.rts
+        rt_set = self._rt_sets[rts]
+        rt_set.count -= 1
+        if not rt_set.count:
+            del self._rt_sets[rts]
+        self._leave(pid, route, rt_set.vni, dirty)
+
+    def _join(self, pid: PathId, route: Route, vni: int | None, dirty: Dirty) -> bool:
+        """Put the path in ``vni``'s indexes (or with the unimported ones)."""
         if vni is None:
+            unimported = self._unimported.get(route.rts)
+            if unimported is None:
+                self._unimported[route.rts] = unimported = set()
+            unimported.add(pid)
             return False
-        self.imported[pid] = vni
         if isinstance(route, MacRoute):
             mac = route.key.mac
             per_vni = self._by_mac.setdefault(vni, {})
@@ -191,11 +222,15 @@ class Rib:
             dirty.flood.add(VniVtep(vni, route.vtep))
         return True
 
-    def _unindex(self, pid: PathId, dirty: Dirty) -> None:
-        vni = self.imported.pop(pid, None)
+    def _leave(self, pid: PathId, route: Route, vni: int | None, dirty: Dirty) -> None:
+        """Take the path out of ``vni``'s indexes (or from the unimported ones)."""
         if vni is None:
+            unimported = self._unimported.get(route.rts)
+            if unimported is not None:
+                unimported.discard(pid)
+                if not unimported:
+                    del self._unimported[route.rts]
             return
-        route = self.paths[pid]
         if isinstance(route, MacRoute):
             mac = route.key.mac
             if _discard(self._by_mac, vni, mac, pid):
@@ -207,6 +242,19 @@ class Rib:
         elif isinstance(route, ImetRoute):
             _discard(self._flood, vni, route.vtep, pid)
             dirty.flood.add(VniVtep(vni, route.vtep))
+
+    def _imported_with(self, vni: int, rts: RouteTargets) -> list[PathId]:
+        """The paths imported into ``vni`` that carry ``rts``: a scan of that VNI's paths
+        alone (a MAC+IP path is in the MAC index too)."""
+        found = [
+            pid
+            for paths in self._by_mac.get(vni, {}).values()
+            for pid, route in paths.items()
+            if route.rts == rts
+        ]
+        for pids in self._flood.get(vni, {}).values():
+            found.extend(pid for pid in pids if self.paths[pid].rts == rts)
+        return found
 
 
 def _discard(

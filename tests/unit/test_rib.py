@@ -1,6 +1,6 @@
 from evpn_agent.core.rib import Dirty, Rib, best_of, better
 from evpn_agent.core.targets import Importer
-from evpn_agent.model import ImetKey, ImetRoute, MacKey, MacRoute, RouteTarget
+from evpn_agent.model import ImetKey, ImetRoute, MacKey, MacRoute, PathId, RouteTarget
 
 RT100 = (RouteTarget(65000, 100),)
 RT999 = (RouteTarget(65000, 999),)
@@ -135,3 +135,19 @@ def test_a_path_announced_again_with_other_rts_is_imported_by_its_new_ones() -> 
     rib.withdraw("rr1", route.key, dirty)
     rib.reimport(Importer([100, 999], {}).vni_for, dirty)
     assert rib.paths == {} and rib.best_mac(100, route.key.mac) is None
+
+
+def test_a_vni_removed_and_added_again_gets_back_its_paths_of_every_kind() -> None:
+    rib, dirty = make_rib((100,)), Dirty()
+    mac_ip = mac_route(ip="198.51.100.1")
+    rib.announce("rr1", mac_ip, dirty)
+    rib.announce("rr1", imet("192.0.2.11"), dirty)
+    rib.reimport(Importer([], {}).vni_for, dirty)
+    assert rib.vni_of(PathId("rr1", mac_ip.key)) is None
+    assert rib.best_mac(100, mac_ip.key.mac) is None and rib.best_ip(100, "198.51.100.1") is None
+    assert rib.flood_vteps(100) == [] and rib.mac_total == 0
+    dirty = Dirty()
+    rib.reimport(Importer([100], {}).vni_for, dirty)
+    assert rib.vni_of(PathId("rr1", mac_ip.key)) == 100
+    assert rib.best_ip(100, "198.51.100.1") == mac_ip and rib.flood_vteps(100) == ["192.0.2.11"]
+    assert dirty.flood == {(100, "192.0.2.11")} and rib.mac_total == 1
