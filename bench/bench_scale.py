@@ -50,6 +50,7 @@ from bench.frr_readings import evpn_summary
 from bench.harness import bench_fabric
 from bench.options import setup_logging
 from bench.procstats import command_of, cpu_seconds, system_busy_seconds
+from bench.profiling import py_spy, stop_py_spy
 from bench.quiet import wait_idle, wait_machine_quiet
 from bench.results import code_version
 from bench.scale_fabric import (
@@ -357,8 +358,15 @@ class Lab:
                 f"rr1 to see {v.name} go",
             )
             self.start(v)
+            profilers = []
             if v.agent is not None:
                 v.agent.wait_ready(timeout=self.args.deadline)
+                if self.args.profile:  # py-spy its processes until its table is complete
+                    self.args.profile.mkdir(parents=True, exist_ok=True)
+                    for pid in v.pids():
+                        out_file = self.args.profile / f"restart-{v.name}-{pid}.raw.txt"
+                        profilers.append(py_spy(pid, out_file))
+            cpu0 = group_stats(v.pids())
             row = self.wait_converged([v], {v.name: v.started}, advertised=len(v.vnis))[v.name]
             if v.agent is not None:
                 # The agent keeps the kernel's entries across a restart, so its kernel is
@@ -372,6 +380,16 @@ class Lab:
                 )
                 row["table_complete_s"] = round(time.time() - v.started, 3)
                 row["all_s"] = max(row.get("all_s") or 0.0, row["table_complete_s"])
+            for profiler in profilers:
+                stop_py_spy(profiler)
+            cpu1 = group_stats(v.pids())
+            # CPU per process from the moment it answered (agent) until done
+            row["cpu_s_per_process"] = {
+                command_of(int(pid)) or pid: round(
+                    s["cpu_s"] - cpu0["processes"].get(pid, s)["cpu_s"], 2
+                )
+                for pid, s in cpu1["processes"].items()
+            }
             row["kernel_entries_removed_while_down"] = v.counts()["removed"] - removed0
             row["stop_s"] = round(v.started - stopped, 2)
             out[v.name] = row
@@ -598,6 +616,9 @@ def main() -> int:
         "--quick", action="store_true", help="3 agents, 16 emulated VTEPs, 50 VNIs, 30 s windows"
     )
     parser.add_argument("--out", type=Path, help="write result.json and PNG plots here")
+    parser.add_argument(
+        "--profile", type=Path, help="py-spy each agent's processes during its restart, into DIR"
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args()
     if args.quick:

@@ -77,8 +77,12 @@ class PathAttributes:
 
 def read_attributes(data: bytes, start: int, end: int) -> PathAttributes:
     """The attributes in ``data[start:end]``; raises :class:`Malformed`."""
+    # Once per UPDATE, and a 1,000-VNI table comes as ~256,000 UPDATEs of one route each
+    # (a restart's or a cold start's largest cost): the attributes an FRR reflector sends
+    # are read inline here, and a value is sliced only when it is read.
     path = PathAttributes()
     seen: set[int] = set()
+    only_unreach = True
     pos = start
     while pos < end:
         if pos + 3 > end:
@@ -88,35 +92,66 @@ def read_attributes(data: bytes, start: int, end: int) -> PathAttributes:
         if flags & EXTENDED_LENGTH:
             if pos + 4 > end:
                 raise Malformed("malformed-update", f"attribute {code} header cut")
-            length = int.from_bytes(data[pos + 2 : pos + 4])
+            length = data[pos + 2] << 8 | data[pos + 3]
             pos += 4
         else:
             length = data[pos + 2]
             pos += 3
-        if pos + length > end:
+        stop = pos + length
+        if stop > end:
             raise Malformed(
                 "malformed-update",
                 f"attribute {code} claims {length} bytes, {end - pos} left",
             )
-        value = data[pos : pos + length]
-        pos += length
         if code != MP_UNREACH_NLRI:
-            path.only_unreach = False
+            only_unreach = False
         if code in seen:
-            if code in (MP_REACH_NLRI, MP_UNREACH_NLRI):
+            if code in _MP:
                 raise Malformed("malformed-update", f"attribute {code} repeated")
+            pos = stop
             continue
         seen.add(code)
         expected = EXPECTED_CATEGORY.get(code)
         if expected is None:
-            continue  # not one we use: AS_PATH, NEXT_HOP, MED, communities, unknown...
-        if flags & CATEGORY != expected:
-            if code in (MP_REACH_NLRI, MP_UNREACH_NLRI):
+            pass  # not one we use: AS_PATH, NEXT_HOP, MED, communities, unknown...
+        elif flags & CATEGORY != expected:
+            if code in _MP:
                 raise Malformed("malformed-update", f"attribute {code} with flags 0x{flags:02x}")
             _malformed(path, f"attribute {code} with flags 0x{flags:02x}")
-            continue
-        _read_one(path, code, value)
+        elif code == MP_REACH_NLRI:
+            path.reach = data[pos:stop]
+        elif code == EXTENDED_COMMUNITIES:
+            if length == 0 or length % 8:
+                _malformed(path, f"extended communities of {length} bytes")
+            else:
+                _communities(path, data[pos:stop])
+        elif code == ORIGIN:
+            if length != 1 or data[pos] > 2:
+                _malformed(path, f"ORIGIN {data[pos:stop].hex()}")
+        elif code == LOCAL_PREF:
+            if length != 4:
+                _malformed(path, f"LOCAL_PREF of {length} bytes")
+        elif code == ORIGINATOR_ID:
+            if length != 4:
+                _malformed(path, f"ORIGINATOR_ID of {length} bytes")
+            else:
+                path.originator = ipv4_text(data[pos:stop])
+        elif code == CLUSTER_LIST:
+            if length == 0 or length % 4:
+                _malformed(path, f"CLUSTER_LIST of {length} bytes")
+        elif code == MP_UNREACH_NLRI:
+            path.unreach = data[pos:stop]
+        elif code == PMSI_TUNNEL:
+            if length < PMSI_HEADER_SIZE:
+                _malformed(path, f"PMSI tunnel of {length} bytes")
+            else:
+                path.pmsi = data[pos:stop]
+        pos = stop
+    path.only_unreach = only_unreach
     return path
+
+
+_MP = (MP_REACH_NLRI, MP_UNREACH_NLRI)
 
 
 def _malformed(path: PathAttributes, detail: str) -> None:
@@ -124,38 +159,17 @@ def _malformed(path: PathAttributes, detail: str) -> None:
         path.malformed = detail
 
 
-def _read_one(path: PathAttributes, code: int, value: bytes) -> None:
-    length = len(value)
-    if code == MP_REACH_NLRI:
-        path.reach = value
-    elif code == MP_UNREACH_NLRI:
-        path.unreach = value
-    elif code == EXTENDED_COMMUNITIES:
-        if length == 0 or length % 8:
-            _malformed(path, f"extended communities of {length} bytes")
-        else:
-            _communities(path, value)
-    elif code == PMSI_TUNNEL:
-        if length < PMSI_HEADER_SIZE:
-            _malformed(path, f"PMSI tunnel of {length} bytes")
-        else:
-            path.pmsi = value
-    elif code == ORIGINATOR_ID:
-        if length != 4:
-            _malformed(path, f"ORIGINATOR_ID of {length} bytes")
-        else:
-            path.originator = ipv4_text(value)
-    elif code == CLUSTER_LIST:
-        if length == 0 or length % 4:
-            _malformed(path, f"CLUSTER_LIST of {length} bytes")
-    elif code == ORIGIN:
-        if length != 1 or value[0] > 2:
-            _malformed(path, f"ORIGIN {value.hex()}")
-    elif code == LOCAL_PREF and length != 4:
-        _malformed(path, f"LOCAL_PREF of {length} bytes")
-
-
 def _communities(path: PathAttributes, value: bytes) -> None:
+    rts, mobility = _read_communities(value)
+    if rts:
+        path.rts = rts
+    if mobility is not None:
+        path.sticky, path.seq = mobility
+
+
+# Cached: the same few sets (a VNI's RT and the encapsulation) arrive on every UPDATE.
+@functools.lru_cache(maxsize=4096)
+def _read_communities(value: bytes) -> tuple[tuple[RouteTarget, ...], tuple[bool, int] | None]:
     # What the agent got from ExaBGP's JSON, exactly: the type's high nibble (IANA
     # authority, transitivity) is not looked at; RTs come sorted by their bytes; of several
     # MAC mobility communities the greatest (sticky, then sequence) wins, and "sticky" is a
@@ -172,11 +186,10 @@ def _communities(path: PathAttributes, value: bytes) -> None:
             found = (community[2] == STICKY, int.from_bytes(community[4:8]))
             if mobility is None or found > mobility:
                 mobility = found
-    if targets:
-        targets.sort()
-        path.rts = _route_targets(b"".join(targets))
-    if mobility is not None:
-        path.sticky, path.seq = mobility
+    if not targets:
+        return (), mobility
+    targets.sort()
+    return _route_targets(b"".join(targets)), mobility
 
 
 # One tuple per set of RTs, shared by every route that carries it: a 1,000-VNI table is
