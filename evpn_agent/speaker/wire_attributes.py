@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import operator
+from collections.abc import Callable
+from typing import Any
 
 from evpn_agent.model import RouteTarget
 from evpn_agent.speaker.wire_format import (
@@ -78,11 +81,87 @@ class PathAttributes:
 def read_attributes(data: bytes, start: int, end: int) -> PathAttributes:
     """The attributes in ``data[start:end]``; raises :class:`Malformed`."""
     # Once per UPDATE, and a 1,000-VNI table comes as ~256,000 UPDATEs of one route each
-    # (a restart's or a cold start's largest cost): the attributes an FRR reflector sends
-    # are read inline here, and a value is sliced only when it is read.
+    # (a restart's or a cold start's largest cost). A reflector gives same-shaped UPDATEs
+    # the same attribute layout: the same headers at the same places. So the layout of the
+    # last clean UPDATE of each size is kept, and a new UPDATE whose header bytes all match
+    # it (compared in one C call) has its values read straight from their places. Anything
+    # else, and any value that needs a closer look, takes the attribute-by-attribute path.
+    layout = _layouts.get((start, end))
+    if layout is None or layout.headers(data) != layout.expected:
+        return _read_each(data, start, end)
+    path = PathAttributes()
+    path.only_unreach = layout.only_unreach
+    for code, first, stop in layout.reads:
+        if code == MP_REACH_NLRI:
+            path.reach = data[first:stop]
+        elif code == EXTENDED_COMMUNITIES:
+            _communities(path, data[first:stop])
+        elif code == ORIGINATOR_ID:
+            path.originator = ipv4_text(data[first:stop])
+        elif code == ORIGIN:
+            if data[first] > 2:
+                return _read_each(data, start, end)
+        elif code == MP_UNREACH_NLRI:
+            path.unreach = data[first:stop]
+        else:  # PMSI_TUNNEL
+            path.pmsi = data[first:stop]
+    return path
+
+
+class _Layout:
+    """Where a clean UPDATE's attributes were: every header byte's index and value, and
+    the (code, start, stop) of each value read."""
+
+    __slots__ = ("expected", "headers", "only_unreach", "reads")
+
+    def __init__(
+        self,
+        headers: Callable[[Any], Any],
+        expected: Any,
+        reads: tuple[tuple[int, int, int], ...],
+        only_unreach: bool,
+    ) -> None:
+        self.headers = headers
+        self.expected = expected
+        self.reads = reads
+        self.only_unreach = only_unreach
+
+
+# (start, end) -> the last clean layout of that size
+_layouts: dict[tuple[int, int], _Layout] = {}
+_LAYOUTS_KEPT = 256
+# The attributes whose values the fast path reads (the others' checks are their lengths
+# and flags alone, which the header bytes fix).
+_VALUE_READ = frozenset(
+    (MP_REACH_NLRI, MP_UNREACH_NLRI, EXTENDED_COMMUNITIES, ORIGINATOR_ID, ORIGIN, PMSI_TUNNEL)
+)
+
+
+def _remember(
+    data: bytes,
+    start: int,
+    end: int,
+    headers: list[int],
+    reads: tuple[tuple[int, int, int], ...],
+    only_unreach: bool,
+) -> None:
+    if len(headers) < 2:  # itemgetter of one index gives an int, not a tuple: not worth it
+        return
+    if len(_layouts) >= _LAYOUTS_KEPT:
+        _layouts.clear()
+    getter = operator.itemgetter(*headers)
+    _layouts[(start, end)] = _Layout(getter, getter(data), reads, only_unreach)
+
+
+def _read_each(data: bytes, start: int, end: int) -> PathAttributes:
+    """Every attribute in turn, checked; the layout is remembered if nothing was amiss.
+    Values are sliced only for the attributes read."""
     path = PathAttributes()
     seen: set[int] = set()
     only_unreach = True
+    clean = True  # no repeat, no malformed attribute: the layout may be reused
+    headers: list[int] = []
+    reads: list[tuple[int, int, int]] = []
     pos = start
     while pos < end:
         if pos + 3 > end:
@@ -97,6 +176,7 @@ def read_attributes(data: bytes, start: int, end: int) -> PathAttributes:
         else:
             length = data[pos + 2]
             pos += 3
+        headers.extend(range(pos - (4 if flags & EXTENDED_LENGTH else 3), pos))
         stop = pos + length
         if stop > end:
             raise Malformed(
@@ -108,17 +188,23 @@ def read_attributes(data: bytes, start: int, end: int) -> PathAttributes:
         if code in seen:
             if code in _MP:
                 raise Malformed("malformed-update", f"attribute {code} repeated")
+            clean = False
             pos = stop
             continue
         seen.add(code)
         expected = EXPECTED_CATEGORY.get(code)
-        if expected is None:
-            pass  # not one we use: AS_PATH, NEXT_HOP, MED, communities, unknown...
-        elif flags & CATEGORY != expected:
+        if expected is None:  # not one we use: AS_PATH, NEXT_HOP, MED, communities...
+            pos = stop
+            continue
+        if flags & CATEGORY != expected:
             if code in _MP:
                 raise Malformed("malformed-update", f"attribute {code} with flags 0x{flags:02x}")
             _malformed(path, f"attribute {code} with flags 0x{flags:02x}")
-        elif code == MP_REACH_NLRI:
+            pos = stop
+            continue
+        if code in _VALUE_READ:
+            reads.append((code, pos, stop))
+        if code == MP_REACH_NLRI:
             path.reach = data[pos:stop]
         elif code == EXTENDED_COMMUNITIES:
             if length == 0 or length % 8:
@@ -148,6 +234,8 @@ def read_attributes(data: bytes, start: int, end: int) -> PathAttributes:
                 path.pmsi = data[pos:stop]
         pos = stop
     path.only_unreach = only_unreach
+    if clean and path.malformed is None:
+        _remember(data, start, end, headers, tuple(reads), only_unreach)
     return path
 
 
