@@ -79,6 +79,10 @@ class Rib:
         self._import_rts = import_rts
         self.paths: dict[PathId, Route] = {}
         self._rt_sets: dict[RouteTargets, _RtSet] = {}
+        # The RT set met last (a reflector's UPDATE carries many routes of one VNI, and the
+        # wire decoder shares one tuple per RT set): found by identity, without hashing.
+        self._last_rts: RouteTargets | None = None
+        self._last_set: _RtSet | None = None
         self._unimported: dict[RouteTargets, set[PathId]] = {}
         # Nested per VNI so per-VNI counts and VNI removal never scan the whole table.
         self._by_mac: dict[int, dict[str, Paths]] = {}
@@ -134,14 +138,14 @@ class Rib:
         ]
         for rts, rt_set, vni in moved:
             if rt_set.vni is None:
-                pids = list(self._unimported.pop(rts, ()))
+                pids = list(self._unimported.get(rts, ()))
             else:
                 pids = self._imported_with(rt_set.vni, rts)
-                for pid in pids:
-                    self._leave(pid, self.paths[pid], rt_set.vni, dirty)
-            rt_set.vni = vni
+            # every path of the set leaves (the set goes with the last), then joins anew
             for pid in pids:
-                self._join(pid, self.paths[pid], vni, dirty)
+                self._unindex(pid, self.paths[pid], dirty)
+            for pid in pids:
+                self._index(pid, self.paths[pid], vni, dirty)
 
     def vni_of(self, pid: PathId) -> int | None:
         """The local VNI the path is imported into (None: none, or no such path)."""
@@ -181,28 +185,20 @@ class Rib:
     # -- indexes -----------------------------------------------------------------------
 
     def _index(self, pid: PathId, route: Route, vni: int | None, dirty: Dirty) -> bool:
+        """Count the path in its RT set and put it in its VNI's indexes (or with the
+        unimported ones); True if imported."""
         rts = route.rts
-        rt_set = self._rt_sets.get(rts)
-        if rt_set is None:
-            self._rt_sets[rts] = rt_set = _RtSet(vni)
+        if rts is not self._last_rts or (rt_set := self._last_set) is None:
+            rt_set = self._rt_sets.get(rts)
+            if rt_set is None:
+                self._rt_sets[rts] = rt_set = _RtSet(vni)
+            self._last_rts, self._last_set = rts, rt_set
         rt_set.count += 1
-        # rt_set.vni == vni: both are this importer's answer for these RTs
-        return self._join(pid, route, rt_set.vni, dirty)
-
-    def _unindex(self, pid: PathId, route: Route, dirty: Dirty) -> None:
-        rts = route.rts
-        rt_set = self._rt_sets[rts]
-        rt_set.count -= 1
-        if not rt_set.count:
-            del self._rt_sets[rts]
-        self._leave(pid, route, rt_set.vni, dirty)
-
-    def _join(self, pid: PathId, route: Route, vni: int | None, dirty: Dirty) -> bool:
-        """Put the path in ``vni``'s indexes (or with the unimported ones)."""
+        vni = rt_set.vni  # the same: both are this importer's answer for these RTs
         if vni is None:
-            unimported = self._unimported.get(route.rts)
+            unimported = self._unimported.get(rts)
             if unimported is None:
-                self._unimported[route.rts] = unimported = set()
+                self._unimported[rts] = unimported = set()
             unimported.add(pid)
             return False
         if isinstance(route, MacRoute):
@@ -222,14 +218,23 @@ class Rib:
             dirty.flood.add(VniVtep(vni, route.vtep))
         return True
 
-    def _leave(self, pid: PathId, route: Route, vni: int | None, dirty: Dirty) -> None:
-        """Take the path out of ``vni``'s indexes (or from the unimported ones)."""
+    def _unindex(self, pid: PathId, route: Route, dirty: Dirty) -> None:
+        """Undo :meth:`_index` (the RT set goes with its last path)."""
+        rts = route.rts
+        if rts is not self._last_rts or (rt_set := self._last_set) is None:
+            rt_set = self._rt_sets[rts]
+        rt_set.count -= 1
+        if not rt_set.count:
+            del self._rt_sets[rts]
+            if rt_set is self._last_set:
+                self._last_rts = self._last_set = None
+        vni = rt_set.vni
         if vni is None:
-            unimported = self._unimported.get(route.rts)
+            unimported = self._unimported.get(rts)
             if unimported is not None:
                 unimported.discard(pid)
                 if not unimported:
-                    del self._unimported[route.rts]
+                    del self._unimported[rts]
             return
         if isinstance(route, MacRoute):
             mac = route.key.mac
