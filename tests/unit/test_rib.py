@@ -1,6 +1,11 @@
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from evpn_agent.core.rib import Dirty, Rib, best_of, better
 from evpn_agent.core.targets import Importer
-from evpn_agent.model import ImetKey, ImetRoute, MacKey, MacRoute, PathId, RouteTarget
+from evpn_agent.model import ImetKey, ImetRoute, MacKey, MacRoute, PathId, Route, RouteTarget
 
 RT100 = (RouteTarget(65000, 100),)
 RT999 = (RouteTarget(65000, 999),)
@@ -151,3 +156,80 @@ def test_a_vni_removed_and_added_again_gets_back_its_paths_of_every_kind() -> No
     assert rib.vni_of(PathId("rr1", mac_ip.key)) == 100
     assert rib.best_ip(100, "198.51.100.1") == mac_ip and rib.flood_vteps(100) == ["192.0.2.11"]
     assert dirty.flood == {(100, "192.0.2.11")} and rib.mac_total == 1
+
+
+RT_SETS = [
+    (RouteTarget(65000, 100),),
+    (RouteTarget(65000, 200),),
+    (*RT100, RouteTarget(65000, 200)),
+]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(
+                st.just("announce"),
+                st.sampled_from(["rr1", "rr2"]),
+                st.integers(0, 3),  # which MAC (3: a type 3)
+                st.integers(0, 1),  # which VTEP
+                st.integers(0, 2),  # which RT set
+                st.integers(0, 2),  # sequence
+            ),
+            st.tuples(
+                st.just("withdraw"),
+                st.sampled_from(["rr1", "rr2"]),
+                st.integers(0, 3),
+                st.integers(0, 1),
+            ),
+            st.tuples(st.just("vnis"), st.sets(st.sampled_from([100, 200]))),
+        ),
+        max_size=40,
+    )
+)
+def test_the_rib_agrees_with_a_scan_of_every_path(ops: list[tuple[Any, ...]]) -> None:
+    """Whatever the order of announces, withdraws and VNI changes, every answer is what
+    importing each path from scratch gives."""
+    vnis: set[int] = {100}
+    rib, dirty = make_rib((100,)), Dirty()
+
+    def key(n: int, v: int) -> MacKey | ImetKey:
+        vtep = f"192.0.2.{11 + v}"
+        return (
+            ImetKey(f"{vtep}:1", 0, vtep)
+            if n == 3
+            else MacKey(f"{vtep}:1", 0, f"02:00:00:00:00:0{n}", None)
+        )
+
+    for op in ops:
+        if op[0] == "announce":
+            _, peer, n, v, r, seq = op
+            k = key(n, v)
+            vtep = f"192.0.2.{11 + v}"
+            route: Route = (
+                ImetRoute(k, 1, vtep, RT_SETS[r])
+                if isinstance(k, ImetKey)
+                else MacRoute(k, 1, vtep, RT_SETS[r], seq)
+            )
+            rib.announce(peer, route, dirty)
+        elif op[0] == "withdraw":
+            rib.withdraw(op[1], key(op[2], op[3]), dirty)
+        else:
+            vnis = set(op[1])
+            rib.reimport(Importer(sorted(vnis), {}).vni_for, dirty)
+    importer = Importer(sorted(vnis), {})
+    imported = {pid: importer.vni_for(route.rts) for pid, route in rib.paths.items()}
+    assert {pid: rib.vni_of(pid) for pid in rib.paths} == imported
+    macs = set()
+    for vni in (100, 200):
+        mine = [rib.paths[pid] for pid, v in imported.items() if v == vni]
+        for n in range(3):
+            mac = f"02:00:00:00:00:0{n}"
+            paths = [r for r in mine if isinstance(r, MacRoute) and r.key.mac == mac]
+            assert rib.best_mac(vni, mac) == best_of(paths)
+            if paths:
+                macs.add((vni, mac))
+        vteps = {r.vtep for r in mine if isinstance(r, ImetRoute)}
+        assert rib.flood_vteps(vni) == sorted(vteps)
+    assert rib.mac_total == len(macs)
