@@ -49,7 +49,7 @@ from bench.child import Child
 from bench.frr_readings import evpn_summary
 from bench.harness import bench_fabric
 from bench.options import setup_logging
-from bench.procstats import command_of, cpu_seconds, system_busy_seconds
+from bench.procstats import cpu_seconds, system_busy_seconds
 from bench.profiling import py_spy, stop_py_spy
 from bench.quiet import wait_idle, wait_machine_quiet
 from bench.results import code_version
@@ -64,7 +64,7 @@ from bench.scale_fabric import (
 )
 from bench.scale_generator import Churn, EmulatedFabric
 from bench.scale_plots import write_plots
-from bench.scale_sampler import GroupSampler, group_stats
+from bench.scale_sampler import GroupSampler, group_stats, per_process
 from evpn_agent import control
 from lab.fabric import (
     AgentProcess,
@@ -333,15 +333,7 @@ class Lab:
                 "core_pct": round(100 * (after["cpu_s"] - before[v.name]["cpu_s"]) / span, 3),
                 "wakeups_per_s": round((after["wakeups"] - before[v.name]["wakeups"]) / span, 1),
                 "steady_rss_mib": after["rss_mib"],
-                "per_process": {
-                    pid: {
-                        "rss_mib": s["rss_mib"],
-                        "cpu_s": round(
-                            s["cpu_s"] - before[v.name]["processes"].get(pid, s)["cpu_s"], 2
-                        ),
-                    }
-                    for pid, s in after["processes"].items()
-                },
+                "per_process": per_process(before[v.name], after),
             }
         return out
 
@@ -382,14 +374,8 @@ class Lab:
                 row["all_s"] = max(row.get("all_s") or 0.0, row["table_complete_s"])
             for profiler in profilers:
                 stop_py_spy(profiler)
-            cpu1 = group_stats(v.pids())
-            # CPU per process from the moment it answered (agent) until done
-            row["cpu_s_per_process"] = {
-                command_of(int(pid)) or pid: round(
-                    s["cpu_s"] - cpu0["processes"].get(pid, s)["cpu_s"], 2
-                )
-                for pid, s in cpu1["processes"].items()
-            }
+            # from the moment the agent answered (FRR started) until done
+            row["per_process"] = per_process(cpu0, group_stats(v.pids()))
             row["kernel_entries_removed_while_down"] = v.counts()["removed"] - removed0
             row["stop_s"] = round(v.started - stopped, 2)
             out[v.name] = row
@@ -502,14 +488,7 @@ class Lab:
                 "peak_rss_mib": after["hwm_mib"],
                 "cpu_s": round(after["cpu_s"] - before[v.name]["cpu_s"], 2),
                 # which process grew (the speaker, the core; bgpd, zebra)
-                "per_process": {
-                    pid: {
-                        "command": command_of(int(pid)),
-                        "rss_mib_before": before[v.name]["processes"].get(pid, {}).get("rss_mib"),
-                        "rss_mib_after": s["rss_mib"],
-                    }
-                    for pid, s in after["processes"].items()
-                },
+                "per_process": per_process(before[v.name], after),
             }
         return out
 

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.procstats import proc_stats
+from bench.procstats import command_of, proc_stats
 
 
 def wakeups(pid: int) -> int:
@@ -40,6 +40,21 @@ def group_stats(pids: Sequence[int]) -> dict[str, Any]:
         "wakeups": sum(wakeups(pid) for pid in pids),
         "processes": {str(s["pid"]): s for s in stats},
     }
+
+
+def per_process(before: dict[str, Any], after: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each process of a VTEP between two ``group_stats`` readings: which one it is, its
+    RSS at both ends and the CPU it used (one started meanwhile counts from ``after``)."""
+    out = {}
+    for pid, now in after["processes"].items():
+        was = before["processes"].get(pid)
+        out[pid] = {
+            "command": command_of(int(pid)),
+            "rss_mib_before": was["rss_mib"] if was else None,
+            "rss_mib_after": now["rss_mib"],
+            "cpu_s": round(now["cpu_s"] - (was or now)["cpu_s"], 2),
+        }
+    return out
 
 
 class GroupSampler:

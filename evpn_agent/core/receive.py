@@ -130,7 +130,7 @@ def _announced(s: State, peer: str, route: Route, now: float) -> None:
     if route.vtep == s.vtep_ip:
         reject(s, "own-vtep", f"route {route.key} names our own VTEP {route.vtep}")
         return
-    vni = s.import_vni(route)  # once: the limits and the RIB both need it
+    vni = s.rib.import_of(route.rts)  # once: the limits and the RIB both need it
     if isinstance(route, MacRoute) and not _within_limits(s, route, vni):
         return
     s.counters["routes-received"] += 1

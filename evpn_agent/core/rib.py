@@ -94,7 +94,13 @@ class Rib:
 
     def announce(self, peer: str, route: Route, dirty: Dirty) -> bool:
         """Store a path; True if it was imported into a local VNI."""
-        return self.announce_into(peer, route, self._import_rts(route.rts), dirty)
+        return self.announce_into(peer, route, self.import_of(route.rts), dirty)
+
+    def import_of(self, rts: RouteTargets) -> int | None:
+        """The local VNI routes with these RTs are imported into: the RT set's, once paths
+        carry it (the one cache of the answer), else asked of the importer."""
+        rt_set = self._find(rts)
+        return rt_set.vni if rt_set is not None else self._import_rts(rts)
 
     def announce_into(self, peer: str, route: Route, vni: int | None, dirty: Dirty) -> bool:
         """:meth:`announce` with the route's import (``vni``) already known."""
@@ -184,14 +190,21 @@ class Rib:
 
     # -- indexes -----------------------------------------------------------------------
 
+    def _find(self, rts: RouteTargets) -> _RtSet | None:
+        if rts is self._last_rts:
+            return self._last_set
+        rt_set = self._rt_sets.get(rts)
+        if rt_set is not None:
+            self._last_rts, self._last_set = rts, rt_set
+        return rt_set
+
     def _index(self, pid: PathId, route: Route, vni: int | None, dirty: Dirty) -> bool:
         """Count the path in its RT set and put it in its VNI's indexes (or with the
         unimported ones); True if imported."""
         rts = route.rts
-        if rts is not self._last_rts or (rt_set := self._last_set) is None:
-            rt_set = self._rt_sets.get(rts)
-            if rt_set is None:
-                self._rt_sets[rts] = rt_set = _RtSet(vni)
+        rt_set = self._find(rts)
+        if rt_set is None:
+            self._rt_sets[rts] = rt_set = _RtSet(vni)
             self._last_rts, self._last_set = rts, rt_set
         rt_set.count += 1
         vni = rt_set.vni  # the same: both are this importer's answer for these RTs
@@ -221,8 +234,8 @@ class Rib:
     def _unindex(self, pid: PathId, route: Route, dirty: Dirty) -> None:
         """Undo :meth:`_index` (the RT set goes with its last path)."""
         rts = route.rts
-        if rts is not self._last_rts or (rt_set := self._last_set) is None:
-            rt_set = self._rt_sets[rts]
+        rt_set = self._find(rts)
+        assert rt_set is not None  # counted when the path was indexed
         rt_set.count -= 1
         if not rt_set.count:
             del self._rt_sets[rts]

@@ -26,7 +26,6 @@ from evpn_agent.model import (
     ImetAdvert,
     Op,
     PathId,
-    Route,
     RouteDistinguisher,
     RouteTarget,
 )
@@ -80,9 +79,6 @@ class State:
         if override is not None and override.export_rts:
             return override.export_rts
         return default_export_rts(self.cfg.local_as, vni)
-
-    def import_vni(self, route: Route) -> int | None:
-        return self.importer.vni_for(route.rts)
 
     def import_rts(self, rts: tuple[RouteTarget, ...]) -> int | None:
         return self.importer.vni_for(rts)

@@ -24,17 +24,12 @@ def default_export_rts(local_as: int, vni: int) -> tuple[RouteTarget, ...]:
     return (default_export_rt(local_as, vni),)
 
 
-_MEMO_SIZE = 1 << 16  # RT tuples remembered, at most
-
-
 class Importer:
     """Decides which local VNI a received route belongs to, from its RTs alone."""
 
     def __init__(self, local_vnis: Iterable[int], overrides: Mapping[int, Iterable[RouteTarget]]):
         self._auto: set[int] = set()
         self._exact: dict[RouteTarget, int] = {}
-        # id(rts) -> (rts, VNI): the tuple kept alive, so its id cannot be reused meanwhile
-        self._memo: dict[int, tuple[Iterable[RouteTarget], int | None]] = {}
         for vni in local_vnis:
             explicit = tuple(overrides.get(vni, ()))
             if explicit:
@@ -44,18 +39,7 @@ class Importer:
                 self._auto.add(vni)
 
     def vni_for(self, rts: Iterable[RouteTarget]) -> int | None:
-        # Routes with the same RTs share one tuple (the wire decoder keeps one per RT set):
-        # asked once per tuple, not per route, nor per path when every path is re-imported.
-        hit = self._memo.get(id(rts))
-        if hit is not None and hit[0] is rts:
-            return hit[1]
-        vni = self._vni_for(rts)
-        if len(self._memo) >= _MEMO_SIZE:  # tuples from the JSON path are not shared
-            self._memo.clear()
-        self._memo[id(rts)] = (rts, vni)
-        return vni
-
-    def _vni_for(self, rts: Iterable[RouteTarget]) -> int | None:
+        # Asked once per RT set: the RIB keeps the answer with the set's paths.
         for rt in rts:
             vni = self._exact.get(rt)
             if vni is not None:

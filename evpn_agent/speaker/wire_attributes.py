@@ -166,6 +166,7 @@ def _read_each(data: bytes, start: int, end: int) -> PathAttributes:
     while pos < end:
         if pos + 3 > end:
             raise Malformed("malformed-update", f"attribute header cut at byte {pos - start}")
+        header = pos
         flags = data[pos]
         code = data[pos + 1]
         if flags & EXTENDED_LENGTH:
@@ -176,7 +177,7 @@ def _read_each(data: bytes, start: int, end: int) -> PathAttributes:
         else:
             length = data[pos + 2]
             pos += 3
-        headers.extend(range(pos - (4 if flags & EXTENDED_LENGTH else 3), pos))
+        headers.extend(range(header, pos))
         stop = pos + length
         if stop > end:
             raise Malformed(
