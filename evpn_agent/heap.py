@@ -1,4 +1,5 @@
-"""The cyclic garbage collector's pace, for both long-running processes of a VTEP.
+"""The heap of both long-running processes of a VTEP: the cyclic garbage collector's
+pace, and handing free memory back to the system after churn.
 
 The agent core holds hundreds of thousands of long-lived objects (routes, keys, entries),
 and ExaBGP, through our launcher, the advert table; neither creates many reference cycles.
@@ -11,10 +12,39 @@ first threshold (objects, not bytes).
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import gc
+import logging
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
 
 GC_THRESHOLDS = (50_000, 20, 20)
 
 
 def tune_collector() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    name = ctypes.util.find_library("c")
+    try:
+        trim: Callable[[int], int] = ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError, TypeError):  # not glibc: nothing to ask
+        return None
+    return trim
+
+
+def release_free_memory() -> None:
+    """Ask glibc to return its free heap pages to the system (``malloc_trim``).
+
+    Python frees a large table into glibc's heap, which keeps the pages for reuse: after
+    the core builds its path table anew following churn (``Rib.compact``), RSS stays up
+    by the old table's size until this. Cheap (a walk of the free lists), so called
+    after each such compaction, not on a timer."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)

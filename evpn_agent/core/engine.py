@@ -39,10 +39,11 @@ class Engine(State):
         """The speaker was told to ask every peer for its table again (route refresh)."""
         self.peers.refresh_sent(now)
 
-    def tick(self, now: float) -> None:
+    def tick(self, now: float) -> bool:
         """Retry refused writes, end freezes, complete quiet tables, expire held routes,
-        enable the sweep."""
-        timers.tick(self, now)
+        enable the sweep, compact the path table after churn. True if a large table was
+        freed: the process may hand free memory back to the system."""
+        return timers.tick(self, now)
 
     def clear_duplicate(self, vni: int | None, mac: str | None) -> list[VniMac]:
         """Forget duplicate marks (all, one VNI's, or one MAC's); returns what was cleared."""

@@ -13,6 +13,10 @@ from evpn_agent.model.keys import VniIp, VniMac, VniVtep
 
 log = logging.getLogger(__name__)
 
+# Route changes must have stopped this long before the path table is built anew: a copy
+# during churn would be outgrown again at once.
+COMPACT_QUIET = 5.0
+
 
 def next_deadline(s: State) -> float | None:
     """When ``tick`` has something to do, if nothing else happens before."""
@@ -22,12 +26,18 @@ def next_deadline(s: State) -> float | None:
         s.peers.sweep_due(),
         s.peers.next_due(),
         None if s.held_since is None else s.held_since + s.cfg.route_hold_time,
+        _compact_at(s),
     ]
     return min((t for t in times if t is not None), default=None)
 
 
-def tick(s: State, now: float) -> None:
-    """Retry refused writes, end freezes, expire held routes, enable the sweep."""
+def _compact_at(s: State) -> float | None:
+    return s.peers.last_route_change + COMPACT_QUIET if s.rib.compaction_due() else None
+
+
+def tick(s: State, now: float) -> bool:
+    """Retry refused writes, end freezes, expire held routes, enable the sweep, compact
+    the path table after churn; True if that freed a large table."""
     s.now = now
     for retry in s.retries.due(now):
         s.counters["kernel-retries" if retry.kind != "advert" else "bgp-retries"] += 1
@@ -53,3 +63,9 @@ def tick(s: State, now: float) -> None:
         log.info("routing table complete: removing stale kernel entries")
         s.peers.sweep_ok = True
         observe.mark_everything(s)
+    compact_at = _compact_at(s)
+    if compact_at is not None and now >= compact_at:
+        s.rib.compact()
+        s.counters["path-table-compactions"] += 1
+        return True
+    return False

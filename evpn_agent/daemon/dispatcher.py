@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from evpn_agent import heap
 from evpn_agent.control import answers
 from evpn_agent.core.engine import Engine
 from evpn_agent.daemon import reload
@@ -262,7 +263,8 @@ class Daemon:
                     break
                 item = self.inbox.get_nowait()
             self.settle(engine, wait=False)  # if answered: plan from what the kernel took
-            engine.tick(now)
+            if engine.tick(now):
+                heap.release_free_memory()  # the path table was built anew after churn
             self._maybe_refresh(engine, now)
             if lost:
                 log.warning("netlink events were lost: resynchronising from a full dump")

@@ -1,3 +1,4 @@
+import sys
 from typing import Any
 
 from hypothesis import given, settings
@@ -233,3 +234,50 @@ def test_the_rib_agrees_with_a_scan_of_every_path(ops: list[tuple[Any, ...]]) ->
         vteps = {r.vtep for r in mine if isinstance(r, ImetRoute)}
         assert rib.flood_vteps(vni) == sorted(vteps)
     assert rib.mac_total == len(macs)
+
+
+def churned(rib: Rib, macs: int, moves: int) -> None:
+    """``macs`` MACs, then ``moves`` moves: each announced by its next VTEP, the path at
+    its previous one withdrawn (the pattern of a MAC-move soak)."""
+    dirty = Dirty()
+    hops = [0] * macs
+
+    def path(i: int) -> MacRoute:
+        mac = f"02:00:00:00:{i >> 8:02x}:{i & 255:02x}"
+        return mac_route(vtep=f"192.0.2.{10 + hops[i] % 200}", seq=hops[i], mac=mac)
+
+    for i in range(macs):
+        rib.announce("rr", path(i), dirty)
+    for n in range(moves):
+        i = n % macs
+        old = path(i)
+        hops[i] += 1
+        rib.announce("rr", path(i), dirty)
+        rib.withdraw("rr", old.key, dirty)
+
+
+def test_churn_makes_compaction_due_and_compaction_gives_the_table_back() -> None:
+    rib = make_rib()
+    churned(rib, 20_000, 0)
+    rib.compact()  # as after a load
+    built = sys.getsizeof(rib.paths)
+    churned_rib = make_rib()
+    churned(churned_rib, 20_000, 60_000)
+    assert churned_rib.compaction_due()
+    before = dict(churned_rib.paths)
+    bloated = sys.getsizeof(churned_rib.paths)
+    assert bloated > built  # CPython grew the table under churn
+    churned_rib.compact()
+    assert churned_rib.paths == before  # the same paths, answers unchanged
+    assert sys.getsizeof(churned_rib.paths) <= built < bloated
+    assert not churned_rib.compaction_due()
+    seventh = [
+        r for r in before.values() if isinstance(r, MacRoute) and r.key.mac == "02:00:00:00:00:07"
+    ]
+    assert churned_rib.best_mac(100, "02:00:00:00:00:07") == best_of(seventh)
+
+
+def test_a_few_new_paths_make_no_compaction_due() -> None:
+    rib = make_rib()
+    churned(rib, 1_000, 3_000)
+    assert not rib.compaction_due()  # below COMPACT_MIN: not worth a copy

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from evpn_agent.config import parse
 from evpn_agent.control import views
 from evpn_agent.core.engine import Engine
+from evpn_agent.core.rib import COMPACT_MIN
+from evpn_agent.core.timers import COMPACT_QUIET
 from evpn_agent.model import (
     AddFdb,
     AddFlood,
@@ -558,3 +562,21 @@ def test_a_reconcile_keeps_the_objects_of_what_did_not_change() -> None:
     assert all(key is old_local[key] for key in state.view.fdb)
     assert all(state.view.links[i] is old_links[i] for i in old_links)
     assert flush(state) == [AddFdb(VX, others[2], "192.0.2.22")]  # and it is repaired
+
+
+def test_the_path_table_is_compacted_once_routes_have_been_quiet() -> None:
+    state = make()
+    state.on_bgp([SessionUp(RR)], 1.0)
+    routes = [mac_route(mac=f"02:00:5e:01:{i >> 8:02x}:{i & 255:02x}") for i in range(COMPACT_MIN)]
+    state.on_bgp([RouteAnnounced(RR, r) for r in routes], 2.0)
+    flush(state)
+    table = state.rib.paths
+    assert state.rib.compaction_due()
+    assert state.next_deadline() == pytest.approx(2.0 + COMPACT_QUIET)
+    assert state.tick(2.0 + COMPACT_QUIET - 0.1) is False  # routes changed too recently
+    assert state.rib.paths is table
+    assert state.tick(2.0 + COMPACT_QUIET) is True
+    assert state.rib.paths is not table and state.rib.paths == table
+    assert state.counters["path-table-compactions"] == 1
+    assert state.tick(30.0) is False and not state.rib.compaction_due()
+    assert flush(state) == []  # nothing to plan: the same routes
