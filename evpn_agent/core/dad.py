@@ -42,9 +42,10 @@ class DuplicateDetector:
     def moved(self, key: Key, now: float, where: str) -> bool:
         """Record a move of ``key``; True if this move made it a duplicate."""
         window = self.settings.window
-        if now >= self._prune_at:  # at most once a window: the MACs that stopped moving
-            self.moves = {k: v for k, v in self.moves.items() if now - v[0] <= window}
-            self._prune_at = now + window
+        if now >= self._prune_at:
+            self.prune(now)
+        elif not self.moves:
+            self._prune_at = now + window  # the first record: pruned a window from now
         began, count = self.moves.get(key, (now, 0))
         if now - began > window:
             began, count = now, 0
@@ -61,6 +62,17 @@ class DuplicateDetector:
             key[1], key[0], count, window, where, action,
         )  # fmt: skip
         return True
+
+    def prune(self, now: float) -> None:
+        """Forget the MACs whose window is over (at most once a window, on a move or on
+        the timer: when moves stop, the table must not keep the last ones for good)."""
+        window = self.settings.window
+        self.moves = {k: v for k, v in self.moves.items() if now - v[0] <= window}
+        self._prune_at = now + window
+
+    def next_prune(self) -> float | None:
+        """When :meth:`prune` is due, while any MAC is recorded."""
+        return self._prune_at if self.moves else None
 
     def frozen(self, key: Key, now: float) -> bool:
         if not self.duplicates:

@@ -23,6 +23,7 @@ def next_deadline(s: State) -> float | None:
     times = [
         s.retries.next_due(),
         s.dad.next_deadline(),
+        s.dad.next_prune(),
         s.peers.sweep_due(),
         s.peers.next_due(),
         None if s.held_since is None else s.held_since + s.cfg.route_hold_time,
@@ -50,6 +51,9 @@ def tick(s: State, now: float) -> bool:
             s.dirty.flood.add(VniVtep(*key))
         else:
             s.dirty.neigh.add(VniIp(*key))
+    prune_at = s.dad.next_prune()
+    if prune_at is not None and now >= prune_at:
+        s.dad.prune(now)
     for key in s.dad.expire(now):
         log.info("MAC %s in VNI %d: freeze over, followed again", key.mac, key.vni)
         s.dirty.fdb.add(key)

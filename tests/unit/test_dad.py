@@ -33,3 +33,18 @@ def test_macs_that_stopped_moving_are_forgotten_once_their_window_is_over() -> N
     last = VniMac(200, "02:00:5e:00:00:01")
     dad.moved(last, 400.0, "192.0.2.22")
     assert set(dad.moves) == {last}
+
+
+def test_the_last_moves_are_forgotten_on_the_timer_when_moves_stop() -> None:
+    dad = DuplicateDetector(DadSettings(max_moves=5, window=180))
+    assert dad.next_prune() is None  # nothing recorded: no timer
+    for n in range(100):
+        dad.moved(VniMac(100, f"02:00:5e:00:00:{n:02x}"), 10.0 + n, "192.0.2.22")
+    due = dad.next_prune()
+    assert due == 190.0  # a window after the first record
+    dad.prune(due)
+    assert len(dad.moves) == 100  # moved at 10..109: within the window at 190
+    due = dad.next_prune()
+    assert due == 370.0
+    dad.prune(due)
+    assert dad.moves == {} and dad.next_prune() is None

@@ -40,7 +40,7 @@ from evpn_agent.model import (
     SessionUp,
     VxlanDevice,
 )
-from evpn_agent.model.keys import BridgeMac, DeviceMac
+from evpn_agent.model.keys import BridgeMac, DeviceMac, VniMac
 from evpn_agent.speaker import encode
 
 ME = "192.0.2.21"
@@ -580,3 +580,17 @@ def test_the_path_table_is_compacted_once_routes_have_been_quiet() -> None:
     assert state.counters["path-table-compactions"] == 1
     assert state.tick(30.0) is False and not state.rib.compaction_due()
     assert flush(state) == []  # nothing to plan: the same routes
+
+
+def test_moves_are_forgotten_on_the_timer_once_their_window_is_over() -> None:
+    state = make(extra="duplicate-detection: {max-moves: 5, time: 60}\n")
+    state.on_kernel([FdbUpdated(learned())], now=1.0)  # the host is here...
+    flush(state)
+    state.on_bgp([RouteAnnounced(RR, mac_route(mac=HOST_MAC, seq=2))], 2.0)  # ...then there
+    flush(state)
+    assert state.dad.count(VniMac(100, HOST_MAC)) == 1
+    assert state.next_deadline() == 62.0  # no move comes to prune the table: the timer does
+    state.tick(62.0)
+    assert state.dad.count(VniMac(100, HOST_MAC)) == 1  # moved at 2: still in its window
+    state.tick(122.0)
+    assert state.dad.moves == {} and state.next_deadline() is None
