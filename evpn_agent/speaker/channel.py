@@ -30,7 +30,8 @@ from typing import IO, cast
 from evpn_agent.model import AdvertChange, AdvertRefused, BgpEvent, LineRejected
 from evpn_agent.speaker import Decoded, Deliver, Line, decode, encode
 from evpn_agent.speaker.wire_decode import decode_update
-from evpn_agent.speaker.wire_format import WIRE_UPDATE
+from evpn_agent.speaker.wire_format import WIRE_EVENTS, WIRE_UPDATE
+from evpn_agent.speaker.wire_records import BadRecords, decode_events
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ MAX_PENDING = 1 << 20
 REFRESH_WAIT = 2.0  # seconds to hold our commands for a refresh's answer, at most
 _TIME = re.compile(rb'"time": ([0-9.]+)')
 _WIRE = WIRE_UPDATE.encode() + b" "
+_EVENTS = WIRE_EVENTS.encode() + b" "
 # What a line we wrote was, for its answer: one change (a route line), the changes of an
 # ``announce evpn batch`` line, or a command of the channel itself.
 Sent = AdvertChange | tuple[AdvertChange, ...] | str
@@ -107,6 +109,8 @@ class ExabgpChannel:
     def decode(self, line: Line, router_id: str) -> tuple[list[BgpEvent], float | None]:
         if isinstance(line, Decoded):
             return line.events, line.stamp
+        if line.startswith(_EVENTS):
+            return _wire_events(line)
         if line.startswith(_WIRE):
             return _wire_update(line, router_id)
         if line in (b"done\n", b"error\n", b"done", b"error"):
@@ -207,4 +211,16 @@ def _wire_update(line: bytes, router_id: str) -> tuple[list[BgpEvent], float | N
     except ValueError:  # also UnicodeDecodeError, binascii.Error
         return [LineRejected("malformed-line", f"{line[:120]!r}")], None
     events = [event for body in raw for event in decode_update(body, peer, router_id)]
+    return events, when if events else None
+
+
+def _wire_events(line: bytes) -> tuple[list[BgpEvent], float | None]:
+    """UPDATEs the launcher decoded, ``wire-events PEER TIME PAYLOAD`` (wire_records): their
+    events, stamped with the time ExaBGP read them."""
+    try:
+        _, peer_field, stamp, payload = line.split()
+        when = float(stamp)
+        events = decode_events(payload, peer_field.decode("ascii"))
+    except (ValueError, BadRecords):  # also UnicodeDecodeError
+        return [LineRejected("malformed-line", f"{line[:120]!r}")], None
     return events, when if events else None

@@ -36,7 +36,9 @@ from typing import Any
 
 from evpn_agent.speaker.grammar import BATCH
 from evpn_agent.speaker.wire_check import wire_ok
-from evpn_agent.speaker.wire_format import HEADER_SIZE, MARKER, UPDATE, WIRE_UPDATE
+from evpn_agent.speaker.wire_decode import decode_update
+from evpn_agent.speaker.wire_format import HEADER_SIZE, MARKER, UPDATE, WIRE_EVENTS
+from evpn_agent.speaker.wire_records import encode_events
 
 log = logging.getLogger(__name__)
 
@@ -507,10 +509,11 @@ def speed_up_json() -> None:
 
 
 # ---------------------------------------------------------------- receive fast path
-# ExaBGP decodes every UPDATE into objects, then JSON, before the agent sees it; the agent
-# decodes the bytes itself (wire_decode) far faster. So an EVPN UPDATE that passes
-# wire_check reaches the API process as one line of its bytes, and ExaBGP's decoder never
-# sees it; anything else takes ExaBGP's own path, unchanged (its NOTIFICATION, its JSON).
+# ExaBGP decodes every UPDATE into objects, then JSON, before the agent sees it; our own
+# decoder (wire_decode) is far faster. So an EVPN UPDATE that passes wire_check is decoded
+# here, on ExaBGP's process (the core only rebuilds the events: wire_records), and reaches
+# the API process as one line; ExaBGP's decoder never sees it. Anything else takes
+# ExaBGP's own path, unchanged (its NOTIFICATION, its JSON).
 
 _exabgp_read_message: list[Callable[[Any], Iterator[Any]]] = []  # ExaBGP's own, once replaced
 # "off": ExaBGP decodes every UPDATE and writes its JSON, as before the fast path. For API
@@ -597,14 +600,23 @@ def _read_message(self: Any) -> Iterator[Any]:
                 self.peer.stats["receive-update"] += len(bodies)
                 reactor_processes = self.peer.reactor.processes
                 if not reactor_processes.silence:
-                    peer = self.neighbor["peer-address"]
-                    hexed = " ".join(b.hex() for b in bodies)
-                    line = f"{WIRE_UPDATE} {peer} {time.time():.6f} {hexed}"
+                    line = _events_line(self.neighbor, bodies, time.time())
                     for process in processes:
                         reactor_processes.write(process, line, self.neighbor)
                 yield exa.protocol_UPDATE
                 continue
         yield from original(_OneMessage(self, item))
+
+
+def _events_line(neighbor: Any, bodies: list[bytes], stamp: float) -> str:
+    """The ``wire-events`` line for UPDATEs that passed the gate: decoded here, on ExaBGP's
+    process, so the core only rebuilds their events (wire_records); our own routes,
+    reflected back, are told apart by the router id as the core would."""
+    peer = str(neighbor["peer-address"])
+    router_id = neighbor.get("router-id")
+    own = str(router_id) if router_id is not None else None
+    events = [event for body in bodies for event in decode_update(body, peer, own)]
+    return f"{WIRE_EVENTS} {peer} {stamp:.6f} {encode_events(events)}"
 
 
 # With one route target per VNI, a 1,000-VNI table comes as ~60,000 UPDATEs of a route or

@@ -41,6 +41,8 @@ from evpn_agent.speaker.compat import (
     wire_receive_wanted,
 )
 from evpn_agent.speaker.grammar import BATCH
+from evpn_agent.speaker.wire_decode import decode_update
+from evpn_agent.speaker.wire_records import decode_events
 
 log = logging.getLogger(__name__)
 
@@ -258,7 +260,7 @@ def _check_wire_receive(names: Sequence[str], handler: Callable[..., bool], buil
     if read != [exa.protocol_NOP, exa.protocol_UPDATE] or good.peer.stats["receive-update"] != 1:
         raise SelfTestFailed(f"an EVPN UPDATE read as {read!r}")
     [line] = good.processes.lines
-    if line.split()[:2] != ["wire-update", "192.0.2.1"] or line.split()[3] != body.hex():
+    if line.split()[:2] != ["wire-events", "192.0.2.1"] or _events_of(line) != _decoded(body):
         raise SelfTestFailed(f"an EVPN UPDATE reached the API as {line[:60]!r}...")
     _check_batch(body)
     # a MAC length of 47 bits: ExaBGP's own decoder answers, with its NOTIFICATION 3/5
@@ -271,6 +273,16 @@ def _check_wire_receive(names: Sequence[str], handler: Callable[..., bool], buil
             raise SelfTestFailed(f"a bad MAC length gave {exc} and {bad.processes.lines}") from None
     else:
         raise SelfTestFailed(f"a bad MAC length read as {read!r}, not a NOTIFICATION")
+
+
+def _events_of(line: str) -> list[Any]:
+    """The events a ``wire-events`` line carries (as the core reads them)."""
+    fields = line.split()
+    return decode_events(fields[3].encode(), fields[1]) if len(fields) == 4 else []
+
+
+def _decoded(body: bytes) -> list[Any]:
+    return decode_update(body, "192.0.2.1")
 
 
 def _check_batch(body: bytes) -> None:
@@ -286,7 +298,7 @@ def _check_batch(body: bytes) -> None:
         lines = batch.processes.lines
         if read[-1] is not exa.protocol_UPDATE or batch.peer.stats["receive-update"] != 3:
             raise SelfTestFailed(f"three queued UPDATEs read as {read!r}, {lines!r}")
-        if len(lines) != 1 or lines[0].split()[3:] != [body.hex()] * 3:
+        if len(lines) != 1 or _events_of(lines[0]) != _decoded(body) * 3:
             raise SelfTestFailed(f"three queued UPDATEs reached the API as {len(lines)} lines")
         left = ours.recv(100)
         if left != keepalive:

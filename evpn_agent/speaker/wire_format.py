@@ -16,6 +16,8 @@ import socket
 # The line the launcher hands the agent for an UPDATE ExaBGP did not decode (compat,
 # exabgp/contract.md): "wire-update PEER-ADDRESS UNIX-TIME BODY-HEX".
 WIRE_UPDATE = "wire-update"
+# ... and for UPDATEs it decoded itself (wire_records): "wire-events PEER UNIX-TIME PAYLOAD".
+WIRE_EVENTS = "wire-events"
 HEADER_SIZE = 19  # marker (16), length (2), type (1)
 MARKER = b"\xff" * 16
 UPDATE = 2

@@ -1,0 +1,143 @@
+"""Decoded UPDATEs as records (speaker.wire_records): what the launcher encodes, the core
+rebuilds exactly, from every kind of event the wire decoder yields; anything else is refused
+as one malformed line."""
+
+from __future__ import annotations
+
+import base64
+import io
+import ipaddress
+import marshal
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from evpn_agent.model import (
+    BgpEvent,
+    EndOfRib,
+    ImetKey,
+    ImetRoute,
+    LineRejected,
+    MacKey,
+    MacRoute,
+    RouteAnnounced,
+    RouteRejected,
+    RouteTarget,
+    RouteWithdrawn,
+)
+from evpn_agent.speaker.channel import ExabgpChannel
+from evpn_agent.speaker.wire_decode import decode_update
+from evpn_agent.speaker.wire_records import BadRecords, decode_events, encode_events
+
+PEER = "192.0.2.1"
+ME = "192.0.2.21"
+MAC_ROUTE = (  # one type 2 of 192.0.2.11, VNI 100, RT 65000:100 (tests/unit/test_wire_codec)
+    "000000484001010040020040050400000064c010080002fde800000064800e2c00194604c000020b0002"
+    "210001c000020b000200000000000000000000000000003002005e00000100000064"
+)
+
+rts = st.lists(
+    st.one_of(
+        st.builds(RouteTarget, st.integers(0, 0xFFFF), st.integers(0, 0xFFFFFFFF)),
+        st.builds(RouteTarget, st.integers(0x10000, 0xFFFFFFFF), st.integers(0, 0xFFFF)),
+        st.builds(
+            RouteTarget,
+            st.builds(ipaddress.IPv4Address, st.integers(0, 2**32 - 1)),
+            st.integers(0, 0xFFFF),
+        ),
+    ),
+    min_size=1,
+    max_size=3,
+).map(tuple)
+texts = st.text(min_size=1, max_size=30)
+ips = st.one_of(st.none(), st.ip_addresses().map(str))
+mac_keys = st.builds(MacKey, texts, st.integers(0, 2**32 - 1), texts, ips)
+imet_keys = st.builds(ImetKey, texts, st.integers(0, 2**32 - 1), st.ip_addresses().map(str))
+routes = st.one_of(
+    st.builds(MacRoute, mac_keys, st.integers(1, 2**24 - 1), texts, rts,
+              st.integers(0, 2**32 - 1), st.booleans()),
+    st.builds(ImetRoute, imet_keys, st.integers(1, 2**24 - 1), texts, rts),
+)  # fmt: skip
+events = st.lists(
+    st.one_of(
+        st.builds(RouteAnnounced, st.just(PEER), routes),
+        st.builds(RouteWithdrawn, st.just(PEER), st.one_of(mac_keys, imet_keys)),
+        st.builds(RouteRejected, st.just(PEER), texts, st.text(max_size=200)),
+        st.builds(EndOfRib, st.just(PEER), st.booleans()),
+    ),
+    max_size=20,
+)
+
+
+@settings(max_examples=300)
+@given(events)
+def test_every_event_comes_back_as_it_went(sent: list[BgpEvent]) -> None:
+    payload = encode_events(sent)
+    assert "\n" not in payload and " " not in payload  # one field of one line
+    assert decode_events(payload.encode(), PEER) == sent
+
+
+def test_the_events_of_real_updates_come_back_and_share_their_route_targets() -> None:
+    body = bytes.fromhex(MAC_ROUTE)
+    eor = bytes.fromhex("0000000680" + "0f03001946")
+    decoded = decode_update(body, PEER, ME) + decode_update(eor, PEER, ME)
+    first = decode_events(encode_events(decoded).encode(), PEER)
+    second = decode_events(encode_events(decoded).encode(), PEER)
+    assert first == decoded and isinstance(first[-1], EndOfRib)
+    # one tuple per RT list across lines, as the wire decoder's: the RIB finds it by identity
+    assert isinstance(first[0], RouteAnnounced) and isinstance(second[0], RouteAnnounced)
+    assert first[0].route.rts is second[0].route.rts
+
+
+def payload(version: Any, rts_list: Any, rows: Any) -> bytes:
+    return base64.b64encode(marshal.dumps((version, rts_list, rows)))
+
+
+RT = [((False, 65000, 100),)]
+
+
+def mac(vni: object = 100, sticky: object = False) -> tuple[object, ...]:
+    return (0, "rd", 0, "02:00:5e:00:00:01", None, vni, "192.0.2.11", 0, 0, sticky)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        b"not base64!",
+        base64.b64encode(b"not marshal"),
+        base64.b64encode(marshal.dumps([1, 2])),  # not three fields
+        payload(2, [], []),  # another version
+        payload(1, [], [(0, "rd", 0, "mac", None, 100, "vtep", 0, 0, False)]),  # no RT list 0
+        payload(
+            1, [((False, 65000, 100),)], [(0, "rd", 0, "mac", None, "100", "vtep", 0, 0, False)]
+        ),
+        payload(1, [((False, 65000, 100),)], [(0, "rd", 0, "mac", None, 100, "vtep", 0, 0, 1)]),
+        payload(1, [((False, -1, 100),)], []),  # not a route target
+        payload(1, [[[False, 65000, 100]]], []),  # lists, not tuples
+        payload(1, [], [(9, "what")]),  # an unknown record
+        payload(1, [], [(3, "rd", 0)]),  # a short record
+        payload(1, [], [(4, b"reason", "detail")]),  # bytes, not text
+    ],
+)
+def test_a_malformed_payload_is_refused(bad: bytes) -> None:
+    with pytest.raises(BadRecords):
+        decode_events(bad, PEER)
+
+
+def test_the_channel_reads_a_wire_events_line_with_its_stamp_and_refuses_a_broken_one() -> None:
+    decoded = decode_update(bytes.fromhex(MAC_ROUTE), PEER, ME)
+    ch = ExabgpChannel(io.BytesIO(), io.BytesIO())
+    line = f"wire-events {PEER} 1700000000.250000 {encode_events(decoded)}\n".encode()
+    assert ch.decode(line, ME) == (decoded, 1700000000.25)
+    assert ch.decode(f"wire-events {PEER} 1.0 {encode_events([])}\n".encode(), ME) == ([], None)
+    for broken in (
+        f"wire-events {PEER} soon {encode_events(decoded)}\n",  # no time
+        f"wire-events {PEER} 1.0\n",  # no payload
+        f"wire-events {PEER} 1.0 AAAA\n",  # not records
+    ):
+        events, stamp = ch.decode(broken.encode(), ME)
+        [rejected] = events
+        assert isinstance(rejected, LineRejected) and stamp is None
+        assert rejected.reason == "malformed-line"
