@@ -141,3 +141,21 @@ def test_the_channel_reads_a_wire_events_line_with_its_stamp_and_refuses_a_broke
         [rejected] = events
         assert isinstance(rejected, LineRejected) and stamp is None
         assert rejected.reason == "malformed-line"
+
+
+def test_the_launcher_drops_our_own_routes_by_the_neighbors_router_id() -> None:
+    from evpn_agent.speaker.compat import _events_line
+
+    own = MAC_ROUTE.replace("00000048", "0000004f", 1) + "800904c0000215"  # ORIGINATOR_ID: us
+    bodies = [bytes.fromhex(MAC_ROUTE), bytes.fromhex(own)]
+    theirs = decode_update(bodies[0], PEER, ME)
+
+    def sent(neighbor: dict[str, object]) -> list[BgpEvent]:
+        _, peer, stamp, records = _events_line(neighbor, bodies, 1700000000.25).split()
+        assert (peer, stamp) == (PEER, "1700000000.250000")
+        return decode_events(records.encode(), peer)
+
+    address = ipaddress.IPv4Address(PEER)
+    assert sent({"peer-address": address, "router-id": ipaddress.IPv4Address(ME)}) == theirs
+    # without a router id, nothing is ours
+    assert sent({"peer-address": address}) == theirs * 2
