@@ -19,6 +19,7 @@ from evpn_agent.model import AdvertChange, MacAdvert, RouteDistinguisher, RouteT
 from evpn_agent.speaker import wire_encode
 from evpn_agent.speaker.compat import (
     INTERNALS,
+    RECORDS_FROM,
     AdvertHooks,
     CompatError,
     _advert_hooks,
@@ -260,7 +261,7 @@ def _check_wire_receive(names: Sequence[str], handler: Callable[..., bool], buil
     if read != [exa.protocol_NOP, exa.protocol_UPDATE] or good.peer.stats["receive-update"] != 1:
         raise SelfTestFailed(f"an EVPN UPDATE read as {read!r}")
     [line] = good.processes.lines
-    if line.split()[:2] != ["wire-events", "192.0.2.1"] or _events_of(line) != _decoded(body):
+    if line.split()[:2] != ["wire-update", "192.0.2.1"] or line.split()[3] != body.hex():
         raise SelfTestFailed(f"an EVPN UPDATE reached the API as {line[:60]!r}...")
     _check_batch(body)
     # a MAC length of 47 bits: ExaBGP's own decoder answers, with its NOTIFICATION 3/5
@@ -286,20 +287,22 @@ def _decoded(body: bytes) -> list[Any]:
 
 
 def _check_batch(body: bytes) -> None:
-    """UPDATEs queued behind the first go in its line; what follows them stays queued."""
+    """UPDATEs queued behind the first go in its line, as records (a burst: decoded here);
+    what follows them stays queued."""
     header = b"\xff" * 16 + (19 + len(body)).to_bytes(2, "big") + b"\x02"
     keepalive = b"\xff" * 16 + b"\x00\x13\x04"
+    count = RECORDS_FROM
     ours, theirs = socket.socketpair()
     with ours, theirs:
-        theirs.sendall((header + body) * 2 + keepalive)
+        theirs.sendall((header + body) * (count - 1) + keepalive)
         ours.setblocking(False)
         batch = _Protocol(body, ours)
         read = batch.read()
         lines = batch.processes.lines
-        if read[-1] is not exa.protocol_UPDATE or batch.peer.stats["receive-update"] != 3:
-            raise SelfTestFailed(f"three queued UPDATEs read as {read!r}, {lines!r}")
-        if len(lines) != 1 or _events_of(lines[0]) != _decoded(body) * 3:
-            raise SelfTestFailed(f"three queued UPDATEs reached the API as {len(lines)} lines")
+        if read[-1] is not exa.protocol_UPDATE or batch.peer.stats["receive-update"] != count:
+            raise SelfTestFailed(f"{count} queued UPDATEs read as {read!r}, {lines!r}")
+        if len(lines) != 1 or _events_of(lines[0]) != _decoded(body) * count:
+            raise SelfTestFailed(f"{count} queued UPDATEs reached the API as {len(lines)} lines")
         left = ours.recv(100)
         if left != keepalive:
             raise SelfTestFailed(f"after the UPDATEs the socket held {left.hex()}, not a KEEPALIVE")

@@ -203,9 +203,11 @@ def test_receives_frr_routes_and_own_reflections(lab: Lab) -> None:
 def test_evpn_updates_reach_the_api_as_bytes_not_decoded_by_exabgp(lab: Lab) -> None:
     # A second speaker with the receive fast path on (the lab's peer scripts turn it off
     # to record ExaBGP's JSON): what FRR's reflector sends reaches the API process as
-    # wire-events lines, decoded by the launcher in ExaBGP's process (FRR's routes and
-    # End-of-RIB), and ExaBGP writes no JSON for any of it.
+    # wire-update lines (the bytes of a few UPDATEs) or wire-events lines (a burst, decoded
+    # by the launcher in ExaBGP's process), which read as FRR's routes and End-of-RIB, and
+    # ExaBGP writes no JSON for any of it.
     from evpn_agent.model import EndOfRib, ImetRoute, MacRoute, RouteAnnounced
+    from evpn_agent.speaker.wire_decode import decode_update
     from evpn_agent.speaker.wire_records import decode_events
     from lab.fabric import PEER_SCRIPT, PYTHON
 
@@ -218,11 +220,16 @@ def test_evpn_updates_reach_the_api_as_bytes_not_decoded_by_exabgp(lab: Lab) -> 
         lines = record.read_text().splitlines() if record.exists() else []
         found = []
         for line in lines:
+            # the UPDATEs queued behind one come in its line
             if line.startswith("wire-events "):
-                # the UPDATEs queued behind one come in its line
                 _, peer, stamp, payload = line.split()
                 assert peer == lab.rr.address and float(stamp) > 0
                 found += decode_events(payload.encode(), peer)
+            elif line.startswith("wire-update "):
+                _, peer, stamp, *bodies = line.split()
+                assert peer == lab.rr.address and float(stamp) > 0 and bodies
+                for body in bodies:
+                    found += decode_update(bytes.fromhex(body), peer, box.router_id)
         return found
 
     def frr_routes() -> bool:
@@ -231,7 +238,7 @@ def test_evpn_updates_reach_the_api_as_bytes_not_decoded_by_exabgp(lab: Lab) -> 
             isinstance(r, MacRoute) and r.key.mac == H1_MAC and r.vtep == FRR_VTEP for r in routes
         ) and any(isinstance(r, ImetRoute) and r.vtep == FRR_VTEP for r in routes)
 
-    wait_until(frr_routes, 10, "FRR's type 2 and type 3 as wire-events lines")
+    wait_until(frr_routes, 10, "FRR's type 2 and type 3 as wire lines")
     assert EndOfRib(lab.rr.address) in events()
     parsed_updates = [
         line for line in record.read_text().splitlines() if '"type": "update"' in line

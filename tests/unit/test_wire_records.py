@@ -159,3 +159,17 @@ def test_the_launcher_drops_our_own_routes_by_the_neighbors_router_id() -> None:
     assert sent({"peer-address": address, "router-id": ipaddress.IPv4Address(ME)}) == theirs
     # without a router id, nothing is ours
     assert sent({"peer-address": address}) == theirs * 2
+
+
+def test_a_burst_goes_as_records_and_a_few_updates_as_bytes_reading_the_same() -> None:
+    from evpn_agent.speaker.compat import RECORDS_FROM, _line
+
+    neighbor = {"peer-address": ipaddress.IPv4Address(PEER), "router-id": None}
+    ch = ExabgpChannel(io.BytesIO(), io.BytesIO())
+    for count in (1, RECORDS_FROM - 1, RECORDS_FROM, 3 * RECORDS_FROM):
+        bodies = [bytes.fromhex(MAC_ROUTE)] * count
+        line = _line(neighbor, bodies, 1700000000.25)
+        kind = "wire-events" if count >= RECORDS_FROM else "wire-update"
+        assert line.split()[0] == kind
+        expected = decode_update(bodies[0], PEER, ME) * count
+        assert ch.decode(f"{line}\n".encode(), ME) == (expected, 1700000000.25)
