@@ -614,10 +614,10 @@ def _read_message(self: Any) -> Iterator[Any]:
         yield from original(_OneMessage(self, item))
 
 
-# A batch of at least this many UPDATEs (a burst: a table, a reflector back) is decoded
-# here and handed over as records, so decoding runs beside the core instead of in it; a
-# smaller one (a few moves) goes as bytes for the core to decode: nothing waits in a queue
-# then, and decoding twice as records would only add CPU (churn: 0.98 -> 1.32 of FRR's).
+# A batch of at least this many UPDATEs (a burst: a table, a reflector back, a reflector's
+# 50 ms batch under heavy churn) is decoded here and handed over as records, so decoding
+# runs beside the core instead of in it; a smaller one (a single move) goes as bytes for
+# the core to decode: nothing waits in a queue then, and records would only add CPU.
 RECORDS_FROM = 8
 
 
