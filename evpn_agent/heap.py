@@ -16,10 +16,7 @@ import ctypes
 import ctypes.util
 import functools
 import gc
-import logging
 from collections.abc import Callable
-
-log = logging.getLogger(__name__)
 
 GC_THRESHOLDS = (50_000, 20, 20)
 

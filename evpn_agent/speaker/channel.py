@@ -31,7 +31,7 @@ from evpn_agent.model import AdvertChange, AdvertRefused, BgpEvent, LineRejected
 from evpn_agent.speaker import Decoded, Deliver, Line, decode, encode
 from evpn_agent.speaker.wire_decode import decode_update
 from evpn_agent.speaker.wire_format import WIRE_EVENTS, WIRE_UPDATE
-from evpn_agent.speaker.wire_records import BadRecords, decode_events
+from evpn_agent.speaker.wire_records import decode_events
 
 log = logging.getLogger(__name__)
 
@@ -109,9 +109,7 @@ class ExabgpChannel:
     def decode(self, line: Line, router_id: str) -> tuple[list[BgpEvent], float | None]:
         if isinstance(line, Decoded):
             return line.events, line.stamp
-        if line.startswith(_EVENTS):
-            return _wire_events(line)
-        if line.startswith(_WIRE):
+        if line.startswith(_WIRE) or line.startswith(_EVENTS):
             return _wire_update(line, router_id)
         if line in (b"done\n", b"error\n", b"done", b"error"):
             return self._answered(line.startswith(b"done")), None
@@ -198,29 +196,23 @@ class ExabgpChannel:
 
 
 def _wire_update(line: bytes, router_id: str) -> tuple[list[BgpEvent], float | None]:
-    """UPDATEs the launcher handed over as their bytes, ``wire-update PEER TIME HEX...``
-    (one or more, in the order they arrived); all their events at once, stamped with the
-    time ExaBGP read them."""
+    """UPDATEs the launcher handed over, in the order they arrived, stamped with the time
+    ExaBGP read them: ``wire-update PEER TIME HEX...`` (their bytes, decoded here) or
+    ``wire-events PEER TIME PAYLOAD`` (decoded by the launcher: wire_records). All their
+    events at once, or one ``LineRejected`` for a line that is neither."""
     try:
-        _, peer_field, stamp, *bodies = line.split()
+        kind, peer_field, stamp, *fields = line.split()
         when = float(stamp)
         peer = peer_field.decode("ascii")
-        raw = [unhexlify(body) for body in bodies]  # all or nothing: checked before use
-        if not raw:
-            raise ValueError("no UPDATE")
-    except ValueError:  # also UnicodeDecodeError, binascii.Error
-        return [LineRejected("malformed-line", f"{line[:120]!r}")], None
-    events = [event for body in raw for event in decode_update(body, peer, router_id)]
-    return events, when if events else None
-
-
-def _wire_events(line: bytes) -> tuple[list[BgpEvent], float | None]:
-    """UPDATEs the launcher decoded, ``wire-events PEER TIME PAYLOAD`` (wire_records): their
-    events, stamped with the time ExaBGP read them."""
-    try:
-        _, peer_field, stamp, payload = line.split()
-        when = float(stamp)
-        events = decode_events(payload, peer_field.decode("ascii"))
-    except (ValueError, BadRecords):  # also UnicodeDecodeError
+        if kind == _EVENTS[:-1]:
+            if len(fields) != 1:
+                raise ValueError("not one payload")
+            events = decode_events(fields[0], peer)
+        else:
+            raw = [unhexlify(body) for body in fields]  # all or nothing: checked before use
+            if not raw:
+                raise ValueError("no UPDATE")
+            events = [event for body in raw for event in decode_update(body, peer, router_id)]
+    except ValueError:  # also UnicodeDecodeError, binascii.Error, BadRecords
         return [LineRejected("malformed-line", f"{line[:120]!r}")], None
     return events, when if events else None

@@ -278,14 +278,14 @@ def _read_communities(value: bytes) -> tuple[tuple[RouteTarget, ...], tuple[bool
     if not targets:
         return (), mobility
     targets.sort()
-    return _route_targets(b"".join(targets)), mobility
+    return route_targets(b"".join(targets)), mobility
 
 
 # One tuple per set of RTs, shared by every route that carries it: a 1,000-VNI table is
 # ~60,000 UPDATEs but ~1,000 RT sets, and the core sorts routes into VNIs by their tuple
 # (re-importing every path when a VNI comes or goes asks once per tuple, not per path).
 @functools.lru_cache(maxsize=16384)
-def _route_targets(sorted_targets: bytes) -> tuple[RouteTarget, ...]:
+def route_targets(sorted_targets: bytes) -> tuple[RouteTarget, ...]:
     return tuple(_route_target(sorted_targets[i : i + 8]) for i in range(0, len(sorted_targets), 8))
 
 

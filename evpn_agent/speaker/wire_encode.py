@@ -385,9 +385,14 @@ _COMMON = _ORIGIN_IGP + _AS_PATH_EMPTY + _LOCAL_PREF_100
 _VXLAN = bytes([TYPE_OPAQUE, SUBTYPE_ENCAPSULATION, 0, 0, 0, 0, 0, TUNNEL_VXLAN])
 
 
+def route_target_community(rt: RouteTarget) -> bytes:
+    """The 8-byte extended community of a route target, as on the wire."""
+    return bytes([rt.type, SUBTYPE_ROUTE_TARGET]) + _admin_number(rt)
+
+
 def _communities(rts: tuple[RouteTarget, ...], *more: bytes) -> bytes:
     try:
-        targets = [bytes([rt.type, SUBTYPE_ROUTE_TARGET]) + _admin_number(rt) for rt in rts]
+        targets = [route_target_community(rt) for rt in rts]
     except (AttributeError, OverflowError, TypeError):
         raise _Unencodable(f"route targets {rts!r} cannot be encoded") from None
     values = sorted([*targets, _VXLAN, *more])

@@ -8,16 +8,14 @@ it: a burst's UPDATEs waited ~0.4-0.8 s in the core's queue while ExaBGP idled.
 The payload is ``marshal`` (C, no code run on load) of plain tuples, base64 without
 newlines. Rebuilding the events costs the core ~2.9 us a route against ~8.7 us to decode
 the UPDATE; JSON or pickle cost more to load (pickle 4.4 us). Route-target lists travel
-once per line and are rebuilt once per distinct list, so routes share one tuple as the
-decoder's own do. The core checks every record's shape: a malformed line is one
+once per line as their extended communities and are rebuilt by the decoder's own cache
+(``wire_attributes.route_targets``): a route gets the very tuple the core's decoder would
+have given it. The core checks every record's shape: a malformed line is one
 ``LineRejected``, as a malformed ``wire-update`` line is.
 """
 
 from __future__ import annotations
 
-import binascii
-import functools
-import ipaddress
 import marshal
 import sys
 from base64 import b64decode, b64encode
@@ -36,23 +34,24 @@ from evpn_agent.model import (
     RouteTarget,
     RouteWithdrawn,
 )
+from evpn_agent.speaker.wire_attributes import route_targets
+from evpn_agent.speaker.wire_encode import route_target_community
 
 VERSION = 1
 # record kinds (the first field of each record)
 MAC, IMET, MAC_GONE, IMET_GONE, REJECTED, END_OF_RIB = range(6)
 
 Rts = tuple[RouteTarget, ...]
-RawRts = tuple[tuple[bool, int, int], ...]  # per RT: admin is an IPv4 address, admin, number
 
 
 class BadRecords(ValueError):
-    pass
+    """Not a payload of :func:`encode_events` (a ValueError: a malformed line)."""
 
 
 def encode_events(events: Iterable[BgpEvent]) -> str:
     """The payload for ``events`` (those :func:`wire_decode.decode_update` yields)."""
     rts_at: dict[int, int] = {}  # id of an RT tuple -> its index (the decoder shares them)
-    rts_list: list[RawRts] = []
+    rts_list: list[bytes] = []
     rows: list[tuple[Any, ...]] = []
     for event in events:
         if type(event) is RouteAnnounced:
@@ -60,7 +59,7 @@ def encode_events(events: Iterable[BgpEvent]) -> str:
             at = rts_at.get(id(route.rts))
             if at is None:
                 at = rts_at[id(route.rts)] = len(rts_list)
-                rts_list.append(_raw_rts(route.rts))
+                rts_list.append(b"".join(map(route_target_community, route.rts)))
             key = route.key
             if type(route) is MacRoute:
                 assert type(key) is MacKey
@@ -92,11 +91,14 @@ def decode_events(payload: bytes, peer: str) -> list[BgpEvent]:
         version, rts_list, rows = marshal.loads(b64decode(payload, validate=True))
         if version != VERSION:
             raise BadRecords(f"records version {version!r}")
-        rts = [_rts(raw) for raw in rts_list]
+        rts = [
+            route_targets(raw) if type(raw) is bytes and raw and not len(raw) % 8 else _bad(raw)
+            for raw in rts_list
+        ]
         return [_event(row, peer, rts) for row in rows]
     except BadRecords:
         raise
-    except (ValueError, TypeError, EOFError, IndexError, binascii.Error) as exc:
+    except (ValueError, TypeError, EOFError, IndexError) as exc:  # binascii.Error too
         raise BadRecords(f"{type(exc).__name__}: {exc}") from None
 
 
@@ -136,24 +138,8 @@ def _event(row: tuple[Any, ...], peer: str, rts: list[Rts]) -> BgpEvent:
     raise BadRecords(f"record kind {kind!r}")
 
 
-def _raw_rts(rts: Rts) -> RawRts:
-    return tuple(
-        (True, int(rt.admin), rt.number)
-        if isinstance(rt.admin, ipaddress.IPv4Address)
-        else (False, rt.admin, rt.number)
-        for rt in rts
-    )
-
-
-@functools.lru_cache(maxsize=4096)
-def _rts(raw: RawRts) -> Rts:
-    # one tuple per distinct list, as the decoder's: the RIB finds a set by identity
-    if type(raw) is not tuple:
-        raise BadRecords(f"route targets {raw!r}")
-    return tuple(
-        RouteTarget(ipaddress.IPv4Address(admin) if is_ip else admin, number)
-        for is_ip, admin, number in raw
-    )
+def _bad(raw: object) -> Rts:
+    raise BadRecords(f"route targets {raw!r}")
 
 
 def _str(value: object) -> str:

@@ -89,13 +89,14 @@ def test_the_events_of_real_updates_come_back_and_share_their_route_targets() ->
     # one tuple per RT list across lines, as the wire decoder's: the RIB finds it by identity
     assert isinstance(first[0], RouteAnnounced) and isinstance(second[0], RouteAnnounced)
     assert first[0].route.rts is second[0].route.rts
+    assert isinstance(decoded[0], RouteAnnounced) and first[0].route.rts is decoded[0].route.rts
 
 
 def payload(version: Any, rts_list: Any, rows: Any) -> bytes:
     return base64.b64encode(marshal.dumps((version, rts_list, rows)))
 
 
-RT = [((False, 65000, 100),)]
+RT = [bytes.fromhex("0002fde800000064")]  # 65000:100, as its extended community
 
 
 def mac(vni: object = 100, sticky: object = False) -> tuple[object, ...]:
@@ -109,13 +110,11 @@ def mac(vni: object = 100, sticky: object = False) -> tuple[object, ...]:
         base64.b64encode(b"not marshal"),
         base64.b64encode(marshal.dumps([1, 2])),  # not three fields
         payload(2, [], []),  # another version
-        payload(1, [], [(0, "rd", 0, "mac", None, 100, "vtep", 0, 0, False)]),  # no RT list 0
-        payload(
-            1, [((False, 65000, 100),)], [(0, "rd", 0, "mac", None, "100", "vtep", 0, 0, False)]
-        ),
-        payload(1, [((False, 65000, 100),)], [(0, "rd", 0, "mac", None, 100, "vtep", 0, 0, 1)]),
-        payload(1, [((False, -1, 100),)], []),  # not a route target
-        payload(1, [[[False, 65000, 100]]], []),  # lists, not tuples
+        payload(1, [], [mac()]),  # no RT list 0
+        payload(1, RT, [mac(vni="100")]),  # text, not a number
+        payload(1, RT, [mac(sticky=1)]),  # a number, not true or false
+        payload(1, [b"\x00\x02\xfd\xe8"], []),  # not a route target: not 8 bytes
+        payload(1, [[0, 2, 253, 232, 0, 0, 0, 100]], []),  # a list, not bytes
         payload(1, [], [(9, "what")]),  # an unknown record
         payload(1, [], [(3, "rd", 0)]),  # a short record
         payload(1, [], [(4, b"reason", "detail")]),  # bytes, not text
