@@ -177,7 +177,6 @@ def neighbours(state: Engine, only: int | None = None) -> dict[str, Any]:
 
 
 def peers(state: Engine, cfg: Config, now: float) -> list[dict[str, Any]]:
-    held: Counter[str] = Counter(pid.peer for pid in state.rib.paths)
     rows = []
     for rr in cfg.route_reflectors:
         p = state.peers.get(rr.address)
@@ -190,7 +189,7 @@ def peers(state: Engine, cfg: Config, now: float) -> list[dict[str, Any]]:
                 # "session": seen coming up; "speaker": ExaBGP's account (this process
                 # started later); "first-seen": up at least since its first message to us
                 "uptimeSource": p.since_source if p and up and p.since else None,
-                "routesReceived": held[rr.address],
+                "routesReceived": state.rib.per_peer.get(rr.address, 0),
                 "routesAdvertised": len(state.adverts.sent) if up else 0,
                 "endOfRib": bool(p and p.eor),
                 "tableComplete": bool(p and up and p.complete),

@@ -38,7 +38,7 @@ from evpn_agent.speaker.wire_format import (
     SUBTYPE_MAC_MOBILITY,
     SUBTYPE_ROUTE_TARGET,
     TYPE_EVPN,
-    ipv4_text,
+    address_text,
 )
 
 
@@ -97,7 +97,7 @@ def read_attributes(data: bytes, start: int, end: int) -> PathAttributes:
         elif code == EXTENDED_COMMUNITIES:
             _communities(path, data[first:stop])
         elif code == ORIGINATOR_ID:
-            path.originator = ipv4_text(data[first:stop])
+            path.originator = address_text(data[first:stop])
         elif code == ORIGIN:
             if data[first] > 2:
                 return _read_each(data, start, end)
@@ -222,7 +222,7 @@ def _read_each(data: bytes, start: int, end: int) -> PathAttributes:
             if length != 4:
                 _malformed(path, f"ORIGINATOR_ID of {length} bytes")
             else:
-                path.originator = ipv4_text(data[pos:stop])
+                path.originator = address_text(data[pos:stop])
         elif code == CLUSTER_LIST:
             if length == 0 or length % 4:
                 _malformed(path, f"CLUSTER_LIST of {length} bytes")

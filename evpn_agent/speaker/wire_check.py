@@ -14,10 +14,16 @@ What passes is the shape an EVPN route reflector sends: no IPv4 withdrawn routes
 each attribute at most once with its RFC flags (extended length allowed, partial not) and
 one of the lengths ExaBGP accepts, an empty AS_PATH (iBGP), MP_REACH/MP_UNREACH for l2vpn
 evpn only, with a 4- or 16-byte next hop and type 2 and 3 NLRIs whose lengths ExaBGP
-accepts. Cheap: a walk over the attribute headers and NLRI headers, no objects.
+accepts. Cheap: a walk over the attribute headers and NLRI headers, no objects; and an
+UPDATE shaped like one that passed before is let through on one comparison (see
+``_Shapes``).
 """
 
 from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+from typing import Protocol, overload
 
 from evpn_agent.speaker.wire_format import (
     CLUSTER_LIST,
@@ -41,6 +47,17 @@ from evpn_agent.speaker.wire_format import (
 
 __all__ = ["wire_ok"]
 
+
+class _Bytes(Protocol):
+    """What the walk reads: a body, or a :class:`_Reading` of one."""
+
+    def __len__(self) -> int: ...
+    @overload
+    def __getitem__(self, at: int) -> int: ...
+    @overload
+    def __getitem__(self, at: slice) -> bytes: ...
+
+
 AS_PATH = 2
 MED = 4
 _CATEGORY = 0xE0  # optional, transitive, partial: extended length and the unused bits aside
@@ -53,6 +70,61 @@ _MAC_ROUTE_SIZES = {0: (33, 36), 32: (37, 40), 128: (49, 52)}
 
 def wire_ok(body: bytes) -> bool:
     """True if the UPDATE ``body`` (after the 19-byte header) may bypass ExaBGP's decoder."""
+    shape = _shapes.get(len(body))
+    if shape is not None and shape[0](body) == shape[1]:
+        return True
+    if not _walk(body):
+        return False
+    _remember(body)
+    return True
+
+
+# A reflector sends a table as UPDATEs of the same shape: a 1,000-VNI table is ~256,000
+# UPDATEs of one route, and the walk cost ~3 us of ExaBGP's ~11 us each. The walk's answer
+# depends on nothing but the body's length and the bytes it reads, and which bytes it
+# reads depends only on the bytes read before them. So a body of the same length with the
+# same values at every index the walk read for one that passed would walk the same way to
+# the same answer: it passes on one itemgetter and one tuple comparison (~0.5 us).
+_SHAPES_KEPT = 256
+_shapes: dict[int, tuple[Callable[[bytes], tuple[int, ...]], tuple[int, ...]]] = {}
+
+
+class _Reading:
+    """A body that notes the index of every byte the walk reads from it."""
+
+    __slots__ = ("body", "read")
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self.read: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self.body)
+
+    @overload
+    def __getitem__(self, at: int) -> int: ...
+    @overload
+    def __getitem__(self, at: slice) -> bytes: ...
+    def __getitem__(self, at: int | slice) -> int | bytes:
+        if isinstance(at, slice):
+            self.read.update(range(*at.indices(len(self.body))))
+        else:
+            self.read.add(at)
+        return self.body[at]
+
+
+def _remember(body: bytes) -> None:
+    """Keep the shape of a body that passed: the indices its walk read, and their values."""
+    reading = _Reading(body)
+    if not _walk(reading) or len(reading.read) < 2:  # one index: itemgetter gives no tuple
+        return
+    if len(_shapes) >= _SHAPES_KEPT:
+        _shapes.clear()
+    getter = operator.itemgetter(*sorted(reading.read))
+    _shapes[len(body)] = (getter, getter(body))
+
+
+def _walk(body: _Bytes) -> bool:
     size = len(body)
     if size < 4 or body[0] or body[1]:  # no room, or IPv4 withdrawn routes
         return False
@@ -83,7 +155,7 @@ def wire_ok(body: bytes) -> bool:
     return MP_REACH_NLRI in seen or MP_UNREACH_NLRI in seen
 
 
-def _value_ok(code: int, data: bytes, start: int, end: int) -> bool:
+def _value_ok(code: int, data: _Bytes, start: int, end: int) -> bool:
     length = end - start
     if code == MP_REACH_NLRI:
         if length < 5 or data[start : start + 3] != EVPN_FAMILY:
@@ -109,7 +181,7 @@ def _value_ok(code: int, data: bytes, start: int, end: int) -> bool:
     return length - PMSI_HEADER_SIZE in (4, 16) and data[start + 1] == PMSI_INGRESS_REPLICATION
 
 
-def _nlris_ok(data: bytes, pos: int, end: int) -> bool:
+def _nlris_ok(data: _Bytes, pos: int, end: int) -> bool:
     """Every EVPN NLRI in ``data[pos:end]`` is a type 2 or 3 that ExaBGP decodes."""
     while pos < end:
         if pos + 2 > end:

@@ -31,7 +31,7 @@ checks (NOTIFICATION) for such messages.
 
 from __future__ import annotations
 
-import functools
+import sys
 
 from evpn_agent.model import (
     BadValue,
@@ -67,8 +67,22 @@ from evpn_agent.speaker.wire_format import (
 __all__ = ["decode_message", "decode_update"]
 
 _ZERO_MAC = bytes(6)
-# A reflector's UPDATE holds one VTEP's routes of one VNI: their RDs are all the same.
-_rd_text = functools.lru_cache(maxsize=4096)(rd_text)
+# One string per RD, kept: a fabric has one RD per VTEP and VNI (64,000 at 64 VTEPs x
+# 1,000 VNIs), a table or a churn cycles through all of them, and an LRU of 4,096 missed
+# every time (1.5 us a route). Interned: the core's paths share them too.
+_RDS_KEPT = 1 << 17
+_rds: dict[bytes, str] = {}
+
+
+def _rd_text(raw: bytes) -> str:
+    text = _rds.get(raw)
+    if text is None:
+        if len(_rds) >= _RDS_KEPT:
+            _rds.clear()
+        text = _rds[raw] = sys.intern(rd_text(raw))
+    return text
+
+
 # Type 2 value lengths by IP length in bits: one label, or two (the second an L3 VNI).
 _MAC_ROUTE_SIZES = {0: (33, 36), 32: (37, 40), 128: (49, 52)}
 
@@ -279,9 +293,23 @@ def _imet_key(data: bytes, start: int, end: int) -> ImetKey:
     return ImetKey(rd, int.from_bytes(data[start + 8 : start + 12]), origin)
 
 
+_NEXT_HOPS_KEPT = 1 << 14
+_next_hops: dict[bytes, tuple[str, str | None]] = {}
+
+
 def _next_hop(value: bytes) -> tuple[str, str | None]:
     """The MP_REACH next hop as text, and as the VTEP a type 2 points at (RFC 8365 section
-    5.1.3) if it can be one; of a global and a link-local IPv6 address, the global one."""
+    5.1.3) if it can be one; of a global and a link-local IPv6 address, the global one.
+    Remembered: every UPDATE has one, and a fabric has few VTEPs."""
+    known = _next_hops.get(value)
+    if known is None:
+        if len(_next_hops) >= _NEXT_HOPS_KEPT:
+            _next_hops.clear()
+        known = _next_hops[value] = _read_next_hop(value)
+    return known
+
+
+def _read_next_hop(value: bytes) -> tuple[str, str | None]:
     if len(value) == 4:
         text = ipv4_text(value)
     elif len(value) in (16, 32):

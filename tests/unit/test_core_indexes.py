@@ -107,3 +107,19 @@ def test_a_link_event_that_changes_nothing_does_not_rederive_the_vnis(
     assert state.on_kernel([LinkUpdated(down)])
     assert calls == [1, 1]
     assert not state.vnis[100].up
+
+
+def test_show_peers_counts_routes_without_walking_the_paths() -> None:
+    from evpn_agent.control import views
+    from evpn_agent.core.rib import Dirty
+    from evpn_agent.model import MacKey, MacRoute
+
+    state = engine(1)
+    dirty = Dirty()
+    for i in range(3):
+        route = MacRoute(MacKey("192.0.2.9:100", 0, f"02:00:00:00:00:0{i}", None), 100,
+                         "192.0.2.9", (RouteTarget(65000, 100),), 0, False)  # fmt: skip
+        state.rib.announce("192.0.2.1", route, dirty)
+    state.rib.paths = NoScan(state.rib.paths)
+    [row] = views.peers(state, state.cfg, now=1.0)
+    assert row["peer"] == "192.0.2.1" and row["routesReceived"] == 3

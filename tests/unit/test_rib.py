@@ -281,3 +281,33 @@ def test_a_few_new_paths_make_no_compaction_due() -> None:
     rib = make_rib()
     churned(rib, 1_000, 3_000)
     assert not rib.compaction_due()  # below COMPACT_MIN: not worth a copy
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["announce", "withdraw", "drop"]),
+            st.sampled_from(["rr1", "rr2"]),
+            st.integers(0, 5),  # which MAC
+            st.sampled_from(["192.0.2.11", "192.0.2.12"]),
+        ),
+        max_size=40,
+    )
+)
+def test_paths_per_peer_are_counted_as_they_come_and_go(
+    ops: list[tuple[str, str, int, str]],
+) -> None:
+    rib, dirty = make_rib(), Dirty()
+    for op, peer, mac, vtep in ops:
+        route = mac_route(vtep, mac=f"02:00:00:00:00:0{mac}")
+        if op == "announce":
+            rib.announce(peer, route, dirty)
+        elif op == "withdraw":
+            rib.withdraw(peer, route.key, dirty)
+        else:
+            rib.drop_peer(peer, dirty)
+        counted = {peer: 0 for peer in ("rr1", "rr2")}
+        for pid in rib.paths:
+            counted[pid.peer] += 1
+        assert {p: rib.per_peer.get(p, 0) for p in counted} == counted

@@ -41,7 +41,7 @@ from test_wire_codec import (
     updates,
 )
 
-from evpn_agent.speaker import launcher
+from evpn_agent.speaker import launcher, wire_check
 from evpn_agent.speaker.wire_check import wire_ok
 
 
@@ -267,3 +267,51 @@ def test_truncation_at_every_offset_keeps_the_contract() -> None:
         for cut in range(19, len(update)):
             body = update[19:cut]
             check(b"\xff" * 16 + struct.pack("!HB", 19 + len(body), 2) + body)
+
+
+# ---------------------------------------------------------------- remembered shapes
+
+
+def _changed(body: bytes, at: int, value: int) -> bytes:
+    changed = bytearray(body)
+    changed[at] = value
+    return bytes(changed)
+
+
+def test_a_remembered_shape_answers_as_the_walk_for_every_byte_changed() -> None:
+    """Once a body passed, a body of its length passes on the bytes the walk read: every
+    one-byte change of every passing body must get the walk's own answer."""
+    for name, update in PASSING.items():
+        body = update[19:]
+        for at in range(len(body)):
+            for value in {0, 1, 2, 4, 16, 0x40, 0x80, 0xC0, 0xFF, body[at] ^ 1, body[at] ^ 0x10}:
+                wire_check._shapes.clear()
+                assert wire_ok(body) and len(body) in wire_check._shapes, name
+                changed = _changed(body, at, value)
+                assert wire_ok(changed) == wire_check._walk(changed), (name, at, value)
+
+
+def test_a_body_of_a_remembered_shape_passes_without_a_walk(monkeypatch: Any) -> None:
+    body = PASSING["a type 2"][19:]
+    wire_check._shapes.clear()
+    assert wire_ok(body)
+    other_mac = _changed(body, len(body) - 8, 0x42)  # a byte of the MAC: not read
+    assert other_mac != body and wire_check._walk(other_mac)
+
+    def no_walk(_body: object) -> bool:
+        raise AssertionError("walked")
+
+    monkeypatch.setattr(wire_check, "_walk", no_walk)
+    assert wire_ok(other_mac)
+
+
+def test_refused_bodies_leave_no_shape_and_the_shapes_stay_bounded(monkeypatch: Any) -> None:
+    wire_check._shapes.clear()
+    for update in REFUSED.values():
+        assert not gate(update)
+    assert not wire_check._shapes
+    monkeypatch.setattr(wire_check, "_SHAPES_KEPT", 8)
+    for count in range(1, 30):  # a cluster list of 1 to 29 reflectors: 29 lengths
+        cluster = attr(0x80, 10, bytes([192, 0, 2, 1]) * count)
+        assert gate(message(COMMON + cluster + mp_reach(VTEP, TYPE2)))
+        assert 0 < len(wire_check._shapes) <= 8
