@@ -19,6 +19,7 @@ development branch differs.
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import importlib
 import logging
@@ -28,6 +29,7 @@ import select
 import signal
 import socket
 import sys
+import termios
 import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -270,7 +272,8 @@ INTERNALS: dict[str, Internal] = {
     ),
     "Processes": Internal(
         f"{_API}.processes:Processes",
-        ".silence; write(process, line, neighbor) writes one line to an API process",
+        ".silence; write(process, line, neighbor) writes one line to an API process;"
+        " ._process[name] is its Popen (.stdin: the pipe, for core_behind)",
     ),
 }
 
@@ -606,7 +609,10 @@ def _read_message(self: Any) -> Iterator[Any]:
                 self.peer.stats["receive-update"] += len(bodies)
                 reactor_processes = self.peer.reactor.processes
                 if not reactor_processes.silence:
-                    line = _line(self.neighbor, bodies, time.time())
+                    behind = len(bodies) >= RECORDS_FROM and core_behind(
+                        reactor_processes, processes
+                    )
+                    line = _line(self.neighbor, bodies, time.time(), behind)
                     for process in processes:
                         reactor_processes.write(process, line, self.neighbor)
                 yield exa.protocol_UPDATE
@@ -614,17 +620,34 @@ def _read_message(self: Any) -> Iterator[Any]:
         yield from original(_OneMessage(self, item))
 
 
-# A batch of at least this many UPDATEs (a burst: a table, a reflector back, a reflector's
-# 50 ms batch under heavy churn) is decoded here and handed over as records, so decoding
-# runs beside the core instead of in it; a smaller one (a single move) goes as bytes for
-# the core to decode: nothing waits in a queue then, and records would only add CPU.
+# A line of at least RECORDS_FROM UPDATEs is decoded here, and handed over as records, when
+# the core is behind: BEHIND bytes or more of lines it has not read yet. Decoding then runs
+# beside the core instead of in it (a table, a reflector back: a burst's UPDATEs had waited
+# 0.4-0.8 s in the core's queue). When the core keeps up (a churn of moves, a reflector's
+# batches of a few dozen UPDATEs), records would only add the decode and their encoding here
+# to the core's rebuild (a third more CPU in a churn soak): the bytes go, as for a few.
 RECORDS_FROM = 8
+BEHIND = 1 << 15  # ~150 UPDATEs of a route, as hex
 
 
-def _line(neighbor: Any, bodies: list[bytes], stamp: float) -> str:
-    """The line for UPDATEs that passed the gate: ``wire-events`` for a burst,
-    ``wire-update`` (their bytes) for a few."""
-    if len(bodies) >= RECORDS_FROM:
+def core_behind(processes: Any, names: Sequence[str]) -> bool:
+    """Whether one of the API processes ``names`` has BEHIND bytes or more of lines it has
+    not read: FIONREAD of its pipe (the same count from the end ExaBGP writes to)."""
+    for name in names:
+        try:
+            fd = processes._process[name].stdin.fileno()
+            queued = int.from_bytes(fcntl.ioctl(fd, termios.FIONREAD, bytes(4)), sys.byteorder)
+        except (AttributeError, KeyError, OSError, ValueError):  # gone, or not a pipe
+            continue
+        if queued >= BEHIND:
+            return True
+    return False
+
+
+def _line(neighbor: Any, bodies: list[bytes], stamp: float, behind: bool) -> str:
+    """The line for UPDATEs that passed the gate: ``wire-events`` (records) while the core
+    is behind, else ``wire-update`` (their bytes)."""
+    if behind:
         return _events_line(neighbor, bodies, stamp)
     hexed = " ".join(body.hex() for body in bodies)
     return f"{WIRE_UPDATE} {neighbor['peer-address']} {stamp:.6f} {hexed}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
+import os
 import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -18,6 +19,7 @@ from typing import Any
 from evpn_agent.model import AdvertChange, MacAdvert, RouteDistinguisher, RouteTarget
 from evpn_agent.speaker import wire_encode
 from evpn_agent.speaker.compat import (
+    BEHIND,
     INTERNALS,
     RECORDS_FROM,
     AdvertHooks,
@@ -196,10 +198,22 @@ class _Api(dict[str, Any]):
 
 
 class _Processes:
+    """ExaBGP's Processes as read_message uses them: the lines written, and the agent's
+    pipe (``_process``, as ExaBGP keeps it) with ``queued`` bytes the core has not read."""
+
     silence = False
 
-    def __init__(self) -> None:
+    def __init__(self, queued: int = 0) -> None:
         self.lines: list[str] = []
+        read, write = os.pipe()
+        self._pipe = os.fdopen(read, "rb"), os.fdopen(write, "wb")
+        os.set_blocking(write, False)
+        os.write(write, bytes(queued))
+        self._process = {"agent": _Stand(stdin=self._pipe[1])}
+
+    def close(self) -> None:
+        for end in self._pipe:
+            end.close()
 
     def write(self, process: str, line: str, neighbor: Any = None) -> bool:
         self.lines.append(line)
@@ -228,12 +242,12 @@ class _Protocol:
 
     log_routes = False
 
-    def __init__(self, body: bytes, io: socket.socket | None = None) -> None:
+    def __init__(self, body: bytes, io: socket.socket | None = None, queued: int = 0) -> None:
         class Neighbor(dict[str, Any]):
             api = _Api()
 
         self.neighbor = Neighbor({"peer-address": "192.0.2.1", "adj-rib-in": False})
-        self.processes = _Processes()
+        self.processes = _Processes(queued)
         reactor = type("Reactor", (), {"processes": self.processes})()
         self.peer = type("Peer", (), {"neighbor": self.neighbor, "reactor": reactor})()
         self.peer.stats = dict.fromkeys(("receive-update",), 0)
@@ -244,7 +258,10 @@ class _Protocol:
         self.negotiated = negotiated
 
     def read(self) -> list[Any]:
-        return list(exa.Protocol.read_message(self))
+        try:
+            return list(exa.Protocol.read_message(self))
+        finally:
+            self.processes.close()
 
 
 def _check_wire_receive(names: Sequence[str], handler: Callable[..., bool], build: Build) -> None:
@@ -287,8 +304,14 @@ def _decoded(body: bytes) -> list[Any]:
 
 
 def _check_batch(body: bytes) -> None:
-    """UPDATEs queued behind the first go in its line, as records (a burst: decoded here);
-    what follows them stays queued."""
+    """UPDATEs queued behind the first go in its line: as records while the core is behind
+    (a burst: decoded here), as their bytes while it keeps up; what follows them stays
+    queued."""
+    _check_batch_as(body, behind=True)
+    _check_batch_as(body, behind=False)
+
+
+def _check_batch_as(body: bytes, behind: bool) -> None:
     header = b"\xff" * 16 + (19 + len(body)).to_bytes(2, "big") + b"\x02"
     keepalive = b"\xff" * 16 + b"\x00\x13\x04"
     count = RECORDS_FROM
@@ -296,13 +319,17 @@ def _check_batch(body: bytes) -> None:
     with ours, theirs:
         theirs.sendall((header + body) * (count - 1) + keepalive)
         ours.setblocking(False)
-        batch = _Protocol(body, ours)
+        batch = _Protocol(body, ours, queued=BEHIND if behind else 0)
         read = batch.read()
         lines = batch.processes.lines
         if read[-1] is not exa.protocol_UPDATE or batch.peer.stats["receive-update"] != count:
             raise SelfTestFailed(f"{count} queued UPDATEs read as {read!r}, {lines!r}")
-        if len(lines) != 1 or _events_of(lines[0]) != _decoded(body) * count:
+        if len(lines) != 1:
             raise SelfTestFailed(f"{count} queued UPDATEs reached the API as {len(lines)} lines")
+        if behind and _events_of(lines[0]) != _decoded(body) * count:
+            raise SelfTestFailed(f"{count} UPDATEs for a core behind gave {lines[0][:60]!r}...")
+        if not behind and lines[0].split()[3:] != [body.hex()] * count:
+            raise SelfTestFailed(f"{count} UPDATEs for a core keeping up gave {lines[0][:60]!r}...")
         left = ours.recv(100)
         if left != keepalive:
             raise SelfTestFailed(f"after the UPDATEs the socket held {left.hex()}, not a KEEPALIVE")

@@ -8,6 +8,7 @@ import base64
 import io
 import ipaddress
 import marshal
+import os
 from typing import Any
 
 import pytest
@@ -160,15 +161,39 @@ def test_the_launcher_drops_our_own_routes_by_the_neighbors_router_id() -> None:
     assert sent({"peer-address": address}) == theirs * 2
 
 
-def test_a_burst_goes_as_records_and_a_few_updates_as_bytes_reading_the_same() -> None:
-    from evpn_agent.speaker.compat import RECORDS_FROM, _line
+def test_records_while_the_core_is_behind_and_bytes_while_it_keeps_up_read_the_same() -> None:
+    from evpn_agent.speaker.compat import _line
 
     neighbor = {"peer-address": ipaddress.IPv4Address(PEER), "router-id": None}
     ch = ExabgpChannel(io.BytesIO(), io.BytesIO())
-    for count in (1, RECORDS_FROM - 1, RECORDS_FROM, 3 * RECORDS_FROM):
+    for count, behind in ((1, False), (8, False), (8, True), (24, True)):
         bodies = [bytes.fromhex(MAC_ROUTE)] * count
-        line = _line(neighbor, bodies, 1700000000.25)
-        kind = "wire-events" if count >= RECORDS_FROM else "wire-update"
-        assert line.split()[0] == kind
+        line = _line(neighbor, bodies, 1700000000.25, behind)
+        assert line.split()[0] == ("wire-events" if behind else "wire-update")
         expected = decode_update(bodies[0], PEER, ME) * count
         assert ch.decode(f"{line}\n".encode(), ME) == (expected, 1700000000.25)
+
+
+class _Popen:
+    def __init__(self, stdin: object) -> None:
+        self.stdin = stdin
+
+
+def test_the_core_is_behind_when_its_pipe_holds_what_it_has_not_read() -> None:
+    from evpn_agent.speaker.compat import BEHIND, core_behind
+
+    read_end, write_end = os.pipe()
+    with os.fdopen(read_end, "rb") as reader, os.fdopen(write_end, "wb") as writer:
+        os.set_blocking(write_end, False)
+        processes = type("Processes", (), {"_process": {"agent": _Popen(writer)}})()
+        assert not core_behind(processes, ["agent"])
+        os.write(write_end, bytes(BEHIND - 1))
+        assert not core_behind(processes, ["agent"])
+        os.write(write_end, b"\n")
+        assert core_behind(processes, ["agent"])
+        reader.read(BEHIND)  # the core caught up
+        assert not core_behind(processes, ["agent"])
+        # a process gone (or never a pipe) is not behind
+        assert not core_behind(processes, ["gone"])
+        other = type("Processes", (), {"_process": {"agent": _Popen(io.BytesIO())}})()
+        assert not core_behind(other, ["agent"])
