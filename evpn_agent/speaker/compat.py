@@ -206,7 +206,8 @@ INTERNALS: dict[str, Internal] = {
         "exabgp.reactor.loop:Reactor",
         "run() calls self._wait_for_io(ms) each pass (ms 0 when work is pending) and handles"
         " the fds it yields; ._poller (select.poll), ._peers, .asynchronous.ready(),"
-        " .signal.received, ._stopping, .listener._sockets",
+        " .signal.received, ._stopping, .listener._sockets; _wait_for_io's own body (poll,"
+        " _prevent_spin(), _termination(reason, Exit.normal)) is replaced by _poll",
     ),
     "KA": Internal(
         "exabgp.reactor.keepalive:KA",
@@ -857,6 +858,32 @@ def _need_ka(self: Any) -> bool:
 _need_ka.evpn_agent_idle = True  # type: ignore[attr-defined]
 
 
+def _poll(reactor: Any, sleeptime: int) -> Iterator[int]:
+    """ExaBGP's Reactor._wait_for_io, except that a closed file descriptor leaves the poller.
+
+    ExaBGP registers each session's socket and never unregisters it (its clean-up looks
+    for -1). Once that session closes (a reflector lost, a reconnect), poll() reports the
+    closed descriptor at once (POLLNVAL) on every pass: the reactor no longer sleeps for I/O,
+    and its spin guard sleeps 10 ms a pass instead, while UPDATEs wait (seen in a churn soak
+    after a reflector flap). Descriptors with data, hang-ups and errors are handled as
+    ExaBGP does."""
+    spin = False
+    try:
+        for fd, event in reactor._poller.poll(sleeptime):
+            if event & (select.POLLIN | select.POLLPRI):
+                yield fd
+            elif event & select.POLLNVAL:
+                reactor._poller.unregister(fd)  # closed: nothing will ever come from it
+            elif event & (select.POLLHUP | select.POLLERR):
+                spin = True
+        if spin:
+            reactor._prevent_spin()
+    except KeyboardInterrupt:
+        reactor._termination("^C received", reactor.Exit.normal)
+    except Exception:  # as ExaBGP: never take the reactor down from its wait
+        reactor._prevent_spin()
+
+
 def _idle_wait(wait: Callable[[Any, int], Iterator[int]]) -> Callable[[Any, int], Iterator[int]]:
     def _wait_for_io(self: Any, sleeptime: int) -> Iterator[int]:
         wake = _signal_fd()
@@ -878,7 +905,7 @@ def _idle_wait(wait: Callable[[Any, int], Iterator[int]]) -> Callable[[Any, int]
                 for fd in ours:
                     self._poller.register(fd, select.POLLIN | select.POLLPRI)
         try:
-            for fd in wait(self, sleeptime):
+            for fd in _poll(self, sleeptime):
                 if fd == wake:
                     _drain(fd)
                 elif fd not in ours:

@@ -203,9 +203,9 @@ def test_receives_frr_routes_and_own_reflections(lab: Lab) -> None:
 def test_evpn_updates_reach_the_api_as_bytes_not_decoded_by_exabgp(lab: Lab) -> None:
     # A second speaker with the receive fast path on (the lab's peer scripts turn it off
     # to record ExaBGP's JSON): what FRR's reflector sends reaches the API process as
-    # wire-update lines (the bytes of a few UPDATEs) or wire-events lines (a burst, decoded
-    # by the launcher in ExaBGP's process), which read as FRR's routes and End-of-RIB, and
-    # ExaBGP writes no JSON for any of it.
+    # wire-update lines (the UPDATEs' bytes) or wire-events lines (decoded by the launcher
+    # in ExaBGP's process while the API process is behind), which read as FRR's routes and
+    # End-of-RIB, and ExaBGP writes no JSON for any of it.
     from evpn_agent.model import EndOfRib, ImetRoute, MacRoute, RouteAnnounced
     from evpn_agent.speaker.wire_decode import decode_update
     from evpn_agent.speaker.wire_records import decode_events

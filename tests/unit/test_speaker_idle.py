@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import select
 import signal
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -204,3 +205,20 @@ def test_a_failing_idle_check_keeps_exabgps_short_sleep(monkeypatch: pytest.Monk
     _fds, took = reactor.wait()  # no exception into ExaBGP's loop
     assert took < 0.2
     assert len(compat._idle_failed) == 1
+
+
+def test_a_closed_session_socket_leaves_the_poller_instead_of_waking_every_pass() -> None:
+    # ExaBGP registers a session's socket and never unregisters it: once closed, poll()
+    # reports it (POLLNVAL) at once on every pass, and ExaBGP's spin guard sleeps instead
+    reactor = Reactor()
+    keepalive_due_in(reactor, -0.6)
+    ours, theirs = socket.socketpair()
+    events = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLNVAL | select.POLLERR
+    reactor._poller.register(ours.fileno(), events)
+    ours.close()
+    theirs.close()
+    fds, took = reactor.wait()
+    assert fds == [] and reactor.spins == 0
+    fds, took = reactor.wait()  # the closed socket is gone: an idle sleep again
+    assert fds == [] and reactor.spins == 0
+    assert 0.3 <= took < 1.0
