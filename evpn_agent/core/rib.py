@@ -33,12 +33,22 @@ class Dirty:
 
 
 def better(a: MacRoute, b: MacRoute) -> bool:
-    """RFC 7432 s15: sticky beats non-sticky, then higher sequence, then lower VTEP IP."""
+    """RFC 7432 s15: sticky beats non-sticky, then higher sequence, then lower VTEP IP;
+    then a fixed order of the rest, so that the choice never follows arrival order."""
     if a.sticky != b.sticky:
         return a.sticky
     if a.seq != b.seq:
         return a.seq > b.seq
-    return ip_order(a.vtep) < ip_order(b.vtep)
+    if a.vtep != b.vtep:
+        return ip_order(a.vtep) < ip_order(b.vtep)
+    # one VTEP's route through two reflectors: alike, but a route can differ in its RD,
+    # label or RTs (two reflectors with other policies), and each gives another entry
+    return a != b and _tie(a) < _tie(b)
+
+
+def _tie(route: MacRoute) -> tuple[str, int, str, int, str]:
+    key = route.key
+    return key.rd, key.etag, key.ip or "", route.vni, repr(route.rts)
 
 
 def best_of(paths: Iterable[MacRoute]) -> MacRoute | None:
