@@ -38,6 +38,11 @@ log = logging.getLogger(__name__)
 F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ, Linux
 PIPE_SIZE = 1 << 20  # the default per-user limit (/proc/sys/fs/pipe-max-size)
 READ_SIZE = PIPE_SIZE  # bytes read from the pipe at once, at most
+# Lines read and not yet taken by the owner before the reader stops reading (once the
+# engine runs): a backlog then stays in the pipe, where the launcher sees it (FIONREAD) and
+# decodes the next UPDATEs itself (contract.md section 3a) instead of the core decoding all.
+MAX_AHEAD = 16
+AHEAD_WAIT = 0.5  # seconds the reader waits for the owner at most, then reads on
 # Unanswered commands remembered; bounded in case an operator turned ExaBGP's acks off.
 MAX_PENDING = 1 << 20
 REFRESH_WAIT = 2.0  # seconds to hold our commands for a refresh's answer, at most
@@ -66,6 +71,8 @@ class ExabgpChannel:
         # lines written since), but always as its JSON list line followed by its ack.
         self._report_ack_next = False
         self._ahead: str | None = None  # the router id, once UPDATEs are decoded on reading
+        self._unread = 0  # lines delivered that the owner has not decoded yet
+        self._room = threading.Condition()
 
     def start(self, deliver: Deliver) -> None:
         threading.Thread(target=self._read, args=(deliver,), name="exabgp-in", daemon=True).start()
@@ -86,6 +93,7 @@ class ExabgpChannel:
                 tail = lines.pop()
                 if lines:
                     deliver(self._lines(lines))
+                    self._wait_for_room(len(lines))
             if tail:
                 deliver([tail])  # the last line, without its newline
         finally:
@@ -93,6 +101,15 @@ class ExabgpChannel:
 
     def decode_ahead(self, router_id: str) -> None:
         self._ahead = router_id
+
+    def _wait_for_room(self, delivered: int) -> None:
+        """Count lines delivered; while the owner is MAX_AHEAD lines behind, wait (at most
+        AHEAD_WAIT: ExaBGP blocks on a full pipe, keepalives included). Not before the
+        engine runs: the kernel dump takes seconds at scale, and ExaBGP must not wait."""
+        with self._room:
+            self._unread += delivered
+            if self._ahead is not None:
+                self._room.wait_for(lambda: self._unread <= MAX_AHEAD, AHEAD_WAIT)
 
     def _lines(self, lines: list[bytes]) -> list[Line]:
         """What one read delivers. Received UPDATEs are decoded here, on the reader's
@@ -107,6 +124,10 @@ class ExabgpChannel:
         ]
 
     def decode(self, line: Line, router_id: str) -> tuple[list[BgpEvent], float | None]:
+        with self._room:
+            self._unread -= 1
+            if self._unread <= MAX_AHEAD:
+                self._room.notify()
         if isinstance(line, Decoded):
             return line.events, line.stamp
         if line.startswith(_WIRE) or line.startswith(_EVENTS):

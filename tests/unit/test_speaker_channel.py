@@ -4,8 +4,14 @@ refresh (answered late, from ExaBGP's asynchronous queue) cannot shift that pair
 from __future__ import annotations
 
 import base64
+import fcntl
 import io
 import ipaddress
+import os
+import sys
+import termios
+import time
+from collections.abc import Callable
 
 import pytest
 
@@ -237,3 +243,41 @@ def test_routes_with_the_same_route_targets_share_one_tuple() -> None:
     assert isinstance(first, RouteAnnounced) and isinstance(second, RouteAnnounced)
     assert first.route.rts == (RouteTarget(65000, 100),)
     assert first.route.rts is second.route.rts
+
+
+def _until(check: Callable[[], bool], seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "not within the deadline"
+        time.sleep(0.005)  # a poll, with a deadline
+
+
+def _unread(fd: int) -> int:
+    return int.from_bytes(fcntl.ioctl(fd, termios.FIONREAD, bytes(4)), sys.byteorder)
+
+
+def test_the_reader_leaves_a_backlog_in_the_pipe_while_the_owner_is_behind(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Once the engine runs, the reader stops reading while the owner has MAX_AHEAD lines
+    or more to decode: the backlog stays in the pipe, where the launcher sees it. Before
+    the engine runs it reads everything (ExaBGP must not wait on a kernel dump)."""
+    monkeypatch.setattr(channel_module, "AHEAD_WAIT", 60.0)  # only the owner frees it here
+    ahead = channel_module.MAX_AHEAD
+    read_end, write_end = os.pipe()
+    with os.fdopen(read_end, "rb", buffering=0) as stdin:
+        ch = ExabgpChannel(stdin, io.BytesIO())
+        delivered: list[Line] = []
+        ch.start(lambda lines: delivered.extend(lines or []))
+        os.write(write_end, b"done\n" * (ahead + 4))  # before the engine: all read
+        _until(lambda: len(delivered) == ahead + 4)
+        ch.decode_ahead(ME)
+        os.write(write_end, b"done\n" * 2)  # the owner is behind now: read, then a wait
+        _until(lambda: len(delivered) == ahead + 6)
+        os.write(write_end, b"done\n" * 3)
+        _until(lambda: _unread(write_end) == 15)  # written, and left in the pipe
+        for line in delivered[: ahead + 6 - ahead]:  # the owner catches up: ahead left
+            ch.decode(line, ME)
+        _until(lambda: len(delivered) == ahead + 9)  # the reader read on
+        assert _unread(write_end) == 0
+        os.close(write_end)
