@@ -19,6 +19,8 @@ Phases (each figure per VTEP, agents and FRR alike):
                 flood entry and remote MAC in the kernel
   idle          --idle-seconds of nothing: CPU seconds and wake-ups per process group
   restart       a1's ``evpn-agent run`` stopped and started; the same for f1's FRR
+  cold alone    a1 stopped, its kernel's FDB flushed, started: one VTEP's cold start with
+                the fabric up and quiet (then the same for f1)
   vni add/del   one VNI more on a1 (and one on f1), then removed
   rr loss       rr2 stopped for --rr-window s: nothing may leave any kernel; then back
   churn soak    --churn-rate MAC moves/s across the emulated VTEPs for --soak-seconds;
@@ -58,6 +60,7 @@ from bench.scale_fabric import (
     add_vnis,
     compare,
     del_vnis,
+    flush_fdb,
     kernel_state,
     restart_frr,
     with_timers,
@@ -381,6 +384,34 @@ class Lab:
             out[v.name] = row
         return out
 
+    def cold_start_alone(self) -> dict[str, Any]:
+        """One VTEP's cold start with the fabric up and quiet: a1 stopped and its kernel
+        entries flushed (a VTEP booting), then started; the same for f1 (FRR removes its
+        entries when it stops). The cold start phase starts every VTEP at once: 8 agents
+        and one FRR VTEP share 2 cores and the reflectors, and the first figure says as
+        much about who the reflectors serve first as about either VTEP."""
+        out: dict[str, Any] = {}
+        for v in self._one_of_each():
+            self.settle()  # nobody still busy with the last restart
+            self.mark(f"cold start alone {v.name}")
+            self.stop(v)
+            wait_until(
+                functools.partial(self.holds, self.rrs[0], v.box.address, None),
+                30,
+                f"rr1 to see {v.name} go",
+            )
+            flush_fdb(v.box, v.vnis)
+            wait_until(lambda v=v: not any(v.counts()[k] for k in ("flood", "macs")), 30,
+                       f"{v.name}'s kernel empty")  # fmt: skip
+            self.start(v)
+            if v.agent is not None:
+                v.agent.wait_ready(timeout=self.args.deadline)
+            row = self.wait_converged([v], {v.name: v.started}, advertised=len(v.vnis))[v.name]
+            stats = group_stats(v.pids())
+            row.update(cpu_s=stats["cpu_s"], peak_rss_mib=stats["hwm_mib"])
+            out[v.name] = row
+        return out
+
     def _one_of_each(self) -> list[Vtep]:
         found: dict[str, Vtep] = {}
         for v in self.vteps:
@@ -641,6 +672,7 @@ def main() -> int:
             output["cold_start_check"] = lab._diffs()
             output["idle"] = idle = lab.idle()
             output["restart"] = lab.restart()
+            output["cold_start_alone"] = alone = lab.cold_start_alone()
             output["vni_add_remove"] = lab.vni_add_remove()
             output["rr_loss"] = lab.rr_loss()
             output["churn"] = churn = lab.churn()
@@ -656,6 +688,8 @@ def main() -> int:
             figures["idle_core_pct"] = side_by_side(idle, lab.vteps, "core_pct")
             figures["idle_wakeups_per_s"] = side_by_side(idle, lab.vteps, "wakeups_per_s")
             figures["restart_all_s"] = {n: r.get("all_s") for n, r in output["restart"].items()}
+            for name in ("all_s", "kernel_complete_s", "type3_at_rr_s", "cpu_s"):
+                figures[f"cold_start_alone_{name}"] = {n: r.get(name) for n, r in alone.items()}
             figures["vni_add_all_s"] = {
                 n: r["add"].get("all_s") for n, r in output["vni_add_remove"].items()
             }

@@ -67,6 +67,17 @@ def _batch(box: Box, commands: Iterable[str]) -> None:
         run([IP, "-n", box.netns.name, "-batch", batch.name], timeout=600)
 
 
+def flush_fdb(box: Box, vnis: Sequence[int]) -> None:
+    """Remove every FDB entry a VTEP's daemon wrote on its VXLAN devices (flood entries,
+    remote MACs: the device's own entries stay), in one ``bridge -batch``."""
+    with tempfile.NamedTemporaryFile("w", suffix=".bridge", dir=box.directory) as batch:
+        for vni in vnis:
+            batch.write(f"fdb flush dev vxlan{vni} self\n")
+            batch.write(f"fdb flush dev vxlan{vni} master nopermanent\n")
+        batch.flush()
+        run([BRIDGE, "-n", box.netns.name, "-batch", batch.name], timeout=600)
+
+
 def add_vnis(box: Box, vnis: Sequence[int]) -> None:
     """A traditional bridge ``br<vni>`` with VXLAN port ``vxlan<vni>`` per VNI (Box.add_vni's
     layout), all in one ``ip -batch`` per step: one process, not several per device."""
