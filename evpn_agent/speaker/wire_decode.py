@@ -59,6 +59,7 @@ from evpn_agent.speaker.wire_format import (
     PMSI_HEADER_SIZE,
     PMSI_INGRESS_REPLICATION,
     UPDATE,
+    Remembered,
     ipv4_text,
     ipv6_text,
     rd_text,
@@ -70,17 +71,7 @@ _ZERO_MAC = bytes(6)
 # One string per RD, kept: a fabric has one RD per VTEP and VNI (64,000 at 64 VTEPs x
 # 1,000 VNIs), a table or a churn cycles through all of them, and an LRU of 4,096 missed
 # every time (1.5 us a route). Interned: the core's paths share them too.
-_RDS_KEPT = 1 << 17
-_rds: dict[bytes, str] = {}
-
-
-def _rd_text(raw: bytes) -> str:
-    text = _rds.get(raw)
-    if text is None:
-        if len(_rds) >= _RDS_KEPT:
-            _rds.clear()
-        text = _rds[raw] = sys.intern(rd_text(raw))
-    return text
+_rd_text = Remembered(lambda raw: sys.intern(rd_text(raw)), 1 << 17).__getitem__
 
 
 # Type 2 value lengths by IP length in bits: one label, or two (the second an L3 VNI).
@@ -293,23 +284,9 @@ def _imet_key(data: bytes, start: int, end: int) -> ImetKey:
     return ImetKey(rd, int.from_bytes(data[start + 8 : start + 12]), origin)
 
 
-_NEXT_HOPS_KEPT = 1 << 14
-_next_hops: dict[bytes, tuple[str, str | None]] = {}
-
-
-def _next_hop(value: bytes) -> tuple[str, str | None]:
-    """The MP_REACH next hop as text, and as the VTEP a type 2 points at (RFC 8365 section
-    5.1.3) if it can be one; of a global and a link-local IPv6 address, the global one.
-    Remembered: every UPDATE has one, and a fabric has few VTEPs."""
-    known = _next_hops.get(value)
-    if known is None:
-        if len(_next_hops) >= _NEXT_HOPS_KEPT:
-            _next_hops.clear()
-        known = _next_hops[value] = _read_next_hop(value)
-    return known
-
-
 def _read_next_hop(value: bytes) -> tuple[str, str | None]:
+    """The MP_REACH next hop as text, and as the VTEP a type 2 points at (RFC 8365 section
+    5.1.3) if it can be one; of a global and a link-local IPv6 address, the global one."""
     if len(value) == 4:
         text = ipv4_text(value)
     elif len(value) in (16, 32):
@@ -317,6 +294,10 @@ def _read_next_hop(value: bytes) -> tuple[str, str | None]:
     else:
         return "0x" + value.hex(), None
     return text, vtep_address(text)
+
+
+# Every UPDATE has a next hop, and a fabric has few VTEPs.
+_next_hop = Remembered(_read_next_hop, 1 << 14).__getitem__
 
 
 def _pmsi(value: bytes | None, key: ImetKey) -> tuple[int, str]:
