@@ -610,9 +610,7 @@ def _read_message(self: Any) -> Iterator[Any]:
                 self.peer.stats["receive-update"] += len(bodies)
                 reactor_processes = self.peer.reactor.processes
                 if not reactor_processes.silence:
-                    behind = len(bodies) >= RECORDS_FROM and core_behind(
-                        reactor_processes, processes
-                    )
+                    behind = core_behind(reactor_processes, processes)
                     line = _line(self.neighbor, bodies, time.time(), behind)
                     for process in processes:
                         reactor_processes.write(process, line, self.neighbor)
@@ -621,13 +619,13 @@ def _read_message(self: Any) -> Iterator[Any]:
         yield from original(_OneMessage(self, item))
 
 
-# A line of at least RECORDS_FROM UPDATEs is decoded here, and handed over as records, when
-# the core is behind: BEHIND bytes or more of lines it has not read yet. Decoding then runs
-# beside the core instead of in it (a table, a reflector back: a burst's UPDATEs had waited
-# 0.4-0.8 s in the core's queue). When the core keeps up (a churn of moves, a reflector's
-# batches of a few dozen UPDATEs), records would only add the decode and their encoding here
-# to the core's rebuild (a third more CPU in a churn soak): the bytes go, as for a few.
-RECORDS_FROM = 8
+# A line's UPDATEs are decoded here, and handed over as records, while the core is behind:
+# BEHIND bytes or more of lines it has not read yet. Decoding then runs beside the core
+# instead of in it (a table, a reflector back: a burst's UPDATEs had waited 0.4-0.8 s in
+# the core's queue). While the core keeps up (a churn of moves) records would only add the
+# decode and their encoding here to the core's rebuild (a third more CPU in a churn soak,
+# when every line of 8 UPDATEs or more went as records): the bytes go. The count of
+# UPDATEs says nothing: a reflector packs up to ~1,700 routes of one VNI into one.
 BEHIND = 1 << 15  # ~150 UPDATEs of a route, as hex
 
 

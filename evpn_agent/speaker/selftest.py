@@ -21,7 +21,6 @@ from evpn_agent.speaker import wire_encode
 from evpn_agent.speaker.compat import (
     BEHIND,
     INTERNALS,
-    RECORDS_FROM,
     AdvertHooks,
     CompatError,
     _advert_hooks,
@@ -314,7 +313,7 @@ def _check_batch(body: bytes) -> None:
 def _check_batch_as(body: bytes, behind: bool) -> None:
     header = b"\xff" * 16 + (19 + len(body)).to_bytes(2, "big") + b"\x02"
     keepalive = b"\xff" * 16 + b"\x00\x13\x04"
-    count = RECORDS_FROM
+    count = 8
     ours, theirs = socket.socketpair()
     with ours, theirs:
         theirs.sendall((header + body) * (count - 1) + keepalive)

@@ -166,7 +166,7 @@ def test_records_while_the_core_is_behind_and_bytes_while_it_keeps_up_read_the_s
 
     neighbor = {"peer-address": ipaddress.IPv4Address(PEER), "router-id": None}
     ch = ExabgpChannel(io.BytesIO(), io.BytesIO())
-    for count, behind in ((1, False), (8, False), (8, True), (24, True)):
+    for count, behind in ((1, False), (8, False), (1, True), (24, True)):
         bodies = [bytes.fromhex(MAC_ROUTE)] * count
         line = _line(neighbor, bodies, 1700000000.25, behind)
         assert line.split()[0] == ("wire-events" if behind else "wire-update")
