@@ -25,6 +25,7 @@ class Decoded(NamedTuple):
 
     events: list[BgpEvent]
     stamp: float | None
+    size: int = 0  # bytes of the line, newline included (the reader's account of its lead)
 
 
 # What the speaker delivers per line: opaque to the daemon, which hands it back to decode().

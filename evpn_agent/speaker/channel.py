@@ -38,10 +38,11 @@ log = logging.getLogger(__name__)
 F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ, Linux
 PIPE_SIZE = 1 << 20  # the default per-user limit (/proc/sys/fs/pipe-max-size)
 READ_SIZE = PIPE_SIZE  # bytes read from the pipe at once, at most
-# Lines read and not yet taken by the owner before the reader stops reading (once the
-# engine runs): a backlog then stays in the pipe, where the launcher sees it (FIONREAD) and
-# decodes the next UPDATEs itself (contract.md section 3a) instead of the core decoding all.
-MAX_AHEAD = 16
+# Bytes of lines read and not yet taken by the owner before the reader stops reading (once
+# the engine runs): a backlog then stays in the pipe, where the launcher sees it (FIONREAD)
+# and decodes the next UPDATEs itself (contract.md section 3a) instead of the core decoding
+# all. Bytes, not lines: a line of a reflector's large UPDATEs holds thousands of routes.
+AHEAD_BYTES = 1 << 18
 AHEAD_WAIT = 0.5  # seconds the reader waits for the owner at most, then reads on
 # Unanswered commands remembered; bounded in case an operator turned ExaBGP's acks off.
 MAX_PENDING = 1 << 20
@@ -71,7 +72,7 @@ class ExabgpChannel:
         # lines written since), but always as its JSON list line followed by its ack.
         self._report_ack_next = False
         self._ahead: str | None = None  # the router id, once UPDATEs are decoded on reading
-        self._unread = 0  # lines delivered that the owner has not decoded yet
+        self._unread = 0  # bytes of lines delivered that the owner has not decoded yet
         self._room = threading.Condition()
 
     def start(self, deliver: Deliver) -> None:
@@ -93,7 +94,7 @@ class ExabgpChannel:
                 tail = lines.pop()
                 if lines:
                     deliver(self._lines(lines))
-                    self._wait_for_room(len(lines))
+                    self._wait_for_room(sum(map(len, lines)) + len(lines))
             if tail:
                 deliver([tail])  # the last line, without its newline
         finally:
@@ -103,13 +104,13 @@ class ExabgpChannel:
         self._ahead = router_id
 
     def _wait_for_room(self, delivered: int) -> None:
-        """Count lines delivered; while the owner is MAX_AHEAD lines behind, wait (at most
+        """Count the bytes delivered; while the owner is AHEAD_BYTES behind, wait (at most
         AHEAD_WAIT: ExaBGP blocks on a full pipe, keepalives included). Not before the
         engine runs: the kernel dump takes seconds at scale, and ExaBGP must not wait."""
         with self._room:
             self._unread += delivered
             if self._ahead is not None:
-                self._room.wait_for(lambda: self._unread <= MAX_AHEAD, AHEAD_WAIT)
+                self._room.wait_for(lambda: self._unread <= AHEAD_BYTES, AHEAD_WAIT)
 
     def _lines(self, lines: list[bytes]) -> list[Line]:
         """What one read delivers. Received UPDATEs are decoded here, on the reader's
@@ -119,14 +120,16 @@ class ExabgpChannel:
         if router_id is None:
             return [line + b"\n" for line in lines]
         return [
-            Decoded(*_wire_update(line, router_id)) if line.startswith(_WIRE) else line + b"\n"
+            Decoded(*_wire_update(line, router_id), len(line) + 1)
+            if line.startswith(_WIRE)
+            else line + b"\n"
             for line in lines
         ]
 
     def decode(self, line: Line, router_id: str) -> tuple[list[BgpEvent], float | None]:
         with self._room:
-            self._unread -= 1
-            if self._unread <= MAX_AHEAD:
+            self._unread -= line.size if isinstance(line, Decoded) else len(line)
+            if self._unread <= AHEAD_BYTES:
                 self._room.notify()
         if isinstance(line, Decoded):
             return line.events, line.stamp

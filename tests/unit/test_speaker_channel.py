@@ -259,11 +259,12 @@ def _unread(fd: int) -> int:
 def test_the_reader_leaves_a_backlog_in_the_pipe_while_the_owner_is_behind(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Once the engine runs, the reader stops reading while the owner has MAX_AHEAD lines
-    or more to decode: the backlog stays in the pipe, where the launcher sees it. Before
-    the engine runs it reads everything (ExaBGP must not wait on a kernel dump)."""
+    """Once the engine runs, the reader stops reading while the owner has more than
+    AHEAD_BYTES of lines to decode: the backlog stays in the pipe, where the launcher sees
+    it. Before the engine runs it reads everything (ExaBGP must not wait on a kernel dump)."""
     monkeypatch.setattr(channel_module, "AHEAD_WAIT", 60.0)  # only the owner frees it here
-    ahead = channel_module.MAX_AHEAD
+    ahead = 16  # lines of 5 bytes
+    monkeypatch.setattr(channel_module, "AHEAD_BYTES", 5 * ahead)
     read_end, write_end = os.pipe()
     with os.fdopen(read_end, "rb", buffering=0) as stdin:
         ch = ExabgpChannel(stdin, io.BytesIO())
