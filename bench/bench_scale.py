@@ -340,18 +340,22 @@ class Lab:
             }
         return out
 
+    def take_down(self, v: Vtep) -> None:
+        """Stop a VTEP's daemons and wait until rr1 no longer holds its routes."""
+        self.stop(v)
+        wait_until(
+            functools.partial(self.holds, self.rrs[0], v.box.address, None),
+            30,
+            f"rr1 to see {v.name} go",
+        )
+
     def restart(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for v in self._one_of_each():
             self.mark(f"restart {v.name}")
             removed0 = v.counts()["removed"]
             stopped = time.time()
-            self.stop(v)
-            wait_until(
-                functools.partial(self.holds, self.rrs[0], v.box.address, None),
-                30,
-                f"rr1 to see {v.name} go",
-            )
+            self.take_down(v)
             self.start(v)
             profilers = []
             if v.agent is not None:
@@ -394,12 +398,7 @@ class Lab:
         for v in self._one_of_each():
             self.settle()  # nobody still busy with the last restart
             self.mark(f"cold start alone {v.name}")
-            self.stop(v)
-            wait_until(
-                functools.partial(self.holds, self.rrs[0], v.box.address, None),
-                30,
-                f"rr1 to see {v.name} go",
-            )
+            self.take_down(v)
             flush_fdb(v.box, v.vnis)
             wait_until(lambda v=v: not any(v.counts()[k] for k in ("flood", "macs")), 30,
                        f"{v.name}'s kernel empty")  # fmt: skip

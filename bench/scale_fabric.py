@@ -60,22 +60,25 @@ def restart_frr(box: Box) -> None:
     box.frr.start(config, box.name)
 
 
-def _batch(box: Box, commands: Iterable[str]) -> None:
-    with tempfile.NamedTemporaryFile("w", suffix=".ip", dir=box.directory) as batch:
+def _batch(box: Box, commands: Iterable[str], tool: str = IP) -> None:
+    """``commands`` in one ``ip -batch`` (or ``bridge -batch``) in the box's namespace."""
+    with tempfile.NamedTemporaryFile("w", suffix=".batch", dir=box.directory) as batch:
         batch.write("".join(command + "\n" for command in commands))
         batch.flush()
-        run([IP, "-n", box.netns.name, "-batch", batch.name], timeout=600)
+        run([tool, "-n", box.netns.name, "-batch", batch.name], timeout=600)
 
 
 def flush_fdb(box: Box, vnis: Sequence[int]) -> None:
     """Remove every FDB entry a VTEP's daemon wrote on its VXLAN devices (flood entries,
     remote MACs: the device's own entries stay), in one ``bridge -batch``."""
-    with tempfile.NamedTemporaryFile("w", suffix=".bridge", dir=box.directory) as batch:
-        for vni in vnis:
-            batch.write(f"fdb flush dev vxlan{vni} self\n")
-            batch.write(f"fdb flush dev vxlan{vni} master nopermanent\n")
-        batch.flush()
-        run([BRIDGE, "-n", box.netns.name, "-batch", batch.name], timeout=600)
+    _batch(
+        box,
+        [
+            f"fdb flush dev vxlan{vni} self\nfdb flush dev vxlan{vni} master nopermanent"
+            for vni in vnis
+        ],
+        tool=BRIDGE,
+    )
 
 
 def add_vnis(box: Box, vnis: Sequence[int]) -> None:

@@ -913,7 +913,7 @@ def _idle_wait(wait: Callable[[Any, int], Iterator[int]]) -> Callable[[Any, int]
                 self._poller.unregister(fd)
 
     _wait_for_io.evpn_agent_idle = True  # type: ignore[attr-defined]
-    _wait_for_io.exabgp_wait = wait  # type: ignore[attr-defined]
+    _wait_for_io.exabgp_wait = wait  # type: ignore[attr-defined]  # ExaBGP's, to undo the patch
     return _wait_for_io
 
 

@@ -120,7 +120,7 @@ def _event(row: tuple[Any, ...], peer: str, rts: list[Rts]) -> BgpEvent:
     if kind == IMET:
         _, rd, etag, origin, vni, vtep, at = row
         route = ImetRoute(
-            ImetKey(_str(rd), _int(etag), _str(origin)), _int(vni), _str(vtep), rts[at]
+            ImetKey(_shared(rd), _int(etag), _shared(origin)), _int(vni), _shared(vtep), rts[at]
         )
         return RouteAnnounced(peer, route)
     if kind == MAC_GONE:

@@ -10,8 +10,6 @@ import ipaddress
 import os
 import sys
 import termios
-import time
-from collections.abc import Callable
 
 import pytest
 
@@ -28,6 +26,7 @@ from evpn_agent.model import (
 from evpn_agent.speaker import Decoded, Line, encode, grammar
 from evpn_agent.speaker import channel as channel_module
 from evpn_agent.speaker.channel import ExabgpChannel
+from lab.fabric.wait import wait_until
 
 ME = "192.0.2.21"
 
@@ -245,13 +244,6 @@ def test_routes_with_the_same_route_targets_share_one_tuple() -> None:
     assert first.route.rts is second.route.rts
 
 
-def _until(check: Callable[[], bool], seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, "not within the deadline"
-        time.sleep(0.005)  # a poll, with a deadline
-
-
 def _unread(fd: int) -> int:
     return int.from_bytes(fcntl.ioctl(fd, termios.FIONREAD, bytes(4)), sys.byteorder)
 
@@ -271,14 +263,14 @@ def test_the_reader_leaves_a_backlog_in_the_pipe_while_the_owner_is_behind(
         delivered: list[Line] = []
         ch.start(lambda lines: delivered.extend(lines or []))
         os.write(write_end, b"done\n" * (ahead + 4))  # before the engine: all read
-        _until(lambda: len(delivered) == ahead + 4)
+        wait_until(lambda: len(delivered) == ahead + 4)
         ch.decode_ahead(ME)
         os.write(write_end, b"done\n" * 2)  # the owner is behind now: read, then a wait
-        _until(lambda: len(delivered) == ahead + 6)
+        wait_until(lambda: len(delivered) == ahead + 6)
         os.write(write_end, b"done\n" * 3)
-        _until(lambda: _unread(write_end) == 15)  # written, and left in the pipe
+        wait_until(lambda: _unread(write_end) == 15)  # written, and left in the pipe
         for line in delivered[: ahead + 6 - ahead]:  # the owner catches up: ahead left
             ch.decode(line, ME)
-        _until(lambda: len(delivered) == ahead + 9)  # the reader read on
+        wait_until(lambda: len(delivered) == ahead + 9)  # the reader read on
         assert _unread(write_end) == 0
         os.close(write_end)
