@@ -7,6 +7,8 @@ is spelled for the speaker is the speaker's business.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from evpn_agent.model import Advert, AdvertChange, AdvertKey
 
 
@@ -20,28 +22,39 @@ class AdvertTable:
 
     def set(self, key: AdvertKey, advert: Advert | None) -> list[AdvertChange]:
         """Changes that move the speaker from what it was told to ``advert`` (None: none)."""
-        old = self.sent.get(key)
-        if old == advert:
-            return []
-        changes = []
-        if old is not None and (
-            advert is None or (old.rd, old.vni, old.vtep) != (advert.rd, advert.vni, advert.vtep)
-        ):
-            # Same NLRI and label: the new announce replaces the old one in place.
-            changes.append(AdvertChange(old, withdraw=True))
-            self.withdrawn += 1
-        if advert is None:
-            self._remove(key)
-        else:
-            if old is None and key.mac:
-                self.mac_routes += 1
-            self.sent[key] = advert
-            keys = self._by_vni.get(key.vni)
-            if keys is None:  # not setdefault: no new set per advert
-                keys = self._by_vni[key.vni] = set()
-            keys.add(key)
-            changes.append(AdvertChange(advert))
-            self.announced += 1
+        return self.set_many([(key, advert)])
+
+    def set_many(self, wanted: Iterable[tuple[AdvertKey, Advert | None]]) -> list[AdvertChange]:
+        """:meth:`set` for each (key, advert) in turn: the changes of them all, in order."""
+        sent, by_vni = self.sent, self._by_vni
+        changes: list[AdvertChange] = []
+        new = tuple.__new__  # AdvertChange's own __new__ is Python: several times the cost
+        announced = 0
+        for key, advert in wanted:
+            old = sent.get(key)
+            if old == advert:
+                continue
+            if old is not None and (
+                advert is None
+                or (old.rd, old.vni, old.vtep) != (advert.rd, advert.vni, advert.vtep)
+            ):
+                # Same NLRI and label: the new announce replaces the old one in place.
+                changes.append(new(AdvertChange, (old, True)))
+                self.withdrawn += 1
+            if advert is None:
+                self._remove(key)
+                continue
+            if old is None:
+                if key.mac:
+                    self.mac_routes += 1
+                keys = by_vni.get(key.vni)
+                if keys is None:  # not setdefault: no new set per advert
+                    keys = by_vni[key.vni] = set()
+                keys.add(key)
+            sent[key] = advert
+            changes.append(new(AdvertChange, (advert, False)))
+            announced += 1
+        self.announced += announced
         return changes
 
     def forget(self, key: AdvertKey, advert: Advert) -> bool:

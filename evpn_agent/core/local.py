@@ -107,8 +107,10 @@ def local_mac_of(entry: FdbEntry, vxlan_ports: set[int]) -> tuple[BridgeMac, Loc
         return None
     if not is_host_mac(entry.mac):
         return None
-    key = BridgeMac(entry.master, entry.vlan, entry.mac)
-    return key, LocalMac(port=entry.ifindex, static=bool(entry.state & NUD_NOARP))
+    # tuple.__new__: a NamedTuple's own __new__ is Python, and this runs per event
+    new = tuple.__new__
+    key = new(BridgeMac, (entry.master, entry.vlan, entry.mac))
+    return key, new(LocalMac, (entry.ifindex, bool(entry.state & NUD_NOARP)))
 
 
 @dataclass

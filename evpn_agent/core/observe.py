@@ -200,9 +200,9 @@ def _fdb_seen(s: State, entry: FdbEntry) -> None:
     if view.fdb.get(key) == local:
         return
     view.fdb[key] = local
-    vni = view.vni_of(key)
+    vni = view.by_bridge.get(key[:2])  # view.vni_of, inline: a burst runs this per MAC
     if vni is not None:
-        local_changed(s, VniMac(vni, key.mac), learned=True)
+        local_changed(s, tuple.__new__(VniMac, (vni, key.mac)), learned=True)
 
 
 def _fdb_gone(s: State, entry: FdbEntry) -> None:
@@ -286,26 +286,24 @@ def local_neigh_gone(s: State, vni: int, key: DeviceIp) -> None:
 
 def local_changed(s: State, key: VniMac, *, learned: bool) -> None:
     view = s.view
+    vni, mac = key
+    remote = s.rib.knows_mac(vni, mac)  # most local MACs have no remote route
     if learned and key not in view.seq:
         # RFC 7432 s15: a MAC learned while a remote route exists moves here with seq+1.
-        best = s.rib.best_mac(key.vni, key.mac)
+        best = s.rib.best_mac(vni, mac) if remote else None
         view.seq[key] = best.seq + 1 if best is not None else 0
         if best is not None:
             moved(s, key, "this VTEP")
     elif not learned:
         view.seq.pop(key, None)
-    lv = view.vnis.get(key.vni)
+    lv = view.vnis.get(vni)
     # Our remote entry for the MAC depends on it only if there is one, or a remote route
     # for it: a rack of new local MACs plans no kernel step (half of planning them).
-    if (
-        lv is None
-        or s.rib.knows_mac(key.vni, key.mac)
-        or DeviceMac(lv.vxlan_ifindex, key.mac, lv.vlan) in s.mirror.fdb
-    ):
+    if lv is None or remote or DeviceMac(lv.vxlan_ifindex, mac, lv.vlan) in s.mirror.fdb:
         s.dirty.fdb.add(key)
-    s.dirty_adverts.add(AdvertKey(key.vni, key.mac, None))
-    if lv is not None and (ips := view.ips_of(lv, key.mac)):
-        s.dirty_adverts.update(AdvertKey(key.vni, key.mac, ip) for ip in ips)
+    s.dirty_adverts.add(tuple.__new__(AdvertKey, (vni, mac, None)))
+    if lv is not None and (ips := view.ips_of(lv, mac)):
+        s.dirty_adverts.update(AdvertKey(vni, mac, ip) for ip in ips)
 
 
 def moved(s: State, key: VniMac, where: str) -> None:

@@ -9,7 +9,7 @@ restart wait until the reflectors' tables are complete.
 
 from __future__ import annotations
 
-from collections.abc import Set
+from collections.abc import Callable, Iterable, Iterator, Set
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -32,7 +32,7 @@ from evpn_agent.model import (
     RouteDistinguisher,
     RouteTarget,
 )
-from evpn_agent.model.keys import DeviceIp, DeviceMac, VniIp, VniMac, VniVtep
+from evpn_agent.model.keys import BridgeMac, DeviceIp, DeviceMac, VniIp, VniMac, VniVtep
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,30 +141,50 @@ def retire(lv: LocalVni, mirror: Mirror, links: Set[int]) -> list[Op]:
     return ops
 
 
-def advert(
+def adverts(
     view: LocalView,
     rib: Rib,
-    key: AdvertKey,
+    keys: Iterable[AdvertKey],
     *,
     vtep_ip: str,
-    rd: RouteDistinguisher,
-    rts: tuple[RouteTarget, ...],
-    frozen: bool,
-) -> Advert | None:
-    """Our route for ``key`` as it should be announced now; None: not at all."""
-    lv = view.vnis.get(key.vni)
-    if lv is None:
-        return None
-    if not key.mac:
-        return ImetAdvert(rd, key.vni, vtep_ip, rts)
-    local = view.mac(lv, key.mac)
-    if local is None or frozen:
-        return None
-    if key.ip is not None and view.neigh.get(DeviceIp(lv.svi_ifindex or -1, key.ip)) != key.mac:
-        return None
-    mac_key = VniMac(key.vni, key.mac)
-    best = rib.best_mac(key.vni, key.mac)
-    if best is not None and not local_wins(view, vtep_ip, mac_key, local, best):
-        return None
-    seq = view.seq.get(mac_key, 0)
-    return MacAdvert(rd, key.vni, key.mac, key.ip, vtep_ip, rts, seq, local.static)
+    rd_of: Callable[[int], RouteDistinguisher],
+    rts_of: Callable[[int], tuple[RouteTarget, ...]],
+    frozen: Callable[[VniMac], bool] | None = None,
+) -> Iterator[tuple[AdvertKey, Advert | None]]:
+    """Each of ``keys`` with our route for it as it should be announced now (None: not at
+    all). A burst of local MACs plans 100,000 keys: the names are looked up once, a VNI's
+    RD and route targets once per call. ``frozen``: whether a duplicate MAC is held back
+    (None: no MAC is)."""
+    vnis, fdb, seqs, neigh = view.vnis, view.fdb, view.seq, view.neigh
+    best_mac = rib.best_mac
+    per_vni: dict[int, tuple[LocalVni, RouteDistinguisher, tuple[RouteTarget, ...]] | None] = {}
+    new = tuple.__new__  # MacAdvert's own __new__ is Python: several times the cost
+    for key in keys:
+        vni, mac, ip = key
+        if vni in per_vni:
+            found = per_vni[vni]
+        else:
+            lv = vnis.get(vni)
+            found = per_vni[vni] = None if lv is None else (lv, rd_of(vni), rts_of(vni))
+        if found is None:
+            yield key, None
+            continue
+        lv, rd, rts = found
+        if not mac:
+            yield key, ImetAdvert(rd, vni, vtep_ip, rts)
+            continue
+        local = fdb.get(BridgeMac(lv.bridge_ifindex, lv.vlan, mac))
+        mac_key = VniMac(vni, mac)
+        if (
+            local is None
+            or (frozen is not None and frozen(mac_key))
+            or (ip is not None and neigh.get(DeviceIp(lv.svi_ifindex or -1, ip)) != mac)
+        ):
+            yield key, None
+            continue
+        best = best_mac(vni, mac)
+        if best is not None and not local_wins(view, vtep_ip, mac_key, local, best):
+            yield key, None
+            continue
+        seq = seqs.get(mac_key, 0)
+        yield key, new(MacAdvert, (rd, vni, mac, ip, vtep_ip, rts, seq, local.static))

@@ -20,7 +20,6 @@ from evpn_agent.model import (
     AddFdb,
     AddFlood,
     AddNeigh,
-    Advert,
     AdvertChange,
     AdvertKey,
     DelFdb,
@@ -48,8 +47,16 @@ def take_work(s: State) -> Work:
     """Kernel ops and advert changes for everything dirty; dirty sets are emptied."""
     out = Work(ops=_plan_kernel(s))
     dirty, s.dirty_adverts = s.dirty_adverts, set()
-    for key in dirty:
-        out.changes.extend(s.adverts.set(key, _desired(s, key)))
+    if dirty:
+        frozen = None
+        if s.dad.duplicates:
+            now, is_frozen = s.now, s.dad.frozen
+            frozen = lambda key: is_frozen(key, now)  # noqa: E731
+        wanted = plan.adverts(
+            s.view, s.rib, dirty, vtep_ip=s.vtep_ip, rd_of=s.rd, rts_of=s.export_rts,
+            frozen=frozen,
+        )  # fmt: skip
+        out.changes = s.adverts.set_many(wanted)
     if s.retries:
         # A refused announce planned again is settled: refused anew, it backs off anew.
         s.retries.forget([k for k in s.retries.in_flight() if k.kind == "advert"])
@@ -136,22 +143,6 @@ def _lost_to_remote(s: State, key: VniMac, best: MacRoute) -> None:
     s.view.seq.pop(key, None)
     s.dirty_adverts.update(AdvertKey(key.vni, key.mac, ip) for ip in s.view.ips_of(lv, key.mac))
     observe.moved(s, key, best.vtep)
-
-
-def _desired(s: State, key: AdvertKey) -> Advert | None:
-    # no key built when nothing is a duplicate (the usual case, asked per planned advert)
-    frozen = bool(key.mac and s.dad.duplicates) and s.dad.frozen(VniMac(key.vni, key.mac), s.now)
-    if key.vni not in s.view.vnis:
-        return None
-    return plan.advert(
-        s.view,
-        s.rib,
-        key,
-        vtep_ip=s.vtep_ip,
-        rd=s.rd(key.vni),  # both cached per VNI (targets.py)
-        rts=s.export_rts(key.vni),
-        frozen=frozen,
-    )
 
 
 def retry_key(s: State, op: Op) -> RetryKey | None:

@@ -139,14 +139,23 @@ def prepare_many(
     # Keyed by identity (hashing an RD or RTs costs more than packing them); ``changes``
     # keeps every key's object alive for the whole call.
     rds: dict[int, bytes] = {}
+    # a type 2's RD to MAC, packed, and its label, per RD and VNI
+    macs: dict[tuple[int, int], tuple[bytes, bytes]] = {}
     groups: dict[tuple[object, ...], tuple[bytes, bytes]] = {}
     for change in changes:
         advert = change.advert
         try:
-            rd = rds.get(id(advert.rd))
-            if rd is None:
-                rd = rds[id(advert.rd)] = _rd(advert.rd)
-            nlri, route = _nlri(advert, rd)
+            if type(advert) is MacAdvert and type(advert.vni) is int:
+                found = macs.get((id(advert.rd), advert.vni))
+                if found is None:
+                    prefix = _rd(advert.rd) + _MAC_ROUTE_MIDDLE
+                    found = macs[id(advert.rd), advert.vni] = (prefix, _label(advert.vni))
+                nlri, route = _mac_nlri(found[0], found[1], advert)
+            else:
+                rd = rds.get(id(advert.rd))
+                if rd is None:
+                    rd = rds[id(advert.rd)] = _rd(advert.rd)
+                nlri, route = _nlri(advert, rd)
             if change.withdraw:
                 out.append((route, Prepared(nlri, None, change)))
                 continue
@@ -295,16 +304,23 @@ def _nlri(advert: Advert, rd: bytes | None = None) -> tuple[bytes, bytes]:
     if rd is None:
         rd = _rd(advert.rd)
     if isinstance(advert, MacAdvert):
-        mac = _mac(advert.mac)
-        ip = b"\x00" if advert.ip is None else _ip_field(advert.ip)
-        key = rd + ESI_ZERO + _ETAG_ZERO + bytes([MAC_BITS]) + mac + ip
-        value = key + _label(advert.vni)
-        head = bytes([MAC_IP_ROUTE, len(value)])
-        return head + value, head + key
+        return _mac_nlri(rd + _MAC_ROUTE_MIDDLE, _label(advert.vni), advert)
     origin = _unicast(advert.vtep)
     value = rd + _ETAG_ZERO + bytes([len(origin) * 8]) + origin
     nlri = bytes([IMET_ROUTE, len(value)]) + value
     return nlri, nlri
+
+
+_MAC_ROUTE_MIDDLE = ESI_ZERO + _ETAG_ZERO + bytes([MAC_BITS])  # between the RD and the MAC
+_MAC_ROUTE_HEADS = [bytes([MAC_IP_ROUTE, n]) for n in range(256)]
+
+
+def _mac_nlri(prefix: bytes, label: bytes, advert: MacAdvert) -> tuple[bytes, bytes]:
+    """A type 2's (NLRI, route) from its RD and what follows it up to the MAC, packed
+    (``prefix``), and its label: a batch packs those once per VNI."""
+    key = prefix + _mac(advert.mac) + (b"\x00" if advert.ip is None else _ip_field(advert.ip))
+    head = _MAC_ROUTE_HEADS[len(key) + len(label)]
+    return head + key + label, head + key
 
 
 def _group(advert: Advert) -> tuple[bytes, bytes]:

@@ -1022,6 +1022,13 @@ def test_prepare_many_is_prepare_for_each_even_when_runs_share_rd_and_attributes
         AdvertChange(shared, withdraw=True),
         AdvertChange(ImetAdvert(shared.rd, 100, OTHER, shared.rts)),
         AdvertChange(ImetAdvert(shared.rd, 1 << 24, OTHER, shared.rts)),
+        # type 2s packed from their RD and VNI's bytes: another VNI of the same RD object
+        # has its own label, a VNI out of range or a group MAC is refused all the same
+        AdvertChange(shared._replace(mac="02:00:5e:00:09:04", vni=101)),
+        AdvertChange(shared._replace(mac="02:00:5e:00:09:05", ip="198.51.100.7")),
+        AdvertChange(shared._replace(mac="02:00:5e:00:09:06", ip="2001:db8::6", vni=101)),
+        AdvertChange(shared._replace(mac="02:00:5e:00:09:07", vni=1 << 24)),
+        AdvertChange(shared._replace(mac="01:00:5e:00:09:08")),
     ]
     changes = [*good, *odd, good[1]]
     prepared, refused = prepare_many(changes)
@@ -1032,7 +1039,7 @@ def test_prepare_many_is_prepare_for_each_even_when_runs_share_rd_and_attributes
         except ValueError:
             continue
     assert prepared == one_by_one
-    assert [c for c, _ in refused] == [odd[0], odd[1], odd[5]]
+    assert [c for c, _ in refused] == [odd[0], odd[1], odd[5], odd[9], odd[10]]
     assert encode_prepared([item for _, item in prepared[:4]]) == encode_changes(good)
 
 
