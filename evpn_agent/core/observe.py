@@ -225,14 +225,15 @@ def _fdb_gone(s: State, entry: FdbEntry) -> None:
             s.dirty.fdb.add(VniMac(lv.vni, entry.mac))
             s.drift.noticed.fdb.add(VniMac(lv.vni, entry.mac))
         return
-    key = BridgeMac(entry.master or 0, entry.vlan, entry.mac)
+    new = tuple.__new__  # as in _fdb_seen: per event of a burst
+    key = new(BridgeMac, (entry.master or 0, entry.vlan, entry.mac))
     local = view.fdb.get(key)
     if local is None or local.port != entry.ifindex:
         return
     del view.fdb[key]
-    vni = view.vni_of(key)
+    vni = view.by_bridge.get(key[:2])  # view.vni_of, inline
     if vni is not None:
-        local_changed(s, VniMac(vni, entry.mac), learned=False)
+        local_changed(s, new(VniMac, (vni, entry.mac)), learned=False)
 
 
 def _neigh_seen(s: State, entry: NeighEntry) -> None:
