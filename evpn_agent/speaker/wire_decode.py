@@ -31,6 +31,8 @@ checks (NOTIFICATION) for such messages.
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import sys
 
 from evpn_agent.model import (
@@ -131,7 +133,7 @@ def _frame(data: bytes) -> PathAttributes:
 
 def _events(path: PathAttributes, peer: str, router_id: str | None) -> list[BgpEvent]:
     events: list[BgpEvent] = []
-    own_rd = f"{router_id}:" if router_id else None
+    own_rd = _own_rd(router_id) if router_id else None
     unreach = path.unreach
     if unreach is not None:
         if len(unreach) < 3:
@@ -173,12 +175,31 @@ def _next_nlri(data: bytes, pos: int) -> tuple[int, int, int]:
     return data[pos], start, end
 
 
+@functools.lru_cache(maxsize=64)
+def _own_rd(router_id: str) -> bytes | str:
+    """How our RDs start: a type 1 RD (RFC 7432 section 7.9) of our router id, as bytes;
+    as text (what ``rd_text`` begins with) if the router id is not an IPv4 address."""
+    try:
+        return b"\x00\x01" + ipaddress.IPv4Address(router_id).packed
+    except ValueError:
+        return f"{router_id}:"
+
+
 def _withdrawn(
-    data: bytes, pos: int, peer: str, own_rd: str | None, events: list[BgpEvent]
+    data: bytes, pos: int, peer: str, own_rd: bytes | str | None, events: list[BgpEvent]
 ) -> None:
     size = len(data)
     while pos < size:
         kind, start, pos = _next_nlri(data, pos)
+        # Reflected withdraws of our own routes carry no originator-id: our RD tells,
+        # before anything else is read (the reflector sends back every route we withdraw;
+        # ExaBGP's JSON shows an RD for types 1 to 5 only).
+        if own_rd is not None and 1 <= kind <= 5 and pos - start >= 8:
+            if isinstance(own_rd, bytes):
+                if data[start : start + 6] == own_rd:
+                    continue
+            elif rd_text(data[start : start + 8]).startswith(own_rd):
+                continue
         try:
             if kind == MAC_IP_ROUTE:
                 key: MacKey | ImetKey = _mac_key(data, start, pos)[0]
@@ -187,17 +208,9 @@ def _withdrawn(
             else:
                 raise _unsupported(kind)
         except _Refused as exc:
-            # ExaBGP's JSON shows an RD for types 1 to 5 only
-            if own_rd is None or not (
-                1 <= kind <= 5
-                and pos - start >= 8
-                and rd_text(data[start : start + 8]).startswith(own_rd)
-            ):
-                events.append(RouteRejected(peer, exc.reason, exc.detail))
+            events.append(RouteRejected(peer, exc.reason, exc.detail))
             continue
-        # Reflected withdraws of our own routes carry no originator-id: our RD tells.
-        if own_rd is None or not key.rd.startswith(own_rd):
-            events.append(RouteWithdrawn(peer, key))
+        events.append(RouteWithdrawn(peer, key))
 
 
 def _announced(
