@@ -41,6 +41,10 @@ MAX_ITEMS_PER_ROUND = 32
 # few reads) is still planned and written in rounds, the kernel writing one while the owner
 # plans the next, not planned whole and then written whole.
 MAX_EVENTS_PER_ROUND = 8192
+# ... and local kernel events (the monitor hands them over 1,024 at a time): a rack of new
+# MACs goes out to ExaBGP, the reflector and the peers a round at a time, so those work on
+# one round while the owner reads the next, rather than wait for the whole rack.
+MAX_KERNEL_EVENTS_PER_ROUND = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,7 +237,7 @@ class Daemon:
             lost = False
             stamps: list[float] = []
             kernel_arrival: float | None = None
-            handled = routes = 0
+            handled = routes = local = 0
             while item is not None:  # KernelWritten only wakes us: settled below
                 if isinstance(item, SpeakerLine):
                     events, stamp = self.speaker.decode(item.line, router_id)
@@ -245,6 +249,7 @@ class Daemon:
                     if not engine.on_kernel(item.events, now):
                         lost = True
                     routes += len(item.events)
+                    local += len(item.events)
                     kernel_arrival = kernel_arrival or item.arrived
                 elif isinstance(item, SpeakerClosed):
                     log.info("ExaBGP closed the API channel; core exits, kernel state kept")
@@ -258,6 +263,7 @@ class Daemon:
                 if (
                     handled >= MAX_ITEMS_PER_ROUND
                     or routes >= MAX_EVENTS_PER_ROUND
+                    or local >= MAX_KERNEL_EVENTS_PER_ROUND
                     or self.inbox.empty()
                 ):
                     break

@@ -100,7 +100,7 @@ class Monitor:
         quiet: Managed | None = None,
         *,
         rcvbuf: int = 64 << 20,
-        max_batch: int = 4096,
+        max_batch: int = 1024,
     ) -> None:
         self._quiet = quiet or Managed()
         self.stats = MonitorStats()

@@ -45,6 +45,7 @@ class FakeSpeaker:
     def __init__(self) -> None:
         self.deliver: Deliver | None = None
         self.sent: list[AdvertChange | str] = []  # changes, and "sync begin" etc.
+        self.sends: list[int] = []  # changes per send() call with any
         self.refuse: set[AdvertChange] = set()  # announces to answer with a refusal
         self._prepared: dict[bytes, list[BgpEvent]] = {}
         self._tokens = itertools.count()
@@ -75,6 +76,8 @@ class FakeSpeaker:
         from evpn_agent.model import AdvertRefused
 
         self.sent.extend(changes)
+        if changes:
+            self.sends.append(len(changes))
         refused = [AdvertRefused(c) for c in changes if c in self.refuse]
         self.refuse -= {r.change for r in refused}
         if refused:

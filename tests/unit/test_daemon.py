@@ -19,18 +19,22 @@ from evpn_agent.config import parse
 from evpn_agent.daemon.dispatcher import (
     MAX_EVENTS_PER_ROUND,
     MAX_ITEMS_PER_ROUND,
+    MAX_KERNEL_EVENTS_PER_ROUND,
     Daemon,
     KernelChanged,
 )
 from evpn_agent.model import (
+    NUD_REACHABLE,
     AddFdb,
     AddFlood,
     AdvertChange,
     BridgeDevice,
+    FdbEntry,
     FdbUpdated,
     ImetAdvert,
     ImetKey,
     ImetRoute,
+    KernelEvent,
     MacAdvert,
     MacKey,
     MacRoute,
@@ -163,6 +167,26 @@ async def test_a_burst_that_arrives_whole_is_written_in_rounds(running: Running)
     await until(lambda: sum(running.kernel.batches) == 3 * per_line)
     assert len(running.kernel.batches) >= 2, running.kernel.batches
     assert max(running.kernel.batches) <= 2 * per_line
+
+
+async def test_a_rack_of_new_macs_goes_out_in_rounds(running: Running) -> None:
+    """Three monitor reads of new local MACs, all waiting at once: sent to the speaker a
+    round at a time (ExaBGP and the reflector work on one while the owner plans the next),
+    not as one send of them all at the end."""
+    per_read = MAX_KERNEL_EVENTS_PER_ROUND
+    await until(lambda: running.daemon.inbox.empty())
+    before = len(running.speaker.sends)
+    for read in range(3):
+        events: list[KernelEvent] = []
+        for n in range(per_read):
+            entry = FdbEntry(PORT, f"02:00:5e:{read:02x}:{n >> 8:02x}:{n & 255:02x}", None,
+                             None, BR, 0, NUD_REACHABLE)  # fmt: skip
+            running.kernel.fdb[(PORT, entry.mac, None)] = entry
+            events.append(FdbUpdated(entry))
+        running.daemon.inbox.put_nowait(KernelChanged(events, running.daemon.clock()))
+    await until(lambda: sum(running.speaker.sends[before:]) >= 3 * per_read)
+    assert len(running.speaker.sends[before:]) >= 3, running.speaker.sends[before:]
+    assert max(running.speaker.sends[before:]) <= per_read
 
 
 async def test_local_mac_is_announced_and_shown(running: Running) -> None:
