@@ -19,6 +19,7 @@ from evpn_agent.model import (
     Managed,
     OtherLink,
     VxlanDevice,
+    build,
     is_host_mac,
 )
 from evpn_agent.model.keys import BridgeMac, DeviceIp, VniMac
@@ -107,10 +108,8 @@ def local_mac_of(entry: FdbEntry, vxlan_ports: set[int]) -> tuple[BridgeMac, Loc
         return None
     if not is_host_mac(entry.mac):
         return None
-    # tuple.__new__: a NamedTuple's own __new__ is Python, and this runs per event
-    new = tuple.__new__
-    key = new(BridgeMac, (entry.master, entry.vlan, entry.mac))
-    return key, new(LocalMac, (entry.ifindex, bool(entry.state & NUD_NOARP)))
+    key = build(BridgeMac, (entry.master, entry.vlan, entry.mac))
+    return key, build(LocalMac, (entry.ifindex, bool(entry.state & NUD_NOARP)))
 
 
 @dataclass

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from evpn_agent.model import AddFdb, AddFlood, AddNeigh, DelFdb, DelFlood, DelNeigh, Op
+from evpn_agent.model import AddFdb, AddFlood, AddNeigh, DelFdb, DelFlood, DelNeigh, Op, build
 from evpn_agent.model.keys import DeviceIp, DeviceMac
 
 _K = TypeVar("_K", DeviceMac, DeviceIp)
@@ -50,7 +50,7 @@ class Mirror:
     def record(self, op: Op) -> Prior:
         """A write handed to the kernel; returns what the entry was before, for ``restore``."""
         if type(op) is AddFdb:  # most of a burst: tested first
-            key = DeviceMac(op.ifindex, op.mac, op.vlan)
+            key = build(DeviceMac, (op.ifindex, op.mac, op.vlan))
             before = self.fdb.get(key)
             self.fdb[key] = op.dst
             if before is None:

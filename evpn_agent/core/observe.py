@@ -33,6 +33,7 @@ from evpn_agent.model import (
     NeighEntry,
     NeighRemoved,
     NeighUpdated,
+    build,
     is_host_ip,
 )
 from evpn_agent.model.keys import BridgeMac, DeviceIp, DeviceMac, VniIp, VniMac, VniVtep
@@ -202,7 +203,7 @@ def _fdb_seen(s: State, entry: FdbEntry) -> None:
     view.fdb[key] = local
     vni = view.by_bridge.get(key[:2])  # view.vni_of, inline: a burst runs this per MAC
     if vni is not None:
-        local_changed(s, tuple.__new__(VniMac, (vni, key.mac)), learned=True)
+        local_changed(s, build(VniMac, (vni, key.mac)), learned=True)
 
 
 def _fdb_gone(s: State, entry: FdbEntry) -> None:
@@ -225,15 +226,14 @@ def _fdb_gone(s: State, entry: FdbEntry) -> None:
             s.dirty.fdb.add(VniMac(lv.vni, entry.mac))
             s.drift.noticed.fdb.add(VniMac(lv.vni, entry.mac))
         return
-    new = tuple.__new__  # as in _fdb_seen: per event of a burst
-    key = new(BridgeMac, (entry.master or 0, entry.vlan, entry.mac))
+    key = build(BridgeMac, (entry.master or 0, entry.vlan, entry.mac))
     local = view.fdb.get(key)
     if local is None or local.port != entry.ifindex:
         return
     del view.fdb[key]
     vni = view.by_bridge.get(key[:2])  # view.vni_of, inline
     if vni is not None:
-        local_changed(s, new(VniMac, (vni, entry.mac)), learned=False)
+        local_changed(s, build(VniMac, (vni, entry.mac)), learned=False)
 
 
 def _neigh_seen(s: State, entry: NeighEntry) -> None:
@@ -302,7 +302,7 @@ def local_changed(s: State, key: VniMac, *, learned: bool) -> None:
     # for it: a rack of new local MACs plans no kernel step (half of planning them).
     if lv is None or remote or DeviceMac(lv.vxlan_ifindex, mac, lv.vlan) in s.mirror.fdb:
         s.dirty.fdb.add(key)
-    s.dirty_adverts.add(tuple.__new__(AdvertKey, (vni, mac, None)))
+    s.dirty_adverts.add(build(AdvertKey, (vni, mac, None)))
     if lv is not None and (ips := view.ips_of(lv, mac)):
         s.dirty_adverts.update(AdvertKey(vni, mac, ip) for ip in ips)
 

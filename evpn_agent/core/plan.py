@@ -31,6 +31,7 @@ from evpn_agent.model import (
     Op,
     RouteDistinguisher,
     RouteTarget,
+    build,
 )
 from evpn_agent.model.keys import BridgeMac, DeviceIp, DeviceMac, VniIp, VniMac, VniVtep
 
@@ -85,7 +86,7 @@ def fdb(
     if best is not None and (local is None or not local_wins(view, vtep_ip, key, local, best)):
         want = best.vtep
         lost_to = best if local is not None else None
-    entry = DeviceMac(lv.vxlan_ifindex, key.mac, lv.vlan)
+    entry = build(DeviceMac, (lv.vxlan_ifindex, key.mac, lv.vlan))
     have = mirror.fdb.get(entry)
     op: Op | None = None
     kept = False
@@ -93,13 +94,13 @@ def fdb(
         if want != have:
             # A remote MAC changing VTEP is not a move here: as FRR and RFC 7432 s15.1,
             # only moves seen through local learning count for duplicates.
-            op = AddFdb(lv.vxlan_ifindex, key.mac, want, lv.vlan)
+            op = build(AddFdb, (lv.vxlan_ifindex, key.mac, want, lv.vlan))
     elif have is not None:
         if sweep.enabled or entry in sweep.fdb:
             op = DelFdb(lv.vxlan_ifindex, key.mac, lv.vlan)
         else:
             kept = True
-    return FdbStep(op, entry, want is not None, lost_to, local is not None, kept)
+    return build(FdbStep, (op, entry, want is not None, lost_to, local is not None, kept))
 
 
 def flood(view: LocalView, rib: Rib, mirror: Mirror, key: VniVtep, sweep: Sweep) -> Step | None:
@@ -158,7 +159,6 @@ def adverts(
     vnis, fdb, seqs, neigh = view.vnis, view.fdb, view.seq, view.neigh
     best_mac = rib.best_mac
     per_vni: dict[int, tuple[LocalVni, RouteDistinguisher, tuple[RouteTarget, ...]] | None] = {}
-    new = tuple.__new__  # MacAdvert's own __new__ is Python: several times the cost
     for key in keys:
         vni, mac, ip = key
         if vni in per_vni:
@@ -187,4 +187,4 @@ def adverts(
             yield key, None
             continue
         seq = seqs.get(mac_key, 0)
-        yield key, new(MacAdvert, (rd, vni, mac, ip, vtep_ip, rts, seq, local.static))
+        yield key, build(MacAdvert, (rd, vni, mac, ip, vtep_ip, rts, seq, local.static))

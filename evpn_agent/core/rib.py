@@ -11,7 +11,16 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from evpn_agent.model import ImetRoute, MacRoute, PathId, Route, RouteKey, RouteTarget, ip_order
+from evpn_agent.model import (
+    ImetRoute,
+    MacRoute,
+    PathId,
+    Route,
+    RouteKey,
+    RouteTarget,
+    build,
+    ip_order,
+)
 from evpn_agent.model.keys import VniIp, VniMac, VniVtep
 
 
@@ -120,7 +129,7 @@ class Rib:
 
     def announce_into(self, peer: str, route: Route, vni: int | None, dirty: Dirty) -> bool:
         """:meth:`announce` with the route's import (``vni``) already known."""
-        pid = PathId(peer, route.key)
+        pid = build(PathId, (peer, route.key))
         old = self.paths.get(pid)
         if old is not None:
             self._unindex(pid, old, dirty)
@@ -140,7 +149,7 @@ class Rib:
         return [pid for pid in self.paths if pid.peer == peer]
 
     def withdraw(self, peer: str, key: RouteKey, dirty: Dirty) -> bool:
-        pid = PathId(peer, key)
+        pid = build(PathId, (peer, key))
         if pid not in self.paths:
             return False
         self._unindex(pid, self.paths.pop(pid), dirty)
@@ -258,7 +267,7 @@ class Rib:
                 self.mac_total += 1
                 per_vni[mac] = {}
             per_vni[mac][pid] = route
-            dirty.fdb.add(VniMac(vni, mac))
+            dirty.fdb.add(build(VniMac, (vni, mac)))
             ip = route.key.ip
             if ip is not None:
                 self._by_ip.setdefault(vni, {}).setdefault(ip, {})[pid] = route

@@ -31,7 +31,7 @@ from evpn_agent.kernel.netlink import (
     NLATTR,
     NLMSGHDR,
 )
-from evpn_agent.model import FdbEntry, NeighEntry
+from evpn_agent.model import FdbEntry, NeighEntry, build
 
 _ATTRS = NLMSGHDR.size + NDMSG.size
 _U16 = struct.Struct("=H")
@@ -76,21 +76,17 @@ def decode_neighbour(buf: bytes | bytearray, offset: int = 0) -> FdbEntry | Neig
 
 
 def _entry(layout: _Layout, values: tuple[object, ...]) -> FdbEntry | NeighEntry | None:
-    # tuple.__new__: the NamedTuples' own __new__ is Python, and this runs per event
     if layout.bridge:
         ifindex, mac, vlan, dst, master, flags, state = layout.fields_of((*values, None))
         if mac is None:
             return None
         dst = None if dst is None else _ip(dst)
-        return _new(FdbEntry, (ifindex, mac.hex(":"), vlan, dst, master, flags, state))
+        return build(FdbEntry, (ifindex, mac.hex(":"), vlan, dst, master, flags, state))
     ifindex, dst, mac, flags, state, protocol = layout.fields_of((*values, None))
     if dst is None:
         return None
     mac = None if mac is None else mac.hex(":")
-    return _new(NeighEntry, (ifindex, _ip(dst), mac, flags, state, protocol))
-
-
-_new = tuple.__new__
+    return build(NeighEntry, (ifindex, _ip(dst), mac, flags, state, protocol))
 
 
 def _walk(buf: bytes | bytearray, offset: int, length: int) -> FdbEntry | NeighEntry | None:

@@ -82,6 +82,7 @@ from evpn_agent.model.net import (
     vtep_address,
 )
 from evpn_agent.model.settings import Config, DadSettings, RouteReflector, VniTargets
+from evpn_agent.model.tuples import build
 
 __all__ = [
     "MAX_VNI",
@@ -154,6 +155,7 @@ __all__ = [
     "VniTargets",
     "VniVtep",
     "VxlanDevice",
+    "build",
     "check_vni",
     "describe",
     "describe_key",

@@ -40,6 +40,7 @@ from evpn_agent.model import (
     MacAdvert,
     RouteDistinguisher,
     RouteTarget,
+    build,
     parse_mac,
 )
 from evpn_agent.model.bgp import parse_number
@@ -450,10 +451,8 @@ def _batch_changes(entry: object, out: list[AdvertChange]) -> None:
             raise GrammarError("a group's MACs are a list of MAC, IP pairs")
     if sticky not in (0, 1):
         raise GrammarError("sticky must be 0 or 1")
-    # tuple.__new__: a NamedTuple's own constructor (a generated Python __new__) costs
-    # several times as much, and this runs once per MAC of a burst.
-    new, flag = tuple.__new__, withdraw == 1
+    flag, sticky_ = withdraw == 1, sticky == 1
     out += [
-        new(AdvertChange, (new(MacAdvert, (rd_, vni, mac, ip, vtep, rts_, seq, sticky == 1)), flag))
+        build(AdvertChange, (build(MacAdvert, (rd_, vni, mac, ip, vtep, rts_, seq, sticky_)), flag))
         for mac, ip in zip(macs[::2], macs[1::2], strict=True)
     ]

@@ -46,6 +46,7 @@ from evpn_agent.model import (
     RouteAnnounced,
     RouteRejected,
     RouteWithdrawn,
+    build,
     check_vni,
     describe_key,
     vtep_address,
@@ -232,7 +233,7 @@ def _announced(
                     raise _Refused("bad-label", f"{describe_key(key)}: VNI 0 in the label")
                 if vtep is None:
                     raise _martian(key, next_hop)
-                route = MacRoute(key, vni, vtep, rts, path.seq, path.sticky)
+                route = build(MacRoute, (key, vni, vtep, rts, path.seq, path.sticky))
                 events.append(RouteAnnounced(peer, route))
             elif kind == IMET_ROUTE:
                 imet = _imet_key(data, start, pos)
@@ -244,7 +245,7 @@ def _announced(
                 flood = vtep_address(tunnel)
                 if flood is None:
                     raise _martian(imet, tunnel)
-                events.append(RouteAnnounced(peer, ImetRoute(imet, vni, flood, rts)))
+                events.append(RouteAnnounced(peer, build(ImetRoute, (imet, vni, flood, rts))))
             else:
                 raise _unsupported(kind)
         except _Refused as exc:
@@ -279,7 +280,7 @@ def _mac_key(data: bytes, start: int, end: int) -> tuple[MacKey, int]:
         label += 16
     rd = _rd_text(data[start : start + 8])
     etag = int.from_bytes(data[start + 18 : start + 22])
-    return MacKey(rd, etag, mac.hex(":"), ip), label
+    return build(MacKey, (rd, etag, mac.hex(":"), ip)), label
 
 
 def _imet_key(data: bytes, start: int, end: int) -> ImetKey:
@@ -294,7 +295,7 @@ def _imet_key(data: bytes, start: int, end: int) -> ImetKey:
     ip = data[start + 13 : end]
     origin = ipv4_text(ip) if ip_bits == 32 else ipv6_text(ip)
     rd = _rd_text(data[start : start + 8])
-    return ImetKey(rd, int.from_bytes(data[start + 8 : start + 12]), origin)
+    return build(ImetKey, (rd, int.from_bytes(data[start + 8 : start + 12]), origin))
 
 
 def _read_next_hop(value: bytes) -> tuple[str, str | None]:

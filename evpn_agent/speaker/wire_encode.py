@@ -45,6 +45,7 @@ from evpn_agent.model import (
     MacAdvert,
     RouteDistinguisher,
     RouteTarget,
+    build,
 )
 from evpn_agent.speaker.wire_format import (
     AS_PATH,
@@ -120,9 +121,6 @@ class Prepared(NamedTuple):
     change: AdvertChange
 
 
-_new = tuple.__new__
-
-
 def prepare(change: AdvertChange) -> tuple[bytes, Prepared]:
     """(the route ``change`` is about, the change prepared): Unencodable if it cannot be
     encoded. The route is the NLRI without its label, the identity of last-change-wins."""
@@ -160,7 +158,7 @@ def prepare_many(
                     rd = rds[id(advert.rd)] = _rd(advert.rd)
                 nlri, route = _nlri(advert, rd)
             if change.withdraw:
-                out.append((route, _new(Prepared, (nlri, None, change))))
+                out.append((route, build(Prepared, (nlri, None, change))))
                 continue
             # what _group reads; only ints as numbers, so that True does not pass for 1
             key: tuple[object, ...] | None = None
@@ -177,14 +175,13 @@ def prepare_many(
         except (ValueError, TypeError) as exc:
             refused.append((change, str(exc)))
             continue
-        out.append((route, _new(Prepared, (nlri, group, change))))
+        out.append((route, build(Prepared, (nlri, group, change))))
     return out, refused
 
 
 def withdrawal(item: Prepared) -> Prepared:
     """The withdraw of the announce ``item`` (the same NLRI, label included)."""
-    # tuple.__new__: the NamedTuples' own __new__ is Python; a withdrawn VNI runs this per route
-    return _new(Prepared, (item.nlri, None, _new(AdvertChange, (item.change.advert, True))))
+    return build(Prepared, (item.nlri, None, build(AdvertChange, (item.change.advert, True))))
 
 
 def route_of(change: AdvertChange) -> bytes:

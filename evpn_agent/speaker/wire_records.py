@@ -33,6 +33,7 @@ from evpn_agent.model import (
     RouteRejected,
     RouteTarget,
     RouteWithdrawn,
+    build,
 )
 from evpn_agent.speaker.wire_attributes import route_targets
 from evpn_agent.speaker.wire_encode import route_target_community
@@ -112,16 +113,15 @@ def _event(row: tuple[Any, ...], peer: str, rts: list[Rts]) -> BgpEvent:
     kind = row[0]
     if kind == MAC:
         _, rd, etag, mac, ip, vni, vtep, at, seq, sticky = row
-        route: MacRoute | ImetRoute = MacRoute(
-            MacKey(_shared(rd), _int(etag), _str(mac), _opt_str(ip)),
-            _int(vni), _shared(vtep), rts[at], _int(seq), _bool(sticky),
-        )  # fmt: skip
+        key = build(MacKey, (_shared(rd), _int(etag), _str(mac), _opt_str(ip)))
+        route: MacRoute | ImetRoute = build(
+            MacRoute, (key, _int(vni), _shared(vtep), rts[at], _int(seq), _bool(sticky))
+        )
         return RouteAnnounced(peer, route)
     if kind == IMET:
         _, rd, etag, origin, vni, vtep, at = row
-        route = ImetRoute(
-            ImetKey(_shared(rd), _int(etag), _shared(origin)), _int(vni), _shared(vtep), rts[at]
-        )
+        imet = build(ImetKey, (_shared(rd), _int(etag), _shared(origin)))
+        route = build(ImetRoute, (imet, _int(vni), _shared(vtep), rts[at]))
         return RouteAnnounced(peer, route)
     if kind == MAC_GONE:
         _, rd, etag, mac, ip = row
