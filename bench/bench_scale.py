@@ -536,7 +536,7 @@ class Lab:
         report = self._diffs()
         differ = {n: d for n, d in report.items() if any(d.values())}
         if differ:
-            log.info("kernels differ from the routes: %s", differ)
+            log.info("not converged yet, kernels still differ from the routes: %s", differ)
             return None
         return report
 
