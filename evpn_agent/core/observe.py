@@ -201,7 +201,7 @@ def _fdb_seen(s: State, entry: FdbEntry) -> None:
     if view.fdb.get(key) == local:
         return
     view.fdb[key] = local
-    vni = view.by_bridge.get(key[:2])  # view.vni_of, inline: a burst runs this per MAC
+    vni = view.vni_of(key)
     if vni is not None:
         local_changed(s, build(VniMac, (vni, key.mac)), learned=True)
 
@@ -231,7 +231,7 @@ def _fdb_gone(s: State, entry: FdbEntry) -> None:
     if local is None or local.port != entry.ifindex:
         return
     del view.fdb[key]
-    vni = view.by_bridge.get(key[:2])  # view.vni_of, inline
+    vni = view.vni_of(key)
     if vni is not None:
         local_changed(s, build(VniMac, (vni, entry.mac)), learned=False)
 

@@ -7,6 +7,7 @@ daemon plans the next round meanwhile, so a burst's planning overlaps the kernel
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -48,10 +49,7 @@ def take_work(s: State) -> Work:
     out = Work(ops=_plan_kernel(s))
     dirty, s.dirty_adverts = s.dirty_adverts, set()
     if dirty:
-        frozen = None
-        if s.dad.duplicates:
-            now, is_frozen = s.now, s.dad.frozen
-            frozen = lambda key: is_frozen(key, now)  # noqa: E731
+        frozen = functools.partial(s.dad.frozen, now=s.now) if s.dad.duplicates else None
         wanted = plan.adverts(
             s.view, s.rib, dirty, vtep_ip=s.vtep_ip, rd_of=s.rd, rts_of=s.export_rts,
             frozen=frozen,

@@ -313,7 +313,7 @@ def _check_batch(body: bytes) -> None:
 def _check_batch_as(body: bytes, behind: bool) -> None:
     header = b"\xff" * 16 + (19 + len(body)).to_bytes(2, "big") + b"\x02"
     keepalive = b"\xff" * 16 + b"\x00\x13\x04"
-    count = 8
+    count = 8  # any number of UPDATEs: queued behind the first, they all share its line
     ours, theirs = socket.socketpair()
     with ours, theirs:
         theirs.sendall((header + body) * (count - 1) + keepalive)

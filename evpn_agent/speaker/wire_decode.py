@@ -177,17 +177,17 @@ def _next_nlri(data: bytes, pos: int) -> tuple[int, int, int]:
 
 
 @functools.lru_cache(maxsize=64)
-def _own_rd(router_id: str) -> bytes | str:
-    """How our RDs start: a type 1 RD (RFC 7432 section 7.9) of our router id, as bytes;
-    as text (what ``rd_text`` begins with) if the router id is not an IPv4 address."""
+def _own_rd(router_id: str) -> bytes | None:
+    """How our RDs start: type 1 (RFC 7432 section 7.9), our router id. A router id is
+    an IPv4 address (the configuration and ExaBGP check it); None for anything else."""
     try:
         return b"\x00\x01" + ipaddress.IPv4Address(router_id).packed
     except ValueError:
-        return f"{router_id}:"
+        return None
 
 
 def _withdrawn(
-    data: bytes, pos: int, peer: str, own_rd: bytes | str | None, events: list[BgpEvent]
+    data: bytes, pos: int, peer: str, own_rd: bytes | None, events: list[BgpEvent]
 ) -> None:
     size = len(data)
     while pos < size:
@@ -195,12 +195,9 @@ def _withdrawn(
         # Reflected withdraws of our own routes carry no originator-id: our RD tells,
         # before anything else is read (the reflector sends back every route we withdraw;
         # ExaBGP's JSON shows an RD for types 1 to 5 only).
-        if own_rd is not None and 1 <= kind <= 5 and pos - start >= 8:
-            if isinstance(own_rd, bytes):
-                if data[start : start + 6] == own_rd:
-                    continue
-            elif rd_text(data[start : start + 8]).startswith(own_rd):
-                continue
+        own = own_rd is not None and 1 <= kind <= 5 and pos - start >= 8
+        if own and data[start : start + 6] == own_rd:
+            continue
         try:
             if kind == MAC_IP_ROUTE:
                 key: MacKey | ImetKey = _mac_key(data, start, pos)[0]
