@@ -169,6 +169,29 @@ async def test_a_burst_that_arrives_whole_is_written_in_rounds(running: Running)
     assert max(running.kernel.batches) <= 2 * per_line
 
 
+async def test_control_is_answered_during_a_burst(running: Running) -> None:
+    """A burst already queued whole (as after a restart at scale) does not hold up the
+    control socket: `show counters` is answered while the burst is still being handled.
+    An await of a non-empty queue never suspends, so without the owner yielding the
+    request is accepted only once the inbox is empty."""
+    running.speaker.feed(SessionUp(RR))
+    await until(lambda: running.daemon.inbox.empty())
+    lines, per_line = 40, 2000
+    for line in range(lines):
+        running.speaker.feed(
+            *(
+                RouteAnnounced(RR, MacRoute(MacKey(f"{REMOTE}:100", 0, mac, None), 100, REMOTE, RT))
+                for n in range(per_line)
+                for mac in [f"02:00:{line >> 8:02x}:{line & 255:02x}:{n >> 8:02x}:{n & 255:02x}"]
+            )
+        )
+    await until(lambda: bool(running.kernel.batches), timeout=30)  # the owner is in it
+    answer = await running.ask("show counters")
+    handled = answer["counters"]["routes-received"]  # type: ignore[index]
+    assert handled < lines * per_line, answer
+    await until(lambda: sum(running.kernel.batches) == lines * per_line, timeout=60)
+
+
 async def test_a_rack_of_new_macs_goes_out_in_rounds(running: Running) -> None:
     """Three monitor reads of new local MACs, all waiting at once: sent to the speaker a
     round at a time (ExaBGP and the reflector work on one while the owner plans the next),
