@@ -58,9 +58,13 @@ class NetlinkKernel:
 
     async def dump(self, known: Iterable[BridgeMac] = ()) -> KernelSnapshot:
         monitor = self.monitor
+        monitor.catch_up()  # deletions from before the dump are counted before it
         deletions, overflows = monitor.fdb_generation()
         snap = await dump(vxlan_bridge_side=False)  # the engine reads the VXLAN side only
-        # Unread messages may be deletions from during the dump: count them as such.
+        # The FDB dump has no NLM_F_DUMP_INTR: an entry deleted while the kernel walks
+        # the table can make it skip one that did not change. Count the deletions queued
+        # meanwhile; what is still unread after that may be one.
+        monitor.catch_up()
         changed = monitor.backlog() or monitor.fdb_generation() != (deletions, overflows)
         if changed and snap.complete:
             snap = dataclasses.replace(snap, complete=False)
