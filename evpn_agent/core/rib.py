@@ -132,6 +132,9 @@ class Rib:
         pid = build(PathId, (peer, route.key))
         old = self.paths.get(pid)
         if old is not None:
+            if old == route:  # the same route again (a refresh, a table resent): no change
+                rt_set = self._find(route.rts)
+                return rt_set is not None and rt_set.vni is not None
             self._unindex(pid, old, dirty)
         else:
             self.inserted += 1
@@ -260,21 +263,35 @@ class Rib:
                 self._unimported[rts] = unimported = set()
             unimported.add(pid)
             return False
+        # A key is dirty only if its answer (best path, flood list) may change: the second
+        # reflector's copy of a route held already changes none, and planning every key
+        # of a table twice over (once per reflector) was a tenth of a restart's work.
         if isinstance(route, MacRoute):
             mac = route.key.mac
             per_vni = self._by_mac.setdefault(vni, {})
-            if mac not in per_vni:
+            paths = per_vni.get(mac)
+            if paths is None:
                 self.mac_total += 1
-                per_vni[mac] = {}
-            per_vni[mac][pid] = route
-            dirty.fdb.add(build(VniMac, (vni, mac)))
+                per_vni[mac] = paths = {}
+                twin = False
+            else:
+                twin = route in paths.values()
+            paths[pid] = route
             ip = route.key.ip
             if ip is not None:
                 self._by_ip.setdefault(vni, {}).setdefault(ip, {})[pid] = route
-                dirty.neigh.add(VniIp(vni, ip))
+            if not twin:
+                dirty.fdb.add(build(VniMac, (vni, mac)))
+                if ip is not None:
+                    dirty.neigh.add(VniIp(vni, ip))
         else:
-            self._flood.setdefault(vni, {}).setdefault(route.vtep, set()).add(pid)
-            dirty.flood.add(VniVtep(vni, route.vtep))
+            vteps = self._flood.setdefault(vni, {})
+            pids = vteps.get(route.vtep)
+            if pids:
+                pids.add(pid)  # the VTEP is in the flood list already
+            else:
+                vteps[route.vtep] = {pid}
+                dirty.flood.add(VniVtep(vni, route.vtep))
         return True
 
     def _unindex(self, pid: PathId, route: Route, dirty: Dirty) -> None:
@@ -299,13 +316,17 @@ class Rib:
             mac = route.key.mac
             if _discard(self._by_mac, vni, mac, pid):
                 self.mac_total -= 1
-            dirty.fdb.add(VniMac(vni, mac))
-            if route.key.ip is not None:
-                _discard(self._by_ip, vni, route.key.ip, pid)
-                dirty.neigh.add(VniIp(vni, route.key.ip))
-        elif isinstance(route, ImetRoute):
-            _discard(self._flood, vni, route.vtep, pid)
-            dirty.flood.add(VniVtep(vni, route.vtep))
+            left = self._by_mac.get(vni, _NO_PATHS).get(mac)
+            changed = not left or route not in left.values()  # else an equal copy stays
+            if changed:
+                dirty.fdb.add(VniMac(vni, mac))
+            ip = route.key.ip
+            if ip is not None:
+                _discard(self._by_ip, vni, ip, pid)
+                if changed:
+                    dirty.neigh.add(VniIp(vni, ip))
+        elif isinstance(route, ImetRoute) and _discard(self._flood, vni, route.vtep, pid):
+            dirty.flood.add(VniVtep(vni, route.vtep))  # the VTEP left the flood list
 
     def _imported_with(self, vni: int, rts: RouteTargets) -> list[PathId]:
         """The paths imported into ``vni`` that carry ``rts``: a scan of that VNI's paths

@@ -89,7 +89,33 @@ def test_flood_and_drop_peer() -> None:
     dirty = Dirty()
     assert rib.drop_peer("rr1", dirty) == 2
     assert rib.flood_vteps(100) == ["192.0.2.11"]
-    assert dirty.flood == {(100, "192.0.2.11"), (100, "192.0.2.12")}
+    assert dirty.flood == {(100, "192.0.2.12")}  # rr2 still gives .11: its entry stays
+
+
+def test_a_second_reflectors_copy_changes_nothing_to_plan() -> None:
+    """The same route through a second reflector, announced or withdrawn while the first
+    copy stays, or announced again by the same reflector, leaves every answer as it was:
+    nothing is marked to plan. A copy that differs (a newer sequence) is marked."""
+    rib, first = make_rib(), Dirty()
+    route, flood = mac_route(ip="198.51.100.1"), imet("192.0.2.11")
+    for r in (route, flood):
+        rib.announce("rr1", r, first)
+    assert first.fdb and first.neigh and first.flood
+    quiet = Dirty()
+    for r in (route, flood):
+        assert rib.announce("rr2", r, quiet)  # imported, as the first copy
+        assert rib.announce("rr1", r, quiet)  # again (a refresh)
+    rib.withdraw("rr2", route.key, quiet)
+    rib.withdraw("rr2", flood.key, quiet)
+    assert not quiet
+    assert rib.best_mac(100, route.key.mac) == route and rib.flood_vteps(100) == ["192.0.2.11"]
+    newer = Dirty()
+    rib.announce("rr2", route._replace(seq=1), newer)
+    assert newer.fdb == {(100, route.key.mac)} and newer.neigh == {(100, "198.51.100.1")}
+    last = Dirty()
+    rib.withdraw("rr2", route.key, last)
+    rib.withdraw("rr1", flood.key, last)
+    assert last.fdb == {(100, route.key.mac)} and last.flood == {(100, "192.0.2.11")}
 
 
 def test_reannounce_with_new_ip_moves_indexes() -> None:
@@ -203,7 +229,19 @@ def test_the_rib_agrees_with_a_scan_of_every_path(ops: list[tuple[Any, ...]]) ->
             else MacKey(f"{vtep}:1", 0, f"02:00:00:00:00:0{n}", None)
         )
 
+    def answers() -> dict[tuple[str, int, str], object]:
+        out: dict[tuple[str, int, str], object] = {}
+        for vni in (100, 200):
+            for n in range(3):
+                mac = f"02:00:00:00:00:0{n}"
+                out[("fdb", vni, mac)] = rib.best_mac(vni, mac)
+            for v in range(2):
+                vtep = f"192.0.2.{11 + v}"
+                out[("flood", vni, vtep)] = rib.has_flood(vni, vtep)
+        return out
+
     for op in ops:
+        before, dirty = answers(), Dirty()
         if op[0] == "announce":
             _, peer, n, v, r, seq = op
             k = key(n, v)
@@ -219,6 +257,10 @@ def test_the_rib_agrees_with_a_scan_of_every_path(ops: list[tuple[Any, ...]]) ->
         else:
             vnis = set(op[1])
             rib.reimport(Importer(sorted(vnis), {}).vni_for, dirty)
+        # every key whose answer changed is marked to plan (others may be, or not)
+        marked = {("fdb", *k) for k in dirty.fdb} | {("flood", *k) for k in dirty.flood}
+        after = answers()
+        assert {k for k in after if after[k] != before[k]} <= marked, op
     importer = Importer(sorted(vnis), {})
     imported = {pid: importer.vni_for(route.rts) for pid, route in rib.paths.items()}
     assert {pid: rib.vni_of(pid) for pid in rib.paths} == imported
