@@ -39,6 +39,7 @@ import json
 import logging
 import shutil
 import statistics
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -360,11 +361,7 @@ class Lab:
             profilers = []
             if v.agent is not None:
                 v.agent.wait_ready(timeout=self.args.deadline)
-                if self.args.profile:  # py-spy its processes until its table is complete
-                    self.args.profile.mkdir(parents=True, exist_ok=True)
-                    for pid in v.pids():
-                        out_file = self.args.profile / f"restart-{v.name}-{pid}.raw.txt"
-                        profilers.append(py_spy(pid, out_file))
+                profilers = self._profile(v, "restart")  # until its table is complete
             cpu0 = group_stats(v.pids())
             row = self.wait_converged([v], {v.name: v.started}, advertised=len(v.vnis))[v.name]
             if v.agent is not None:
@@ -403,13 +400,26 @@ class Lab:
             wait_until(lambda v=v: not any(v.counts()[k] for k in ("flood", "macs")), 30,
                        f"{v.name}'s kernel empty")  # fmt: skip
             self.start(v)
+            profilers = []
             if v.agent is not None:
                 v.agent.wait_ready(timeout=self.args.deadline)
+                profilers = self._profile(v, "cold-start-alone")  # until its kernel is full
             row = self.wait_converged([v], {v.name: v.started}, advertised=len(v.vnis))[v.name]
+            for profiler in profilers:
+                stop_py_spy(profiler)
             stats = group_stats(v.pids())
             row.update(cpu_s=stats["cpu_s"], peak_rss_mib=stats["hwm_mib"])
             out[v.name] = row
         return out
+
+    def _profile(self, v: Vtep, phase: str) -> list[subprocess.Popen[bytes] | None]:
+        """With --profile: py-spy on each of the agent's processes, into PHASE-NAME-PID."""
+        if not self.args.profile:
+            return []
+        self.args.profile.mkdir(parents=True, exist_ok=True)
+        return [
+            py_spy(pid, self.args.profile / f"{phase}-{v.name}-{pid}.raw.txt") for pid in v.pids()
+        ]
 
     def _one_of_each(self) -> list[Vtep]:
         found: dict[str, Vtep] = {}
@@ -626,7 +636,9 @@ def main() -> int:
     )
     parser.add_argument("--out", type=Path, help="write result.json and PNG plots here")
     parser.add_argument(
-        "--profile", type=Path, help="py-spy each agent's processes during its restart, into DIR"
+        "--profile",
+        type=Path,
+        help="py-spy each agent's processes during its restart and its cold start alone, into DIR",
     )
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args()
