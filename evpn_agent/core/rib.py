@@ -134,7 +134,8 @@ class Rib:
         if old is not None:
             if old == route:  # the same route again (a refresh, a table resent): no change
                 rt_set = self._find(route.rts)
-                return rt_set is not None and rt_set.vni is not None
+                assert rt_set is not None  # counted when the path was indexed
+                return rt_set.vni is not None
             self._unindex(pid, old, dirty)
         else:
             self.inserted += 1

@@ -205,22 +205,11 @@ class Monitor:
         loop = asyncio.get_running_loop()
         readable = self._readable = asyncio.Event()
         loop.add_reader(sock.fileno(), readable.set)
-        buf = self._buf
         try:
             while True:
                 batch, self._caught_up = self._caught_up, []
-                drained = False
                 readable.clear()
-                try:
-                    for _ in range(self._max_batch):
-                        received = sock.recv_into(buf)
-                        self._feed(buf, received, batch)
-                except BlockingIOError:
-                    drained = True
-                except OSError as exc:
-                    if exc.errno != errno.ENOBUFS:
-                        raise
-                    self._lost()
+                drained = self._read(sock, batch, self._max_batch)
                 overflowed, self._overflow_pending = self._overflow_pending, False
                 if overflowed:
                     batch.append(MonitorOverflowed())
@@ -252,21 +241,26 @@ class Monitor:
         message made the dump count as incomplete, and at 1,000 VNIs the bridges' own
         neighbour discovery left one queued after nearly every dump: each start dumped
         the kernel two or three times."""
-        sock = self._sock
-        if sock is None:
+        if self._sock is None:
             return
-        buf, caught = self._buf, self._caught_up
+        self._read(self._sock, self._caught_up, CATCH_UP_READS)
+        if self._caught_up and self._readable is not None:
+            self._readable.set()  # wake events() to hand them over
+
+    def _read(self, sock: socket.socket, out: list[KernelEvent], reads: int) -> bool:
+        """Up to ``reads`` datagrams off the socket, their events into ``out``; True when
+        the socket is drained. A lost event (ENOBUFS) is reported by events()."""
+        buf = self._buf
         try:
-            for _ in range(CATCH_UP_READS):
-                self._feed(buf, sock.recv_into(buf), caught)
+            for _ in range(reads):
+                self._feed(buf, sock.recv_into(buf), out)
         except BlockingIOError:
-            pass
+            return True
         except OSError as exc:
             if exc.errno != errno.ENOBUFS:
                 raise
             self._lost()
-        if caught and self._readable is not None:
-            self._readable.set()  # wake events() to hand them over
+        return False
 
     def backlog(self) -> bool:
         """Whether messages wait unread on the socket now (or were lost meanwhile)."""

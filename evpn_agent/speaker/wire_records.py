@@ -53,7 +53,7 @@ _communities_of: dict[int, tuple[Rts, bytes]] = {}
 _COMMUNITIES_CACHED = 16384
 
 
-def _communities(rts: Rts) -> bytes:
+def _rt_communities(rts: Rts) -> bytes:
     hit = _communities_of.get(id(rts))
     if hit is not None:
         return hit[1]
@@ -79,7 +79,7 @@ def encode_events(events: Iterable[BgpEvent]) -> str:
             at = rts_at.get(id(route.rts))
             if at is None:
                 at = rts_at[id(route.rts)] = len(rts_list)
-                rts_list.append(_communities(route.rts))
+                rts_list.append(_rt_communities(route.rts))
             key = route.key
             if type(route) is MacRoute:
                 assert type(key) is MacKey
