@@ -399,6 +399,7 @@ class Lab:
             flush_fdb(v.box, v.vnis)
             wait_until(lambda v=v: not any(v.counts()[k] for k in ("flood", "macs")), 30,
                        f"{v.name}'s kernel empty")  # fmt: skip
+            rrs_before = group_stats(self.rr_pids())["cpu_s"]
             self.start(v)
             profilers = []
             if v.agent is not None:
@@ -408,7 +409,11 @@ class Lab:
             for profiler in profilers:
                 stop_py_spy(profiler)
             stats = group_stats(v.pids())
-            row.update(cpu_s=stats["cpu_s"], peak_rss_mib=stats["hwm_mib"])
+            # what serving this VTEP cost the reflectors (both feed it the whole table)
+            rrs_cpu = group_stats(self.rr_pids())["cpu_s"] - rrs_before
+            row.update(
+                cpu_s=stats["cpu_s"], peak_rss_mib=stats["hwm_mib"], rrs_cpu_s=round(rrs_cpu, 2)
+            )
             out[v.name] = row
         return out
 
@@ -420,6 +425,9 @@ class Lab:
         return [
             py_spy(pid, self.args.profile / f"{phase}-{v.name}-{pid}.raw.txt") for pid in v.pids()
         ]
+
+    def rr_pids(self) -> list[int]:
+        return [pid for rr in self.rrs if rr.frr is not None and (pid := rr.frr.pid("bgpd"))]
 
     def _one_of_each(self) -> list[Vtep]:
         found: dict[str, Vtep] = {}
@@ -699,7 +707,7 @@ def main() -> int:
             figures["idle_core_pct"] = side_by_side(idle, lab.vteps, "core_pct")
             figures["idle_wakeups_per_s"] = side_by_side(idle, lab.vteps, "wakeups_per_s")
             figures["restart_all_s"] = {n: r.get("all_s") for n, r in output["restart"].items()}
-            for name in ("all_s", "kernel_complete_s", "type3_at_rr_s", "cpu_s"):
+            for name in ("all_s", "kernel_complete_s", "type3_at_rr_s", "cpu_s", "rrs_cpu_s"):
                 figures[f"cold_start_alone_{name}"] = {n: r.get(name) for n, r in alone.items()}
             figures["vni_add_all_s"] = {
                 n: r["add"].get("all_s") for n, r in output["vni_add_remove"].items()
