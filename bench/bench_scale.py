@@ -397,8 +397,11 @@ class Lab:
             self.mark(f"cold start alone {v.name}")
             self.take_down(v)
             flush_fdb(v.box, v.vnis)
-            wait_until(lambda v=v: not any(v.counts()[k] for k in ("flood", "macs")), 30,
-                       f"{v.name}'s kernel empty")  # fmt: skip
+
+            def kernel_empty(v: Vtep = v) -> bool:
+                return not any(v.counts()[k] for k in ("flood", "macs"))
+
+            wait_until(kernel_empty, 30, f"{v.name}'s kernel empty")
             rrs_before = group_stats(self.rr_pids())["cpu_s"]
             self.start(v)
             profilers = []

@@ -87,6 +87,9 @@ def _check_internals(names: Sequence[str], handler: Callable[..., bool], build: 
             problems.append(f"{name} ({internal.where}: {type(exc).__name__})")
     if problems:
         raise SelfTestFailed(f"missing {', '.join(problems)}")
+    if not inspect.isgeneratorfunction(found["Processes"].received):
+        # read_commands_fully yields from it
+        raise SelfTestFailed("Processes.received is not a generator function")
     for name in ("answer_done", "answer_error"):
         if inspect.iscoroutinefunction(found[name]):
             # called without an await it would do nothing: no ack, ever

@@ -6,6 +6,7 @@ simulated by monkeypatching the very objects ExaBGP would have changed.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import subprocess
@@ -33,8 +34,10 @@ def _restore_exabgp() -> Iterator[None]:
     wait, init = reactor.__dict__["_wait_for_io"], ka.__dict__["__init__"]
     need_ka = compat.exa.SendTimer.__dict__["need_ka"]
     process = compat.exa.API.__dict__["process"]
+    received = compat.exa.Processes.__dict__["received"]
     yield
     compat.exa.API.process = process
+    compat.exa.Processes.received = received
     evpn._raw, family.size[key], pmsi._pmsi_known[6] = raw, size, known
     compat.exa.Protocol.read_message = read
     reactor._wait_for_io, ka.__init__ = wait, init
@@ -601,3 +604,67 @@ def test_batch_lines_go_straight_to_their_handler_and_the_rest_the_exabgp_way(
         ("exabgp", "announce evpn mac x", False),
         ("exabgp", f"neighbor 192.0.2.1 {BATCH} [2]", False),
     ]
+
+
+# ---------------------------------------------------------------- a restart at scale
+
+
+class _Helper:
+    """An API process as ExaBGP's Processes sees it: running, its stdout a real pipe."""
+
+    def __init__(self, stdout: Any) -> None:
+        self.stdout = stdout
+
+    def poll(self) -> None:
+        return None
+
+
+def test_one_pass_of_the_reactor_reads_every_command_that_waits() -> None:
+    """1,000 type 3s are one line of ~110 KB: ExaBGP read 16 KiB of it per pass, and a pass
+    waits on the core while a table comes in (seconds at a restart)."""
+    lines = [f"announce evpn batch {i:06d} {'x' * 90}" for i in range(2000)]
+    data = "".join(f"{line}\n" for line in lines).encode()
+    assert len(data) > 200_000
+
+    def one_pass() -> list[str]:
+        read, write = os.pipe()
+        fcntl.fcntl(write, 1031, 1 << 20)  # F_SETPIPE_SZ: all of it fits, no writer thread
+        os.write(write, data)
+        with os.fdopen(read, "rb") as stdout, selftest._exabgp_logger():
+            processes = object.__new__(compat.exa.Processes)
+            processes._process, processes._buffer = {"agent": _Helper(stdout)}, {}
+            got = [command for _, command in compat.exa.Processes.received(processes)]
+        os.close(write)
+        return got
+
+    assert len(one_pass()) < 200  # ExaBGP's own: 16 KiB a pass
+    compat.read_commands_fully()
+    compat.read_commands_fully()  # idempotent
+    assert one_pass() == lines
+
+
+def test_our_updates_go_out_in_one_step_of_the_peer_loop() -> None:
+    """Peer._main takes 25 steps of new_update per pass; ours are not a step each."""
+    patched()
+    family = compat.evpn_family()
+    negotiated = compat.exa.Negotiated(compat.exa.Neighbor())
+    negotiated.families = [family]
+    messages = [bytes(19) + bytes([i % 256]) for i in range(1000)]
+    full = {3, 500}  # the socket is full before these: a step is given back
+
+    class Session(selftest._Session):
+        def send(self, raw: bytes) -> Iterator[bool]:
+            if len(self.sent) in full:
+                full.discard(len(self.sent))
+                yield False
+            self.sent.append(bytes(raw))
+            yield True
+
+    probe = selftest._ProbeHooks(list(messages))
+    session = Session(compat.exa.OutgoingRIB(True, [family]), negotiated)
+    compat._advert_hooks[0] = probe
+    steps = list(compat.exa.Protocol.new_update(session, False))
+    # the BoRR, a step each time the socket was full, the EoRR, ExaBGP's own (none queued)
+    assert len(steps) <= 5 and steps.count(False) == 2
+    borr, *sent, eorr = session.sent
+    assert sent == messages and borr[18] == eorr[18] == 5
