@@ -426,12 +426,17 @@ _direct: dict[str, str] = {}  # "NAME " -> NAME, the commands dispatched directl
 
 def direct_dispatch(name: str) -> None:
     """Wrap API.process so that lines starting with ``name`` skip the search (idempotent)."""
-    api = exa.API
-    current = api.__dict__["process"]
-    if current is not _process:
-        _exabgp_process[:] = [current]
     _direct[f"{name} "] = name
-    api.process = _process
+    _replace(exa.API, "process", _process, _exabgp_process)
+
+
+def _replace(owner: Any, name: str, ours: Callable[..., Any], kept: list[Any]) -> None:
+    """``owner.name = ours``, ExaBGP's own kept in ``kept`` (idempotent: once ours, the
+    original stays kept)."""
+    current = owner.__dict__[name]
+    if current is not ours:
+        kept[:] = [current]
+    setattr(owner, name, ours)
 
 
 def direct_handler(command: str) -> Callable[..., Any] | None:
@@ -460,11 +465,7 @@ _exabgp_received: list[Callable[..., Any]] = []
 
 def read_commands_fully() -> None:
     """Wrap Processes.received so that one pass reads what waits (idempotent)."""
-    processes = exa.Processes
-    current = processes.__dict__["received"]
-    if current is not _received:
-        _exabgp_received[:] = [current]
-    processes.received = _received
+    _replace(exa.Processes, "received", _received, _exabgp_received)
 
 
 def _received(self: Any) -> Iterator[tuple[str, str]]:
@@ -767,11 +768,7 @@ def _discard(sock: socket.socket, count: int) -> None:
 
 def wire_receive() -> None:
     """Replace Protocol.read_message by :func:`_read_message` (idempotent)."""
-    protocol = exa.Protocol
-    current = protocol.__dict__["read_message"]
-    if current is not _read_message:
-        _exabgp_read_message[:] = [current]
-    protocol.read_message = _read_message
+    _replace(exa.Protocol, "read_message", _read_message, _exabgp_read_message)
 
 
 # ---------------------------------------------------------------- idle sleep
