@@ -471,8 +471,13 @@ def read_commands_fully() -> None:
 def _received(self: Any) -> Iterator[tuple[str, str]]:
     received = _exabgp_received[0]
     for _ in range(API_READS):
-        yield from received(self)
-        if not _commands_waiting(self):
+        read = False
+        for command in received(self):
+            read = True
+            yield command
+        # Most passes read nothing (a churn: thousands a second): those ask nothing more.
+        # A read that ended inside a line left it in ExaBGP's buffer.
+        if not (read or any(self._buffer.values())) or not _commands_waiting(self):
             return
 
 

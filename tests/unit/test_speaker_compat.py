@@ -643,6 +643,23 @@ def test_one_pass_of_the_reactor_reads_every_command_that_waits() -> None:
     assert one_pass() == lines
 
 
+def test_a_pass_with_no_command_asks_no_more(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Most passes of a churn read nothing: they cost no poll of ours."""
+    asked: list[object] = []
+    monkeypatch.setattr(compat, "_commands_waiting", lambda processes: asked.append(1))
+    compat.read_commands_fully()
+    read, write = os.pipe()
+    with os.fdopen(read, "rb") as stdout, selftest._exabgp_logger():
+        processes = object.__new__(compat.exa.Processes)
+        processes._process, processes._buffer = {"agent": _Helper(stdout)}, {}
+        assert list(compat.exa.Processes.received(processes)) == []
+        assert asked == []
+        os.write(write, b"announce evpn batch 1")  # half a line: more is on its way
+        assert list(compat.exa.Processes.received(processes)) == []
+        assert asked == [1]
+    os.close(write)
+
+
 def test_our_updates_go_out_in_one_step_of_the_peer_loop() -> None:
     """Peer._main takes 25 steps of new_update per pass; ours are not a step each."""
     patched()
