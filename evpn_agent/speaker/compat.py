@@ -278,7 +278,7 @@ INTERNALS: dict[str, Internal] = {
         " ._process[name] is its Popen (.stdin: the pipe, for core_behind; .stdout: what"
         " it writes us); received(): a generator of (process, command), called once per"
         " pass of the reactor, each call one os.read of 16 KiB per readable process;"
-        " wrapped (read_commands_fully)",
+        " ._buffer[name]: the part of a line read so far; wrapped (read_commands_fully)",
     ),
 }
 
