@@ -97,8 +97,10 @@ class ExabgpChannel:
                     self._wait_for_room(sum(map(len, lines)) + len(lines))
             if tail:
                 deliver([tail])  # the last line, without its newline
+        except (OSError, ValueError) as exc:  # ValueError: closed under us (a shutdown)
+            log.warning("the channel from ExaBGP broke: %s", exc)
         finally:
-            deliver(None)
+            deliver(None)  # the end of the channel, however it came
 
     def decode_ahead(self, router_id: str) -> None:
         self._ahead = router_id

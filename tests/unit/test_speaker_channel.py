@@ -203,6 +203,19 @@ def test_the_reader_delivers_every_line_in_order_a_read_at_a_time(
     assert len(delivered) - 1 < len(lines) + 5  # by reads, not by bytes
 
 
+def test_a_channel_closed_under_the_reader_ends_it_as_its_end(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A closed file (a shutdown, a test's BytesIO) ends the reader thread with the end
+    of the channel and a warning, not with an exception on the thread."""
+    stdin = io.BytesIO(b"done\n")
+    stdin.close()
+    delivered: list[list[Line] | None] = []
+    ExabgpChannel(stdin, io.BytesIO())._read(delivered.append)
+    assert delivered == [None]
+    assert "the channel from ExaBGP broke" in caplog.text
+
+
 def test_a_read_brings_many_lines_in_one_delivery() -> None:
     data = b"".join(f"line {n}\n".encode() for n in range(1000))
     delivered: list[list[Line] | None] = []
