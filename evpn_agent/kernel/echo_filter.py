@@ -368,6 +368,15 @@ def _build(vxlans: Iterable[int], svis: Iterable[int], byteorder: ByteOrder) -> 
     ]
     # The kernel's check that scratch memory is stored before it is loaded reads the program
     # top to bottom and lets a RET fall through: the accept before the store has its own.
+    # extern_learn: to the fdb or the neigh block by family
+    by_family: list[Insn] = [
+        (BPF_LD_B_ABS, 0, 0, OFF_FAMILY),
+        (BPF_JEQ_K, 4, 0, AF_BRIDGE),  # -> fdb block (after the RET ACCEPT)
+        (BPF_JEQ_K, 1, 0, AF_INET),  # -> the jump to the neigh block
+        (BPF_JEQ_K, 0, 1, AF_INET6),
+        (BPF_JA, 0, 0, 1 + len(fdb)),  # over RET ACCEPT and the fdb block to the neigh block
+        (BPF_RET_K, 0, 0, ACCEPT),
+    ]
     head: list[Insn] = [
         (BPF_LD_H_ABS, 0, 0, OFF_TYPE),
         (BPF_JEQ_K, 2, 0, _loaded16(RTM_NEWNEIGH, byteorder)),
@@ -375,16 +384,11 @@ def _build(vxlans: Iterable[int], svis: Iterable[int], byteorder: ByteOrder) -> 
         (BPF_RET_K, 0, 0, ACCEPT),  # neither
         *ifindex,
         (BPF_LD_B_ABS, 0, 0, OFF_FLAGS),
-        (BPF_JSET_K, len(flood) + 2, 0, NTF_EXT_LEARNED),
+        (BPF_JSET_K, len(flood) + 2, 0, NTF_EXT_LEARNED),  # -> by_family
         *flood,
-        (BPF_JA, 0, 0, 1 + 6),  # a flood entry: over RET ACCEPT and the rest to the fdb block
+        (BPF_JA, 0, 0, 1 + len(by_family)),  # a flood entry: to the fdb block
         (BPF_RET_K, 0, 0, ACCEPT),  # not extern_learn, not a flood entry
-        (BPF_LD_B_ABS, 0, 0, OFF_FAMILY),
-        (BPF_JEQ_K, 4, 0, AF_BRIDGE),  # -> fdb block (after the RET ACCEPT)
-        (BPF_JEQ_K, 1, 0, AF_INET),  # -> the jump to the neigh block
-        (BPF_JEQ_K, 0, 1, AF_INET6),
-        (BPF_JA, 0, 0, 1 + len(fdb)),  # over RET ACCEPT and the fdb block to the neigh block
-        (BPF_RET_K, 0, 0, ACCEPT),
+        *by_family,
     ]
     return head + fdb + neigh
 

@@ -24,7 +24,7 @@ import threading
 import time
 from binascii import unhexlify
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import IO, cast
 
 from evpn_agent.model import AdvertChange, AdvertRefused, BgpEvent, LineRejected
@@ -53,6 +53,16 @@ _EVENTS = WIRE_EVENTS.encode() + b" "
 # What a line we wrote was, for its answer: one change (a route line), the changes of an
 # ``announce evpn batch`` line, or a command of the channel itself.
 Sent = AdvertChange | tuple[AdvertChange, ...] | str
+
+
+def _read_chunk(read: Callable[[int], bytes]) -> bytes:
+    """Up to READ_SIZE bytes of the pipe; b"" (its end) when it broke or was closed under
+    us (ValueError: a shutdown, a test's closed file), with a warning."""
+    try:
+        return read(READ_SIZE)
+    except (OSError, ValueError) as exc:
+        log.warning("the channel from ExaBGP broke: %s", exc)
+        return b""
 
 
 class ExabgpChannel:
@@ -89,7 +99,7 @@ class ExabgpChannel:
         read = getattr(self.stdin, "read1", self.stdin.read)
         tail = b""
         try:
-            while chunk := read(READ_SIZE):
+            while chunk := _read_chunk(read):
                 lines = (tail + chunk).split(b"\n")
                 tail = lines.pop()
                 if lines:
@@ -97,10 +107,8 @@ class ExabgpChannel:
                     self._wait_for_room(sum(map(len, lines)) + len(lines))
             if tail:
                 deliver([tail])  # the last line, without its newline
-        except (OSError, ValueError) as exc:  # ValueError: closed under us (a shutdown)
-            log.warning("the channel from ExaBGP broke: %s", exc)
         finally:
-            deliver(None)  # the end of the channel, however it came
+            deliver(None)
 
     def decode_ahead(self, router_id: str) -> None:
         self._ahead = router_id
