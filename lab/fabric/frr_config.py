@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -10,6 +11,9 @@ from lab.fabric.addressing import ASN, UNDERLAY
 
 def render_zebra_config(hostname: str, log_file: Path) -> str:
     return f"hostname {hostname}\nlog file {log_file}\n!\n"
+
+
+_DEBUG = ["debug bgp neighbor-events", "debug bgp updates out"]
 
 
 def render_rr_config(
@@ -22,10 +26,14 @@ def render_rr_config(
     password: str | None = None,
     hostname: str = "rr",
 ) -> str:
-    """An FRR route reflector: iBGP l2vpn evpn, clients accepted from ``listen_range``."""
+    """An FRR route reflector: iBGP l2vpn evpn, clients accepted from ``listen_range``.
+
+    ``FABRIC_FRR_DEBUG=1`` in the environment logs its sessions' events and every UPDATE it
+    sends (for a failing test; far too much for a benchmark)."""
     lines = [
         f"hostname {hostname}",
         f"log file {log_file}",
+        *(_DEBUG if os.environ.get("FABRIC_FRR_DEBUG") else []),
         f"router bgp {asn}",
         f" bgp router-id {router_id}",
         f" bgp cluster-id {cluster_id or router_id}",
