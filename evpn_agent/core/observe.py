@@ -4,7 +4,7 @@ own entries as the kernel holds them (the mirror). Changes mark keys dirty for p
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
 from evpn_agent.core import plan
@@ -37,6 +37,7 @@ from evpn_agent.model import (
     is_host_ip,
 )
 from evpn_agent.model.keys import BridgeMac, DeviceIp, DeviceMac, VniIp, VniMac, VniVtep
+from evpn_agent.model.net import vni_ranges
 
 log = logging.getLogger(__name__)
 
@@ -313,6 +314,39 @@ def moved(s: State, key: VniMac, where: str) -> None:
         s.counters["duplicate-macs"] += 1
 
 
+LOG_EACH_VNI_UP_TO = 8  # more VNIs changed at once are logged as one summary line
+
+
+def _log_change(vni: int, before: LocalVni | None, after: LocalVni | None) -> None:
+    if after is None:
+        log.info("VNI %d removed (was on %s)", vni, before.vxlan_name if before else "?")
+    elif before is None or (before.vxlan_name, before.bridge_name) != (
+        after.vxlan_name,
+        after.bridge_name,
+    ):
+        state = "" if after.up else " (down)"
+        log.info("VNI %d on %s in bridge %s%s", vni, after.vxlan_name, after.bridge_name, state)
+    elif before.up != after.up:
+        log.info("VNI %d: %s is %s", vni, after.vxlan_name, "up" if after.up else "down")
+    else:  # an index, VLAN or address moved under the same names
+        log.debug("VNI %d on %s changed: %s", vni, after.vxlan_name, after)
+
+
+def _log_summary(
+    old: Mapping[int, LocalVni], new: Mapping[int, LocalVni], changed: set[int]
+) -> None:
+    added = sorted(v for v in changed if v not in old)
+    removed = sorted(v for v in changed if v not in new)
+    if added:
+        log.info("%d VNIs added: %s", len(added), vni_ranges(added))
+    if removed:
+        log.info("%d VNIs removed: %s", len(removed), vni_ranges(removed))
+    if other := len(changed) - len(added) - len(removed):
+        log.info("%d VNIs changed (devices up, down or renumbered)", other)
+    for vni in sorted(changed):
+        log.debug("VNI %d: %s", vni, new.get(vni, "removed"))
+
+
 def relink(s: State) -> None:
     view = s.view
     old = view.relink()
@@ -320,6 +354,10 @@ def relink(s: State) -> None:
     changed = {v for v in old.keys() | new.keys() if old.get(v) != new.get(v)}
     if not changed:
         return
+    # A start (or a new bridge of many VNIs) changes them all: one line, not 1,000.
+    many = len(changed) > LOG_EACH_VNI_UP_TO
+    if many:
+        _log_summary(old, new, changed)
     for vni in changed:
         before, after = old.get(vni), new.get(vni)
         if before is not None and (after is None or after.vxlan_ifindex != before.vxlan_ifindex):
@@ -328,10 +366,8 @@ def relink(s: State) -> None:
             # A VXLAN device going down flushes its dynamic FDB entries (ours among
             # them, silently for us): forget them so they are rewritten when it is up.
             s.mirror.forget_fdb(after.vxlan_ifindex)
-        if after is None:
-            log.info("VNI %d removed (was on %s)", vni, before.vxlan_name if before else "?")
-        else:
-            log.info("VNI %d on %s in bridge %s", vni, after.vxlan_name, after.bridge_name)
+        if not many:
+            _log_change(vni, before, after)
         s.dirty_adverts.add(AdvertKey(vni, "", None))
         s.dirty_adverts.update(s.adverts.keys_of_vni(vni))
         if after is not None:

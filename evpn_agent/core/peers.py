@@ -211,11 +211,16 @@ class Peers:
             if due is None or now < due:
                 continue
             if state.expects_marker():
+                # Graceful restart promises the marker. Seen with FRR 8.4 reflectors: a
+                # dynamic peer that reconnects while its old session lingers is kept up
+                # and sent nothing, not even the marker (FRRouting/frr#20120).
                 log.warning(
                     "no End-of-RIB from %s after %gs without updates: its table is taken "
-                    "as complete",
+                    "as complete. If it holds routes, it is not sending them: reset the "
+                    "session on it (FRR: clear bgp %s)",
                     peer,
                     MARKER_WAIT,
+                    peer,
                 )
             else:
                 log.info(

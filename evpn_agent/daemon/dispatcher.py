@@ -29,6 +29,7 @@ from evpn_agent.kernel import Kernel, OpFailure
 from evpn_agent.latency import Latency
 from evpn_agent.metrics import Metrics
 from evpn_agent.model import Config, KernelEvent, KernelSnapshot, Op, describe
+from evpn_agent.model.net import vni_ranges
 from evpn_agent.speaker import Line, Speaker
 
 log = logging.getLogger(__name__)
@@ -166,7 +167,7 @@ class Daemon:
             "evpn-agent core started: router-id %s, VTEP %s, VNIs %s",
             router_id,
             vtep_ip,
-            ",".join(str(v) for v in sorted(engine.vnis)) or "none yet",
+            vni_ranges(engine.vnis) or "none yet",
         )
         if await self.instance.open(self.ask):  # else a restart's new instance, not in charge
             await self._serve_metrics()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+from collections.abc import Iterable
 
 MAX_VNI = (1 << 24) - 1  # a VXLAN VNI is 24 bits (RFC 7348)
 ZERO_MAC = "00:00:00:00:00:00"  # the flood-list (head-end replication) entry
@@ -89,3 +90,14 @@ def is_host_ip(address: str) -> bool:
     """An address that can be a host binding (not multicast, link-local or unspecified)."""
     ip = ipaddress.ip_address(address)
     return not (ip.is_multicast or ip.is_link_local or ip.is_unspecified)
+
+
+def vni_ranges(vnis: Iterable[int]) -> str:
+    """VNIs as sorted ranges, for a log line: {7, 1, 2, 3} -> '1-3, 7'."""
+    spans: list[list[int]] = []
+    for vni in sorted(set(vnis)):
+        if spans and vni == spans[-1][1] + 1:
+            spans[-1][1] = vni
+        else:
+            spans.append([vni, vni])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
