@@ -217,10 +217,9 @@ class Peers:
                 log.warning(
                     "no End-of-RIB from %s after %gs without updates: its table is taken "
                     "as complete. If it holds routes, it is not sending them: reset the "
-                    "session on it (FRR: clear bgp %s)",
+                    "session on it (FRR: clear bgp with this VTEP's address)",
                     peer,
                     MARKER_WAIT,
-                    peer,
                 )
             else:
                 log.info(
