@@ -351,6 +351,27 @@ def clear_duplicate(
         click.echo(f"  VNI {item['vni']} {item['mac']}")
 
 
+@clear.command("session")
+@click.argument("peer")
+@_socket_option
+def clear_session(peer: str, config_path: str, socket_path: str | None) -> None:
+    """Reset the BGP session with PEER (a route reflector's address), as FRR's ``clear bgp``.
+
+    The agent closes the session and connects again. With graceful restart negotiated it
+    closes the connection without a NOTIFICATION, so the reflector keeps this VTEP's routes
+    (as stale) until the new session's End-of-RIB; without, it sends one (Cease,
+    administrative reset) and the reflector withdraws them until then. The routes the
+    reflector sent are held as when a session is lost. For a reflector that keeps the
+    session up but sends nothing (the log warns: no End-of-RIB).
+
+    \b
+    Example:
+      evpn-agent clear session 192.0.2.1
+    """
+    done = _ask(config_path, socket_path, "clear session", peer=peer)
+    click.echo(f"reset the session with {done['peer']} (it was {done['was']})")
+
+
 @main.command()
 @click.option("--dry-run", is_flag=True, help="Print the planned changes without making them.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")

@@ -217,9 +217,10 @@ class Peers:
                 log.warning(
                     "no End-of-RIB from %s after %gs without updates: its table is taken "
                     "as complete. If it holds routes, it is not sending them: reset the "
-                    "session on it (FRR: clear bgp with this VTEP's address)",
+                    "session (evpn-agent clear session %s)",
                     peer,
                     MARKER_WAIT,
+                    peer,
                 )
             else:
                 log.info(

@@ -437,6 +437,8 @@ class Daemon:
             cleared = engine.clear_duplicate(vni, request.get("mac"))
             self.flush(engine)
             return [{"vni": k.vni, "mac": k.mac} for k in cleared]
+        if command == "clear session":
+            return self._reset_session(engine, request.get("peer"))
         if command == "reconcile":
             return await self._reconcile(engine, dry_run=bool(request.get("dry_run")))
         if command == "reload":
@@ -456,6 +458,17 @@ class Daemon:
                 await self._serve_metrics()
             return described
         raise ValueError(f"unknown command {command!r}")
+
+    def _reset_session(self, engine: Engine, peer: object) -> dict[str, Any]:
+        """An operator's reset of one session (what FRR's ``clear bgp`` does)."""
+        known = [rr.address for rr in self.cfg.route_reflectors]
+        if peer not in known:
+            raise ValueError(f"no BGP peer {peer!r} here; the peers: {', '.join(known)}")
+        state = engine.peers.get(str(peer))
+        was = "Established" if state is not None and state.up else "not established"
+        log.warning("resetting the BGP session with %s, as asked (it was %s)", peer, was)
+        self.speaker.reset_session(str(peer))
+        return {"peer": peer, "was": was}
 
     async def _reconcile(self, engine: Engine, *, dry_run: bool) -> dict[str, Any]:
         """Dump the kernel and plan against it; apply unless ``dry_run``."""

@@ -62,3 +62,8 @@ class Speaker(Protocol):
 
     def ask_sessions(self) -> None:
         """Ask for the speaker's account of every session: ``SessionReported`` events."""
+
+    def reset_session(self, peer: str) -> None:
+        """Close the session with ``peer`` and connect again, as after any session loss
+        (ExaBGP: a NOTIFICATION, Cease / administrative reset, unless graceful restart
+        was negotiated: then only the connection closes, and the peer keeps our routes)."""

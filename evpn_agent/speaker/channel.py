@@ -223,6 +223,10 @@ class ExabgpChannel:
     def ask_sessions(self) -> None:
         self._write([encode.SESSIONS], [encode.SESSIONS])
 
+    def reset_session(self, peer: str) -> None:
+        line = encode.reset(peer)
+        self._write([line], [line])
+
     def _write(self, lines: list[str], what: Sequence[Sent]) -> None:
         self._pending.extend(what)
         self.stdout.write("".join(f"{line}\n" for line in lines).encode())

@@ -15,6 +15,14 @@ REFRESH = "announce route-refresh l2vpn evpn"
 # ExaBGP answers with one JSON line (a list, one object per neighbor: state, uptime, the
 # capabilities the peer advertised), then "done".
 SESSIONS = "show neighbor json"
+ADMINISTRATIVE_RESET = 4  # Cease subcode (RFC 4486)
+
+
+def reset(peer: str) -> str:
+    """ExaBGP's command that closes the session with ``peer``, and connects again."""
+    return f"neighbor {peer} teardown {ADMINISTRATIVE_RESET}"
+
+
 # Changes per batch line, at most: ExaBGP packs the NLRIs of one line into UPDATEs, so
 # longer lines make fuller UPDATEs for the reflector (50,000 local MACs: 1,000 per line
 # 1.45 s, 4,000 per line 1.39 s). A line must stay below ExaBGP's 1 MiB cap on one command

@@ -9,6 +9,7 @@ import stat
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -97,6 +98,30 @@ def _wait_both_copies(two: TwoReflectors) -> None:
 
 def test_each_route_arrives_from_both_reflectors(two: TwoReflectors) -> None:
     _wait_both_copies(two)
+
+
+def test_clear_session_resets_one_session_and_loses_nothing(two: TwoReflectors) -> None:
+    _wait_both_copies(two)
+    agent, rr1 = two.agents["a1"], two.rr1.address
+
+    def row() -> dict[str, Any]:
+        rows = json.loads(agent.cli("show", "peers", "--json"))
+        return next(r for r in rows if r["peer"] == rr1)
+
+    downs = row()["sessionDowns"]
+    out = agent.cli("clear", "session", rr1)
+    assert f"reset the session with {rr1} (it was Established)" in out
+
+    def back() -> bool:
+        assert _remote(two.a1, two.h2.mac), "held from rr2 while rr1's session is reset"
+        now = row()
+        return now["sessionDowns"] > downs and now["state"] == "Established"
+
+    wait_until(back, 30, "a1's session with rr1 reset and up again")
+    _wait_both_copies(two)
+    bad = two.a1.exec("sh", "-c", f"{agent.cli_argv('clear', 'session', '192.0.2.99')} 2>&1; "
+                      "echo rc=$?", check=False)  # fmt: skip
+    assert "no BGP peer '192.0.2.99' here" in bad and "rc=1" in bad and "Traceback" not in bad
 
 
 def test_losing_one_reflector_loses_no_route_and_no_ping(two: TwoReflectors) -> None:

@@ -95,6 +95,9 @@ class FakeSpeaker:
     def ask_sessions(self) -> None:
         self.sent.append("sessions")
 
+    def reset_session(self, peer: str) -> None:
+        self.sent.append(f"reset {peer}")
+
     def changes(self) -> list[AdvertChange]:
         return [c for c in self.sent if isinstance(c, AdvertChange)]
 

@@ -294,6 +294,18 @@ async def test_unknown_vni_is_refused_by_name(running: Running) -> None:
         await running.ask("show vni", vni=999)
 
 
+async def test_clear_session_resets_a_reflectors_session_and_refuses_others(
+    running: Running,
+) -> None:
+    assert await running.ask("clear session", peer=RR) == {"peer": RR, "was": "not established"}
+    assert running.speaker.sent[-1] == f"reset {RR}"
+    with pytest.raises(
+        control.ControlError, match=f"no BGP peer '192.0.2.99' here; the peers: {RR}"
+    ):
+        await running.ask("clear session", peer="192.0.2.99")
+    assert running.speaker.sent[-1] == f"reset {RR}"  # nothing else reset
+
+
 @pytest.mark.parametrize(("budget", "paced"), [(0, False), (0.0001, True)])
 async def test_periodic_reconciles_keep_to_their_cpu_budget(
     tmp_path: Path, budget: float, paced: bool

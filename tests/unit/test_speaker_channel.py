@@ -97,6 +97,16 @@ def test_an_unanswered_refresh_holds_commands_only_for_a_while(
     assert '"192.0.2.21:5"' in written(out)[-1]
 
 
+def test_a_session_reset_is_exabgps_teardown_and_its_answer_is_its_own() -> None:
+    out = io.BytesIO()
+    ch = ExabgpChannel(io.BytesIO(), out)
+    ch.reset_session("192.0.2.1")
+    ch.send([change(1)])
+    assert written(out)[0] == "neighbor 192.0.2.1 teardown 4"  # Cease, administrative reset
+    assert ch.decode(b"done\n", ME) == ([], None)  # the reset's answer
+    assert ch.decode(b"error\n", ME)[0] == [AdvertRefused(change(1))]  # not the reset's
+
+
 def test_update_lines_carry_exabgps_timestamp() -> None:
     ch = ExabgpChannel(io.BytesIO(), io.BytesIO())
     line = (
