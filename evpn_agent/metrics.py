@@ -86,7 +86,12 @@ class StateCollector(Collector):
         now = time.monotonic()
         for vni, at in sorted(state.drift.matched_at.items()):
             matched.add_metric([str(vni)], max(now - at, 0.0))
-        yield from (received, advertised, rejected, kernel, repairs, matched)
+        resets = CounterMetricFamily(
+            "evpn_agent_bgp_sessions_reset",
+            "Sessions the agent reset because the peer promised an End-of-RIB and sent nothing",
+        )
+        resets.add_metric([], counters.get("sessions-reset", 0))
+        yield from (received, advertised, rejected, kernel, repairs, matched, resets)
 
 
 class Metrics:

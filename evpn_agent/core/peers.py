@@ -54,6 +54,7 @@ class PeerState:
     complete_by: str | None = None  # END_OF_RIB, END_OF_REFRESH or QUIET
     complete_at: float | None = None
     eor: bool = False  # a marker arrived in this session
+    heard_any: bool = False  # an update or a marker arrived in this session
 
     @property
     def complete(self) -> bool:
@@ -95,6 +96,10 @@ class Peers:
     sweep_ok: bool = False  # the table was complete once: stale entries may go
     last_route_change: float = 0.0
     refresh_asked: float | None = None  # when this process asked for a route refresh
+    # Sessions to reset (taken with the work), and the peers reset so since their last
+    # session completed by its marker: one reset per incident, never a loop.
+    resets: list[str] = field(default_factory=list)
+    reset_spent: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.last_route_change = self.started
@@ -184,18 +189,21 @@ class Peers:
 
     def heard(self, peer: str, now: float) -> None:
         """An update from the peer: its table is still coming."""
-        self.seen(peer, now).last_update = now
+        state = self.seen(peer, now)
+        state.last_update, state.heard_any = now, True
 
     def refresh_begun(self, peer: str, now: float) -> None:
         """BoRR: the peer has enhanced route refresh; EoRR will close its table."""
         state = self.seen(peer, now)
         state.enhanced_refresh = True
-        state.last_update = now
+        state.last_update, state.heard_any = now, True
 
     def marker(self, peer: str, refresh: bool, now: float) -> bool:
         """End-of-RIB or End-of-Route-Refresh; True if it completed the peer's table."""
         state = self.seen(peer, now)
-        state.eor = True
+        state.eor = state.heard_any = True
+        if not refresh:
+            self.reset_spent.discard(peer)  # a session that works: the next incident may reset
         if state.complete:
             return False
         state.complete_by = END_OF_REFRESH if refresh else END_OF_RIB
@@ -210,7 +218,20 @@ class Peers:
             due = state.complete_due()
             if due is None or now < due:
                 continue
-            if state.expects_marker():
+            if self._silent(peer, state):
+                # Seen with FRR 8.4 reflectors: a dynamic peer that reconnects while its
+                # old session lingers is kept up and sent nothing (FRRouting/frr#20120);
+                # a new session repairs it. Once: a reflector in its update-delay is
+                # silent too, and must not be reset in a loop.
+                log.warning(
+                    "nothing from %s %gs after the session came up, though it promised an "
+                    "End-of-RIB: resetting the session once (evpn-agent clear session)",
+                    peer,
+                    MARKER_WAIT,
+                )
+                self.resets.append(peer)
+                self.reset_spent.add(peer)
+            elif state.expects_marker():
                 # Graceful restart promises the marker. Seen with FRR 8.4 reflectors: a
                 # dynamic peer that reconnects while its old session lingers is kept up
                 # and sent nothing, not even the marker (FRRouting/frr#20120).
@@ -232,6 +253,21 @@ class Peers:
             state.complete_by, state.complete_at = QUIET, now
             done.append(peer)
         return done
+
+    def _silent(self, peer: str, state: PeerState) -> bool:
+        """A session we saw start, with graceful restart (so an End-of-RIB is promised),
+        that sent nothing at all: not one update, not the marker."""
+        return (
+            state.graceful_restart is True
+            and state.since_source == SEEN_UP
+            and not state.refreshed
+            and not state.heard_any
+            and peer not in self.reset_spent
+        )
+
+    def take_resets(self) -> list[str]:
+        resets, self.resets = self.resets, []
+        return resets
 
     def next_due(self) -> float | None:
         return min(

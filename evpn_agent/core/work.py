@@ -39,14 +39,17 @@ log = logging.getLogger(__name__)
 class Work:
     ops: list[Op] = field(default_factory=list)
     changes: list[AdvertChange] = field(default_factory=list)
+    resets: list[str] = field(default_factory=list)  # BGP sessions to reset, by peer
 
     def __bool__(self) -> bool:
-        return bool(self.ops or self.changes)
+        return bool(self.ops or self.changes or self.resets)
 
 
 def take_work(s: State) -> Work:
     """Kernel ops and advert changes for everything dirty; dirty sets are emptied."""
-    out = Work(ops=_plan_kernel(s))
+    out = Work(ops=_plan_kernel(s), resets=s.peers.take_resets())
+    if out.resets:
+        s.counters["sessions-reset"] += len(out.resets)
     dirty, s.dirty_adverts = s.dirty_adverts, set()
     if dirty:
         frozen = functools.partial(s.dad.frozen, now=s.now) if s.dad.duplicates else None

@@ -20,6 +20,7 @@ from typing import Any
 from evpn_agent import heap
 from evpn_agent.control import answers
 from evpn_agent.core.engine import Engine
+from evpn_agent.core.work import Work
 from evpn_agent.daemon import reload
 from evpn_agent.daemon.instance import Instance
 from evpn_agent.daemon.resync import Resync, paced_interval
@@ -389,11 +390,17 @@ class Daemon:
             if work.ops:
                 self.settle(engine)
                 self.running_writes.submit(engine, work.ops)
-            self.speaker.send(work.changes)
+            self.send(work)
             sent += len(work.changes)
             if not engine.pending():
                 break
         return sent
+
+    def send(self, work: Work) -> None:
+        """The speaker's part of the work: advert changes, then sessions to reset."""
+        self.speaker.send(work.changes)
+        for peer in work.resets:
+            self.speaker.reset_session(peer)
 
     def settle(self, engine: Engine, *, wait: bool = True) -> list[OpFailure]:
         """Give the engine the kernel's answer for the writes in flight (without ``wait``:
@@ -485,7 +492,7 @@ class Daemon:
             ops = work.ops
             failures = self.apply_now(engine, ops)
             failed = [f"{f.op}: {f.message}" for f in failures]
-            self.speaker.send(work.changes)
+            self.send(work)
             self.flush(engine)
         return {
             "dryRun": dry_run,

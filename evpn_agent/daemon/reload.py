@@ -61,7 +61,7 @@ async def reload(daemon: Daemon, engine: Engine, path: str, *, dry_run: bool) ->
     daemon.prepare(engine)  # a VNI added needs its RD number before it is announced
     work = engine.take_work()
     failures = daemon.apply_now(engine, work.ops)
-    daemon.speaker.send(work.changes)
+    daemon.send(work)
     result["failed"] += [f"{f.op}: {f.message}" for f in failures]
     _count(result, work.ops, [c.withdraw for c in work.changes])
     log.debug("reload wrote %d kernel change(s), sent %d advert change(s)",

@@ -24,12 +24,14 @@ def message(kind: int, body: bytes) -> bytes:
     return MARKER + struct.pack("!HB", 19 + len(body), kind) + body
 
 
-def open_message(asn: int, hold: int, router_id: str) -> bytes:
+def open_message(asn: int, hold: int, router_id: str, *, graceful_restart: bool = False) -> bytes:
     caps = (
         bytes([1, 4]) + struct.pack("!HBB", AFI_L2VPN, 0, SAFI_EVPN)  # multiprotocol
         + bytes([2, 0])  # route refresh
         + bytes([65, 4]) + struct.pack("!I", asn)  # four-octet AS
     )  # fmt: skip
+    if graceful_restart:  # restart time 120 s; l2vpn evpn, its forwarding state not kept
+        caps += bytes([64, 6]) + struct.pack("!HHBB", 120, AFI_L2VPN, SAFI_EVPN, 0)
     params = bytes([2, len(caps)]) + caps
     body = struct.pack("!BHH4sB", 4, asn, hold, _ip(router_id), len(params)) + params
     return message(OPEN, body)
@@ -151,13 +153,21 @@ class RawPeer:
 
     @classmethod
     def connect(
-        cls, netns: str, peer: str, source: str, asn: int, router_id: str, *, hold: int = 30
+        cls,
+        netns: str,
+        peer: str,
+        source: str,
+        asn: int,
+        router_id: str,
+        *,
+        hold: int = 30,
+        graceful_restart: bool = False,
     ) -> RawPeer:
         sock = socket_in_netns(netns)
         sock.settimeout(10)
         sock.bind((source, 0))
         sock.connect((peer, 179))
-        sock.sendall(open_message(asn, hold, router_id))
+        sock.sendall(open_message(asn, hold, router_id, graceful_restart=graceful_restart))
         raw = cls(sock, hold)
         kind, _body = raw._read()
         if kind != OPEN:

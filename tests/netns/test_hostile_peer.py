@@ -81,12 +81,13 @@ def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
             rr.stop()
 
 
-def _connect(lab: Lab) -> RawPeer:
+def _connect(lab: Lab, *, graceful_restart: bool = False) -> RawPeer:
     def attempt() -> RawPeer | None:
         try:
             return RawPeer.connect(
-                lab.evil.netns.name, lab.a1.address, lab.evil.address, ASN, lab.evil.address
-            )
+                lab.evil.netns.name, lab.a1.address, lab.evil.address, ASN, lab.evil.address,
+                hold=9, graceful_restart=graceful_restart,
+            )  # fmt: skip
         except (ConnectionError, OSError):
             return None  # ExaBGP not listening yet, or still closing the previous session
 
@@ -213,3 +214,19 @@ def test_malformed_update_costs_only_that_session(lab: Lab, what: str) -> None:
     assert _peer_row(lab.agent, lab.fab.boxes["rr"].address)["state"] == "Established"
     assert lab.h2.mac in _fdb(lab.a1), "routes from the honest reflector untouched"
     wait_until(lambda: lab.h1.ping(lab.h2.ip), 10, "h1 -> h2 untouched")
+
+
+def test_a_peer_that_promises_end_of_rib_and_sends_nothing_is_reset_once(lab: Lab) -> None:
+    """What FRR 8.4 does to a dynamic peer in a race (frr#20120): the session is up,
+    graceful restart promised an End-of-RIB, and nothing comes. A new session repairs it."""
+    before = _counters(lab.agent).get("sessions-reset", 0)
+    silent = _connect(lab, graceful_restart=True)
+    try:
+        assert _peer_row(lab.agent, lab.evil.address)["gracefulRestart"] is True
+        # the agent resets it MARKER_WAIT (30 s) after it came up: the connection closes
+        assert silent.closed.wait(60), "a1 reset the silent session"
+        assert silent.notification is None  # graceful restart: the connection closes only
+        assert _counters(lab.agent).get("sessions-reset", 0) == before + 1
+        assert all(lab.h1.ping(lab.h2.ip) for _ in range(3)), "the honest reflector's routes"
+    finally:
+        silent.close()

@@ -19,6 +19,9 @@ def test_metrics_render_state() -> None:
     assert 'evpn_agent_session_up{peer="192.0.2.1"} 1.0' in text
     assert 'evpn_agent_routes_rejected_total{reason="own-vtep"} 1.0' in text
     assert 'evpn_agent_route_to_kernel_seconds_bucket{le="0.002"} 1.0' in text
+    assert "evpn_agent_bgp_sessions_reset_total 0.0" in text
+    state.counters["sessions-reset"] += 1
+    assert "evpn_agent_bgp_sessions_reset_total 1.0" in metrics.render().decode()
 
 
 def test_metrics_without_state_are_empty_but_valid() -> None:

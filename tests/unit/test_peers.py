@@ -197,3 +197,38 @@ def test_a_report_that_comes_after_the_refresh_still_starts_the_wait_for_the_tab
     state.on_bgp([SessionReported(RR, up=True, uptime=60, graceful_restart=False)], 1.5)
     assert row(state, 1.5)["completeBy"].startswith("waiting: quiet-period")  # type: ignore[union-attr]
     assert set(run_until(state, 1.5 + QUIET_PERIOD + 2)) == SWEPT
+
+
+def _resets(state: AgentState, now: float) -> list[str]:
+    state.tick(now)
+    return state.take_work().resets
+
+
+def test_a_reflector_that_sends_nothing_is_reset_once_per_incident() -> None:
+    """FRR 8.4 can keep a reconnected dynamic peer up and send it nothing (frr#20120)."""
+    state = stale_state()
+    state.on_bgp([FRR, SessionUp(RR)], 1)
+    assert _resets(state, 1 + MARKER_WAIT - 0.1) == []
+    assert _resets(state, 1 + MARKER_WAIT + 0.1) == [RR]
+    assert state.counters["sessions-reset"] == 1
+    assert row(state, 40)["completeBy"] == "quiet-period"  # taken as complete all the same
+    # The next session is silent too (say, a reflector in its update-delay): no loop.
+    state.on_bgp([SessionDown(RR, "reset"), FRR, SessionUp(RR)], 40)
+    assert _resets(state, 40 + MARKER_WAIT + 1) == []
+    # A session that completes by its End-of-RIB: the next incident may reset again.
+    state.on_bgp([SessionDown(RR, "reset"), FRR, SessionUp(RR), EndOfRib(RR)], 80)
+    state.on_bgp([SessionDown(RR, "reset"), FRR, SessionUp(RR)], 90)
+    assert _resets(state, 90 + MARKER_WAIT + 1) == [RR]
+    assert state.counters["sessions-reset"] == 2
+
+
+def test_a_reflector_that_sent_something_or_promised_nothing_is_not_reset() -> None:
+    state = stale_state()
+    state.on_bgp([FRR, SessionUp(RR), RouteAnnounced(RR, mac_route())], 1)  # no End-of-RIB
+    assert _resets(state, 1 + MARKER_WAIT * 3) == []
+    state = stale_state()
+    state.on_bgp([NO_GR, SessionUp(RR)], 1)  # no marker promised: a quiet table is empty
+    assert _resets(state, 1 + MARKER_WAIT * 3) == []
+    state = stale_state()
+    state.on_bgp([SessionUp(RR)], 1)  # its OPEN not seen (a respawned core): not sure
+    assert _resets(state, 1 + MARKER_WAIT * 3) == []
