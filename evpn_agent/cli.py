@@ -362,7 +362,8 @@ def clear_session(peer: str, config_path: str, socket_path: str | None) -> None:
     (as stale) until the new session's End-of-RIB; without, it sends one (Cease,
     administrative reset) and the reflector withdraws them until then. The routes the
     reflector sent are held as when a session is lost. For a reflector that keeps the
-    session up but sends nothing (the log warns: no End-of-RIB).
+    session up and sends nothing: the agent resets such a session once by itself, and
+    warns (no End-of-RIB) where it does not.
 
     \b
     Example:

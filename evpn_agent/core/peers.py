@@ -232,9 +232,6 @@ class Peers:
                 self.resets.append(peer)
                 self.reset_spent.add(peer)
             elif state.expects_marker():
-                # Graceful restart promises the marker. Seen with FRR 8.4 reflectors: a
-                # dynamic peer that reconnects while its old session lingers is kept up
-                # and sent nothing, not even the marker (FRRouting/frr#20120).
                 log.warning(
                     "no End-of-RIB from %s after %gs without updates: its table is taken "
                     "as complete. If it holds routes, it is not sending them: reset the "

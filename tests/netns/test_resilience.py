@@ -72,9 +72,13 @@ def _remote(box: Box, mac: str) -> bool:
     return any(e.get("mac") == mac and "dst" in e for e in entries)
 
 
+def _peer_row(agent: AgentProcess, peer: str) -> dict[str, Any]:
+    rows: list[dict[str, Any]] = json.loads(agent.cli("show", "peers", "--json"))
+    return next(r for r in rows if r["peer"] == peer)
+
+
 def _peer_state(agent: AgentProcess, peer: str) -> str:
-    rows = json.loads(agent.cli("show", "peers", "--json"))
-    return next(r["state"] for r in rows if r["peer"] == peer)
+    return str(_peer_row(agent, peer)["state"])
 
 
 def _restart_frr(box: Box) -> None:
@@ -103,18 +107,13 @@ def test_each_route_arrives_from_both_reflectors(two: TwoReflectors) -> None:
 def test_clear_session_resets_one_session_and_loses_nothing(two: TwoReflectors) -> None:
     _wait_both_copies(two)
     agent, rr1 = two.agents["a1"], two.rr1.address
-
-    def row() -> dict[str, Any]:
-        rows = json.loads(agent.cli("show", "peers", "--json"))
-        return next(r for r in rows if r["peer"] == rr1)
-
-    downs = row()["sessionDowns"]
+    downs = _peer_row(agent, rr1)["sessionDowns"]
     out = agent.cli("clear", "session", rr1)
     assert f"reset the session with {rr1} (it was Established)" in out
 
     def back() -> bool:
         assert _remote(two.a1, two.h2.mac), "held from rr2 while rr1's session is reset"
-        now = row()
+        now = _peer_row(agent, rr1)
         return now["sessionDowns"] > downs and now["state"] == "Established"
 
     wait_until(back, 30, "a1's session with rr1 reset and up again")
