@@ -12,9 +12,11 @@ from lab.fabric import Fabric
 
 @contextlib.contextmanager
 def bench_fabric(prefix: str, children: Sequence[Child] = ()) -> Iterator[Fabric]:
-    """The fabric of one benchmark run: if the run fails, every daemon's log tail goes to
-    stderr; at the end the child programs (watchers, senders) stop, then the fabric goes."""
-    with Fabric(prefix) as fab:
+    """The fabric of one benchmark run, each box's daemons in a CPU group of their own (as
+    systemd runs each service: see lab.fabric.cpu_groups). If the run fails, every daemon's
+    log tail goes to stderr; at the end the child programs (watchers, senders) stop, then
+    the fabric goes."""
+    with Fabric(prefix, cpu_groups=True) as fab:
         try:
             yield fab
         except BaseException:

@@ -17,6 +17,7 @@ from typing import Any
 
 from lab.fabric.addressing import ASN, UNDERLAY, UNDERLAY6, tenant
 from lab.fabric.boxes import Box
+from lab.fabric.cpu_groups import CpuGroups, cpu_cgroup_root
 from lab.fabric.environment import IP, PEER_SCRIPT, PYTHON, REPO_ROOT
 from lab.fabric.frr import ZEBRA_ARGS, Frr
 from lab.fabric.frr_config import render_rr_config, render_vtep_config
@@ -43,16 +44,21 @@ class Fabric:
         *,
         switch: bool = True,
         underlay6: bool = False,
+        cpu_groups: bool = False,
     ) -> None:
         """``switch=False``: no underlay switch namespace (``add_box`` needs it); for
         callers that wire their own topology from bare namespaces (:meth:`add_namespace`).
         ``underlay6=True``: an IPv6-only underlay (:data:`UNDERLAY6`): boxes, VTEPs, BGP
         sessions and next hops in IPv6; router-ids stay IPv4 (``192.0.2.<octet>``).
+        ``cpu_groups=True``: each box's daemons (FRR's, the agent's) run in a CPU cgroup of
+        their own, as systemd runs each service; for benchmarks (see
+        :mod:`lab.fabric.cpu_groups`).
         """
         self.underlay6 = underlay6
         if len(prefix) > 8:
             raise ValueError("prefix is at most 8 characters")
         self.tag = f"{prefix}{os.getpid()}{secrets.token_hex(2)}"
+        self.cpu_groups = CpuGroups(self.tag, cpu_cgroup_root()) if cpu_groups else None
         self._own_workdir = workdir is None
         self.workdir = Path(tempfile.mkdtemp(prefix=f"{self.tag}-")) if workdir is None else workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -137,7 +143,7 @@ class Fabric:
         self, box: Box, bgpd_config: str, *, zebra_args: Sequence[str] = ZEBRA_ARGS
     ) -> Frr:
         """zebra and bgpd in ``box`` (see :meth:`Frr.start` for ``zebra_args``)."""
-        frr = Frr(box.netns, box.directory / "frr")
+        frr = Frr(box.netns, box.directory / "frr", launch_prefix=self._launch_prefix(box))
         frr.directory.mkdir()
         box.frr = frr  # tracked before start so close() stops a half-started FRR
         frr.start(bgpd_config, box.name, zebra_args=zebra_args)
@@ -256,7 +262,8 @@ class Fabric:
         stderr_path = box.directory / "speaker.stderr"
         with stdout_path.open("wb") as stdout, stderr_path.open("wb") as stderr:
             process = subprocess.Popen(
-                [IP, "netns", "exec", box.netns.name, PYTHON, "-m", SPEAKER_MODULE, str(config)],
+                [*self._launch_prefix(box), IP, "netns", "exec", box.netns.name, PYTHON, "-m",
+                 SPEAKER_MODULE, str(config)],
                 stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, cwd=REPO_ROOT,
                 env={**os.environ, **(env or {})},
             )  # fmt: skip
@@ -331,8 +338,8 @@ class Fabric:
         stderr_path = box.directory / "agent.stderr"
         with stdout_path.open("ab") as stdout, stderr_path.open("ab") as stderr:
             process = subprocess.Popen(
-                [IP, "netns", "exec", box.netns.name, PYTHON, "-m", AGENT_CLI_MODULE, "run",
-                 "--config", str(config_path)],
+                [*self._launch_prefix(box), IP, "netns", "exec", box.netns.name, PYTHON, "-m",
+                 AGENT_CLI_MODULE, "run", "--config", str(config_path)],
                 stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, cwd=REPO_ROOT,
                 start_new_session=new_session, env=None if env is None else {**os.environ, **env},
             )  # fmt: skip
@@ -341,6 +348,9 @@ class Fabric:
         if wait:
             agent.wait_ready()
         return agent
+
+    def _launch_prefix(self, box: Box) -> list[str]:
+        return self.cpu_groups.prefix(box.name) if self.cpu_groups is not None else []
 
     # -- diagnostics and teardown
 
@@ -373,6 +383,8 @@ class Fabric:
         steps += [
             functools.partial(self._delete_netns, netns) for netns in reversed(self.namespaces)
         ]
+        if self.cpu_groups is not None:
+            steps.append(self.cpu_groups.close)
         for step in steps:
             try:
                 step()

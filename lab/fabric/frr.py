@@ -28,6 +28,8 @@ class Frr:
 
     netns: Netns
     directory: Path
+    # argv put before each daemon's command: a benchmark's CPU group (lab.fabric.cpu_groups)
+    launch_prefix: Sequence[str] = ()
 
     @property
     def vty_dir(self) -> Path:
@@ -71,7 +73,7 @@ class Frr:
                 "-i",
                 str(self.pidfile(daemon)),
             ]
-            self.netns.exec(*argv)
+            self.netns.exec(*argv, prefix=self.launch_prefix)
             wait_until(
                 functools.partial(self._started, daemon),
                 10,

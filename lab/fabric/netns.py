@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from lab.fabric.environment import BRIDGE, IP
@@ -14,9 +15,13 @@ class Netns:
 
     name: str
 
-    def exec(self, *argv: str, check: bool = True, timeout: float = 30.0) -> str:
-        """Run a command inside the namespace; returns stdout."""
-        return run([IP, "netns", "exec", self.name, *argv], check=check, timeout=timeout)
+    def exec(
+        self, *argv: str, check: bool = True, timeout: float = 30.0, prefix: Sequence[str] = ()
+    ) -> str:
+        """Run a command inside the namespace; returns stdout. ``prefix``: argv run before
+        ``ip netns exec`` (which mounts the namespace's own /sys: a CPU group is entered
+        before it)."""
+        return run([*prefix, IP, "netns", "exec", self.name, *argv], check=check, timeout=timeout)
 
     def ip(self, *args: str, check: bool = True) -> str:
         return run([IP, "-n", self.name, *args], check=check)
