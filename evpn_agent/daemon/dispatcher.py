@@ -345,7 +345,12 @@ class Daemon:
         snap = await self._dump(engine)
         engine.load_snapshot(snap)
         self.resync.dumped(snap.complete, self.kernel.events_lost, self.clock())
-        return snap.complete
+        complete = snap.complete
+        del snap
+        # The dump is garbage now; handed back to the system, or the first reconcile at
+        # 1,000 VNIs leaves the core 15 MiB larger for good (measured: 7 MiB smaller).
+        heap.release_free_memory()
+        return complete
 
     async def _dump(self, engine: Engine) -> KernelSnapshot:
         """A dump newer than every kernel event the engine has not applied yet.
@@ -447,7 +452,9 @@ class Daemon:
         if command == "clear session":
             return self._reset_session(engine, request.get("peer"))
         if command == "reconcile":
-            return await self._reconcile(engine, dry_run=bool(request.get("dry_run")))
+            answer = await self._reconcile(engine, dry_run=bool(request.get("dry_run")))
+            heap.release_free_memory()  # the dump, and a dry run's copy of the engine
+            return answer
         if command == "reload":
             path = request.get("config") or self.config_path
             if not isinstance(path, str):
