@@ -48,6 +48,10 @@ class Speaker(Protocol):
         """From now on, decode what needs no state of ours (received routes) on the reader's
         thread, as lines arrive: that work then overlaps the owner's kernel writes."""
 
+    def hold_decoding(self, held: bool) -> None:
+        """While held, deliver received routes undecoded (``decode`` decodes them when the
+        owner takes them): the owner holds a whole kernel dump as objects meanwhile."""
+
     def send(self, changes: Sequence[AdvertChange]) -> None:
         """Announce or withdraw; a refusal comes back later as an ``AdvertRefused`` event."""
 

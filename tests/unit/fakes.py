@@ -50,6 +50,7 @@ class FakeSpeaker:
         self._prepared: dict[bytes, list[BgpEvent]] = {}
         self._tokens = itertools.count()
         self.router_id: str | None = None  # set by decode_ahead
+        self.holds: list[bool] = []  # hold_decoding's calls
 
     def start(self, deliver: Deliver) -> None:
         self.deliver = deliver
@@ -71,6 +72,9 @@ class FakeSpeaker:
 
     def decode_ahead(self, router_id: str) -> None:
         self.router_id = router_id
+
+    def hold_decoding(self, held: bool) -> None:
+        self.holds.append(held)
 
     def send(self, changes: Sequence[AdvertChange]) -> None:
         from evpn_agent.model import AdvertRefused

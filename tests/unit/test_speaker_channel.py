@@ -255,6 +255,22 @@ def test_once_asked_the_reader_decodes_updates_and_the_owner_gets_the_same() -> 
     assert isinstance(rejected, LineRejected) and rejected.reason == "malformed-line"
 
 
+def test_while_decoding_is_held_routes_arrive_undecoded_and_decode_the_same() -> None:
+    """During a kernel dump the reader delivers UPDATEs as lines; the owner's decode of
+    them is what the reader would have made. Released, the reader decodes again."""
+    ch = ExabgpChannel(io.BytesIO(), io.BytesIO())
+    ch.decode_ahead(ME)
+    expected = ch.decode(wire_line(MAC_ROUTE), ME)
+    ch.hold_decoding(True)
+    [held] = ch._lines([wire_line(MAC_ROUTE).rstrip(b"\n")])
+    assert isinstance(held, bytes)
+    ch._unread += len(held)  # as the reader counts what it delivers
+    assert ch.decode(held, ME) == expected
+    ch.hold_decoding(False)
+    [decoded] = ch._lines([wire_line(MAC_ROUTE).rstrip(b"\n")])
+    assert isinstance(decoded, Decoded)
+
+
 def test_routes_with_the_same_route_targets_share_one_tuple() -> None:
     """The core sorts routes into VNIs by their RT tuple: one per RT set, not per UPDATE."""
     from evpn_agent.model import RouteAnnounced
