@@ -82,9 +82,7 @@ class ExabgpChannel:
         # lines written since), but always as its JSON list line followed by its ack.
         self._report_ack_next = False
         self._ahead: str | None = None  # the router id, once UPDATEs are decoded on reading
-        self._decoding_held = (
-            False  # decoding on reading held (a kernel dump is in the owner's hands)
-        )
+        self._decoding_held = False  # see hold_decoding
         self._unread = 0  # bytes of lines delivered that the owner has not decoded yet
         self._room = threading.Condition()
 
