@@ -629,7 +629,12 @@ def main() -> int:
     parser.add_argument("--macs", type=int, default=1, help="MACs per emulated VTEP per VNI (1)")
     parser.add_argument("--vni-base", type=int, default=1000)
     parser.add_argument("--no-frr", action="store_true", help="no FRR VTEP (no comparator)")
-    parser.add_argument("--idle-seconds", type=float, help="idle CPU window (600; 30 --quick)")
+    parser.add_argument(
+        "--idle-seconds",
+        type=float,
+        help="idle CPU window (600; 30 --quick); a short one holds every agent's first "
+        "periodic reconcile (60 s after its start) and overstates idle CPU",
+    )
     parser.add_argument("--churn-rate", type=float, default=1000.0, help="MAC moves/s (1000)")
     parser.add_argument("--soak-seconds", type=float, help="churn soak (600; 30 --quick)")
     parser.add_argument(
