@@ -464,9 +464,7 @@ class Daemon:
         if command == "clear session":
             return self._reset_session(engine, request.get("peer"))
         if command == "reconcile":
-            answer = await self._reconcile(engine, dry_run=bool(request.get("dry_run")))
-            heap.release_free_memory()  # the dump, and a dry run's copy of the engine
-            return answer
+            return await self._reconcile(engine, dry_run=bool(request.get("dry_run")))
         if command == "reload":
             path = request.get("config") or self.config_path
             if not isinstance(path, str):
@@ -497,19 +495,20 @@ class Daemon:
         return {"peer": peer, "was": was}
 
     async def _reconcile(self, engine: Engine, *, dry_run: bool) -> dict[str, Any]:
-        """Dump the kernel and plan against it; apply unless ``dry_run``."""
-        with self._decoding_held():
-            snap = await self._dump(engine)
-            if dry_run:
-                trial = copy.deepcopy(engine)
-                trial.load_snapshot(snap)
-            else:
-                engine.load_snapshot(snap)
+        """Dump the kernel and plan against it; apply unless ``dry_run`` (then the plan is
+        a copy of the engine's, and goes with the dump)."""
         failed: list[str] = []
         if dry_run:
+            with self._decoding_held():
+                snap = await self._dump(engine)
+                trial = copy.deepcopy(engine)
+                trial.load_snapshot(snap)
+            complete = snap.complete
             ops = trial.take_work().ops
+            del snap, trial
+            heap.release_free_memory()
         else:
-            self.resync.dumped(snap.complete, self.kernel.events_lost, self.clock())
+            complete = await self._resync(engine)
             work = engine.take_work()
             ops = work.ops
             failures = self.apply_now(engine, ops)
@@ -518,7 +517,7 @@ class Daemon:
             self.flush(engine)
         return {
             "dryRun": dry_run,
-            "complete": snap.complete,
+            "complete": complete,
             "sweeping": engine.peers.sweep_ok,
             "ops": [describe(op) for op in ops],
             "failed": failed,

@@ -65,8 +65,9 @@ class CpuGroups:
 
     def close(self) -> None:
         """Remove the groups; a process still in one goes back to the root group first."""
+        if self.root is None:
+            return
         for group in self.made.values():
-            assert self.root is not None
             with contextlib.suppress(OSError):
                 for pid in (group / "cgroup.procs").read_text().split():
                     with contextlib.suppress(OSError):

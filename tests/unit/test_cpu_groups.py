@@ -23,7 +23,7 @@ def test_prefix_enters_before_the_command_runs(tmp_path: Path) -> None:
     assert groups.prefix("a1") == prefix  # one group per box, made once
 
 
-def test_a_group_that_cannot_be_entered_stops_the_command(tmp_path: Path) -> None:
+def test_a_group_that_cannot_be_made_is_an_error(tmp_path: Path) -> None:
     groups = CpuGroups("t1", root=tmp_path / "missing")
     with pytest.raises(FileNotFoundError):
         groups.prefix("a1")  # no root to make the group in
