@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from sys import getsizeof
 from types import MappingProxyType
+from typing import cast
 
 from evpn_agent.model import (
     ImetRoute,
@@ -76,6 +78,12 @@ _NO_PATHS: Mapping[str, Paths] = MappingProxyType({})
 RouteTargets = tuple[RouteTarget, ...]
 # Fewer new paths than this never make compacting the path table worth a copy.
 COMPACT_MIN = 16_384
+# The size of a MAC's (or IP's) paths while they fit CPython's smallest table (up to 5).
+# A move adds the new VTEP's paths before the old ones leave; once deleted slots fill
+# that table CPython moves it to one of twice the size that never shrinks back: after 5
+# minutes of moves every MAC held one, and the core ended 16 MiB larger (2 MiB with this).
+# A table left that large by a removal is built anew (one small copy, on withdraws only).
+_SMALL_PATHS = getsizeof(dict.fromkeys(range(5)))
 
 
 class _RtSet:
@@ -358,6 +366,8 @@ def _discard(
         paths.discard(pid)
     else:
         paths.pop(pid, None)
+        if paths and getsizeof(paths) > _SMALL_PATHS:
+            cast("dict[str, Paths]", per_vni)[key] = dict(paths.items())  # see _SMALL_PATHS
     if paths:
         return False
     del per_vni[key]

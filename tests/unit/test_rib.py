@@ -319,6 +319,27 @@ def test_churn_makes_compaction_due_and_compaction_gives_the_table_back() -> Non
     assert churned_rib.best_mac(100, "02:00:00:00:00:07") == best_of(seventh)
 
 
+def test_a_mac_moved_again_and_again_keeps_a_small_table_of_paths() -> None:
+    # A move as two reflectors send it: the new VTEP's copies arrive, then the old
+    # VTEP's are withdrawn. CPython grows a dict whose deleted slots fill up and never
+    # shrinks it; every MAC of a fabric under churn held a table twice its size.
+    rib, dirty, mac = make_rib(), Dirty(), "02:00:00:00:00:01"
+    for rr in ("rr1", "rr2"):
+        rib.announce(rr, mac_route("192.0.2.11"), dirty)
+    small = sys.getsizeof(rib.remote_macs(100)[mac])  # as two paths first made it
+    for hop in range(1, 20):
+        new, old = mac_route(f"192.0.2.{11 + hop % 2}", seq=hop), rib.best_mac(100, mac)
+        assert old is not None
+        for rr in ("rr1", "rr2"):
+            rib.announce(rr, new, dirty)
+        for rr in ("rr1", "rr2"):
+            rib.withdraw(rr, old.key, dirty)
+        paths = rib.remote_macs(100)[mac]
+        assert sorted(paths) == [PathId("rr1", new.key), PathId("rr2", new.key)]
+        assert sys.getsizeof(paths) <= small
+    assert rib.best_mac(100, mac) == new
+
+
 def test_a_few_new_paths_make_no_compaction_due() -> None:
     rib = make_rib()
     churned(rib, 1_000, 3_000)
