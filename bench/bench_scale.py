@@ -70,6 +70,7 @@ from bench.scale_generator import Churn, EmulatedFabric
 from bench.scale_plots import write_plots
 from bench.scale_sampler import GroupSampler, group_stats, per_process
 from evpn_agent import control
+from evpn_agent.core.rib import COMPACT_MIN
 from lab.fabric import (
     AgentProcess,
     Box,
@@ -488,6 +489,7 @@ class Lab:
         during = {v.name: v.counts()["removed"] - removed0[v.name] for v in self.vteps}
         self.mark("rr2 up")
         back = time.time()
+        self.compactions_at_rr2_up = self.compactions()
         restart_frr(rr)
         wait_until(lambda: self._sessions_to(rr) == len(self.vteps), self.args.deadline, "rr2 back")
         back_s = round(time.time() - back, 2)
@@ -520,8 +522,39 @@ class Lab:
                 continue
         return up
 
+    def compactions(self) -> dict[str, int]:
+        """Each agent's count of path-table compactions (``show counters``)."""
+        out = {}
+        for v in self.vteps:
+            if v.agent is not None:
+                counters = json.loads(v.agent.cli("show", "counters", "--json"))["counters"]
+                out[v.name] = int(counters.get("path-table-compactions", 0))
+        return out
+
+    def wait_compacted(self) -> bool:
+        """Until every agent has built its path table anew since rr2 sent its table again
+        (5 s after its last route change): the soak's RSS is measured from that level, not
+        from the larger table the table's return left for a few seconds (a 15 MiB
+        difference in the baseline)."""
+        resent = len(self.vteps[0].vnis) * (self.args.emulated * (1 + self.args.macs) + 1)
+        if resent < COMPACT_MIN:
+            return False  # too few paths came back to make a compaction due
+        marks = getattr(self, "compactions_at_rr2_up", {})
+        try:
+            wait_until(
+                lambda: all(n > marks.get(name, -1) for name, n in self.compactions().items()),
+                60,
+                "every agent's path table built anew",
+                interval=1.0,
+            )
+        except TimeoutError as exc:
+            log.warning("%s: the soak starts anyway", exc)
+            return False
+        return True
+
     def churn(self) -> dict[str, Any]:
         self.settle()
+        compacted = self.wait_compacted()
         before = {v.name: group_stats(v.pids()) for v in self.vteps}
         self.mark("churn")
         churn = Churn(self.generator, self.model, self.args.churn_rate)
@@ -541,6 +574,7 @@ class Lab:
         sent["kernel_against_routes"] = self._diffs()
         self.settle()
         out: dict[str, Any] = {"generator": sent, "final_check": settle}
+        out["compacted_before"] = compacted
         for v in self.vteps:
             after = group_stats(v.pids())
             rss0, rss1 = before[v.name]["rss_mib"], after["rss_mib"]
