@@ -132,6 +132,7 @@ class Lab:
         self.vteps: list[Vtep] = []
         self.t0 = 0.0
         self.phases: list[tuple[str, float]] = []
+        self.compactions_at_rr2_up: dict[str, int] = {}
 
     # -- the emulated VTEPs
 
@@ -449,20 +450,8 @@ class Lab:
             vni = self.extra_vni[v.kind]
             adds, dels = [], []
             for _ in range(VNI_TRIALS):
-                self.mark(f"vni add {v.name}")
-                started = time.time()
-                add_vnis(v.box, [vni])
-                v.vnis.append(vni)
-                adds.append(
-                    self.wait_converged([v], {v.name: started}, advertised=len(v.vnis))[v.name]
-                )
-                self.mark(f"vni del {v.name}")
-                started = time.time()
-                del_vnis(v.box, [vni])
-                v.vnis.remove(vni)
-                dels.append(
-                    self.wait_converged([v], {v.name: started}, advertised=len(v.vnis))[v.name]
-                )
+                adds.append(self._vni_step(v, vni, add=True))
+                dels.append(self._vni_step(v, vni, add=False))
             out[v.name] = {
                 "vni": vni,
                 "add": adds[0],
@@ -473,6 +462,23 @@ class Lab:
                 "del_kernel_complete_s": _median([r["kernel_complete_s"] for r in dels]),
             }
         return out
+
+    def _vni_step(self, v: Vtep, vni: int, *, add: bool) -> dict[str, Any]:
+        """Add (or remove) ``vni`` on ``v``; its convergence row."""
+        self.mark(f"vni {'add' if add else 'del'} {v.name}")
+        started = time.time()
+        if add:
+            add_vnis(v.box, [vni])
+            v.vnis.append(vni)
+        else:
+            del_vnis(v.box, [vni])
+            v.vnis.remove(vni)
+        return self.wait_converged([v], {v.name: started}, advertised=len(v.vnis))[v.name]
+
+    def routes_per_vtep(self) -> int:
+        """The routes each reflector sends a VTEP: every other VTEP's per served VNI."""
+        others = self.args.emulated * (1 + self.args.macs) + len(self.vteps) - 1
+        return len(self.vteps[0].vnis) * others
 
     def rr_loss(self) -> dict[str, Any]:
         rr = self.rrs[1]
@@ -536,10 +542,9 @@ class Lab:
         (5 s after its last route change): the soak's RSS is measured from that level, not
         from the larger table the table's return left for a few seconds (a 15 MiB
         difference in the baseline)."""
-        resent = len(self.vteps[0].vnis) * (self.args.emulated * (1 + self.args.macs) + 1)
-        if resent < COMPACT_MIN:
+        if self.routes_per_vtep() < COMPACT_MIN:
             return False  # too few paths came back to make a compaction due
-        marks = getattr(self, "compactions_at_rr2_up", {})
+        marks = self.compactions_at_rr2_up
         try:
             wait_until(
                 lambda: all(n > marks.get(name, -1) for name, n in self.compactions().items()),
@@ -573,8 +578,11 @@ class Lab:
             sent["converged_after_churn_s"] = None
         sent["kernel_against_routes"] = self._diffs()
         self.settle()
-        out: dict[str, Any] = {"generator": sent, "final_check": settle}
-        out["compacted_before"] = compacted
+        out: dict[str, Any] = {
+            "generator": sent,
+            "final_check": settle,
+            "compacted_before": compacted,
+        }
         for v in self.vteps:
             after = group_stats(v.pids())
             rss0, rss1 = before[v.name]["rss_mib"], after["rss_mib"]
@@ -743,9 +751,7 @@ def main() -> int:
             flood, macs = lab.targets(lab.vteps[0])
             output["size"]["per_vtep_flood_entries"] = flood
             output["size"]["per_vtep_remote_macs"] = macs
-            output["size"]["routes_per_vtep_received"] = len(lab.vteps[0].vnis) * (
-                args.emulated * (1 + args.macs) + len(lab.vteps) - 1
-            )
+            output["size"]["routes_per_vtep_received"] = lab.routes_per_vtep()
             figures: dict[str, Any] = {}
             output["cold_start"] = cold = lab.cold_start()
             output["cold_start_check"] = lab._diffs()
