@@ -118,6 +118,36 @@ def test_a_second_reflectors_copy_changes_nothing_to_plan() -> None:
     assert last.fdb == {(100, route.key.mac)} and last.flood == {(100, "192.0.2.11")}
 
 
+def test_a_second_reflectors_copy_is_held_as_the_first_copys_objects() -> None:
+    """The decoder gives each reflector's copy its own key, MAC string and route; the
+    RIB keeps one set for both paths. A copy that differs keeps its own, and withdrawing
+    the first copy leaves the second whole."""
+    rib, dirty = make_rib(), Dirty()
+
+    def copy(route: Route) -> Route:  # equal, made anew, as a second UPDATE decodes
+        if isinstance(route, MacRoute):
+            key = MacKey(route.key.rd, 0, "".join(route.key.mac), route.key.ip)
+            return route._replace(key=key)
+        return route._replace(key=ImetKey(route.key.rd, 0, "".join(route.key.origin)))
+
+    for first in (mac_route(ip="198.51.100.1"), imet("192.0.2.11")):
+        rib.announce("rr1", first, dirty)
+        second = copy(first)
+        assert second == first and second is not first
+        rib.announce("rr2", second, dirty)
+        held = {pid.peer: (pid, route) for pid, route in rib.paths.items() if route == first}
+        (pid1, route1), (pid2, route2) = held["rr1"], held["rr2"]
+        assert route1 is first and route2 is first
+        assert pid1.key is first.key and pid2.key is first.key
+    newer = copy(mac_route(ip="198.51.100.1", seq=1))
+    rib.announce("rr2", newer, dirty)
+    assert rib.paths[PathId("rr2", newer.key)] is newer
+    rib.withdraw("rr1", mac_route().key, dirty)
+    rib.withdraw("rr1", imet("192.0.2.11").key, dirty)
+    assert rib.best_mac(100, newer.key.mac) is newer
+    assert rib.flood_vteps(100) == ["192.0.2.11"]
+
+
 def test_reannounce_with_new_ip_moves_indexes() -> None:
     rib, dirty = make_rib(), Dirty()
     a = mac_route(ip="198.51.100.1")
