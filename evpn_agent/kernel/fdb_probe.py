@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from evpn_agent.kernel.dumped import Joined
 from evpn_agent.kernel.encoder import mac_bytes
 from evpn_agent.kernel.neighbours import decode_neighbour
 from evpn_agent.kernel.netlink import (
@@ -184,7 +185,7 @@ async def add_missing(snap: KernelSnapshot, keys: Iterable[FdbKey]) -> KernelSna
     )
     return dataclasses.replace(
         snap,
-        fdb=snap.fdb + tuple(result.found),
+        fdb=Joined(snap.fdb, result.found),
         fdb_gone=snap.fdb_gone | frozenset(gone),
         complete=snap.complete and not result.unknown,
     )

@@ -15,6 +15,8 @@ import struct
 from collections.abc import Callable
 from typing import TypeVar
 
+from evpn_agent.kernel.dumped import Dumped
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -182,12 +184,44 @@ async def request_dump_checked(
     when the table changed while it was walked, and then entries that did not change
     may be missing from it (not only the changed ones, whose events follow).
 
-    `decode(buf, offset)` gets the shared receive buffer and must copy what it keeps. We
-    yield to the event loop after every datagram (~32 KiB, ~400 FDB entries): a 200k-entry
-    dump takes seconds and must not starve other tasks. Raises OSError if the kernel refuses.
+    `decode(buf, offset)` gets the shared receive buffer and must copy what it keeps.
+    Raises OSError if the kernel refuses.
     """
-    loop = asyncio.get_running_loop()
     results: list[T] = []
+
+    def take(buf: bytearray, offset: int, _length: int) -> None:
+        item = decode(buf, offset)
+        if item is not None:
+            results.append(item)
+
+    return results, await _read_dump(request, take)
+
+
+async def request_dump_kept(
+    request: bytes,
+    decode: Callable[[bytearray, int], T | None],
+    wanted: Callable[[bytearray, int], bool] | None = None,
+) -> tuple[Dumped[T], bool]:
+    """:func:`request_dump_checked` for a large table: the answers (those ``wanted``, a
+    test of the message's header) are kept as bytes and decoded when walked (see
+    :mod:`~evpn_agent.kernel.dumped`)."""
+    dumped: Dumped[T] = Dumped(decode)
+    if wanted is None:
+        take = dumped.keep
+    else:
+
+        def take(buf: bytearray, offset: int, length: int) -> None:
+            if wanted(buf, offset):
+                dumped.keep(buf, offset, length)
+
+    return dumped, await _read_dump(request, take)
+
+
+async def _read_dump(request: bytes, take: Callable[[bytearray, int, int], None]) -> bool:
+    """Send a dump request and hand each answer to ``take(buf, offset, length)``; whether
+    the dump is complete. We yield to the event loop after every datagram (~32 KiB, ~400
+    FDB entries): a 200k-entry dump takes seconds and must not starve other tasks."""
+    loop = asyncio.get_running_loop()
     with open_route_socket(rcvbuf=1 << 20) as sock:
         sock.setblocking(False)
         await loop.sock_sendall(sock, request)
@@ -204,16 +238,14 @@ async def request_dump_checked(
                     if msg_type == NLMSG_DONE:
                         if interrupted:
                             log.debug("netlink dump changed while running: incomplete")
-                        return results, not interrupted
+                        return not interrupted
                     if msg_type == NLMSG_ERROR:
                         code, text = parse_ack(buf, offset)
                         if code:
                             raise OSError(code, text or os.strerror(code))
                     else:
                         interrupted |= bool(flags & NLM_F_DUMP_INTR)
-                        item = decode(buf, offset)
-                        if item is not None:
-                            results.append(item)
+                        take(buf, offset, length)
                 offset += align4(length)
             # sock_recv_into() returns without suspending while data is queued, and the
             # kernel queues the next part of a dump as soon as we read one.

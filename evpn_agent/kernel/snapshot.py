@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping, Set
 
 from evpn_agent.kernel import netlink
 from evpn_agent.kernel.bridge_vlan import PortVlans, decode_port_vlans
+from evpn_agent.kernel.dumped import Dumped
 from evpn_agent.kernel.links import link_of, parse_link
 from evpn_agent.kernel.neighbours import decode_neighbour
 from evpn_agent.kernel.netlink import (
@@ -90,30 +91,28 @@ async def dump_links() -> list[Link]:
     return links
 
 
-async def dump_fdb(skip_bridge_side: Set[int] = frozenset()) -> tuple[list[FdbEntry], bool]:
+async def dump_fdb(skip_bridge_side: Set[int] = frozenset()) -> tuple[Dumped[FdbEntry], bool]:
     """The bridge FDB, and whether the dump is complete.
 
     ``skip_bridge_side``: devices (the VXLAN devices) whose bridge entries (not NTF_SELF)
     are left out undecoded. Every remote MAC has one there beside its VXLAN entry, and
     nothing the agent derives reads them: at scale they were a third of a dump's work.
     """
-    if not skip_bridge_side:
-        decode = _fdb_at
-    else:
+    wanted = None
+    if skip_bridge_side:
 
-        def decode(buf: bytearray, offset: int) -> FdbEntry | None:
+        def wanted(buf: bytearray, offset: int) -> bool:
             _family, ifindex, _state, flags, _type = NDMSG.unpack_from(buf, offset + _NDMSG_AT)
-            if ifindex in skip_bridge_side and not flags & NTF_SELF:
-                return None
-            return _fdb_at(buf, offset)
+            return ifindex not in skip_bridge_side or bool(flags & NTF_SELF)
 
-    return await netlink.request_dump_checked(netlink.neigh_dump_request(AF_BRIDGE), decode)
+    request = netlink.neigh_dump_request(AF_BRIDGE)
+    return await netlink.request_dump_kept(request, _fdb_at, wanted)
 
 
-async def dump_neighbours() -> tuple[list[NeighEntry], bool]:
+async def dump_neighbours() -> tuple[Dumped[NeighEntry], bool]:
     """ARP and ND entries, and whether the dump is complete."""
     # AF_UNSPEC walks the ARP and ND tables (the FDB only answers AF_BRIDGE)
-    return await netlink.request_dump_checked(netlink.neigh_dump_request(AF_UNSPEC), _neigh_at)
+    return await netlink.request_dump_kept(netlink.neigh_dump_request(AF_UNSPEC), _neigh_at)
 
 
 async def dump(*, vxlan_bridge_side: bool = True) -> KernelSnapshot:
@@ -130,4 +129,4 @@ async def dump(*, vxlan_bridge_side: bool = True) -> KernelSnapshot:
     )
     fdb, fdb_complete = await dump_fdb(skip)
     neigh, neigh_complete = await dump_neighbours()
-    return KernelSnapshot(tuple(links), tuple(fdb), tuple(neigh), fdb_complete and neigh_complete)
+    return KernelSnapshot(tuple(links), fdb, neigh, fdb_complete and neigh_complete)
