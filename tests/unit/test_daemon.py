@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fakes import FakeSpeaker, MemoryKernel
@@ -337,12 +338,21 @@ async def test_every_reconcile_leaves_its_dump_reusable(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Each periodic reconcile keeps its dump's memory reusable: routes are not decoded
-    between the dump's objects, and the freed dump goes back to the system (glibc keeps
-    freed heap pages otherwise: RSS after the first reconcile stayed up)."""
+    between the dump's objects or the comparison's keys (planned before decoding goes
+    on), and the freed dump goes back to the system (glibc keeps freed heap pages
+    otherwise: RSS after the first reconcile stayed up)."""
     released: list[int] = []
     monkeypatch.setattr(
         dispatcher.heap, "release_free_memory", lambda: released.append(kernel.dumps)
     )
+    flushes: list[tuple[int, bool]] = []  # (dumps so far, decoding held) at each plan
+    flush = Daemon.flush
+
+    def recorded(daemon: Daemon, engine: Any) -> int:
+        flushes.append((kernel.dumps, bool(speaker.holds) and speaker.holds[-1]))
+        return flush(daemon, engine)
+
+    monkeypatch.setattr(Daemon, "flush", recorded)
     cfg = parse(
         f"local-as: 65000\nroute-reflectors: [{RR}]\ncontrol-socket: {tmp_path / 'a.sock'}\n"
         f"state-dir: {tmp_path / 'state'}\nsweep-delay: 0\nreconcile-interval: 0.05\n"
@@ -355,6 +365,7 @@ async def test_every_reconcile_leaves_its_dump_reusable(
         await until(lambda: 3 in released)  # after the third dump, before the next
         # and the reader's decoding was held around each reconcile's dump, then released
         assert speaker.holds[:4] == [True, False, True, False]
+        assert (2, True) in flushes and (3, True) in flushes
     finally:
         speaker.close()
         await asyncio.wait_for(task, 5)
