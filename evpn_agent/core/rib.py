@@ -148,14 +148,15 @@ class Rib:
         else:
             self.inserted += 1
             self.per_peer[peer] = self.per_peer.get(peer, 0) + 1
-        if vni is not None and (held := self._held_copy(vni, route)) is not None:
+        held = self._held_copy(vni, route) if vni is not None else None
+        if held is not None:
             # The other reflector's copy of a route held already: one set of objects for
             # both paths (the decoder gives each copy its own). A 1,000-VNI table took
             # 30 MiB less, and a MAC move makes half as many long-lived objects.
             route = held
             pid = build(PathId, (peer, held.key))
         self.paths[pid] = route
-        return self._index(pid, route, vni, dirty)
+        return self._index(pid, route, vni, dirty, twin=held is not None)
 
     def knows_mac(self, vni: int, mac: str) -> bool:
         return mac in self._by_mac.get(vni, _NO_PATHS)
@@ -280,9 +281,12 @@ class Rib:
                     return held_route
         return None
 
-    def _index(self, pid: PathId, route: Route, vni: int | None, dirty: Dirty) -> bool:
+    def _index(
+        self, pid: PathId, route: Route, vni: int | None, dirty: Dirty, twin: bool | None = None
+    ) -> bool:
         """Count the path in its RT set and put it in its VNI's indexes (or with the
-        unimported ones); True if imported."""
+        unimported ones); True if imported. ``twin``: whether an equal path is held
+        already, when the caller looked (None: look here)."""
         rts = route.rts
         rt_set = self._find(rts)
         if rt_set is None:
@@ -307,7 +311,7 @@ class Rib:
                 self.mac_total += 1
                 per_vni[mac] = paths = {}
                 twin = False
-            else:
+            elif twin is None:
                 twin = route in paths.values()
             paths[pid] = route
             ip = route.key.ip
