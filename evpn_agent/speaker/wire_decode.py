@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-import sys
 
 from evpn_agent.model import (
     BadValue,
@@ -62,10 +61,10 @@ from evpn_agent.speaker.wire_format import (
     PMSI_HEADER_SIZE,
     PMSI_INGRESS_REPLICATION,
     UPDATE,
+    RdTexts,
     Remembered,
     ipv4_text,
     ipv6_text,
-    rd_text,
 )
 
 __all__ = ["decode_message", "decode_update"]
@@ -73,8 +72,9 @@ __all__ = ["decode_message", "decode_update"]
 _ZERO_MAC = bytes(6)
 # One string per RD, kept: a fabric has one RD per VTEP and VNI (64,000 at 64 VTEPs x
 # 1,000 VNIs), a table or a churn cycles through all of them, and an LRU of 4,096 missed
-# every time (1.5 us a route). Interned: the core's paths share them too.
-_rd_text = Remembered(lambda raw: sys.intern(rd_text(raw)), 1 << 17).__getitem__
+# every time (1.5 us a route). Interned: the core's paths share them too. 4,096 blocks of
+# 256: at most 8 MiB, whatever the numbering.
+_rd_text = RdTexts(1 << 12).text
 
 
 # Type 2 value lengths by IP length in bits: one label, or two (the second an L3 VNI).
@@ -275,7 +275,7 @@ def _mac_key(data: bytes, start: int, end: int) -> tuple[MacKey, int]:
     elif ip_bits:
         ip = ipv6_text(data[label : label + 16])
         label += 16
-    rd = _rd_text(data[start : start + 8])
+    rd = _rd_text(data, start)
     etag = int.from_bytes(data[start + 18 : start + 22])
     return build(MacKey, (rd, etag, mac.hex(":"), ip)), label
 
@@ -291,7 +291,7 @@ def _imet_key(data: bytes, start: int, end: int) -> ImetKey:
         raise _Refused("malformed-nlri", f"type-3 NLRI of {size} bytes with a {ip_bits}-bit IP")
     ip = data[start + 13 : end]
     origin = ipv4_text(ip) if ip_bits == 32 else ipv6_text(ip)
-    rd = _rd_text(data[start : start + 8])
+    rd = _rd_text(data, start)
     return build(ImetKey, (rd, int.from_bytes(data[start + 8 : start + 12]), origin))
 
 

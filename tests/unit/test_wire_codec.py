@@ -51,7 +51,7 @@ from evpn_agent.speaker.wire_encode import (
     prepare,
     prepare_many,
 )
-from evpn_agent.speaker.wire_format import ipv6_text
+from evpn_agent.speaker.wire_format import RdTexts, ipv6_text, rd_text
 
 PEER = "192.0.2.1"
 OWN = "192.0.2.21"  # our router id, as in the captured fixtures
@@ -892,6 +892,32 @@ def test_other_messages_and_families_say_nothing() -> None:
 @example(ipaddress.IPv6Address("2001:db8:0:1:0:0:0:1").packed)
 def test_ipv6_text_is_pythons(packed: bytes) -> None:
     assert ipv6_text(packed) == str(ipaddress.IPv6Address(packed))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(min_size=8, max_size=8), min_size=1, max_size=50), st.integers(1, 4))
+def test_rd_texts_are_the_rd_texts_wherever_the_rd_sits(rds: list[bytes], limit: int) -> None:
+    table = RdTexts(limit)
+    data = b"\xff" + b"".join(rds)
+    for _ in range(2):  # a second pass reads what the first kept (or started again)
+        for i, raw in enumerate(rds):
+            assert table.text(data, 1 + 8 * i) == rd_text(raw)
+        assert len(table) <= limit
+
+
+def test_a_fabrics_rds_take_a_few_blocks_and_one_string_each() -> None:
+    # 64 VTEPs x 1,000 VNIs, numbered by VNI as this agent does (FRR numbers from 1 up)
+    data = b"".join(
+        b"\x00\x01" + bytes([192, 0, 2, vtep]) + (10_000 + vni).to_bytes(2, "big")
+        for vni in range(1000)
+        for vtep in range(64)
+    )
+    table = RdTexts(1 << 12)
+    first = [table.text(data, start) for start in range(0, len(data), 8)]
+    assert first[0] == "192.0.2.0:10000" and first[-1] == "192.0.2.63:10999"
+    assert len(table) <= 64 * 5  # 1,000 numbers span at most 5 blocks of 256 per VTEP
+    again = [table.text(data, start) for start in range(0, len(data), 8)]
+    assert all(a is b for a, b in zip(first, again, strict=True))
 
 
 # ---------------------------------------------------------------- details of the encoder
