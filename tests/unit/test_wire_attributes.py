@@ -98,3 +98,19 @@ def test_a_malformed_or_repeating_list_leaves_no_layout() -> None:
     repeated = frr_like() + _attribute(0x40, 1, b"\0")
     read_attributes(repeated, 0, len(repeated))
     assert wire_attributes._layouts == {}
+
+
+def test_moves_are_read_each_time_and_do_not_fill_the_communities_kept() -> None:
+    wire_attributes._rts_alone.clear()
+    for vni in (100, 100, 200):
+        plain = frr_like(vni)
+        path = read_attributes(plain, 0, len(plain))
+        assert (path.seq, path.sticky, [str(rt) for rt in path.rts]) == (0, False, [f"65000:{vni}"])
+    assert len(wire_attributes._rts_alone) == 2  # one per set of a table: VNI 100's, 200's
+    for seq in range(1, 200):  # a churn: each move its own sequence number
+        moved = frr_like(100, seq=seq)
+        path = read_attributes(moved, 0, len(moved))
+        assert (path.seq, [str(rt) for rt in path.rts]) == (seq, ["65000:100"])
+    assert len(wire_attributes._rts_alone) == 2
+    plain = frr_like(100)
+    assert read_attributes(plain, 0, len(plain)).seq == 0  # a kept set carries no sequence
