@@ -90,8 +90,11 @@ def run(
     setup_logging(cfg.log_level, cfg.log_destination)
     try:
         # The links alone: a whole dump (FDB, neighbours) took seconds at 1,000 VNIs, and
-        # the core dumps everything again once it runs.
-        router_id, vtep_ip = resolve(cfg, asyncio.run(dump_links()))
+        # the core dumps everything again once it runs. None at all with vtep-ip set: a
+        # dump waits for the kernel's RTNL lock, which deleting namespaces of thousands of
+        # devices holds for a minute.
+        links = asyncio.run(dump_links()) if cfg.vtep_ip is None else ()
+        router_id, vtep_ip = resolve(cfg, links)
     except IdentityError as exc:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:
