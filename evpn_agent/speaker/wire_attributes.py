@@ -38,6 +38,7 @@ from evpn_agent.speaker.wire_format import (
     SUBTYPE_MAC_MOBILITY,
     SUBTYPE_ROUTE_TARGET,
     TYPE_EVPN,
+    Remembered,
     address_text,
 )
 
@@ -255,9 +256,7 @@ def _communities(path: PathAttributes, value: bytes) -> None:
         if mobility is not None:
             path.sticky, path.seq = mobility
         else:
-            if len(_rts_alone) >= _RTS_ALONE_KEPT:
-                _rts_alone.clear()
-            _rts_alone[value] = rts
+            _rts_alone.keep(value, rts)
     if rts:
         path.rts = rts
 
@@ -266,8 +265,9 @@ def _communities(path: PathAttributes, value: bytes) -> None:
 # encapsulation) arrive on every UPDATE of a table. A set with a mobility sequence is read
 # each time: a churn sends each move's own, and an LRU of 4,096 that kept them missed 1 in
 # 18 and grew the core by ~1 MiB during a soak.
-_rts_alone: dict[bytes, tuple[RouteTarget, ...]] = {}
-_RTS_ALONE_KEPT = 4096
+_rts_alone: Remembered[tuple[RouteTarget, ...]] = Remembered(
+    lambda value: _read_communities(value)[0], 4096
+)
 
 
 def _read_communities(value: bytes) -> tuple[tuple[RouteTarget, ...], tuple[bool, int] | None]:

@@ -112,32 +112,36 @@ class Remembered(dict[bytes, _T]):
         self._limit = limit
 
     def __missing__(self, raw: bytes) -> _T:
-        if len(self) >= self._limit:
-            self.clear()
-        value = self[raw] = self._make(raw)
+        value = self._make(raw)
+        self.keep(raw, value)
         return value
 
+    def keep(self, raw: bytes, value: _T) -> None:
+        """Keep an answer made elsewhere (a caller that keeps only some of them)."""
+        if len(self) >= self._limit:
+            self.clear()
+        self[raw] = value
 
-class RdTexts(dict[bytes, list[str | None]]):
+
+def _rd_block(_prefix: bytes) -> list[str | None]:
+    return [None] * 256
+
+
+class RdTexts(Remembered[list[str | None]]):
     """Route distinguishers' texts, interned and kept, in blocks of 256 RDs that share
     their first seven bytes: a fabric numbers its RDs densely per router id (FRR from 1 up,
     this agent by VNI), so 64,000 RDs fill ~300 blocks, 0.5 MiB. A dict keyed by each RD's
     bytes held 5.7 MiB for them, and filled during a churn what a table sent as records
     had left empty. Past ``limit`` blocks (sparse or hostile numbering) it starts again."""
 
-    __slots__ = ("_limit",)
+    __slots__ = ()
 
     def __init__(self, limit: int) -> None:
-        super().__init__()
-        self._limit = limit
+        super().__init__(_rd_block, limit)
 
     def text(self, data: bytes, start: int) -> str:
         """The text of the RD at ``data[start : start + 8]``."""
-        block = self.get(data[start : start + 7])
-        if block is None:
-            if len(self) >= self._limit:
-                self.clear()
-            block = self[data[start : start + 7]] = [None] * 256
+        block = self[data[start : start + 7]]
         text = block[data[start + 7]]
         if text is None:
             text = block[data[start + 7]] = sys.intern(rd_text(data[start : start + 8]))
