@@ -32,6 +32,9 @@ class Mirror:
     _keys: dict[DeviceMac | DeviceIp, DeviceMac | DeviceIp] = field(
         default_factory=dict, compare=False, repr=False
     )
+    # ... and its bindings' MACs, stored instead of the dump's equal strings (a VTEP is
+    # one string per VTEP already: see kernel.neighbours)
+    _macs: dict[DeviceIp, str] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def rebuilding(cls, old: Mirror) -> Mirror:
@@ -42,10 +45,12 @@ class Mirror:
         mirror = cls()
         mirror._keys = {key: key for key in old.fdb}
         mirror._keys.update((key, key) for key in old.neigh)
+        mirror._macs = old.neigh
         return mirror
 
     def rebuilt(self) -> None:
         self._keys = {}
+        self._macs = {}
 
     def record(self, op: Op) -> Prior:
         """A write handed to the kernel; returns what the entry was before, for ``restore``."""
@@ -109,6 +114,8 @@ class Mirror:
     def set_neigh(self, key: DeviceIp, mac: str) -> None:
         if self._keys:
             key = self._keys.get(key, key)  # type: ignore[assignment]
+            if (held := self._macs.get(key)) == mac:
+                mac = held
         self.neigh[key] = mac
         _index(self._neigh_of, key.ifindex, key)
 

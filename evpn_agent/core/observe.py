@@ -72,6 +72,7 @@ def load_snapshot(s: State, snap: KernelSnapshot) -> None:
     # Every key is compared with the dump; the changes pending (planned or not) stay apart:
     # what they explain is no drift.
     pending, s.dirty = s.dirty, Dirty()
+    s.dirty.vnis.update(view.vnis)  # every key is compared: none listed one by one
     s.mirror = Mirror.rebuilding(old_mirror)
     old_local = before.local_fdb if before is not None else dict(view.fdb)  # a copy
     view.fdb.clear()
@@ -193,7 +194,8 @@ def _fdb_seen(s: State, entry: FdbEntry) -> None:
             ours = DeviceMac(entry.ifindex, entry.mac, entry.vlan)
             if s.mirror.fdb.get(ours) != entry.dst:
                 s.mirror.set_fdb(ours, entry.dst)
-                s.dirty.fdb.add(VniMac(lv.vni, entry.mac))
+                if lv.vni not in s.dirty.vnis:  # else planned with all the VNI's keys
+                    s.dirty.fdb.add(VniMac(lv.vni, entry.mac))
         return
     found = local_mac_of(entry, view.vxlan_ports)
     if found is None:
@@ -384,6 +386,18 @@ def relink(s: State) -> None:
         s.dirty.update(s.rib.keys_of_vni(vni))
 
 
+def keys_of_vni(s: State, vni: int) -> Dirty:
+    """Every key of a local VNI: its routes' and the entries we hold on its devices."""
+    keys = s.rib.keys_of_vni(vni)
+    lv = s.view.vnis.get(vni)
+    if lv is not None:
+        keys.fdb.update(VniMac(vni, entry.mac) for entry in s.mirror.fdb_on(lv.vxlan_ifindex))
+        keys.flood.update(VniVtep(vni, dst) for dst in s.mirror.flood.get(lv.vxlan_ifindex, ()))
+        if lv.svi_ifindex is not None:
+            keys.neigh.update(VniIp(vni, n.ip) for n in s.mirror.neigh_on(lv.svi_ifindex))
+    return keys
+
+
 def _retire(s: State, lv: LocalVni) -> None:
     s.retired.extend(plan.retire(lv, s.mirror, s.view.links.keys()))
     s.mirror.forget(lv.vxlan_ifindex)
@@ -395,17 +409,9 @@ def _retire(s: State, lv: LocalVni) -> None:
 
 def mark_everything(s: State) -> None:
     view = s.view
+    s.dirty.vnis.update(view.vnis)  # every key of each: see keys_of_vni
     for vni in view.vnis:
-        s.dirty.update(s.rib.keys_of_vni(vni))
         s.dirty_adverts.add(AdvertKey(vni, "", None))
-    for lv in view.vnis.values():
-        for entry in s.mirror.fdb_on(lv.vxlan_ifindex):
-            s.dirty.fdb.add(VniMac(lv.vni, entry.mac))
-        for dst in s.mirror.flood.get(lv.vxlan_ifindex, ()):
-            s.dirty.flood.add(VniVtep(lv.vni, dst))
-        if lv.svi_ifindex is not None:
-            for neigh in s.mirror.neigh_on(lv.svi_ifindex):
-                s.dirty.neigh.add(VniIp(lv.vni, neigh.ip))
     for key in view.fdb:
         local_vni = view.vni_of(key)
         if local_vni is not None:

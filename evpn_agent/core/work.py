@@ -67,72 +67,98 @@ def take_work(s: State) -> Work:
 def _plan_kernel(s: State) -> list[Op]:
     dirty, s.dirty = s.dirty, Dirty()
     ops, s.retired = s.retired, []
-    sweep = plan.Sweep(s.peers.sweep_ok, s.touched_fdb, s.touched_flood, s.touched_neigh)
-    found = s.drift
     # after a dump, every key is compared; what changed since the last plan is explained
-    compare = found.take_compare()
-    watching = found.watching()
-    # per key of a burst (100,000 of them): names looked up once
-    frozen = s.dad.frozen if s.dad.duplicates else None
-    view, rib, mirror, vtep_ip, touched = s.view, s.rib, s.mirror, s.vtep_ip, s.touched_fdb
-    mac_adverts = s.adverts.mac_routes
-    for key in dirty.fdb | compare.fdb if compare else dirty.fdb:
-        if frozen is not None and frozen(key, s.now):
-            continue  # a frozen duplicate keeps its last entry
-        step = plan.fdb(view, rib, mirror, vtep_ip, key, sweep)
-        if step is None:
-            continue
-        op = step.op
-        if step.kept or (op is not None and (watching or type(op) is DelFdb)):
-            wanted_before = step.entry in touched
-            # Not watching, a removal of an entry we wanted is an ordinary withdraw, and
-            # planned() would note nothing: not asked, for every route of a withdraw burst.
-            if watching or step.kept or not wanted_before:
-                found.planned(key, op, kept=step.kept, explained=key in dirty.fdb,
-                              wanted_before=wanted_before)  # fmt: skip
-        if step.wanted:
-            touched.add(step.entry)
-        if step.lost_to is not None:
-            _lost_to_remote(s, key, step.lost_to)
-        if op is not None:
-            ops.append(op)
-        # Our own route for the MAC depends on who won; a purely remote MAC has none.
-        if step.local or mac_adverts:
-            advert = AdvertKey(key.vni, key.mac, None)
-            if step.local or advert in s.adverts.sent:
-                s.dirty_adverts.add(advert)
-    for fkey in dirty.flood | compare.flood if compare else dirty.flood:
-        fstep = plan.flood(s.view, s.rib, s.mirror, fkey, sweep)
-        if fstep is not None:
-            flood_entry = (s.view.vnis[fkey.vni].vxlan_ifindex, fkey.vtep)
-            if fstep.kept or (
-                fstep.op is not None and (watching or isinstance(fstep.op, DelFlood))
-            ):
-                found.planned(fkey, fstep.op, kept=fstep.kept, explained=fkey in dirty.flood,
-                              wanted_before=flood_entry in s.touched_flood)  # fmt: skip
-            if fstep.wanted:
-                s.touched_flood.add(flood_entry)
-            if fstep.op is not None:
-                ops.append(fstep.op)
-    for nkey in dirty.neigh | compare.neigh if compare else dirty.neigh:
-        nstep = plan.neigh(s.view, s.rib, s.mirror, nkey, sweep)
-        if nstep is not None:
-            svi = s.view.vnis[nkey.vni].svi_ifindex
-            if nstep.kept or (
-                nstep.op is not None and (watching or isinstance(nstep.op, DelNeigh))
-            ):
-                wanted_before = svi is not None and DeviceIp(svi, nkey.ip) in s.touched_neigh
-                found.planned(nkey, nstep.op, kept=nstep.kept, explained=nkey in dirty.neigh,
-                              wanted_before=wanted_before)  # fmt: skip
-            if nstep.wanted and svi is not None:
-                s.touched_neigh.add(DeviceIp(svi, nkey.ip))
-            if nstep.op is not None:
-                ops.append(nstep.op)
-    found.plan_done(s.vnis, s.now)
+    compare = s.drift.take_compare()
+    keys = _KernelPlan(s, dirty, ops)
+    if compare:
+        keys.plan(dirty.fdb | compare.fdb, dirty.flood | compare.flood,
+                  dirty.neigh | compare.neigh)  # fmt: skip
+    else:
+        keys.plan(dirty.fdb, dirty.flood, dirty.neigh)
+    for vni in dirty.vnis | compare.vnis:
+        # made now, a VNI's at a time, and garbage before the next (see Dirty.vnis)
+        whole = observe.keys_of_vni(s, vni)
+        keys.plan(whole.fdb - dirty.fdb - compare.fdb, whole.flood - dirty.flood - compare.flood,
+                  whole.neigh - dirty.neigh - compare.neigh)  # fmt: skip
+    s.drift.plan_done(s.vnis, s.now)
     if retrying := s.retries.in_flight():
         planned = {retry_key(s, op) for op in ops}
         s.retries.forget([k for k in retrying if k.kind != "advert" and k not in planned])
     return ops
+
+
+class _KernelPlan:
+    """One round's plan of kernel writes, fed keys in parts (the dirty ones, then each VNI
+    whose every key is dirty); its writes go to ``ops``."""
+
+    def __init__(self, s: State, dirty: Dirty, ops: list[Op]) -> None:
+        self.s, self.dirty, self.ops = s, dirty, ops
+        self.sweep = plan.Sweep(s.peers.sweep_ok, s.touched_fdb, s.touched_flood, s.touched_neigh)
+        self.watching = s.drift.watching()
+
+    def plan(self, fdb: Iterable[VniMac], flood: Iterable[VniVtep], neigh: Iterable[VniIp]) -> None:
+        s, dirty, ops, sweep, watching, found = (
+            self.s, self.dirty, self.ops, self.sweep, self.watching, self.s.drift
+        )  # fmt: skip
+        # per key of a burst (100,000 of them): names looked up once
+        frozen = s.dad.frozen if s.dad.duplicates else None
+        view, rib, mirror, vtep_ip, touched = s.view, s.rib, s.mirror, s.vtep_ip, s.touched_fdb
+        mac_adverts = s.adverts.mac_routes
+        for key in fdb:
+            if frozen is not None and frozen(key, s.now):
+                continue  # a frozen duplicate keeps its last entry
+            step = plan.fdb(view, rib, mirror, vtep_ip, key, sweep)
+            if step is None:
+                continue
+            op = step.op
+            if step.kept or (op is not None and (watching or type(op) is DelFdb)):
+                wanted_before = step.entry in touched
+                # Not watching, a removal of an entry we wanted is an ordinary withdraw, and
+                # planned() would note nothing: not asked, for every route of a withdraw burst.
+                if watching or step.kept or not wanted_before:
+                    explained = key in dirty.fdb or key.vni in dirty.vnis
+                    found.planned(key, op, kept=step.kept, explained=explained,
+                                  wanted_before=wanted_before)  # fmt: skip
+            if step.wanted:
+                touched.add(step.entry)
+            if step.lost_to is not None:
+                _lost_to_remote(s, key, step.lost_to)
+            if op is not None:
+                ops.append(op)
+            # Our own route for the MAC depends on who won; a purely remote MAC has none.
+            if step.local or mac_adverts:
+                advert = AdvertKey(key.vni, key.mac, None)
+                if step.local or advert in s.adverts.sent:
+                    s.dirty_adverts.add(advert)
+        for fkey in flood:
+            fstep = plan.flood(s.view, s.rib, s.mirror, fkey, sweep)
+            if fstep is not None:
+                flood_entry = (s.view.vnis[fkey.vni].vxlan_ifindex, fkey.vtep)
+                if fstep.kept or (
+                    fstep.op is not None and (watching or isinstance(fstep.op, DelFlood))
+                ):
+                    explained = fkey in dirty.flood or fkey.vni in dirty.vnis
+                    found.planned(fkey, fstep.op, kept=fstep.kept, explained=explained,
+                                  wanted_before=flood_entry in s.touched_flood)  # fmt: skip
+                if fstep.wanted:
+                    s.touched_flood.add(flood_entry)
+                if fstep.op is not None:
+                    ops.append(fstep.op)
+        for nkey in neigh:
+            nstep = plan.neigh(s.view, s.rib, s.mirror, nkey, sweep)
+            if nstep is not None:
+                svi = s.view.vnis[nkey.vni].svi_ifindex
+                if nstep.kept or (
+                    nstep.op is not None and (watching or isinstance(nstep.op, DelNeigh))
+                ):
+                    wanted_before = svi is not None and DeviceIp(svi, nkey.ip) in s.touched_neigh
+                    explained = nkey in dirty.neigh or nkey.vni in dirty.vnis
+                    found.planned(nkey, nstep.op, kept=nstep.kept, explained=explained,
+                                  wanted_before=wanted_before)  # fmt: skip
+                if nstep.wanted and svi is not None:
+                    s.touched_neigh.add(DeviceIp(svi, nkey.ip))
+                if nstep.op is not None:
+                    ops.append(nstep.op)
 
 
 def _lost_to_remote(s: State, key: VniMac, best: MacRoute) -> None:
