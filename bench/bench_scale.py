@@ -537,35 +537,36 @@ class Lab:
                 out[v.name] = int(counters.get("path-table-compactions", 0))
         return out
 
-    def wait_compacted(self) -> bool:
-        """Until every agent has built its path table anew since rr2 sent its table again
-        (5 s after its last route change): the soak's RSS is measured from that level, not
-        from the larger table the table's return left for a few seconds (a 15 MiB
-        difference in the baseline)."""
-        if self.routes_per_vtep() < COMPACT_MIN:
-            return False  # too few paths came back to make a compaction due
-        marks = self.compactions_at_rr2_up
+    def wait_compacted(self, marks: dict[str, int], when: str) -> bool:
+        """Until every agent has built its path table anew since ``marks`` were read (5 s
+        after its last route change), or False after 60 s: RSS is measured at that level,
+        not at the larger table the routes' coming and going left for a few seconds (a
+        10-15 MiB difference, and measured before or after it by chance)."""
         try:
             wait_until(
                 lambda: all(n > marks.get(name, -1) for name, n in self.compactions().items()),
                 60,
-                "every agent's path table built anew",
+                f"every agent's path table built anew {when}",
                 interval=1.0,
             )
         except TimeoutError as exc:
-            log.warning("%s: the soak starts anyway", exc)
+            log.warning("%s: measured anyway", exc)
             return False
         return True
 
     def churn(self) -> dict[str, Any]:
         self.settle()
-        compacted = self.wait_compacted()
+        # too few paths came back to make a compaction due: nothing to wait for
+        compacted = self.routes_per_vtep() >= COMPACT_MIN and self.wait_compacted(
+            self.compactions_at_rr2_up, "since rr2 came back"
+        )
         before = {v.name: group_stats(v.pids()) for v in self.vteps}
         self.mark("churn")
         churn = Churn(self.generator, self.model, self.args.churn_rate)
         churn.start()
         time.sleep(self.args.soak_seconds)  # the soak itself
         sent = churn.stop()
+        marks = self.compactions()
         self.mark("churn end")
         ended = time.time()
         try:
@@ -578,10 +579,15 @@ class Lab:
             sent["converged_after_churn_s"] = None
         sent["kernel_against_routes"] = self._diffs()
         self.settle()
+        # each move is a new path from each reflector: enough of them make a compaction due
+        due = sent["moves_sent"] * len(self.rrs) >= max(
+            len(self.rrs) * self.routes_per_vtep() // 4, COMPACT_MIN
+        )
         out: dict[str, Any] = {
             "generator": sent,
             "final_check": settle,
             "compacted_before": compacted,
+            "compacted_after": due and self.wait_compacted(marks, "since the churn ended"),
         }
         for v in self.vteps:
             after = group_stats(v.pids())
