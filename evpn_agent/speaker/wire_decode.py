@@ -61,10 +61,12 @@ from evpn_agent.speaker.wire_format import (
     PMSI_HEADER_SIZE,
     PMSI_INGRESS_REPLICATION,
     UPDATE,
+    VNIS,
     RdTexts,
     Remembered,
     ipv4_text,
     ipv6_text,
+    shared_vni,
 )
 
 __all__ = ["decode_message", "decode_update"]
@@ -226,6 +228,7 @@ def _announced(
                 if not rts:
                     raise _no_route_target(key)
                 vni = int.from_bytes(data[label : label + 3])
+                vni = VNIS.get(vni) or shared_vni(vni)
                 if vni == 0:
                     raise _Refused("bad-label", f"{describe_key(key)}: VNI 0 in the label")
                 if vtep is None:
@@ -321,7 +324,7 @@ def _pmsi(value: bytes | None, key: ImetKey) -> tuple[int, str]:
         detail = f"PMSI tunnel type {value[1]} with a {len(tunnel)}-byte identifier"
         raise _Refused("unsupported-pmsi", f"{describe_key(key)}: {detail}")
     try:
-        vni = check_vni(int.from_bytes(value[2:5]))
+        vni = shared_vni(check_vni(int.from_bytes(value[2:5])))
     except BadValue as exc:
         raise _Refused(exc.reason, str(exc)) from None
     return vni, ipv4_text(tunnel) if len(tunnel) == 4 else ipv6_text(tunnel)

@@ -123,6 +123,25 @@ class Remembered(dict[bytes, _T]):
         self[raw] = value
 
 
+# VNI -> the one int object routes of that VNI share. An int above 256 is a new object
+# each time one is made: 32 bytes a route, 2 MiB more after a churn had moved 64,000 MACs
+# (a table that came as records shared them per line). A fabric has a few thousand VNIs;
+# past the limit (hostile labels) it starts again.
+VNIS: dict[int, int] = {}
+_VNIS_KEPT = 1 << 16
+
+
+def shared_vni(vni: int) -> int:
+    """``vni``, as the object every route of that VNI holds. Callers on the hot path try
+    ``VNIS.get(vni)`` first (one lookup in C)."""
+    held = VNIS.get(vni)
+    if held is None:
+        if len(VNIS) >= _VNIS_KEPT:
+            VNIS.clear()
+        held = VNIS[vni] = vni
+    return held
+
+
 def _rd_block(_prefix: bytes) -> list[str | None]:
     return [None] * 256
 

@@ -37,6 +37,7 @@ from evpn_agent.model import (
 )
 from evpn_agent.speaker.wire_attributes import route_targets
 from evpn_agent.speaker.wire_encode import route_target_community
+from evpn_agent.speaker.wire_format import shared_vni
 
 VERSION = 1
 # record kinds (the first field of each record)
@@ -128,19 +129,23 @@ def _shared(value: object) -> str:
     return sys.intern(_str(value))
 
 
+def _vni(value: object) -> int:
+    return shared_vni(_int(value))  # one object per VNI, as the decoder's
+
+
 def _event(row: tuple[Any, ...], peer: str, rts: list[Rts]) -> BgpEvent:
     kind = row[0]
     if kind == MAC:
         _, rd, etag, mac, ip, vni, vtep, at, seq, sticky = row
         key = build(MacKey, (_shared(rd), _int(etag), _str(mac), _opt_str(ip)))
         route: MacRoute | ImetRoute = build(
-            MacRoute, (key, _int(vni), _shared(vtep), rts[at], _int(seq), _bool(sticky))
+            MacRoute, (key, _vni(vni), _shared(vtep), rts[at], _int(seq), _bool(sticky))
         )
         return RouteAnnounced(peer, route)
     if kind == IMET:
         _, rd, etag, origin, vni, vtep, at = row
         imet = build(ImetKey, (_shared(rd), _int(etag), _shared(origin)))
-        route = build(ImetRoute, (imet, _int(vni), _shared(vtep), rts[at]))
+        route = build(ImetRoute, (imet, _vni(vni), _shared(vtep), rts[at]))
         return RouteAnnounced(peer, route)
     if kind == MAC_GONE:
         _, rd, etag, mac, ip = row

@@ -16,20 +16,25 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from evpn_agent.model import (
+    AdvertChange,
     BgpEvent,
     EndOfRib,
+    ImetAdvert,
     ImetKey,
     ImetRoute,
     LineRejected,
+    MacAdvert,
     MacKey,
     MacRoute,
     RouteAnnounced,
+    RouteDistinguisher,
     RouteRejected,
     RouteTarget,
     RouteWithdrawn,
 )
 from evpn_agent.speaker.channel import ExabgpChannel
-from evpn_agent.speaker.wire_decode import decode_update
+from evpn_agent.speaker.wire_decode import decode_message, decode_update
+from evpn_agent.speaker.wire_encode import encode_changes
 from evpn_agent.speaker.wire_records import BadRecords, decode_events, encode_events
 
 PEER = "192.0.2.1"
@@ -197,3 +202,25 @@ def test_the_core_is_behind_when_its_pipe_holds_what_it_has_not_read() -> None:
         assert not core_behind(processes, ["gone"])
         other = type("Processes", (), {"_process": {"agent": _Popen(io.BytesIO())}})()
         assert not core_behind(other, ["agent"])
+
+
+def test_every_route_of_a_vni_holds_one_int_for_it_whichever_way_it_came() -> None:
+    """An int above 256 is a new object each time one is made: each route decoded from
+    its own UPDATE held its own VNI, 32 bytes a route (2 MiB more in the core after a churn
+    moved 64,000 MACs). The decoder and the records give every route of a VNI one int."""
+    vni = 4464
+    rd = RouteDistinguisher(ipaddress.IPv4Address("192.0.2.11"), vni)
+    rts = (RouteTarget(65000, vni),)
+    adverts = [
+        MacAdvert(rd, vni, f"02:00:5e:00:01:{i:02x}", None, "192.0.2.11", rts) for i in range(3)
+    ]
+    adverts.append(ImetAdvert(rd, vni, "192.0.2.11", rts))
+    events: list[BgpEvent] = []
+    for advert in adverts:  # each in its own UPDATE, as at 1,000 VNIs
+        [update] = encode_changes([AdvertChange(advert)]).messages
+        events += decode_message(update, PEER, ME)
+    events += decode_events(encode_events(events).encode(), PEER)
+    events += decode_events(encode_events(events[:4]).encode(), PEER)
+    routes = [e.route for e in events if isinstance(e, RouteAnnounced)]
+    assert len(routes) == 12 and all(r.vni == vni for r in routes)
+    assert len({id(r.vni) for r in routes}) == 1
