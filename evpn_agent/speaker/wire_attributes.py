@@ -265,7 +265,7 @@ def _communities(path: PathAttributes, value: bytes) -> None:
 # encapsulation) arrive on every UPDATE of a table. A set with a mobility sequence is read
 # each time: a churn sends each move's own, and an LRU of 4,096 that kept them missed 1 in
 # 18 and grew the core by ~1 MiB during a soak.
-_rts_alone: Remembered[tuple[RouteTarget, ...]] = Remembered(
+_rts_alone: Remembered[bytes, tuple[RouteTarget, ...]] = Remembered(
     lambda value: _read_communities(value)[0], 4096
 )
 

@@ -61,7 +61,6 @@ from evpn_agent.speaker.wire_format import (
     PMSI_HEADER_SIZE,
     PMSI_INGRESS_REPLICATION,
     UPDATE,
-    VNIS,
     RdTexts,
     Remembered,
     ipv4_text,
@@ -227,8 +226,7 @@ def _announced(
                 key, label = _mac_key(data, start, pos)
                 if not rts:
                     raise _no_route_target(key)
-                vni = int.from_bytes(data[label : label + 3])
-                vni = VNIS.get(vni) or shared_vni(vni)
+                vni = shared_vni(int.from_bytes(data[label : label + 3]))
                 if vni == 0:
                     raise _Refused("bad-label", f"{describe_key(key)}: VNI 0 in the label")
                 if vtep is None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import TypeVar
 
 # The line the launcher hands the agent for an UPDATE ExaBGP did not decode (compat,
@@ -96,57 +96,47 @@ def ipv4_text(packed: bytes) -> str:
     return socket.inet_ntop(socket.AF_INET, packed)
 
 
+_K = TypeVar("_K", bound=Hashable)
 _T = TypeVar("_T")
 
 
-class Remembered(dict[bytes, _T]):
-    """A function of a few bytes whose answers are kept, up to ``limit`` of them (then it
-    starts again): for values a fabric has few of and every UPDATE carries (RDs, router
-    ids, next hops). A hit is one dict lookup in C; only a miss runs ``make``."""
+class Remembered(dict[_K, _T]):
+    """A function of a few bytes (or of a number) whose answers are kept, up to ``limit``
+    of them (then it starts again): for values a fabric has few of and every UPDATE
+    carries (RDs, router ids, next hops, VNIs). A hit is one dict lookup in C; only a miss
+    runs ``make``."""
 
     __slots__ = ("_limit", "_make")
 
-    def __init__(self, make: Callable[[bytes], _T], limit: int) -> None:
+    def __init__(self, make: Callable[[_K], _T], limit: int) -> None:
         super().__init__()
         self._make = make
         self._limit = limit
 
-    def __missing__(self, raw: bytes) -> _T:
+    def __missing__(self, raw: _K) -> _T:
         value = self._make(raw)
         self.keep(raw, value)
         return value
 
-    def keep(self, raw: bytes, value: _T) -> None:
+    def keep(self, raw: _K, value: _T) -> None:
         """Keep an answer made elsewhere (a caller that keeps only some of them)."""
         if len(self) >= self._limit:
             self.clear()
         self[raw] = value
 
 
-# VNI -> the one int object routes of that VNI share. An int above 256 is a new object
-# each time one is made: 32 bytes a route, 2 MiB more after a churn had moved 64,000 MACs
-# (a table that came as records shared them per line). A fabric has a few thousand VNIs;
-# past the limit (hostile labels) it starts again.
-VNIS: dict[int, int] = {}
-_VNIS_KEPT = 1 << 16
-
-
-def shared_vni(vni: int) -> int:
-    """``vni``, as the object every route of that VNI holds. Callers on the hot path try
-    ``VNIS.get(vni)`` first (one lookup in C)."""
-    held = VNIS.get(vni)
-    if held is None:
-        if len(VNIS) >= _VNIS_KEPT:
-            VNIS.clear()
-        held = VNIS[vni] = vni
-    return held
+# The one int object every route of a VNI holds. An int above 256 is a new object each
+# time one is made: 32 bytes a route, 2 MiB more after a churn had moved 64,000 MACs (a
+# table that came as records shared them per line). A fabric has a few thousand VNIs;
+# past 65,536 (hostile labels) it starts again.
+shared_vni = Remembered[int, int](lambda vni: vni, 1 << 16).__getitem__
 
 
 def _rd_block(_prefix: bytes) -> list[str | None]:
     return [None] * 256
 
 
-class RdTexts(Remembered[list[str | None]]):
+class RdTexts(Remembered[bytes, list[str | None]]):
     """Route distinguishers' texts, interned and kept, in blocks of 256 RDs that share
     their first seven bytes: a fabric numbers its RDs densely per router id (FRR from 1 up,
     this agent by VNI), so 64,000 RDs fill ~300 blocks, 0.5 MiB. A dict keyed by each RD's
@@ -169,7 +159,9 @@ class RdTexts(Remembered[list[str | None]]):
 
 # Router ids and VTEP addresses recur in every UPDATE (originator, next hop): a fabric has
 # few; a dict hit costs a fifth of the formatting. Interned: the core's paths share them.
-address_text = Remembered(lambda packed: sys.intern(ipv4_text(packed)), 1 << 14).__getitem__
+address_text = Remembered[bytes, str](
+    lambda packed: sys.intern(ipv4_text(packed)), 1 << 14
+).__getitem__
 
 
 def ipv6_text(packed: bytes) -> str:
