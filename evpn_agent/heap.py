@@ -45,3 +45,36 @@ def release_free_memory() -> None:
     trim = _malloc_trim()
     if trim is not None:
         trim(0)
+
+
+class TrimWhenQuiet:
+    """When the heap is handed back in a process whose work comes in bursts (ExaBGP's,
+    through our launcher): ``quiet`` seconds after the last piece of work of a burst, once.
+
+    UPDATEs go through the speaker as lines of hex and byte strings of up to ~260 KB; glibc
+    keeps the pages they freed. Measured in a churn soak: ExaBGP's heap held 1-2 MiB more
+    free memory after 10 minutes of MAC moves, RSS for nothing. Not on a timer (an idle
+    speaker wakes for nothing) and not while work goes on (the pages would only come back).
+    """
+
+    QUIET = 5.0  # seconds without work before the heap is handed back
+
+    def __init__(self, trim: Callable[[], None] = release_free_memory) -> None:
+        self._trim = trim
+        self._last_work: float | None = None  # None: nothing done since the last trim
+
+    def worked(self, now: float) -> None:
+        self._last_work = now
+
+    def due_in(self, now: float) -> float | None:
+        """Seconds until a trim is due (0 when it is), or None when none is pending."""
+        if self._last_work is None:
+            return None
+        return max(0.0, self._last_work + self.QUIET - now)
+
+    def trim_if_due(self, now: float) -> bool:
+        if self.due_in(now) != 0.0:
+            return False
+        self._last_work = None
+        self._trim()
+        return True

@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from evpn_agent.heap import TrimWhenQuiet
 from evpn_agent.speaker.grammar import BATCH
 from evpn_agent.speaker.wire_check import wire_ok
 from evpn_agent.speaker.wire_decode import decode_update
@@ -652,10 +653,12 @@ def _read_message(self: Any) -> Iterator[Any]:
             if msg_id == UPDATE and _evpn_only(self.negotiated) and wire_ok(body):
                 bodies = [bytes(body), *queued_updates(self.connection)]
                 self.peer.stats["receive-update"] += len(bodies)
+                now = time.time()
+                heap_trim.worked(now)
                 reactor_processes = self.peer.reactor.processes
                 if not reactor_processes.silence:
                     behind = core_behind(reactor_processes, processes)
-                    line = _line(self.neighbor, bodies, time.time(), behind)
+                    line = _line(self.neighbor, bodies, now, behind)
                     for process in processes:
                         reactor_processes.write(process, line, self.neighbor)
                 yield exa.protocol_UPDATE
@@ -784,6 +787,9 @@ def wire_receive() -> None:
 # first keepalive or hold timer. In every other state ExaBGP's own short sleep is kept.
 
 IDLE_CAP = 60.0  # seconds: the longest idle sleep, whatever the timers say
+# Free heap pages go back to the system once the UPDATEs of a burst (received on the fast
+# path or sent on the advert path) have stopped: checked on every pass of the reactor.
+heap_trim = TrimWhenQuiet()
 _send_timers: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()  # proto ->
 _exabgp_need_ka: list[Callable[[Any], bool]] = []  # SendTimer.need_ka, once replaced
 _idle_failed: list[BaseException] = []  # the first error of idle_timeout, if any
@@ -926,15 +932,20 @@ def _idle_wait(wait: Callable[[Any, int], Iterator[int]]) -> Callable[[Any, int]
     def _wait_for_io(self: Any, sleeptime: int) -> Iterator[int]:
         wake = _signal_fd()
         ours = set()
+        now = time.time()
+        heap_trim.trim_if_due(now)
         if sleeptime > 0 and wake is not None:
             try:
-                timeout = idle_timeout(self, time.time())
+                timeout = idle_timeout(self, now)
             except Exception as exc:  # never take ExaBGP down: its own sleep then
                 if not _idle_failed:
                     log.error("idle sleep off: %s", _one_line(exc))
                     _idle_failed.append(exc)
                 timeout = None
             if timeout is not None:
+                trim_in = heap_trim.due_in(now)
+                if trim_in is not None:  # wake once more, when the burst is over
+                    timeout = min(timeout, trim_in)
                 sleeptime = max(sleeptime, math.ceil(timeout * 1000))
                 ours.add(wake)
                 listener = self.listener
@@ -1043,6 +1054,8 @@ def install_advert_path(hooks: AdvertHooks) -> None:
             # configured, but the peer did not take l2vpn evpn: taken (so that pending()
             # is false again) and not sent, as ExaBGP's Update.messages skips the family
             bracket, messages = False, []
+        if messages:
+            heap_trim.worked(time.time())
         if bracket:
             yield from self.write(refresh(*family, refresh.start))
         for message in messages:

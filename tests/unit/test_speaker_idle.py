@@ -222,3 +222,28 @@ def test_a_closed_session_socket_leaves_the_poller_instead_of_waking_every_pass(
     fds, took = reactor.wait()  # the closed socket is gone: an idle sleep again
     assert fds == [] and reactor.spins == 0
     assert 0.3 <= took < 1.0
+
+
+def test_an_idle_reactor_wakes_once_to_hand_the_heap_back_after_updates(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    trims: list[float] = []
+    heap = compat.TrimWhenQuiet(lambda: trims.append(time.monotonic()))
+    monkeypatch.setattr(heap, "QUIET", 0.3)
+    monkeypatch.setattr(compat, "heap_trim", heap)
+    reactor = Reactor()  # idle, keepalive ~30 s away
+    heap.worked(time.time())  # an UPDATE went through
+    fds, took = reactor.wait()
+    assert fds == []
+    assert 0.2 <= took < 2.0  # woke for the trim, not the keepalive
+    assert trims == []  # due at the next pass
+    reactor.wait(0)  # the next pass of the reactor (no sleep asked)
+    assert len(trims) == 1
+    previous = signal.signal(signal.SIGUSR2, lambda number, frame: None)
+    try:
+        later(0.6, lambda: os.kill(os.getpid(), signal.SIGUSR2))
+        fds, took = reactor.wait()
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+    assert len(trims) == 1  # nothing more to hand back: slept until the signal
+    assert took >= 0.5
