@@ -120,13 +120,14 @@ def test_a_second_reflectors_copy_changes_nothing_to_plan() -> None:
 
 def test_a_second_reflectors_copy_is_held_as_the_first_copys_objects() -> None:
     """The decoder gives each reflector's copy its own key, MAC string and route; the
-    RIB keeps one set for both paths. A copy that differs keeps its own, and withdrawing
-    the first copy leaves the second whole."""
+    RIB keeps one set for both paths. A copy that differs keeps its own route around the
+    strings held, and withdrawing the first copy leaves the second whole."""
     rib, dirty = make_rib(), Dirty()
 
     def copy(route: Route) -> Route:  # equal, made anew, as a second UPDATE decodes
         if isinstance(route, MacRoute):
-            key = MacKey(route.key.rd, 0, "".join(route.key.mac), route.key.ip)
+            ip = "".join(route.key.ip) if route.key.ip is not None else None
+            key = MacKey(route.key.rd, 0, "".join(route.key.mac), ip)
             return route._replace(key=key)
         return route._replace(key=ImetKey(route.key.rd, 0, "".join(route.key.origin)))
 
@@ -141,11 +142,33 @@ def test_a_second_reflectors_copy_is_held_as_the_first_copys_objects() -> None:
         assert pid1.key is first.key and pid2.key is first.key
     newer = copy(mac_route(ip="198.51.100.1", seq=1))
     rib.announce("rr2", newer, dirty)
-    assert rib.paths[PathId("rr2", newer.key)] is newer
+    kept = rib.paths[PathId("rr2", newer.key)]
+    held_key = mac_route(ip="198.51.100.1").key
+    assert kept == newer and kept is not newer
+    assert kept.key.mac is held_key.mac and kept.key.ip is held_key.ip
     rib.withdraw("rr1", mac_route().key, dirty)
     rib.withdraw("rr1", imet("192.0.2.11").key, dirty)
-    assert rib.best_mac(100, newer.key.mac) is newer
+    assert rib.best_mac(100, newer.key.mac) is kept
     assert rib.flood_vteps(100) == ["192.0.2.11"]
+
+
+def test_a_moved_mac_holds_the_strings_of_the_mac_and_ip_held_before() -> None:
+    """A move comes as a new route (the new VTEP's RD and sequence) with strings of its
+    own; the RIB keeps one string a MAC and IP, the one its indexes are keyed by."""
+    rib, dirty = make_rib(), Dirty()
+    first = mac_route(ip="198.51.100.1")
+    rib.announce("rr1", first, dirty)
+    new = mac_route(vtep="192.0.2.12", seq=1, ip="".join("198.51.100.1"))
+    moved = new._replace(key=new.key._replace(mac="".join(first.key.mac)))
+    assert moved.key.mac is not first.key.mac and moved.key.ip is not first.key.ip
+    rib.announce("rr1", moved, dirty)
+    rib.withdraw("rr1", first.key, dirty)
+    ((pid, route),) = rib.paths.items()
+    assert route == moved and pid == PathId("rr1", moved.key)
+    assert route.key.mac is first.key.mac and route.key.ip is first.key.ip
+    assert pid.key is route.key
+    assert rib.best_mac(100, first.key.mac) is route
+    assert rib.best_ip(100, "198.51.100.1") is route
 
 
 def test_reannounce_with_new_ip_moves_indexes() -> None:
