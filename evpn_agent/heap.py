@@ -49,7 +49,7 @@ def release_free_memory() -> None:
 
 class TrimWhenQuiet:
     """When the heap is handed back in a process whose work comes in bursts (ExaBGP's,
-    through our launcher): ``quiet`` seconds after the last piece of work of a burst, once.
+    through our launcher): once a burst is over, ``QUIET`` seconds after its last work.
 
     UPDATEs go through the speaker as lines of hex and byte strings of up to ~260 KB; glibc
     keeps the pages they freed. Measured in a churn soak: ExaBGP's heap held 1-2 MiB more

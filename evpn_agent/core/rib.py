@@ -276,9 +276,9 @@ class Rib:
         for both paths (the decoder gives each copy its own; a 1,000-VNI table took 30 MiB
         less). A MAC held already on another route (a move: a new RD, VTEP or sequence):
         the route, rebuilt around the MAC's (and IP's) string held, which the indexes and
-        the kernel mirror key it by. Else the decoder's string stayed with the new path
-        and the first with them: after a soak of moves two strings a MAC, 5 MiB more at
-        64,000 MACs."""
+        the kernel mirror are keyed by. Else the new path kept the decoder's string and
+        the indexes the first route's: after a soak of moves, two strings a MAC (5 MiB
+        more at 64,000 MACs)."""
         if isinstance(route, MacRoute):
             key = route.key
             paths = self._by_mac.get(vni, _NO_PATHS).get(key.mac)
