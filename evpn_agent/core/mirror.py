@@ -62,7 +62,7 @@ class Mirror:
                 _index(self._fdb_of, op.ifindex, key)
             return before
         if type(op) is DelFdb:
-            return self.pop_fdb(DeviceMac(op.ifindex, op.mac, op.vlan))
+            return self.pop_fdb(build(DeviceMac, (op.ifindex, op.mac, op.vlan)))
         if isinstance(op, AddFlood | DelFlood):
             vteps = self.flood.get(op.ifindex)
             held = vteps is not None and op.dst in vteps

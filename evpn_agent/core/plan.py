@@ -97,7 +97,7 @@ def fdb(
             op = build(AddFdb, (lv.vxlan_ifindex, key.mac, want, lv.vlan))
     elif have is not None:
         if sweep.enabled or entry in sweep.fdb:
-            op = DelFdb(lv.vxlan_ifindex, key.mac, lv.vlan)
+            op = build(DelFdb, (lv.vxlan_ifindex, key.mac, lv.vlan))
         else:
             kept = True
     return build(FdbStep, (op, entry, want is not None, lost_to, local is not None, kept))

@@ -175,9 +175,10 @@ class Rib:
 
     def withdraw(self, peer: str, key: RouteKey, dirty: Dirty) -> bool:
         pid = build(PathId, (peer, key))
-        if pid not in self.paths:
+        route = self.paths.pop(pid, None)  # one lookup: a table's withdraws miss the cache
+        if route is None:
             return False
-        self._unindex(pid, self.paths.pop(pid), dirty)
+        self._unindex(pid, route, dirty)
         self.per_peer[peer] -= 1
         return True
 
@@ -380,14 +381,14 @@ class Rib:
             left = self._by_mac.get(vni, _NO_PATHS).get(mac)
             changed = not left or route not in left.values()  # else an equal copy stays
             if changed:
-                dirty.fdb.add(VniMac(vni, mac))
+                dirty.fdb.add(build(VniMac, (vni, mac)))
             ip = route.key.ip
             if ip is not None:
                 _discard(self._by_ip, vni, ip, pid)
                 if changed:
-                    dirty.neigh.add(VniIp(vni, ip))
+                    dirty.neigh.add(build(VniIp, (vni, ip)))
         elif isinstance(route, ImetRoute) and _discard(self._flood, vni, route.vtep, pid):
-            dirty.flood.add(VniVtep(vni, route.vtep))  # the VTEP left the flood list
+            dirty.flood.add(build(VniVtep, (vni, route.vtep)))  # the VTEP left the flood list
 
     def _imported_with(self, vni: int, rts: RouteTargets) -> list[PathId]:
         """The paths imported into ``vni`` that carry ``rts``: a scan of that VNI's paths

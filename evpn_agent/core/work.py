@@ -28,6 +28,7 @@ from evpn_agent.model import (
     DelNeigh,
     MacRoute,
     Op,
+    build,
     describe,
 )
 from evpn_agent.model.keys import BridgeMac, DeviceIp, DeviceMac, VniIp, VniMac, VniVtep
@@ -250,7 +251,7 @@ def kernel_settled(
         # An entry we removed is no longer one "wanted earlier in this run": the sets stay
         # as large as the tables, not as every MAC ever seen (hours of churn).
         elif isinstance(op, DelFdb):
-            s.touched_fdb.discard(DeviceMac(op.ifindex, op.mac, op.vlan))
+            s.touched_fdb.discard(build(DeviceMac, (op.ifindex, op.mac, op.vlan)))
         elif isinstance(op, DelFlood):
             s.touched_flood.discard((op.ifindex, op.dst))
         elif isinstance(op, DelNeigh):
