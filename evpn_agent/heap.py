@@ -73,7 +73,7 @@ class TrimWhenQuiet:
         return max(0.0, self._last_work + self.QUIET - now)
 
     def trim_if_due(self, now: float) -> bool:
-        if self.due_in(now) != 0.0:
+        if self._last_work is None or now < self._last_work + self.QUIET:
             return False
         self._last_work = None
         self._trim()
