@@ -62,8 +62,8 @@ from evpn_agent.model import (
     NeighUpdated,
     OtherLink,
     RouteAnnounced,
+    RoutesWithdrawn,
     RouteTarget,
-    RouteWithdrawn,
     SessionUp,
     VxlanDevice,
 )
@@ -211,7 +211,7 @@ def run(vnis: int, vteps: int, local_macs: int, profile: cProfile.Profile | None
     flush(state)
     all_routes = list(routes(vnis, vteps))
     announce: list[list[BgpEvent]] = [[RouteAnnounced(RR, r)] for r in all_routes]
-    withdraw: list[list[BgpEvent]] = [[RouteWithdrawn(RR, r.key)] for r in all_routes]
+    withdraw: list[list[BgpEvent]] = [[RoutesWithdrawn(RR, (r.key,))] for r in all_routes]
     gc.collect()
     if profile is not None:
         profile.enable()

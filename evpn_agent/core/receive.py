@@ -20,7 +20,7 @@ from evpn_agent.model import (
     Route,
     RouteAnnounced,
     RouteRejected,
-    RouteWithdrawn,
+    RoutesWithdrawn,
     SessionDown,
     SessionReported,
     SessionUp,
@@ -41,13 +41,13 @@ def on_bgp(s: State, events: Iterable[BgpEvent], now: float) -> None:
                 heard = ev.peer
             _announced(s, ev.peer, ev.route, now)
             continue
-        if type(ev) is RouteWithdrawn:
+        if type(ev) is RoutesWithdrawn:
             if ev.peer != heard:
                 peers.heard(ev.peer, now)
                 heard = ev.peer
-            if s.rib.withdraw(ev.peer, ev.key, s.dirty):
+            if s.rib.withdraw_many(ev.peer, ev.keys, s.dirty):
                 peers.last_route_change = now
-            withdrawn += 1
+            withdrawn += len(ev.keys)
             continue
         heard = None  # a session event may start the peer's state anew
         if isinstance(ev, RouteRejected):

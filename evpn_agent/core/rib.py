@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from sys import getsizeof
 from types import MappingProxyType
-from typing import cast
+from typing import TypeVar
 
 from evpn_agent.model import (
     ImetRoute,
@@ -91,6 +91,8 @@ COMPACT_MIN = 16_384
 # minutes of moves every MAC held one, and the core ended 16 MiB larger (2 MiB with this).
 # A table left that large by a removal is built anew (one small copy, on withdraws only).
 _SMALL_PATHS = getsizeof(dict.fromkeys(range(5)))
+_NO_PATHS_LEFT: Mapping[PathId, MacRoute] = MappingProxyType({})
+_V = TypeVar("_V")
 
 
 class _RtSet:
@@ -174,13 +176,21 @@ class Rib:
         return [pid for pid in self.paths if pid.peer == peer]
 
     def withdraw(self, peer: str, key: RouteKey, dirty: Dirty) -> bool:
-        pid = build(PathId, (peer, key))
-        route = self.paths.pop(pid, None)  # one lookup: a table's withdraws miss the cache
-        if route is None:
-            return False
-        self._unindex(pid, route, dirty)
-        self.per_peer[peer] -= 1
-        return True
+        return self.withdraw_many(peer, (key,), dirty) > 0
+
+    def withdraw_many(self, peer: str, keys: Iterable[RouteKey], dirty: Dirty) -> int:
+        """Drop ``peer``'s paths for ``keys``; returns how many it held."""
+        paths, unindex = self.paths, self._unindex
+        gone = 0
+        for key in keys:
+            pid = build(PathId, (peer, key))
+            route = paths.pop(pid, None)  # one lookup: a table's withdraws miss the cache
+            if route is not None:
+                unindex(pid, route, dirty)
+                gone += 1
+        if gone:
+            self.per_peer[peer] -= gone
+        return gone
 
     def drop_peer(self, peer: str, dirty: Dirty) -> int:
         gone = self.peer_paths(peer)
@@ -375,19 +385,19 @@ class Rib:
                     del self._unimported[rts]
             return
         if isinstance(route, MacRoute):
-            mac = route.key.mac
-            if _discard(self._by_mac, vni, mac, pid):
-                self.mac_total -= 1
-            left = self._by_mac.get(vni, _NO_PATHS).get(mac)
-            changed = not left or route not in left.values()  # else an equal copy stays
-            if changed:
-                dirty.fdb.add(build(VniMac, (vni, mac)))
-            ip = route.key.ip
+            key = route.key
+            mac, ip = key.mac, key.ip
+            left = _drop_path(self._by_mac, vni, mac, pid)
             if ip is not None:
-                _discard(self._by_ip, vni, ip, pid)
-                if changed:
-                    dirty.neigh.add(build(VniIp, (vni, ip)))
-        elif isinstance(route, ImetRoute) and _discard(self._flood, vni, route.vtep, pid):
+                _drop_path(self._by_ip, vni, ip, pid)
+            if left is None:
+                self.mac_total -= 1
+            elif route in left.values():
+                return  # an equal copy stays: no answer changes
+            dirty.fdb.add(build(VniMac, (vni, mac)))
+            if ip is not None:
+                dirty.neigh.add(build(VniIp, (vni, ip)))
+        elif isinstance(route, ImetRoute) and _drop_vtep_path(self._flood, vni, route.vtep, pid):
             dirty.flood.add(build(VniVtep, (vni, route.vtep)))  # the VTEP left the flood list
 
     def _imported_with(self, vni: int, rts: RouteTargets) -> list[PathId]:
@@ -404,26 +414,39 @@ class Rib:
         return found
 
 
-def _discard(
-    index: dict[int, dict[str, Paths]] | dict[int, dict[str, set[PathId]]],
-    vni: int,
-    key: str,
-    pid: PathId,
-) -> bool:
-    """Drop ``pid`` from ``key``'s paths; True when that left ``key`` with none (gone)."""
+def _drop_path(
+    index: dict[int, dict[str, Paths]], vni: int, key: str, pid: PathId
+) -> Mapping[PathId, MacRoute] | None:
+    """Drop ``pid`` from ``key``'s paths; the paths left (None: ``key`` has none now)."""
     per_vni = index.get(vni)
     paths = per_vni.get(key) if per_vni is not None else None
     if per_vni is None or paths is None:
+        return _NO_PATHS_LEFT  # not held (nothing was indexed under it): none went
+    paths.pop(pid, None)
+    if not paths:
+        _forget(index, per_vni, vni, key)
+        return None
+    if getsizeof(paths) > _SMALL_PATHS:
+        per_vni[key] = paths = dict(paths.items())  # see _SMALL_PATHS
+    return paths
+
+
+def _drop_vtep_path(
+    index: dict[int, dict[str, set[PathId]]], vni: int, vtep: str, pid: PathId
+) -> bool:
+    """Drop ``pid`` from ``vtep``'s type 3 paths; True when that left ``vtep`` with none."""
+    per_vni = index.get(vni)
+    pids = per_vni.get(vtep) if per_vni is not None else None
+    if per_vni is None or pids is None:
         return False
-    if isinstance(paths, set):
-        paths.discard(pid)
-    else:
-        paths.pop(pid, None)
-        if paths and getsizeof(paths) > _SMALL_PATHS:
-            cast("dict[str, Paths]", per_vni)[key] = dict(paths.items())  # see _SMALL_PATHS
-    if paths:
+    pids.discard(pid)
+    if pids:
         return False
+    _forget(index, per_vni, vni, vtep)
+    return True
+
+
+def _forget(index: dict[int, dict[str, _V]], per_vni: dict[str, _V], vni: int, key: str) -> None:
     del per_vni[key]
     if not per_vni:
         del index[vni]
-    return True

@@ -30,7 +30,7 @@ from evpn_agent.identity import rd_indexes, resolve
 from evpn_agent.kernel import Kernel, OpFailure
 from evpn_agent.latency import Latency
 from evpn_agent.metrics import Metrics
-from evpn_agent.model import Config, KernelEvent, KernelSnapshot, Op, describe
+from evpn_agent.model import Config, KernelEvent, KernelSnapshot, Op, describe, route_count
 from evpn_agent.model.net import vni_ranges
 from evpn_agent.speaker import Line, Speaker
 
@@ -255,7 +255,7 @@ class Daemon:
                 if isinstance(item, SpeakerLine):
                     events, stamp = self.speaker.decode(item.line, router_id)
                     engine.on_bgp(events, now)
-                    routes += len(events)
+                    routes += route_count(events)
                     if stamp is not None:
                         stamps.append(stamp)
                 elif isinstance(item, KernelChanged):

@@ -28,12 +28,13 @@ from evpn_agent.model.bgp import (
     RouteDistinguisher,
     RouteKey,
     RouteRejected,
+    RoutesWithdrawn,
     RouteTarget,
-    RouteWithdrawn,
     SessionDown,
     SessionReported,
     SessionUp,
     describe_key,
+    route_count,
 )
 from evpn_agent.model.kernel import (
     AddFdb,
@@ -146,7 +147,7 @@ __all__ = [
     "RouteReflector",
     "RouteRejected",
     "RouteTarget",
-    "RouteWithdrawn",
+    "RoutesWithdrawn",
     "SessionDown",
     "SessionReported",
     "SessionUp",
@@ -163,5 +164,6 @@ __all__ = [
     "is_host_ip",
     "is_host_mac",
     "parse_mac",
+    "route_count",
     "vtep_address",
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar, NamedTuple, Self
 
@@ -177,9 +178,12 @@ class RouteAnnounced:
 
 
 @dataclass(frozen=True, slots=True)
-class RouteWithdrawn:
+class RoutesWithdrawn:
+    """The withdraws of one UPDATE (or of a line's run of them) from one peer, in order:
+    one event for a reflector's ~1,700, not an event, a dispatch and a RIB call each."""
+
     peer: str
-    key: RouteKey
+    keys: tuple[RouteKey, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,7 +268,7 @@ class AdvertRefused:
 
 BgpEvent = (
     RouteAnnounced
-    | RouteWithdrawn
+    | RoutesWithdrawn
     | RouteRejected
     | SessionUp
     | SessionDown
@@ -275,6 +279,12 @@ BgpEvent = (
     | LineRejected
     | AdvertRefused
 )
+
+
+def route_count(events: Sequence[BgpEvent]) -> int:
+    """How many routes ``events`` carry: each event one, a RoutesWithdrawn its keys."""
+    return len(events) + sum(len(ev.keys) - 1 for ev in events if type(ev) is RoutesWithdrawn)
+
 
 # -- our own routes ------------------------------------------------------------------------
 

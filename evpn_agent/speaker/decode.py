@@ -30,9 +30,10 @@ from evpn_agent.model import (
     PeerOpened,
     RefreshBegun,
     RouteAnnounced,
+    RouteKey,
     RouteRejected,
+    RoutesWithdrawn,
     RouteTarget,
-    RouteWithdrawn,
     SessionDown,
     SessionReported,
     SessionUp,
@@ -122,10 +123,16 @@ def _parse_message(doc: dict[str, Any], router_id: str | None) -> list[BgpEvent]
     if isinstance(withdraw, dict):
         # Reflected withdraws of our own routes carry no originator-id: our RD tells.
         own_rd = f"{router_id}:" if router_id else None
+        keys: list[RouteKey] = []
         for nlri in _list(withdraw.get(EVPN_FAMILY, [])):
             if own_rd and isinstance(nlri, dict) and str(nlri.get("rd", "")).startswith(own_rd):
                 continue
-            events.append(_withdrawn(peer, nlri))
+            try:
+                keys.append(_key(nlri))
+            except Rejected as exc:
+                events.append(RouteRejected(peer, exc.reason, exc.detail))
+        if keys:
+            events.append(RoutesWithdrawn(peer, tuple(keys)))  # as the wire decoder gives
     announce = update.get("announce")
     if isinstance(announce, dict):
         by_nexthop = announce.get(EVPN_FAMILY)
@@ -198,13 +205,6 @@ class _Attributes:
                     self.sticky = "sticky" in parts[2:]
         pmsi = attrs.get("pmsi")
         self.pmsi = pmsi if isinstance(pmsi, str) else None
-
-
-def _withdrawn(peer: str, nlri: Any) -> BgpEvent:
-    try:
-        return RouteWithdrawn(peer, _key(nlri))
-    except Rejected as exc:
-        return RouteRejected(peer, exc.reason, exc.detail)
 
 
 def _announced(peer: str, nexthop: str, nlri: Any, attrs: _Attributes) -> BgpEvent:

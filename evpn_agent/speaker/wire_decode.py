@@ -43,8 +43,9 @@ from evpn_agent.model import (
     MacKey,
     MacRoute,
     RouteAnnounced,
+    RouteKey,
     RouteRejected,
-    RouteWithdrawn,
+    RoutesWithdrawn,
     build,
     check_vni,
     describe_key,
@@ -135,6 +136,7 @@ def _frame(data: bytes) -> PathAttributes:
 
 def _events(path: PathAttributes, peer: str, router_id: str | None) -> list[BgpEvent]:
     events: list[BgpEvent] = []
+    gone: list[RouteKey] = []  # the UPDATE's withdraws, one event after its refusals
     own_rd = _own_rd(router_id) if router_id else None
     unreach = path.unreach
     if unreach is not None:
@@ -143,24 +145,34 @@ def _events(path: PathAttributes, peer: str, router_id: str | None) -> list[BgpE
         if unreach[:3] == EVPN_FAMILY:
             if len(unreach) == 3 and path.reach is None and path.only_unreach:
                 return [EndOfRib(peer)]
-            _withdrawn(unreach, 3, peer, own_rd, events)
+            _withdrawn(unreach, 3, peer, own_rd, events, gone)
     reach = path.reach
     if reach is None:
         if path.malformed is not None:
             events.append(RouteRejected(peer, "malformed-attribute", path.malformed))
-        return events
+        return _with_withdrawn(events, peer, gone)
     if len(reach) < 5 or reach[3] + 5 > len(reach):
         raise Malformed("malformed-update", f"MP_REACH_NLRI of {len(reach)} bytes")
     if reach[:3] != EVPN_FAMILY:
-        return events
+        return _with_withdrawn(events, peer, gone)
     start = 5 + reach[3]
     if path.malformed is not None:
         # RFC 7606 treat-as-withdraw: the routes are gone, whatever else they say
         events.append(RouteRejected(peer, "malformed-attribute", path.malformed))
-        _withdrawn(reach, start, peer, own_rd, events)
-    elif router_id is None or path.originator != router_id:
+        _withdrawn(reach, start, peer, own_rd, events, gone)
+        return _with_withdrawn(events, peer, gone)
+    _with_withdrawn(events, peer, gone)  # before the announces
+    if router_id is None or path.originator != router_id:
         # else: the reflector sends every client its own routes back
         _announced(reach, start, peer, path, events)
+    return events
+
+
+def _with_withdrawn(events: list[BgpEvent], peer: str, gone: list[RouteKey]) -> list[BgpEvent]:
+    """``events`` and then the withdraws ``gone`` as one event (as ExaBGP's JSON, parsed,
+    gives them: an UPDATE's refused routes, then its withdraws)."""
+    if gone:
+        events.append(RoutesWithdrawn(peer, tuple(gone)))
     return events
 
 
@@ -188,8 +200,14 @@ def _own_rd(router_id: str) -> bytes | None:
 
 
 def _withdrawn(
-    data: bytes, pos: int, peer: str, own_rd: bytes | None, events: list[BgpEvent]
+    data: bytes,
+    pos: int,
+    peer: str,
+    own_rd: bytes | None,
+    events: list[BgpEvent],
+    keys: list[RouteKey],
 ) -> None:
+    """The withdrawn routes' keys into ``keys``; refusals into ``events``."""
     size = len(data)
     while pos < size:
         kind, start, pos = _next_nlri(data, pos)
@@ -209,7 +227,7 @@ def _withdrawn(
         except _Refused as exc:
             events.append(RouteRejected(peer, exc.reason, exc.detail))
             continue
-        events.append(RouteWithdrawn(peer, key))
+        keys.append(key)
 
 
 def _announced(

@@ -30,9 +30,10 @@ from evpn_agent.model import (
     MacKey,
     MacRoute,
     RouteAnnounced,
+    RouteKey,
     RouteRejected,
+    RoutesWithdrawn,
     RouteTarget,
-    RouteWithdrawn,
     build,
 )
 from evpn_agent.speaker.wire_attributes import route_targets
@@ -89,13 +90,13 @@ def encode_events(events: Iterable[BgpEvent]) -> str:
             else:
                 assert type(key) is ImetKey
                 rows.append((IMET, key.rd, key.etag, key.origin, route.vni, route.vtep, at))
-        elif type(event) is RouteWithdrawn:
-            key = event.key
-            if type(key) is MacKey:
-                rows.append((MAC_GONE, key.rd, key.etag, key.mac, key.ip))
-            else:
-                assert type(key) is ImetKey
-                rows.append((IMET_GONE, key.rd, key.etag, key.origin))
+        elif type(event) is RoutesWithdrawn:
+            for key in event.keys:
+                if type(key) is MacKey:
+                    rows.append((MAC_GONE, key.rd, key.etag, key.mac, key.ip))
+                else:
+                    assert type(key) is ImetKey
+                    rows.append((IMET_GONE, key.rd, key.etag, key.origin))
         elif type(event) is RouteRejected:
             rows.append((REJECTED, event.reason, event.detail))
         elif type(event) is EndOfRib:
@@ -116,7 +117,25 @@ def decode_events(payload: bytes, peer: str) -> list[BgpEvent]:
             route_targets(raw) if type(raw) is bytes and raw and not len(raw) % 8 else _bad(raw)
             for raw in rts_list
         ]
-        return [_event(row, peer, rts) for row in rows]
+        events: list[BgpEvent] = []
+        gone: list[RouteKey] = []  # a run of withdraws: one event
+        for row in rows:
+            kind = row[0]
+            if kind == MAC_GONE:
+                _, rd, etag, mac, ip = row
+                gone.append(build(MacKey, (_str(rd), _int(etag), _str(mac), _opt_str(ip))))
+                continue
+            if kind == IMET_GONE:
+                _, rd, etag, origin = row
+                gone.append(build(ImetKey, (_str(rd), _int(etag), _str(origin))))
+                continue
+            if gone:
+                events.append(RoutesWithdrawn(peer, tuple(gone)))
+                gone = []
+            events.append(_event(row, peer, rts))
+        if gone:
+            events.append(RoutesWithdrawn(peer, tuple(gone)))
+        return events
     except BadRecords:
         raise
     except (ValueError, TypeError, EOFError, IndexError) as exc:  # binascii.Error too
@@ -147,12 +166,6 @@ def _event(row: tuple[Any, ...], peer: str, rts: list[Rts]) -> BgpEvent:
         imet = build(ImetKey, (_shared(rd), _int(etag), _shared(origin)))
         route = build(ImetRoute, (imet, _vni(vni), _shared(vtep), rts[at]))
         return RouteAnnounced(peer, route)
-    if kind == MAC_GONE:
-        _, rd, etag, mac, ip = row
-        return RouteWithdrawn(peer, MacKey(_str(rd), _int(etag), _str(mac), _opt_str(ip)))
-    if kind == IMET_GONE:
-        _, rd, etag, origin = row
-        return RouteWithdrawn(peer, ImetKey(_str(rd), _int(etag), _str(origin)))
     if kind == REJECTED:
         _, reason, detail = row
         return RouteRejected(peer, _str(reason), _str(detail))

@@ -24,8 +24,8 @@ from evpn_agent.model import (
     MacAdvert,
     RouteAnnounced,
     RouteDistinguisher,
+    RoutesWithdrawn,
     RouteTarget,
-    RouteWithdrawn,
 )
 from evpn_agent.speaker import compat, encode, grammar, launcher, selftest, wire_decode
 from evpn_agent.speaker.advert_table import AdvertTable
@@ -360,8 +360,8 @@ def routes_in(messages: list[bytes]) -> tuple[set[str], set[str]]:
         for event in wire_decode.decode_message(message, "192.0.2.1"):
             if isinstance(event, RouteAnnounced):
                 announced.add(getattr(event.route.key, "mac", "imet"))
-            elif isinstance(event, RouteWithdrawn):
-                withdrawn.add(getattr(event.key, "mac", "imet"))
+            elif isinstance(event, RoutesWithdrawn):
+                withdrawn.update(getattr(key, "mac", "imet") for key in event.keys)
     return announced, withdrawn
 
 

@@ -48,8 +48,8 @@ from evpn_agent.model import (
     Op,
     PeerOpened,
     RouteAnnounced,
+    RoutesWithdrawn,
     RouteTarget,
-    RouteWithdrawn,
     SessionUp,
     VxlanDevice,
 )
@@ -243,7 +243,9 @@ def test_a_deletion_the_kernel_reports_is_drift_and_our_own_echo_is_not() -> Non
     state.kernel_applied(ops, [])
     assert repairs(state) == {"repairs:flood:restored": 1, "repairs:neighbour:restored": 1}
     # a withdraw removes them; the echoes of our own removals are no drift
-    state.on_bgp([RouteWithdrawn(RR, imet().key), RouteWithdrawn(RR, mac_route(ip=IP).key)], 11)
+    state.on_bgp(
+        [RoutesWithdrawn(RR, (imet().key,)), RoutesWithdrawn(RR, (mac_route(ip=IP).key,))], 11
+    )
     state.kernel_applied(state.take_kernel_ops(), [])
     state.on_kernel([FdbRemoved(flood()), NeighRemoved(neigh())], 11)
     assert state.take_kernel_ops() == []
@@ -296,7 +298,7 @@ def test_anything_the_last_comparison_did_not_see_compares_every_key_again() -> 
     state.kernel_applied(state.take_kernel_ops(), [])  # type: ignore[arg-type]
     assert state.drift.all_matched
     # a write the kernel refused since: compare again, although the dump is as believed
-    state.on_bgp([RouteWithdrawn(RR, mac_route(ip=IP).key)], 21)
+    state.on_bgp([RoutesWithdrawn(RR, (mac_route(ip=IP).key,))], 21)
     ops = state.take_kernel_ops()
     state.kernel_applied(ops, ops)  # type: ignore[arg-type]
     assert not state.drift.all_matched

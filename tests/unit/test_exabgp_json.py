@@ -10,8 +10,8 @@ from evpn_agent.model import (
     RefreshBegun,
     RouteAnnounced,
     RouteRejected,
+    RoutesWithdrawn,
     RouteTarget,
-    RouteWithdrawn,
     SessionDown,
     SessionUp,
 )
@@ -88,7 +88,9 @@ def test_type3_without_pmsi_is_rejected() -> None:
 
 def test_withdraw_is_keyed_without_label() -> None:
     events = parse_line(update(withdraw=[mac_nlri(label=[[0]])]))
-    assert events == [RouteWithdrawn(PEER, MacKey("192.0.2.11:2", 0, "02:00:5e:00:01:01", None))]
+    assert events == [
+        RoutesWithdrawn(PEER, (MacKey("192.0.2.11:2", 0, "02:00:5e:00:01:01", None),))
+    ]
 
 
 def test_own_reflected_routes_are_dropped() -> None:

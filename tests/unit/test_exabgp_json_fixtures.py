@@ -15,8 +15,8 @@ from evpn_agent.model import (
     RouteAnnounced,
     RouteDistinguisher,
     RouteRejected,
+    RoutesWithdrawn,
     RouteTarget,
-    RouteWithdrawn,
     SessionDown,
     SessionReported,
     SessionUp,
@@ -58,13 +58,21 @@ def test_frr_withdraws_match_announce_keys() -> None:
     announced = {
         e.route.key for e in events("frr_type2_announce.jsonl") if isinstance(e, RouteAnnounced)
     }
-    withdrawn = {e.key for e in events("frr_type2_withdraw.jsonl") if isinstance(e, RouteWithdrawn)}
+    withdrawn = {
+        key
+        for e in events("frr_type2_withdraw.jsonl")
+        if isinstance(e, RoutesWithdrawn)
+        for key in e.keys
+    }
     assert withdrawn == announced
     announced3 = {
         e.route.key for e in events("frr_type3_announce.jsonl") if isinstance(e, RouteAnnounced)
     }
     withdrawn3 = {
-        e.key for e in events("frr_type3_withdraw.jsonl") if isinstance(e, RouteWithdrawn)
+        key
+        for e in events("frr_type3_withdraw.jsonl")
+        if isinstance(e, RoutesWithdrawn)
+        for key in e.keys
     }
     assert withdrawn3 == announced3
 

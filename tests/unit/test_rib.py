@@ -70,6 +70,25 @@ def test_two_reflectors_one_withdraw_keeps_route() -> None:
     assert rib.remote_macs(100) == {}
 
 
+def test_a_run_of_withdraws_drops_the_paths_held_and_counts_them() -> None:
+    rib, dirty = make_rib(), Dirty()
+    kept = mac_route(mac="02:00:00:00:00:03", ip="198.51.100.3")
+    routes = [mac_route(mac="02:00:00:00:00:01", ip="198.51.100.1"), imet("192.0.2.11"), kept]
+    for route in routes:
+        rib.announce("rr1", route, dirty)
+    rib.announce("rr2", routes[0], dirty)
+    never = mac_route(mac="02:00:00:00:00:02").key  # not held: not counted
+    gone, dirty = Dirty(), Dirty()
+    assert rib.withdraw_many("rr1", [routes[0].key, never, routes[1].key], gone) == 2
+    assert rib.per_peer == {"rr1": 1, "rr2": 1}
+    # rr2's copy keeps the MAC's answer: only the flood entry changed
+    assert (gone.fdb, gone.neigh, gone.flood) == (set(), set(), {(100, "192.0.2.11")})
+    assert rib.withdraw_many("rr2", [routes[0].key], gone) == 1
+    assert gone.fdb == {(100, "02:00:00:00:00:01")} and gone.neigh == {(100, "198.51.100.1")}
+    assert rib.remote_macs(100).keys() == {kept.key.mac} and rib.mac_total == 1
+    assert rib.remote_ips(100).keys() == {"198.51.100.3"} and not rib.flood_vteps(100)
+
+
 def test_mobility_replaces_best() -> None:
     rib, dirty = make_rib(), Dirty()
     old, new = mac_route("192.0.2.11", seq=0), mac_route("192.0.2.12", seq=1)

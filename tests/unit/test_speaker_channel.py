@@ -20,8 +20,8 @@ from evpn_agent.model import (
     LineRejected,
     MacAdvert,
     RouteDistinguisher,
+    RoutesWithdrawn,
     RouteTarget,
-    RouteWithdrawn,
 )
 from evpn_agent.speaker import Decoded, Line, encode, grammar
 from evpn_agent.speaker import channel as channel_module
@@ -160,7 +160,7 @@ def test_a_wire_line_of_several_updates_gives_their_events_in_order() -> None:
     bodies = (MAC_ROUTE, withdraw, eor)
     expected = [e for b in bodies for e in decode_update(bytes.fromhex(b), PEER, ME)]
     assert events == expected and len(events) == 3 and events[-1] == EndOfRib(PEER)
-    assert isinstance(events[1], RouteWithdrawn) and events[1].key.mac == "02:00:5e:00:00:09"
+    assert isinstance(events[1], RoutesWithdrawn) and events[1].keys[0].mac == "02:00:5e:00:00:09"
     assert stamp == 1700000000.25
 
 

@@ -34,8 +34,8 @@ from evpn_agent.model import (
     NeighUpdated,
     OtherLink,
     RouteAnnounced,
+    RoutesWithdrawn,
     RouteTarget,
-    RouteWithdrawn,
     SessionDown,
     SessionUp,
     VxlanDevice,
@@ -158,8 +158,8 @@ def test_remote_routes_become_frr_style_ops() -> None:
     assert flush(state) == []  # already installed: nothing to do
     state.on_bgp(
         [
-            RouteWithdrawn(RR, mac_route(ip="198.51.100.22").key),
-            RouteWithdrawn(RR, imet().key),
+            RoutesWithdrawn(RR, (mac_route(ip="198.51.100.22").key,)),
+            RoutesWithdrawn(RR, (imet().key,)),
         ],
         2,
     )
@@ -169,11 +169,11 @@ def test_remote_routes_become_frr_style_ops() -> None:
         DelFlood(VX, "192.0.2.22"),
         DelFdb(VX, REMOTE_MAC, None),
     }
-    state.on_bgp([RouteWithdrawn(RR, mac_route().key)], 2)
+    state.on_bgp([RoutesWithdrawn(RR, (mac_route().key,))], 2)
     assert flush(state) == []  # the MAC-only route was never announced: nothing to remove
     state.on_bgp([RouteAnnounced(RR, mac_route())], 3)
     assert flush(state) == [AddFdb(VX, REMOTE_MAC, "192.0.2.22", None)]
-    state.on_bgp([RouteWithdrawn(RR, mac_route().key)], 4)
+    state.on_bgp([RoutesWithdrawn(RR, (mac_route().key,))], 4)
     assert flush(state) == [DelFdb(VX, REMOTE_MAC, None)]
 
 
@@ -187,7 +187,7 @@ def test_vlan_aware_bridge_puts_the_vlan_on_every_entry() -> None:
     # A MAC learned in another VLAN of the same bridge belongs to no local VNI.
     state.on_kernel([FdbUpdated(learned(mac="02:00:5e:00:00:77", vlan=20))])
     assert not any("02:00:5e:00:00:77" in line for line in state.take_bgp_lines())
-    state.on_bgp([RouteWithdrawn(RR, mac_route(ip="198.51.100.22").key)], 2)
+    state.on_bgp([RoutesWithdrawn(RR, (mac_route(ip="198.51.100.22").key,))], 2)
     assert set(flush(state)) == {DelFdb(VX, REMOTE_MAC, 10), DelNeigh(13, "198.51.100.22")}
 
 
@@ -459,7 +459,7 @@ def test_a_retry_that_is_no_longer_wanted_is_dropped() -> None:
     state.on_bgp([RouteAnnounced(RR, mac_route())], 1)
     ops = state.take_kernel_ops()
     state.kernel_applied(ops, ops)
-    state.on_bgp([RouteWithdrawn(RR, mac_route().key)], 1.2)
+    state.on_bgp([RoutesWithdrawn(RR, (mac_route().key,))], 1.2)
     assert state.take_kernel_ops() == []  # never installed: nothing to remove
     state.tick(2.0)
     assert state.take_kernel_ops() == []  # planned again, nothing to write: forgotten
@@ -526,7 +526,11 @@ def test_what_was_removed_is_forgotten_so_churn_does_not_grow_the_state() -> Non
         state.on_bgp([RouteAnnounced(RR, route), RouteAnnounced(RR, imet(f"192.0.2.{n + 30}"))], 2)
         assert flush(state)
         state.on_bgp(
-            [RouteWithdrawn(RR, route.key), RouteWithdrawn(RR, imet(f"192.0.2.{n + 30}").key)], 3
+            [
+                RoutesWithdrawn(RR, (route.key,)),
+                RoutesWithdrawn(RR, (imet(f"192.0.2.{n + 30}").key,)),
+            ],
+            3,
         )
         assert {type(op) for op in flush(state)} == {DelFdb, DelNeigh, DelFlood}
     assert state.touched_fdb == set() and state.touched_neigh == set()

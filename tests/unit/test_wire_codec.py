@@ -37,8 +37,8 @@ from evpn_agent.model import (
     RouteAnnounced,
     RouteDistinguisher,
     RouteRejected,
+    RoutesWithdrawn,
     RouteTarget,
-    RouteWithdrawn,
     vtep_address,
 )
 from evpn_agent.speaker import encode, grammar, launcher
@@ -313,10 +313,9 @@ def test_our_withdraws_decode_in_exabgp(batch: list[Advert]) -> None:
     for m in encoded.messages:
         assert exabgp_events(m, router_id=None) == ours(m, router_id=None)
     events = [e for m in encoded.messages for e in ours(m, router_id=None)]
-    assert all(isinstance(e, RouteWithdrawn) for e in events)
-    assert sorted(map(repr, (e.key for e in events if isinstance(e, RouteWithdrawn)))) == sorted(
-        map(repr, keys)
-    )
+    assert all(isinstance(e, RoutesWithdrawn) for e in events)
+    withdrawn = [key for e in events if isinstance(e, RoutesWithdrawn) for key in e.keys]
+    assert sorted(map(repr, withdrawn)) == sorted(map(repr, keys))
     assert len(encoded.messages) == 1  # 30 withdraws fit one MP_UNREACH
 
 
@@ -345,7 +344,7 @@ def test_exabgp_updates_decode_in_ours_to_the_same_route(advert: Advert) -> None
     assert ours(announce, None) == [RouteAnnounced(PEER, received(advert))]
     [withdraw] = exabgp_message([AdvertChange(advert, withdraw=True)])
     assert ours(withdraw, None) == exabgp_events(withdraw, None)
-    assert ours(withdraw, None) == [RouteWithdrawn(PEER, key_of(received(advert)))]
+    assert ours(withdraw, None) == [RoutesWithdrawn(PEER, (key_of(received(advert)),))]
 
 
 @settings(max_examples=60, deadline=None)
@@ -580,7 +579,7 @@ def test_the_fixtures_hold_updates_with_raw_nlri() -> None:
     assert sum('"raw"' in line for line in lines) >= 8
     assert any('"eor"' in line for line in lines)
     events = [e for line in lines for e in parse_line(line, OWN)]
-    assert {type(e) for e in events} == {RouteAnnounced, RouteWithdrawn, EndOfRib}
+    assert {type(e) for e in events} == {RouteAnnounced, RoutesWithdrawn, EndOfRib}
 
 
 @pytest.mark.parametrize("line", captured(), ids=lambda line: line[120:170])
@@ -666,7 +665,7 @@ def test_mp_reach_cut_anywhere_keeps_only_whole_routes(update: bytes) -> None:
 
 def _check_sane(events: list[BgpEvent]) -> None:
     for e in events:
-        assert isinstance(e, RouteAnnounced | RouteWithdrawn | RouteRejected | EndOfRib)
+        assert isinstance(e, RouteAnnounced | RoutesWithdrawn | RouteRejected | EndOfRib)
         if isinstance(e, RouteRejected):
             assert e.reason in REASONS, e  # never undecodable-update: that is a bug of ours
 
@@ -760,9 +759,14 @@ def test_a_malformed_attribute_we_read_turns_announces_into_withdraws(bad: bytes
     )
     [counted, *withdrawn] = ours(update)
     assert outcome([counted]) == [(PEER, "malformed-attribute")]
-    assert withdrawn == [
-        RouteWithdrawn(PEER, MacKey("192.0.2.11:2", 0, "02:00:5e:00:00:01", None)),
-        RouteWithdrawn(PEER, ImetKey("192.0.2.11:2", 0, "192.0.2.11")),
+    assert withdrawn == [  # one event for the UPDATE's withdraws
+        RoutesWithdrawn(
+            PEER,
+            (
+                MacKey("192.0.2.11:2", 0, "02:00:5e:00:00:01", None),
+                ImetKey("192.0.2.11:2", 0, "192.0.2.11"),
+            ),
+        )
     ]
 
 
@@ -811,12 +815,14 @@ def test_a_bad_route_costs_that_route_only(nlri: bytes, reason: str) -> None:
     [bad, good] = ours(message(attributes + mp_reach(VTEP, nlri + GOOD)))
     assert outcome([bad]) == [(PEER, reason)]
     assert isinstance(good, RouteAnnounced) and good.route.key.mac == "02:00:5e:00:00:99"
-    [bad, good] = ours(message(mp_unreach(nlri + GOOD)))
-    if reason in ("bad-label",):  # a withdraw's label is not read
-        assert isinstance(bad, RouteWithdrawn)
+    withdrawn = ours(message(mp_unreach(nlri + GOOD)))
+    if reason in ("bad-label",):  # a withdraw's label is not read: both go, as one event
+        [both] = withdrawn
+        assert isinstance(both, RoutesWithdrawn) and len(both.keys) == 2
     else:
+        [bad, good] = withdrawn
         assert outcome([bad]) == [(PEER, reason)]
-    assert isinstance(good, RouteWithdrawn)
+        assert isinstance(good, RoutesWithdrawn) and len(good.keys) == 1
 
 
 # ---------------------------------------------------------------- details of the decoder
@@ -981,7 +987,7 @@ def test_the_last_change_of_a_route_wins() -> None:
     [first] = _macs(1)
     withdraw = AdvertChange(first.advert, withdraw=True)
     [only] = encode_changes([first, withdraw]).messages
-    assert [type(e) for e in ours(only)] == [RouteWithdrawn]
+    assert [type(e) for e in ours(only)] == [RoutesWithdrawn]
     [only] = encode_changes([withdraw, first]).messages
     assert [type(e) for e in ours(only)] == [RouteAnnounced]
     [moved] = _macs(1, seq=2)
@@ -994,7 +1000,7 @@ def test_the_last_change_of_a_route_wins() -> None:
 def test_withdraws_go_first() -> None:
     changes = _macs(3)
     messages = encode_changes([changes[0], AdvertChange(changes[1].advert, withdraw=True)]).messages
-    assert [type(e) for m in messages for e in ours(m)] == [RouteWithdrawn, RouteAnnounced]
+    assert [type(e) for m in messages for e in ours(m)] == [RoutesWithdrawn, RouteAnnounced]
 
 
 @pytest.mark.parametrize(

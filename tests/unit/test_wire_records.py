@@ -29,8 +29,8 @@ from evpn_agent.model import (
     RouteAnnounced,
     RouteDistinguisher,
     RouteRejected,
+    RoutesWithdrawn,
     RouteTarget,
-    RouteWithdrawn,
 )
 from evpn_agent.speaker.channel import ExabgpChannel
 from evpn_agent.speaker.wire_decode import decode_message, decode_update
@@ -69,7 +69,11 @@ routes = st.one_of(
 events = st.lists(
     st.one_of(
         st.builds(RouteAnnounced, st.just(PEER), routes),
-        st.builds(RouteWithdrawn, st.just(PEER), st.one_of(mac_keys, imet_keys)),
+        st.builds(
+            RoutesWithdrawn,
+            st.just(PEER),
+            st.lists(st.one_of(mac_keys, imet_keys), min_size=1, max_size=5).map(tuple),
+        ),
         st.builds(RouteRejected, st.just(PEER), texts, st.text(max_size=200)),
         st.builds(EndOfRib, st.just(PEER), st.booleans()),
     ),
@@ -82,7 +86,35 @@ events = st.lists(
 def test_every_event_comes_back_as_it_went(sent: list[BgpEvent]) -> None:
     payload = encode_events(sent)
     assert "\n" not in payload and " " not in payload  # one field of one line
-    assert decode_events(payload.encode(), PEER) == sent
+    assert decode_events(payload.encode(), PEER) == runs_as_one(sent)
+
+
+def runs_as_one(events: list[BgpEvent]) -> list[BgpEvent]:
+    """``events`` with each run of withdraws as one event, as the core takes them."""
+    merged: list[BgpEvent] = []
+    for event in events:
+        last = merged[-1] if merged else None
+        if isinstance(event, RoutesWithdrawn) and isinstance(last, RoutesWithdrawn):
+            merged[-1] = RoutesWithdrawn(PEER, last.keys + event.keys)
+        else:
+            merged.append(event)
+    return merged
+
+
+def test_a_lines_run_of_withdraws_is_one_event() -> None:
+    gone = [MacKey("192.0.2.11:1", 0, f"02:00:5e:00:00:{n:02x}", None) for n in range(3)]
+    imet = ImetKey("192.0.2.11:1", 0, "192.0.2.11")
+    sent: list[BgpEvent] = [
+        RoutesWithdrawn(PEER, (gone[0],)),
+        RoutesWithdrawn(PEER, (gone[1], imet)),  # the next UPDATE's
+        EndOfRib(PEER, False),
+        RoutesWithdrawn(PEER, (gone[2],)),
+    ]
+    assert decode_events(encode_events(sent).encode(), PEER) == [
+        RoutesWithdrawn(PEER, (gone[0], gone[1], imet)),
+        EndOfRib(PEER, False),
+        RoutesWithdrawn(PEER, (gone[2],)),
+    ]
 
 
 def test_the_events_of_real_updates_come_back_and_share_their_route_targets() -> None:

@@ -3,7 +3,7 @@ a mirror that counts the batch as done; what the kernel refuses is put back and 
 
 from __future__ import annotations
 
-from evpn_agent.model import AddFdb, AddFlood, DelFdb, LinkRemoved, RouteAnnounced, RouteWithdrawn
+from evpn_agent.model import AddFdb, AddFlood, DelFdb, LinkRemoved, RouteAnnounced, RoutesWithdrawn
 from evpn_agent.model.keys import DeviceMac
 from tests.unit.test_state import RR, VX, imet, mac_route, make
 
@@ -64,7 +64,7 @@ def test_a_refused_removal_puts_the_entry_back() -> None:
     state = make()
     state.on_bgp([RouteAnnounced(RR, mac_route()), RouteAnnounced(RR, imet())], 1)
     state.kernel_applied(state.take_kernel_ops(), [])
-    state.on_bgp([RouteWithdrawn(RR, mac_route().key), RouteWithdrawn(RR, imet().key)], 2)
+    state.on_bgp([RoutesWithdrawn(RR, (mac_route().key,)), RoutesWithdrawn(RR, (imet().key,))], 2)
     ops = state.take_kernel_ops()
     assert len(ops) == 2
     state.kernel_settled(state.kernel_submitted(ops), ops)
@@ -77,7 +77,7 @@ def test_a_refused_removal_on_a_device_gone_meanwhile_is_not_put_back() -> None:
     state = make()
     state.on_bgp([RouteAnnounced(RR, mac_route()), RouteAnnounced(RR, imet())], 1)
     state.kernel_applied(state.take_kernel_ops(), [])
-    state.on_bgp([RouteWithdrawn(RR, mac_route().key), RouteWithdrawn(RR, imet().key)], 2)
+    state.on_bgp([RoutesWithdrawn(RR, (mac_route().key,)), RoutesWithdrawn(RR, (imet().key,))], 2)
     ops = state.take_kernel_ops()
     written = state.kernel_submitted(ops)
     state.on_kernel([LinkRemoved(VX, "vxlan100")], 2.5)  # the writes failed: it was gone
