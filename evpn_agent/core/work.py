@@ -243,15 +243,15 @@ def kernel_settled(
         kind = type(op)
         if kind is AddFdb or kind is AddFlood:
             continue
-        if isinstance(op, AddNeigh):
+        # An entry we removed is no longer one "wanted earlier in this run": the sets stay
+        # as large as the tables, not as every MAC ever seen (hours of churn).
+        if isinstance(op, DelFdb):  # a withdraw burst's: tested first
+            s.touched_fdb.discard(build(DeviceMac, (op.ifindex, op.mac, op.vlan)))
+        elif isinstance(op, AddNeigh):
             # Ours replaced any entry the SVI had learned (its echo is filtered out).
             svi_vni = s.view.by_svi.get(op.ifindex)
             if svi_vni is not None:
                 observe.local_neigh_gone(s, svi_vni, DeviceIp(op.ifindex, op.ip))
-        # An entry we removed is no longer one "wanted earlier in this run": the sets stay
-        # as large as the tables, not as every MAC ever seen (hours of churn).
-        elif isinstance(op, DelFdb):
-            s.touched_fdb.discard(build(DeviceMac, (op.ifindex, op.mac, op.vlan)))
         elif isinstance(op, DelFlood):
             s.touched_flood.discard((op.ifindex, op.dst))
         elif isinstance(op, DelNeigh):

@@ -57,6 +57,8 @@ _FDB_ADD = {
 _FDB_DEL = {
     vlan: struct.Struct(_HEAD + _LLADDR + (_VLAN if vlan else "")) for vlan in (False, True)
 }
+_FDB_DEL_PLAIN = _FDB_DEL[False]
+_LLADDR_LEN = _A_LLADDR[0]
 _FLOOD = {fam: struct.Struct(_HEAD + _LLADDR + _DST[fam]) for fam in (AF_INET, AF_INET6)}
 _NEIGH_ADD = {fam: struct.Struct(_HEAD + _DST[fam] + _LLADDR + _PROTOCOL) for fam in _DST}
 _NEIGH_DEL = {fam: struct.Struct(_HEAD + _DST[fam]) for fam in _DST}
@@ -74,9 +76,9 @@ ZERO_MAC_BYTES = bytes(6)
 
 def mac_bytes(mac: str) -> bytes:
     raw = bytes.fromhex(mac.replace(":", ""))
-    if len(raw) != 6:
-        raise ValueError(f"not a 48-bit MAC: {mac!r}")
-    return raw
+    if len(raw) == 6:
+        return raw
+    raise ValueError(f"not a 48-bit MAC: {mac!r}")
 
 
 def ip_bytes(ip: str) -> tuple[int, bytes]:
@@ -106,11 +108,19 @@ def encode(op: Op, seq: int, *, ack: bool = True) -> bytes:
     no_ack = 0 if ack else NLM_F_ACK
     if type(op) is AddFdb:
         fam, dst = ip_bytes(op.dst)
-        vlan = () if op.vlan is None else (*_A_VLAN, op.vlan)
-        layout = _FDB_ADD[fam, op.vlan is not None]
         flags = FDB_ADD_FLAGS & ~no_ack
+        if op.vlan is None:  # every field spelled out: a burst's 100,000 go through here
+            layout = _FDB_ADD[fam, False]
+            dst_len, dst_type = _A_DST[fam]
+            return layout.pack(
+                layout.size, RTM_NEWNEIGH, flags, seq, 0, AF_BRIDGE, op.ifindex,
+                NUD_REACHABLE, FDB_NTF, 0, _LLADDR_LEN, NDA_LLADDR, mac_bytes(op.mac),
+                dst_len, dst_type, dst,
+            )  # fmt: skip
+        layout = _FDB_ADD[fam, True]
         head = _head(layout, RTM_NEWNEIGH, flags, seq, AF_BRIDGE, op.ifindex)
         ndm = (NUD_REACHABLE, FDB_NTF, 0)  # state, flags, type
+        vlan = (*_A_VLAN, op.vlan)
         return layout.pack(*head, *ndm, *_A_LLADDR, mac_bytes(op.mac), *_A_DST[fam], dst, *vlan)
     if type(op) is DelFdb:
         return _fdb_delete(op, seq, NTF_MASTER | NTF_SELF, DEL_FLAGS & ~no_ack)
@@ -149,7 +159,11 @@ def encode_self_delete(op: Op, seq: int, *, ack: bool = True) -> bytes:
 
 
 def _fdb_delete(op: DelFdb, seq: int, targets: int, flags: int) -> bytes:
-    vlan = () if op.vlan is None else (*_A_VLAN, op.vlan)
-    layout = _FDB_DEL[op.vlan is not None]
+    if op.vlan is None:  # every field spelled out: a withdraw burst's 100,000 go through here
+        return _FDB_DEL_PLAIN.pack(
+            _FDB_DEL_PLAIN.size, RTM_DELNEIGH, flags, seq, 0, AF_BRIDGE, op.ifindex,
+            0, targets, 0, _LLADDR_LEN, NDA_LLADDR, mac_bytes(op.mac),
+        )  # fmt: skip
+    layout = _FDB_DEL[True]
     head = _head(layout, RTM_DELNEIGH, flags, seq, AF_BRIDGE, op.ifindex)
-    return layout.pack(*head, 0, targets, 0, *_A_LLADDR, mac_bytes(op.mac), *vlan)
+    return layout.pack(*head, 0, targets, 0, *_A_LLADDR, mac_bytes(op.mac), *_A_VLAN, op.vlan)

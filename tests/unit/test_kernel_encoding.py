@@ -53,6 +53,26 @@ CASES: list[tuple[Op, list[bytes]]] = [
         ],
     ),
     (
+        AddFdb(7, MAC, "2001:db8::1"),
+        [
+            pyroute2_bytes(
+                NEW, REQ_ACK | CREATE_REPLACE, 5, AF_BRIDGE, 7, REACHABLE,
+                MASTER | SELF | EXT_LEARNED,
+                [("NDA_LLADDR", MAC), ("NDA_DST", "2001:db8::1")],
+            )
+        ],
+    ),
+    (
+        AddFdb(7, MAC, "198.51.100.1", vlan=100),
+        [
+            pyroute2_bytes(
+                NEW, REQ_ACK | CREATE_REPLACE, 5, AF_BRIDGE, 7, REACHABLE,
+                MASTER | SELF | EXT_LEARNED,
+                [("NDA_LLADDR", MAC), ("NDA_DST", "198.51.100.1"), ("NDA_VLAN", 100)],
+            )
+        ],
+    ),
+    (
         AddFdb(7, MAC, "2001:db8::1", vlan=100),
         [
             pyroute2_bytes(
