@@ -42,8 +42,10 @@ REFRESH_DELAY = 1.0  # seconds to see the sessions come up before asking for a r
 MAX_ITEMS_PER_ROUND = 32
 # ... and routes or kernel events: a burst that arrived whole (100,000 withdraws, read in a
 # few reads) is still planned and written in rounds, the kernel writing one while the owner
-# plans the next, not planned whole and then written whole.
-MAX_EVENTS_PER_ROUND = 8192
+# plans the next, not planned whole and then written whole. A line holds up to ~3,400
+# routes (two of a reflector's UPDATEs): at 8,192 a 10,000-route burst was one round, the
+# owner's ~90 ms and then the kernel's ~100 ms in series; now about a line a round.
+MAX_EVENTS_PER_ROUND = 2048
 # ... and local kernel events (the monitor hands them over 1,024 at a time): a rack of new
 # MACs goes out to ExaBGP, the reflector and the peers a round at a time, so those work on
 # one round while the owner reads the next, rather than wait for the whole rack.

@@ -152,11 +152,11 @@ async def test_writes_to_a_vni_deleted_meanwhile_are_no_kernel_failure(running: 
 
 
 async def test_a_burst_that_arrives_whole_is_written_in_rounds(running: Running) -> None:
-    """Three lines of 5,000 routes each, all waiting at once: written as they are planned,
-    in rounds of about MAX_EVENTS_PER_ROUND routes, not as one batch of 15,000 at the end."""
+    """Three lines of 1,500 routes each, all waiting at once: written as they are planned,
+    in rounds of about MAX_EVENTS_PER_ROUND routes, not as one batch of 4,500 at the end."""
     running.speaker.feed(SessionUp(RR))
     await until(lambda: running.daemon.inbox.empty())
-    per_line = 5000
+    per_line = 1500
     assert 2 * per_line >= MAX_EVENTS_PER_ROUND > per_line
     for line in range(3):
         running.speaker.feed(
