@@ -276,7 +276,7 @@ INTERNALS: dict[str, Internal] = {
     "Processes": Internal(
         f"{_API}.processes:Processes",
         ".silence; write(process, line, neighbor) writes one line to an API process;"
-        " ._process[name] is its Popen (.stdin: the pipe, for core_behind; .stdout: what"
+        " ._process[name] is its Popen (.stdin: the pipe, for core_unread; .stdout: what"
         " it writes us); received(): a generator of (process, command), called once per"
         " pass of the reactor, each call one os.read of 16 KiB per readable process;"
         " ._buffer[name]: the part of a line read so far; wrapped (read_commands_fully)",
@@ -651,14 +651,15 @@ def _read_message(self: Any) -> Iterator[Any]:
                 yield nop
                 continue
             if msg_id == UPDATE and _evpn_only(self.negotiated) and wire_ok(body):
-                bodies = [bytes(body), *queued_updates(self.connection)]
+                reactor_processes = self.peer.reactor.processes
+                unread = core_unread(reactor_processes, processes)
+                peek = BATCH_PEEK if unread else FIRST_PEEK
+                bodies = [bytes(body), *queued_updates(self.connection, peek)]
                 self.peer.stats["receive-update"] += len(bodies)
                 now = time.time()
                 heap_trim.worked(now)
-                reactor_processes = self.peer.reactor.processes
                 if not reactor_processes.silence:
-                    behind = core_behind(reactor_processes, processes)
-                    line = _line(self.neighbor, bodies, now, behind)
+                    line = _line(self.neighbor, bodies, now, unread >= BEHIND)
                     for process in processes:
                         reactor_processes.write(process, line, self.neighbor)
                 yield exa.protocol_UPDATE
@@ -676,18 +677,18 @@ def _read_message(self: Any) -> Iterator[Any]:
 BEHIND = 1 << 15  # ~150 UPDATEs of a route, as hex
 
 
-def core_behind(processes: Any, names: Sequence[str]) -> bool:
-    """Whether one of the API processes ``names`` has BEHIND bytes or more of lines it has
-    not read: FIONREAD of its pipe (the same count from the end ExaBGP writes to)."""
+def core_unread(processes: Any, names: Sequence[str]) -> int:
+    """The most bytes of lines one of the API processes ``names`` has not read: FIONREAD of
+    its pipe (the same count from the end ExaBGP writes to); 0 for one gone."""
+    most = 0
     for name in names:
         try:
             fd = processes._process[name].stdin.fileno()
             queued = int.from_bytes(fcntl.ioctl(fd, termios.FIONREAD, bytes(4)), sys.byteorder)
         except (AttributeError, KeyError, OSError, ValueError):  # gone, or not a pipe
             continue
-        if queued >= BEHIND:
-            return True
-    return False
+        most = max(most, queued)
+    return most
 
 
 def _line(neighbor: Any, bodies: list[bytes], stamp: float, behind: bool) -> str:
@@ -718,6 +719,12 @@ def _events_line(neighbor: Any, bodies: list[bytes], stamp: float) -> str:
 # such an UPDATE (or not whole yet) stays on the socket for ExaBGP's reader, which is at a
 # message boundary between two read_message passes.
 BATCH_PEEK = 1 << 17  # bytes looked at behind an UPDATE: a line stays under ~260 KB of hex
+# While the core's pipe is empty the core waits, or decodes what it read last: the first
+# line of a burst then takes a few UPDATEs, not BATCH_PEEK's worth (~3,400 routes), so the
+# core decodes and writes its first routes (~450) while the next lines come. A line of
+# BATCH_PEEK took the core ~30 ms to decode before its first write (receive-10k: the
+# agent's first entry 20-50 ms after FRR's).
+FIRST_PEEK = 1 << 14
 
 
 def complete_updates(data: bytes, max_size: int) -> tuple[list[bytes], int]:
@@ -743,13 +750,14 @@ def complete_updates(data: bytes, max_size: int) -> tuple[list[bytes], int]:
     return bodies, end
 
 
-def queued_updates(connection: Any) -> list[bytes]:
-    """Take the gated UPDATEs already queued on the session's socket (see BATCH_PEEK)."""
+def queued_updates(connection: Any, peek: int = BATCH_PEEK) -> list[bytes]:
+    """Take the gated UPDATEs already queued on the session's socket, in their first
+    ``peek`` bytes (see BATCH_PEEK)."""
     sock = getattr(connection, "io", None)
     if sock is None:
         return []
     try:
-        data = sock.recv(BATCH_PEEK, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        data = sock.recv(peek, socket.MSG_PEEK | socket.MSG_DONTWAIT)
     except OSError:  # nothing queued yet, or an error ExaBGP's own reader meets next
         return []
     bodies, end = complete_updates(data, connection.msg_size)

@@ -216,24 +216,24 @@ class _Popen:
         self.stdin = stdin
 
 
-def test_the_core_is_behind_when_its_pipe_holds_what_it_has_not_read() -> None:
-    from evpn_agent.speaker.compat import BEHIND, core_behind
+def test_what_the_core_has_not_read_is_what_its_pipe_holds() -> None:
+    from evpn_agent.speaker.compat import BEHIND, core_unread
 
     read_end, write_end = os.pipe()
     with os.fdopen(read_end, "rb") as reader, os.fdopen(write_end, "wb") as writer:
         os.set_blocking(write_end, False)
         processes = type("Processes", (), {"_process": {"agent": _Popen(writer)}})()
-        assert not core_behind(processes, ["agent"])
+        assert core_unread(processes, ["agent"]) == 0
         os.write(write_end, bytes(BEHIND - 1))
-        assert not core_behind(processes, ["agent"])
+        assert core_unread(processes, ["agent"]) == BEHIND - 1
         os.write(write_end, b"\n")
-        assert core_behind(processes, ["agent"])
+        assert core_unread(processes, ["agent"]) == BEHIND
         reader.read(BEHIND)  # the core caught up
-        assert not core_behind(processes, ["agent"])
-        # a process gone (or never a pipe) is not behind
-        assert not core_behind(processes, ["gone"])
+        assert core_unread(processes, ["agent"]) == 0
+        # a process gone (or never a pipe) has nothing unread
+        assert core_unread(processes, ["gone"]) == 0
         other = type("Processes", (), {"_process": {"agent": _Popen(io.BytesIO())}})()
-        assert not core_behind(other, ["agent"])
+        assert core_unread(other, ["agent"]) == 0
 
 
 def test_every_route_of_a_vni_holds_one_int_for_it_whichever_way_it_came() -> None:
