@@ -651,15 +651,14 @@ def _read_message(self: Any) -> Iterator[Any]:
                 yield nop
                 continue
             if msg_id == UPDATE and _evpn_only(self.negotiated) and wire_ok(body):
-                reactor_processes = self.peer.reactor.processes
-                unread = core_unread(reactor_processes, processes)
-                peek = BATCH_PEEK if unread else FIRST_PEEK
-                bodies = [bytes(body), *queued_updates(self.connection, peek)]
+                bodies = [bytes(body), *queued_updates(self.connection)]
                 self.peer.stats["receive-update"] += len(bodies)
                 now = time.time()
                 heap_trim.worked(now)
+                reactor_processes = self.peer.reactor.processes
                 if not reactor_processes.silence:
-                    line = _line(self.neighbor, bodies, now, unread >= BEHIND)
+                    behind = core_unread(reactor_processes, processes) >= BEHIND
+                    line = _line(self.neighbor, bodies, now, behind)
                     for process in processes:
                         reactor_processes.write(process, line, self.neighbor)
                 yield exa.protocol_UPDATE
@@ -719,12 +718,6 @@ def _events_line(neighbor: Any, bodies: list[bytes], stamp: float) -> str:
 # such an UPDATE (or not whole yet) stays on the socket for ExaBGP's reader, which is at a
 # message boundary between two read_message passes.
 BATCH_PEEK = 1 << 17  # bytes looked at behind an UPDATE: a line stays under ~260 KB of hex
-# While the core's pipe is empty the core waits, or decodes what it read last: the first
-# line of a burst then takes a few UPDATEs, not BATCH_PEEK's worth (~3,400 routes), so the
-# core decodes and writes its first routes (~450) while the next lines come. A line of
-# BATCH_PEEK took the core ~30 ms to decode before its first write (receive-10k: the
-# agent's first entry 20-50 ms after FRR's).
-FIRST_PEEK = 1 << 14
 
 
 def complete_updates(data: bytes, max_size: int) -> tuple[list[bytes], int]:
@@ -750,14 +743,13 @@ def complete_updates(data: bytes, max_size: int) -> tuple[list[bytes], int]:
     return bodies, end
 
 
-def queued_updates(connection: Any, peek: int = BATCH_PEEK) -> list[bytes]:
-    """Take the gated UPDATEs already queued on the session's socket, in their first
-    ``peek`` bytes (see BATCH_PEEK)."""
+def queued_updates(connection: Any) -> list[bytes]:
+    """Take the gated UPDATEs already queued on the session's socket (see BATCH_PEEK)."""
     sock = getattr(connection, "io", None)
     if sock is None:
         return []
     try:
-        data = sock.recv(peek, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        data = sock.recv(BATCH_PEEK, socket.MSG_PEEK | socket.MSG_DONTWAIT)
     except OSError:  # nothing queued yet, or an error ExaBGP's own reader meets next
         return []
     bodies, end = complete_updates(data, connection.msg_size)

@@ -305,7 +305,7 @@ BROKEN = {
     ),
     "UPDATEs queued behind the first are left to ExaBGP": (
         "receive fast path",
-        lambda mp: mp.setattr(compat, "queued_updates", lambda connection, peek: []),
+        lambda mp: mp.setattr(compat, "queued_updates", lambda connection: []),
     ),
     "the batch eats the message behind it": (
         "receive fast path",
@@ -576,31 +576,6 @@ def test_queued_updates_consume_exactly_what_they_take() -> None:
         theirs.sendall(_update(a) + _update(b) + KEEPALIVE + _update(c))
         assert compat.queued_updates(Connection(ours)) == [a, b]
         assert ours.recv(4096) == KEEPALIVE + _update(c)
-
-
-@pytest.mark.parametrize("unread", [0, 1, compat.BEHIND])
-def test_a_burst_s_first_line_is_short_while_the_core_waits(unread: int) -> None:
-    """With the core's pipe empty a line takes the UPDATEs in FIRST_PEEK bytes behind the
-    first (the core writes its first routes sooner); with anything unread, BATCH_PEEK's."""
-    import socket
-
-    from evpn_agent.speaker.selftest import _Protocol
-
-    patched()
-    first, *_ = _gated_bodies()
-    size = len(_update(first))
-    count = 2 * compat.FIRST_PEEK // size  # queued behind the first: twice what FIRST_PEEK holds
-    ours, theirs = socket.socketpair()
-    with ours, theirs:
-        theirs.sendall(_update(first) * count + KEEPALIVE)
-        ours.setblocking(False)
-        protocol = _Protocol(first, ours, queued=unread)
-        protocol.read()
-        [line] = protocol.processes.lines
-        taken = 1 + (compat.FIRST_PEEK // size if not unread else count)
-        assert protocol.peer.stats["receive-update"] == taken
-        assert line.startswith("wire-events" if unread >= compat.BEHIND else "wire-update")
-        assert ours.recv(1 << 20) == _update(first) * (count + 1 - taken) + KEEPALIVE
 
 
 def test_batch_lines_go_straight_to_their_handler_and_the_rest_the_exabgp_way(
