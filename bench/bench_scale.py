@@ -70,8 +70,8 @@ from bench.scale_generator import Churn, EmulatedFabric
 from bench.scale_plots import write_plots
 from bench.scale_sampler import GroupSampler, group_stats, per_process
 from evpn_agent import control
+from evpn_agent.config import load as load_config
 from evpn_agent.core.rib import COMPACT_MIN
-from evpn_agent.model import Config
 from lab.fabric import (
     AgentProcess,
     Box,
@@ -91,9 +91,6 @@ FIRST_AGENT_OCTET = 21
 FRR_OCTET = 60
 # VNI add and removal take 0.1-1 s, read from the RR every 0.2 s: the median of three.
 VNI_TRIALS = 3
-# The agents' first periodic reconcile (the lab leaves the default): the idle window opens
-# after it.
-RECONCILE_INTERVAL = Config.__dataclass_fields__["reconcile_interval"].default
 
 
 @dataclass
@@ -352,20 +349,25 @@ class Lab:
         return out
 
     def wait_first_reconciles(self) -> float:
-        """Until every agent's first periodic reconcile (60 s after its core started) has
-        compared its kernel; returns the wait. The idle window then opens after it whatever
-        the cold start took: it held that reconcile after a 43-47 s cold start and not
-        after a 49 s one, and the agent's idle share read 0.18-0.20% or 0.04%."""
+        """Until every agent's first periodic reconcile (its reconcile-interval, 60 s by
+        default, after its core started) has compared its kernel; returns the wait. The
+        idle window then opens after it whatever the cold start took: it held that
+        reconcile after a 43-47 s cold start and not after a 49 s one, and the agent's
+        idle share read 0.18-0.20% or 0.04%."""
         started = time.monotonic()
         for v in self.vteps:
-            if v.agent is not None:
-                first_reconcile = v.started + RECONCILE_INTERVAL / 2  # not the start's dump
-                wait_until(
-                    functools.partial(kernel_checked, v.agent, self.vnis[0], first_reconcile),
-                    self.args.deadline,
-                    f"{v.name}'s first reconcile",
-                    retry_on=(control.ControlError,),
-                )
+            if v.agent is None:
+                continue
+            interval = load_config(v.agent.config).reconcile_interval
+            if not interval:  # this agent never reconciles
+                continue
+            first_reconcile = v.started + interval / 2  # not the dump at its start
+            wait_until(
+                functools.partial(kernel_checked, v.agent, self.vnis[0], first_reconcile),
+                self.args.deadline,
+                f"{v.name}'s first reconcile",
+                retry_on=(control.ControlError,),
+            )
         return round(time.monotonic() - started, 1)
 
     def take_down(self, v: Vtep) -> None:
