@@ -18,7 +18,7 @@ from typing import Any
 from lab.fabric.addressing import ASN, UNDERLAY, UNDERLAY6, tenant
 from lab.fabric.boxes import Box
 from lab.fabric.cpu_groups import CpuGroups, cpu_cgroup_root
-from lab.fabric.environment import IP, PEER_SCRIPT, PYTHON, REPO_ROOT
+from lab.fabric.environment import IP, PEER_SCRIPT, PYTHON, REPO_ROOT, compile_agent
 from lab.fabric.frr import ZEBRA_ARGS, Frr
 from lab.fabric.frr_config import render_rr_config, render_vtep_config
 from lab.fabric.hosts import Host
@@ -258,6 +258,7 @@ class Fabric:
                 process_argv=process_argv,
             )
         )
+        compile_agent()
         stdout_path = box.directory / "speaker.stdout"
         stderr_path = box.directory / "speaker.stderr"
         with stdout_path.open("wb") as stdout, stderr_path.open("wb") as stderr:
@@ -334,6 +335,7 @@ class Fabric:
         }
         config_path = box.directory / "evpn-agent.yaml"
         config_path.write_text(json.dumps(config, indent=2))  # JSON is YAML
+        compile_agent()
         stdout_path = box.directory / "agent.stdout"
         stderr_path = box.directory / "agent.stderr"
         with stdout_path.open("ab") as stdout, stderr_path.open("ab") as stderr:

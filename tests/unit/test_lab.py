@@ -314,3 +314,17 @@ def test_vtep_setup_script_is_posix_sh() -> None:
     assert shell is not None
     proc = subprocess.run([shell, "-n", str(LAB / "vtep-setup.sh")], capture_output=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_fabrics_start_agents_from_compiled_bytecode() -> None:
+    """Every module of the package has its bytecode once a fabric has started an agent
+    (PYTHONDONTWRITEBYTECODE or not): no agent start compiles the package again."""
+    import importlib.util
+
+    from lab.fabric import environment
+
+    environment.compile_agent.__wrapped__()
+    for source in sorted((REPO_ROOT / "evpn_agent").rglob("*.py")):
+        cached = Path(importlib.util.cache_from_source(str(source)))
+        assert cached.exists(), source
+        assert cached.stat().st_mtime >= source.stat().st_mtime, source
