@@ -3,7 +3,9 @@
 ``link_of`` reads the few attributes we use straight from the bytes: every full dump
 (each periodic reconcile) decodes every device, and pyroute2's generic ``ifinfmsg`` decoder
 took ~0.4 ms a device (0.2 s of a reconcile's 0.26 s at 500 devices). ``parse_link``
-(pyroute2) stays for the AF_BRIDGE port messages (VLAN tables), which are few.
+(pyroute2) stays for the AF_BRIDGE port messages (VLAN tables), which are few, and only a
+VLAN-aware bridge has: pyroute2 is imported then, not with this module (its package imports
+most of itself, ~170 ms of CPU at each start of the core and of ``evpn-agent run``).
 """
 
 from __future__ import annotations
@@ -12,15 +14,19 @@ import ipaddress
 import socket
 import struct
 from collections.abc import Iterator
-
-from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+from typing import TYPE_CHECKING
 
 from evpn_agent.model import BridgeDevice, Link, OtherLink, VxlanDevice
+
+if TYPE_CHECKING:
+    from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
 IFF_UP = 0x1
 
 
 def parse_link(data: bytes) -> ifinfmsg:
+    from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg  # see the module's docstring
+
     msg = ifinfmsg(data)
     msg.decode()
     return msg

@@ -65,3 +65,22 @@ def test_the_probe_fails_when_the_core_imports_an_io_library() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=False
     )
     assert result.returncode != 0 and "blocked: asyncio" in result.stderr
+
+
+def test_the_processes_start_without_pyroute2() -> None:
+    """pyroute2 (~170 ms to import) is for a VLAN-aware bridge's port tables only: neither
+    ``evpn-agent run`` nor the core nor the speaker imports it to start."""
+    import evpn_agent.kernel
+
+    modules = ["evpn_agent.cli", "evpn_agent.daemon.dispatcher", "evpn_agent.speaker.launcher"]
+    modules += _modules(evpn_agent.kernel)
+    code = PROBE.format(blocked=("pyroute2",), modules=modules)
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run(
+        [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(root)!r})\n" + code],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "LOADED []" in result.stdout
