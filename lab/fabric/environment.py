@@ -24,7 +24,7 @@ def compile_agent() -> None:
     """Write the agent's bytecode (``__pycache__``) before a fabric starts agents, as
     ``pip install`` does for an installed package. A checkout installed in editable mode
     has none when PYTHONDONTWRITEBYTECODE is set (these machines set it): every agent start
-    compiled the package again in both of its processes, ~0.3 s of CPU and ~0.5 s more
+    compiled the package again in both of its processes, ~0.5 s of CPU and ~0.5 s more
     before the core answered, at each start of each VTEP of a test or a benchmark. A
     module edited since has a newer source, and Python compiles that one in memory."""
     compileall.compile_dir(REPO_ROOT / "evpn_agent", quiet=1)

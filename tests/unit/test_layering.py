@@ -41,19 +41,23 @@ def _modules(package: object) -> list[str]:
     return [prefix + info.name for info in pkgutil.walk_packages(path, prefix="")]
 
 
-def test_core_and_model_import_with_io_libraries_blocked() -> None:
-    modules = ["evpn_agent.model", "evpn_agent.core"]
-    modules += _modules(evpn_agent.model) + _modules(evpn_agent.core)
-    assert "evpn_agent.core.engine" in modules and "evpn_agent.model.bgp" in modules
-    code = PROBE.format(blocked=BLOCKED, modules=modules)
-    # -S: no site hooks (editable-install finders and .pth files import nothing of ours)
+def _probe(blocked: tuple[str, ...], modules: list[str]) -> subprocess.CompletedProcess[str]:
+    """PROBE in a fresh interpreter that finds this checkout's modules first."""
+    code = PROBE.format(blocked=blocked, modules=modules)
     root = Path(__file__).resolve().parents[2]
-    result = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(root)!r})\n" + code],
         capture_output=True,
         text=True,
         check=False,
     )
+
+
+def test_core_and_model_import_with_io_libraries_blocked() -> None:
+    modules = ["evpn_agent.model", "evpn_agent.core"]
+    modules += _modules(evpn_agent.model) + _modules(evpn_agent.core)
+    assert "evpn_agent.core.engine" in modules and "evpn_agent.model.bgp" in modules
+    result = _probe(BLOCKED, modules)
     assert result.returncode == 0, result.stderr
     assert "LOADED []" in result.stdout
 
@@ -74,13 +78,6 @@ def test_the_processes_start_without_pyroute2() -> None:
 
     modules = ["evpn_agent.cli", "evpn_agent.daemon.dispatcher", "evpn_agent.speaker.launcher"]
     modules += _modules(evpn_agent.kernel)
-    code = PROBE.format(blocked=("pyroute2",), modules=modules)
-    root = Path(__file__).resolve().parents[2]
-    result = subprocess.run(
-        [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(root)!r})\n" + code],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = _probe(("pyroute2",), modules)
     assert result.returncode == 0, result.stderr
     assert "LOADED []" in result.stdout
