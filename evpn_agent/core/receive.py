@@ -20,6 +20,7 @@ from evpn_agent.model import (
     Route,
     RouteAnnounced,
     RouteRejected,
+    RoutesAnnounced,
     RoutesWithdrawn,
     SessionDown,
     SessionReported,
@@ -35,11 +36,12 @@ def on_bgp(s: State, events: Iterable[BgpEvent], now: float) -> None:
     heard = None  # the peer last noted as heard from: once per peer and batch, not per route
     withdrawn = 0
     for ev in events:
-        if type(ev) is RouteAnnounced:
+        if type(ev) is RoutesAnnounced or type(ev) is RouteAnnounced:
             if ev.peer != heard:
                 peers.heard(ev.peer, now)
                 heard = ev.peer
-            _announced(s, ev.peer, ev.route, now)
+            routes = ev.routes if isinstance(ev, RoutesAnnounced) else (ev.route,)
+            _announced(s, ev.peer, routes, now)
             continue
         if type(ev) is RoutesWithdrawn:
             if ev.peer != heard:
@@ -126,19 +128,29 @@ def drop_held(s: State, why: str) -> None:
         log.info("removed %d held routes (%s)", gone, why)
 
 
-def _announced(s: State, peer: str, route: Route, now: float) -> None:
-    if route.vtep == s.vtep_ip:
-        reject(s, "own-vtep", f"route {route.key} names our own VTEP {route.vtep}")
-        return
-    vni = s.rib.import_of(route.rts)  # once: the limits and the RIB both need it
-    if isinstance(route, MacRoute) and not _within_limits(s, route, vni):
-        return
-    s.counters["routes-received"] += 1
-    if s.held:
-        s.held.discard(PathId(peer, route.key))  # repeated: no longer stale
-    if not s.rib.announce_into(peer, route, vni, s.dirty):
-        s.counters["rejected:vni-not-local"] += 1
-    s.peers.last_route_change = now
+def _announced(s: State, peer: str, routes: tuple[Route, ...], now: float) -> None:
+    """Routes into the RIB, in order: a records line's run of them at once (the lookups
+    once, the counters once: a cold start's table is ~256,000 routes in runs of ~200)."""
+    rib, dirty, held, own = s.rib, s.dirty, s.held, s.vtep_ip
+    import_of, announce_into = rib.import_of, rib.announce_into
+    received = not_local = 0
+    for route in routes:
+        if route.vtep == own:
+            reject(s, "own-vtep", f"route {route.key} names our own VTEP {route.vtep}")
+            continue
+        vni = import_of(route.rts)
+        if type(route) is MacRoute and not _within_limits(s, route, vni):
+            continue
+        received += 1
+        if held:
+            held.discard(PathId(peer, route.key))  # repeated: no longer stale
+        if not announce_into(peer, route, vni, dirty):
+            not_local += 1
+    if received:
+        s.counters["routes-received"] += received
+        s.peers.last_route_change = now
+    if not_local:
+        s.counters["rejected:vni-not-local"] += not_local
 
 
 def _within_limits(s: State, route: MacRoute, vni: int | None) -> bool:

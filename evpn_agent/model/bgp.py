@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, NamedTuple, Self
 
@@ -178,6 +178,15 @@ class RouteAnnounced:
 
 
 @dataclass(frozen=True, slots=True)
+class RoutesAnnounced:
+    """A run of announcements from one peer, in order (a records line's): one event and one
+    dispatch for the run, not one each."""
+
+    peer: str
+    routes: tuple[Route, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class RoutesWithdrawn:
     """The withdraws of one UPDATE (or of a line's run of them) from one peer, in order:
     one event for a reflector's ~1,700, not an event, a dispatch and a RIB call each."""
@@ -268,6 +277,7 @@ class AdvertRefused:
 
 BgpEvent = (
     RouteAnnounced
+    | RoutesAnnounced
     | RoutesWithdrawn
     | RouteRejected
     | SessionUp
@@ -281,9 +291,28 @@ BgpEvent = (
 )
 
 
+def one_per_route(events: Iterable[BgpEvent]) -> list[BgpEvent]:
+    """``events`` with each run of announces as a RouteAnnounced per route: what the
+    decoders give, told in one form (records come in runs, UPDATEs a route at a time)."""
+    out: list[BgpEvent] = []
+    for ev in events:
+        if type(ev) is RoutesAnnounced:
+            out.extend(RouteAnnounced(ev.peer, route) for route in ev.routes)
+        else:
+            out.append(ev)
+    return out
+
+
 def route_count(events: Sequence[BgpEvent]) -> int:
-    """How many routes ``events`` carry: each event one, a RoutesWithdrawn its keys."""
-    return len(events) + sum(len(ev.keys) - 1 for ev in events if type(ev) is RoutesWithdrawn)
+    """How many routes ``events`` carry: each event one, a run of withdraws or announces
+    its keys or routes."""
+    count = len(events)
+    for ev in events:
+        if type(ev) is RoutesWithdrawn:
+            count += len(ev.keys) - 1
+        elif type(ev) is RoutesAnnounced:
+            count += len(ev.routes) - 1
+    return count
 
 
 # -- our own routes ------------------------------------------------------------------------

@@ -16,7 +16,13 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from evpn_agent.model import AdvertChange, MacAdvert, RouteDistinguisher, RouteTarget
+from evpn_agent.model import (
+    AdvertChange,
+    MacAdvert,
+    RouteDistinguisher,
+    RouteTarget,
+    one_per_route,
+)
 from evpn_agent.speaker import wire_encode
 from evpn_agent.speaker.compat import (
     BEHIND,
@@ -298,7 +304,7 @@ def _check_wire_receive(names: Sequence[str], handler: Callable[..., bool], buil
 def _events_of(line: str) -> list[Any]:
     """The events a ``wire-events`` line carries (as the core reads them)."""
     fields = line.split()
-    return decode_events(fields[3].encode(), fields[1]) if len(fields) == 4 else []
+    return one_per_route(decode_events(fields[3].encode(), fields[1])) if len(fields) == 4 else []
 
 
 def _decoded(body: bytes) -> list[Any]:

@@ -12,6 +12,11 @@ once per line as their extended communities and are rebuilt by the decoder's own
 (``wire_attributes.route_targets``): a route gets the very tuple the core's decoder would
 have given it. The core checks every record's shape: a malformed line is one
 ``LineRejected``, as a malformed ``wire-update`` line is.
+
+A line's run of announces comes back as one ``RoutesAnnounced`` (and a run of withdraws as
+one ``RoutesWithdrawn``), in its place among the other events: at one route per UPDATE (a
+1,000-VNI table) an event object and a dispatch per route were a fifth of the rebuild and
+of the RIB's intake (``bench/bench_twins.py``: the core's CPU 1.59-1.64 s -> 1.42-1.49 s).
 """
 
 from __future__ import annotations
@@ -29,9 +34,11 @@ from evpn_agent.model import (
     ImetRoute,
     MacKey,
     MacRoute,
+    Route,
     RouteAnnounced,
     RouteKey,
     RouteRejected,
+    RoutesAnnounced,
     RoutesWithdrawn,
     RouteTarget,
     build,
@@ -76,20 +83,25 @@ def encode_events(events: Iterable[BgpEvent]) -> str:
     rts_list: list[bytes] = []
     rows: list[tuple[Any, ...]] = []
     for event in events:
+        routes: tuple[Route, ...] | None = None
         if type(event) is RouteAnnounced:
-            route = event.route
-            at = rts_at.get(id(route.rts))
-            if at is None:
-                at = rts_at[id(route.rts)] = len(rts_list)
-                rts_list.append(_rt_communities(route.rts))
-            key = route.key
-            if type(route) is MacRoute:
-                assert type(key) is MacKey
-                rows.append((MAC, key.rd, key.etag, key.mac, key.ip, route.vni, route.vtep,
-                             at, route.seq, route.sticky))  # fmt: skip
-            else:
-                assert type(key) is ImetKey
-                rows.append((IMET, key.rd, key.etag, key.origin, route.vni, route.vtep, at))
+            routes = (event.route,)
+        elif type(event) is RoutesAnnounced:
+            routes = event.routes
+        if routes is not None:
+            for route in routes:
+                at = rts_at.get(id(route.rts))
+                if at is None:
+                    at = rts_at[id(route.rts)] = len(rts_list)
+                    rts_list.append(_rt_communities(route.rts))
+                key = route.key
+                if type(route) is MacRoute:
+                    assert type(key) is MacKey
+                    rows.append((MAC, key.rd, key.etag, key.mac, key.ip, route.vni,
+                                 route.vtep, at, route.seq, route.sticky))  # fmt: skip
+                else:
+                    assert type(key) is ImetKey
+                    rows.append((IMET, key.rd, key.etag, key.origin, route.vni, route.vtep, at))
         elif type(event) is RoutesWithdrawn:
             for key in event.keys:
                 if type(key) is MacKey:
@@ -118,9 +130,20 @@ def decode_events(payload: bytes, peer: str) -> list[BgpEvent]:
             for raw in rts_list
         ]
         events: list[BgpEvent] = []
-        gone: list[RouteKey] = []  # a run of withdraws: one event
+        # a run of announces, and one of withdraws: one event each
+        routes: list[MacRoute | ImetRoute] = []
+        gone: list[RouteKey] = []
         for row in rows:
             kind = row[0]
+            if kind in (MAC, IMET):
+                if gone:
+                    events.append(RoutesWithdrawn(peer, tuple(gone)))
+                    gone = []
+                routes.append(_route(row, rts))
+                continue
+            if routes:
+                events.append(RoutesAnnounced(peer, tuple(routes)))
+                routes = []
             if kind == MAC_GONE:
                 _, rd, etag, mac, ip = row
                 gone.append(build(MacKey, (_str(rd), _int(etag), _str(mac), _opt_str(ip))))
@@ -132,7 +155,9 @@ def decode_events(payload: bytes, peer: str) -> list[BgpEvent]:
             if gone:
                 events.append(RoutesWithdrawn(peer, tuple(gone)))
                 gone = []
-            events.append(_event(row, peer, rts))
+            events.append(_event(row, peer))
+        if routes:
+            events.append(RoutesAnnounced(peer, tuple(routes)))
         if gone:
             events.append(RoutesWithdrawn(peer, tuple(gone)))
         return events
@@ -152,20 +177,18 @@ def _vni(value: object) -> int:
     return shared_vni(_int(value))  # one object per VNI, as the decoder's
 
 
-def _event(row: tuple[Any, ...], peer: str, rts: list[Rts]) -> BgpEvent:
-    kind = row[0]
-    if kind == MAC:
+def _route(row: tuple[Any, ...], rts: list[Rts]) -> MacRoute | ImetRoute:
+    if row[0] == MAC:
         _, rd, etag, mac, ip, vni, vtep, at, seq, sticky = row
         key = build(MacKey, (_shared(rd), _int(etag), _str(mac), _opt_str(ip)))
-        route: MacRoute | ImetRoute = build(
-            MacRoute, (key, _vni(vni), _shared(vtep), rts[at], _int(seq), _bool(sticky))
-        )
-        return RouteAnnounced(peer, route)
-    if kind == IMET:
-        _, rd, etag, origin, vni, vtep, at = row
-        imet = build(ImetKey, (_shared(rd), _int(etag), _shared(origin)))
-        route = build(ImetRoute, (imet, _vni(vni), _shared(vtep), rts[at]))
-        return RouteAnnounced(peer, route)
+        return build(MacRoute, (key, _vni(vni), _shared(vtep), rts[at], _int(seq), _bool(sticky)))
+    _, rd, etag, origin, vni, vtep, at = row
+    imet = build(ImetKey, (_shared(rd), _int(etag), _shared(origin)))
+    return build(ImetRoute, (imet, _vni(vni), _shared(vtep), rts[at]))
+
+
+def _event(row: tuple[Any, ...], peer: str) -> BgpEvent:
+    kind = row[0]
     if kind == REJECTED:
         _, reason, detail = row
         return RouteRejected(peer, _str(reason), _str(detail))

@@ -34,6 +34,7 @@ from evpn_agent.model import (
     NeighUpdated,
     OtherLink,
     RouteAnnounced,
+    RoutesAnnounced,
     RoutesWithdrawn,
     RouteTarget,
     SessionDown,
@@ -278,6 +279,31 @@ def test_mac_limits_refuse_new_macs_and_keep_existing() -> None:
     state.on_bgp([RouteAnnounced(RR, mac_route(mac=macs[0].key.mac, vtep="192.0.2.23", seq=1))], 2)
     assert flush(state) == [AddFdb(VX, macs[0].key.mac, "192.0.2.23", None)]
     assert state.counters["rejected:mac-limit"] == 2
+
+
+def test_a_run_of_announces_does_what_the_same_routes_one_by_one_do() -> None:
+    """Records lines come as runs (RoutesAnnounced), UPDATEs a route at a time: the RIB,
+    the kernel, the counters and the refusals are the same either way, in order."""
+    other_rt = (RouteTarget(65000, 999),)  # imported nowhere
+    routes = [
+        mac_route(mac=f"02:00:5e:00:01:{i:02x}") for i in range(3)
+    ] + [  # the third MAC over the limit; our own VTEP; not imported; a move; a flood entry
+        mac_route(vtep=ME),
+        MacRoute(MacKey("192.0.2.24:9", 0, "02:00:5e:00:02:01", None), 999, "192.0.2.24", other_rt),
+        mac_route(mac="02:00:5e:00:01:00", vtep="192.0.2.23", seq=1),
+        imet(),
+    ]
+    one_by_one, as_run = make(extra="mac-limit-per-vni: 2\n"), make(extra="mac-limit-per-vni: 2\n")
+    one_by_one.on_bgp([RouteAnnounced(RR, r) for r in routes], 1)
+    as_run.on_bgp([RoutesAnnounced(RR, tuple(routes))], 1)
+    ops = flush(one_by_one)
+    assert ops and flush(as_run) == ops
+    assert as_run.counters == one_by_one.counters
+    assert as_run.counters["routes-received"] == 5
+    for reason in ("mac-limit", "own-vtep", "vni-not-local"):
+        assert as_run.counters[f"rejected:{reason}"] == 1, reason
+    assert as_run.rib.paths == one_by_one.rib.paths
+    assert as_run.peers.last_route_change == 1
 
 
 def test_stale_entries_wait_for_a_complete_table() -> None:

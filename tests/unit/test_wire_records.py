@@ -29,8 +29,10 @@ from evpn_agent.model import (
     RouteAnnounced,
     RouteDistinguisher,
     RouteRejected,
+    RoutesAnnounced,
     RoutesWithdrawn,
     RouteTarget,
+    one_per_route,
 )
 from evpn_agent.speaker.channel import ExabgpChannel
 from evpn_agent.speaker.wire_decode import decode_message, decode_update
@@ -70,6 +72,9 @@ events = st.lists(
     st.one_of(
         st.builds(RouteAnnounced, st.just(PEER), routes),
         st.builds(
+            RoutesAnnounced, st.just(PEER), st.lists(routes, min_size=1, max_size=5).map(tuple)
+        ),
+        st.builds(
             RoutesWithdrawn,
             st.just(PEER),
             st.lists(st.one_of(mac_keys, imet_keys), min_size=1, max_size=5).map(tuple),
@@ -90,15 +95,47 @@ def test_every_event_comes_back_as_it_went(sent: list[BgpEvent]) -> None:
 
 
 def runs_as_one(events: list[BgpEvent]) -> list[BgpEvent]:
-    """``events`` with each run of withdraws as one event, as the core takes them."""
+    """``events`` with each run of withdraws, and each of announces, as one event, as the
+    core takes them."""
     merged: list[BgpEvent] = []
     for event in events:
         last = merged[-1] if merged else None
+        if isinstance(event, RouteAnnounced):
+            event = RoutesAnnounced(PEER, (event.route,))
         if isinstance(event, RoutesWithdrawn) and isinstance(last, RoutesWithdrawn):
             merged[-1] = RoutesWithdrawn(PEER, last.keys + event.keys)
+        elif isinstance(event, RoutesAnnounced) and isinstance(last, RoutesAnnounced):
+            merged[-1] = RoutesAnnounced(PEER, last.routes + event.routes)
         else:
             merged.append(event)
     return merged
+
+
+def test_a_lines_run_of_announces_is_one_event_in_its_place_among_the_others() -> None:
+    rts = (RouteTarget(65000, 100),)
+    a, b, c = (
+        MacRoute(MacKey("192.0.2.11:1", 0, f"02:00:5e:00:00:{n:02x}", None), 100,
+                 "192.0.2.11", rts)
+        for n in range(3)
+    )  # fmt: skip
+    imet = ImetRoute(ImetKey("192.0.2.11:1", 0, "192.0.2.11"), 100, "192.0.2.11", rts)
+    sent: list[BgpEvent] = [
+        RouteAnnounced(PEER, a),
+        RouteAnnounced(PEER, imet),  # the next UPDATE's
+        RoutesWithdrawn(PEER, (a.key,)),
+        RouteAnnounced(PEER, b),
+        RouteRejected(PEER, "malformed-attribute", "x"),
+        RouteAnnounced(PEER, c),
+    ]
+    got = decode_events(encode_events(sent).encode(), PEER)
+    assert got == [
+        RoutesAnnounced(PEER, (a, imet)),
+        RoutesWithdrawn(PEER, (a.key,)),
+        RoutesAnnounced(PEER, (b,)),
+        RouteRejected(PEER, "malformed-attribute", "x"),
+        RoutesAnnounced(PEER, (c,)),
+    ]
+    assert one_per_route(got) == sent
 
 
 def test_a_lines_run_of_withdraws_is_one_event() -> None:
@@ -121,8 +158,8 @@ def test_the_events_of_real_updates_come_back_and_share_their_route_targets() ->
     body = bytes.fromhex(MAC_ROUTE)
     eor = bytes.fromhex("0000000680" + "0f03001946")
     decoded = decode_update(body, PEER, ME) + decode_update(eor, PEER, ME)
-    first = decode_events(encode_events(decoded).encode(), PEER)
-    second = decode_events(encode_events(decoded).encode(), PEER)
+    first = one_per_route(decode_events(encode_events(decoded).encode(), PEER))
+    second = one_per_route(decode_events(encode_events(decoded).encode(), PEER))
     assert first == decoded and isinstance(first[-1], EndOfRib)
     # one tuple per RT list across lines, as the wire decoder's: the RIB finds it by identity
     assert isinstance(first[0], RouteAnnounced) and isinstance(second[0], RouteAnnounced)
@@ -167,7 +204,8 @@ def test_the_channel_reads_a_wire_events_line_with_its_stamp_and_refuses_a_broke
     decoded = decode_update(bytes.fromhex(MAC_ROUTE), PEER, ME)
     ch = ExabgpChannel(io.BytesIO(), io.BytesIO())
     line = f"wire-events {PEER} 1700000000.250000 {encode_events(decoded)}\n".encode()
-    assert ch.decode(line, ME) == (decoded, 1700000000.25)
+    events, stamp = ch.decode(line, ME)
+    assert (one_per_route(events), stamp) == (decoded, 1700000000.25)
     assert ch.decode(f"wire-events {PEER} 1.0 {encode_events([])}\n".encode(), ME) == ([], None)
     for broken in (
         f"wire-events {PEER} soon {encode_events(decoded)}\n",  # no time
@@ -190,7 +228,7 @@ def test_the_launcher_drops_our_own_routes_by_the_neighbors_router_id() -> None:
     def sent(neighbor: dict[str, object]) -> list[BgpEvent]:
         _, peer, stamp, records = _events_line(neighbor, bodies, 1700000000.25).split()
         assert (peer, stamp) == (PEER, "1700000000.250000")
-        return decode_events(records.encode(), peer)
+        return one_per_route(decode_events(records.encode(), peer))
 
     address = ipaddress.IPv4Address(PEER)
     assert sent({"peer-address": address, "router-id": ipaddress.IPv4Address(ME)}) == theirs
@@ -208,7 +246,8 @@ def test_records_while_the_core_is_behind_and_bytes_while_it_keeps_up_read_the_s
         line = _line(neighbor, bodies, 1700000000.25, behind)
         assert line.split()[0] == ("wire-events" if behind else "wire-update")
         expected = decode_update(bodies[0], PEER, ME) * count
-        assert ch.decode(f"{line}\n".encode(), ME) == (expected, 1700000000.25)
+        events, stamp = ch.decode(f"{line}\n".encode(), ME)
+        assert (one_per_route(events), stamp) == (expected, 1700000000.25)
 
 
 class _Popen:
@@ -251,8 +290,8 @@ def test_every_route_of_a_vni_holds_one_int_for_it_whichever_way_it_came() -> No
     for advert in adverts:  # each in its own UPDATE, as at 1,000 VNIs
         [update] = encode_changes([AdvertChange(advert)]).messages
         events += decode_message(update, PEER, ME)
-    events += decode_events(encode_events(events).encode(), PEER)
-    events += decode_events(encode_events(events[:4]).encode(), PEER)
+    events += one_per_route(decode_events(encode_events(events).encode(), PEER))
+    events += one_per_route(decode_events(encode_events(events[:4]).encode(), PEER))
     routes = [e.route for e in events if isinstance(e, RouteAnnounced)]
     assert len(routes) == 12 and all(r.vni == vni for r in routes)
     assert len({id(r.vni) for r in routes}) == 1
