@@ -20,7 +20,8 @@ Phases (each figure per VTEP, agents and FRR alike):
   idle          --idle-seconds of nothing: CPU seconds and wake-ups per process group
   restart       a1's ``evpn-agent run`` stopped and started; the same for f1's FRR
   cold alone    a1 stopped, its kernel's FDB flushed, started: one VTEP's cold start with
-                the fabric up and quiet (then the same for f1)
+                the fabric up and quiet (then the same for f1); --alone-trials times in
+                turn, figures the medians
   vni add/del   one VNI more on a1 (and one on f1), then removed
   rr loss       rr2 stopped for --rr-window s: nothing may leave any kernel; then back
   churn soak    --churn-rate MAC moves/s across the emulated VTEPs for --soak-seconds;
@@ -91,6 +92,15 @@ FIRST_AGENT_OCTET = 21
 FRR_OCTET = 60
 # VNI add and removal take 0.1-1 s, read from the RR every 0.2 s: the median of three.
 VNI_TRIALS = 3
+# a cold start alone's figures, each the median of the trials with --alone-trials
+ALONE_FIGURES = (
+    "all_s",
+    "kernel_complete_s",
+    "type3_at_rr_s",
+    "cpu_s",
+    "peak_rss_mib",
+    "rrs_cpu_s",
+)
 
 
 @dataclass
@@ -419,35 +429,51 @@ class Lab:
         entries flushed (a VTEP booting), then started; the same for f1 (FRR removes its
         entries when it stops). The cold start phase starts every VTEP at once: 8 agents
         and one FRR VTEP share 2 cores and the reflectors, and the first figure says as
-        much about who the reflectors serve first as about either VTEP."""
+        much about who the reflectors serve first as about either VTEP.
+
+        With --alone-trials N, a1 and f1 in turn N times: each figure is the median of a
+        VTEP's trials (one trial moved by ~10% from run to run), the trials beside it."""
+        trials: dict[str, list[dict[str, Any]]] = {}
+        for trial in range(self.args.alone_trials):
+            for v in self._one_of_each():
+                trials.setdefault(v.name, []).append(self._cold_start_alone(v, trial))
         out: dict[str, Any] = {}
-        for v in self._one_of_each():
-            self.settle()  # nobody still busy with the last restart
-            self.mark(f"cold start alone {v.name}")
-            self.take_down(v)
-            flush_fdb(v.box, v.vnis)
-
-            def kernel_empty(v: Vtep = v) -> bool:
-                return not any(v.counts()[k] for k in ("flood", "macs"))
-
-            wait_until(kernel_empty, 30, f"{v.name}'s kernel empty")
-            rrs_before = group_stats(self.rr_pids())["cpu_s"]
-            self.start(v)
-            profilers = []
-            if v.agent is not None:
-                v.agent.wait_ready(timeout=self.args.deadline)
-                profilers = self._profile(v, "cold-start-alone")  # until its kernel is full
-            row = self.wait_converged([v], {v.name: v.started}, advertised=len(v.vnis))[v.name]
-            for profiler in profilers:
-                stop_py_spy(profiler)
-            stats = group_stats(v.pids())
-            # what serving this VTEP cost the reflectors (both feed it the whole table)
-            rrs_cpu = group_stats(self.rr_pids())["cpu_s"] - rrs_before
-            row.update(
-                cpu_s=stats["cpu_s"], peak_rss_mib=stats["hwm_mib"], rrs_cpu_s=round(rrs_cpu, 2)
-            )
-            out[v.name] = row
+        for name, rows in trials.items():
+            out[name] = row = dict(rows[0])
+            if len(rows) > 1:
+                for key in ALONE_FIGURES:
+                    row[key] = statistics.median(r[key] for r in rows)
+                row["complete"] = all(r["complete"] for r in rows)
+                row["trials"] = [{key: r[key] for key in ALONE_FIGURES} for r in rows]
         return out
+
+    def _cold_start_alone(self, v: Vtep, trial: int) -> dict[str, Any]:
+        self.settle()  # nobody still busy with the last restart
+        self.mark(f"cold start alone {v.name}" + (f" #{trial + 1}" if trial else ""))
+        self.take_down(v)
+        flush_fdb(v.box, v.vnis)
+
+        def kernel_empty() -> bool:
+            return not any(v.counts()[k] for k in ("flood", "macs"))
+
+        wait_until(kernel_empty, 30, f"{v.name}'s kernel empty")
+        rrs_before = group_stats(self.rr_pids())["cpu_s"]
+        self.start(v)
+        profilers = []
+        if v.agent is not None:
+            v.agent.wait_ready(timeout=self.args.deadline)
+            if not trial:
+                profilers = self._profile(v, "cold-start-alone")  # until its kernel is full
+        row: dict[str, Any] = self.wait_converged([v], {v.name: v.started}, advertised=len(v.vnis))[
+            v.name
+        ]
+        for profiler in profilers:
+            stop_py_spy(profiler)
+        stats = group_stats(v.pids())
+        # what serving this VTEP cost the reflectors (both feed it the whole table)
+        rrs_cpu = group_stats(self.rr_pids())["cpu_s"] - rrs_before
+        row.update(cpu_s=stats["cpu_s"], peak_rss_mib=stats["hwm_mib"], rrs_cpu_s=round(rrs_cpu, 2))
+        return row
 
     def _profile(self, v: Vtep, phase: str) -> list[subprocess.Popen[bytes] | None]:
         """With --profile: py-spy on each of the agent's processes, into PHASE-NAME-PID."""
@@ -744,6 +770,12 @@ def main() -> int:
         "speaker misses during a cold start of many VTEPs on 2 cores)",
     )
     parser.add_argument("--rr-window", type=float, default=15.0, help="RR-loss window (15 s)")
+    parser.add_argument(
+        "--alone-trials",
+        type=int,
+        default=3,
+        help="cold starts alone of each of a1 and f1, in turn; the figures are medians (3)",
+    )
     parser.add_argument("--deadline", type=float, default=600.0, help="per-step deadline (s)")
     parser.add_argument("--quiet-timeout", type=float, default=60.0)
     parser.add_argument(
@@ -766,6 +798,8 @@ def main() -> int:
     setup_logging(args.verbose)
     if args.agents < 1 or args.agents > 30 or not 2 <= args.emulated <= 150:
         parser.error("--agents 1..30, --emulated 2..150")
+    if not 1 <= args.alone_trials <= 9:
+        parser.error("--alone-trials 1..9")
     if args.vni_base + args.vnis + 1 > 65535:
         parser.error("VNIs must stay below 65536 (type-1 RD number)")
     missing = missing_requirements()

@@ -47,6 +47,7 @@ from evpn_agent.model import (
 )
 from evpn_agent.speaker.channel import ExabgpChannel
 from evpn_agent.speaker.compat import _events_line
+from evpn_agent.speaker.wire_check import wire_ok
 from evpn_agent.speaker.wire_encode import encode_changes
 from evpn_agent.speaker.wire_format import HEADER_SIZE
 
@@ -108,7 +109,11 @@ def trial(order: list[tuple[int, list[bytes]]], vnis: int) -> dict[str, Any]:
     ]
     gc.collect()
     start = time.process_time()
-    texts = [(_events_line(neighbors[k], bodies, 1.0) + "\n").encode() for k, bodies in order]
+    texts = [
+        (_events_line(neighbors[k], bodies, 1.0) + "\n").encode()
+        for k, bodies in order
+        if all(wire_ok(body) for body in bodies)  # the launcher's gate, before its decode
+    ]
     launcher_s = time.process_time() - start
 
     state = engine(vnis)
