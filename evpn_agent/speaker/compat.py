@@ -37,10 +37,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from evpn_agent.heap import TrimWhenQuiet, release_free_memory
+from evpn_agent.heap import TrimWhenQuiet
 from evpn_agent.speaker.grammar import BATCH
-from evpn_agent.speaker.twins import TwinDecodes
 from evpn_agent.speaker.wire_check import wire_ok
+from evpn_agent.speaker.wire_decode import decode_update
 from evpn_agent.speaker.wire_format import (
     HEADER_SIZE,
     MARKER,
@@ -706,14 +706,8 @@ def _events_line(neighbor: Any, bodies: list[bytes], stamp: float) -> str:
     peer = str(neighbor["peer-address"])
     router_id = neighbor.get("router-id")
     own = str(router_id) if router_id is not None else None
-    decode = twin_decodes.decode  # the other reflector's copies decoded once (twins)
-    events = [event for body in bodies for event in decode(body, peer, own)]
+    events = [event for body in bodies for event in decode_update(body, peer, own)]
     return f"{WIRE_EVENTS} {peer} {stamp:.6f} {encode_events(events)}"
-
-
-# The events of the UPDATEs that went as records lately, for the other reflector's copies;
-# dropped with the heap's free pages once a burst is over.
-twin_decodes = TwinDecodes()
 
 
 # With one route target per VNI, a 1,000-VNI table comes as ~60,000 UPDATEs of a route or
@@ -793,16 +787,9 @@ def wire_receive() -> None:
 # first keepalive or hold timer. In every other state ExaBGP's own short sleep is kept.
 
 IDLE_CAP = 60.0  # seconds: the longest idle sleep, whatever the timers say
-
-
-def _after_a_burst() -> None:
-    twin_decodes.clear()
-    release_free_memory()
-
-
 # Free heap pages go back to the system once the UPDATEs of a burst (received on the fast
 # path or sent on the advert path) have stopped: checked on every pass of the reactor.
-heap_trim = TrimWhenQuiet(_after_a_burst)
+heap_trim = TrimWhenQuiet()
 _send_timers: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()  # proto ->
 _exabgp_need_ka: list[Callable[[Any], bool]] = []  # SendTimer.need_ka, once replaced
 _idle_failed: list[BaseException] = []  # the first error of idle_timeout, if any

@@ -45,7 +45,7 @@ from evpn_agent.speaker.wire_format import (
     TRANSITIVE,
 )
 
-__all__ = ["TwinKey", "key_holds", "twin_key", "wire_ok"]
+__all__ = ["wire_ok"]
 
 
 class _Bytes(Protocol):
@@ -86,41 +86,7 @@ def wire_ok(body: bytes) -> bool:
 # same values at every index the walk read for one that passed would walk the same way to
 # the same answer: it passes on one itemgetter and one tuple comparison (~0.5 us).
 _SHAPES_KEPT = 256
-# length -> (the read indices' getter, their values, where the CLUSTER_LIST value is)
-_shapes: dict[
-    int, tuple[Callable[[bytes], tuple[int, ...]], tuple[int, ...], tuple[int, int] | None]
-] = {}
-
-
-TwinKey = tuple[int, int, bytes]
-
-
-def twin_key(body: bytes) -> TwinKey | None:
-    """What two route reflectors' copies of one UPDATE have in common: its bytes less the
-    CLUSTER_LIST value (each reflector puts its own cluster id there, RFC 4456), with its
-    length and where that value was; None if no body of its length passed the gate.
-
-    Cheap, and not checked: the place is the last shape of that length's. Before a key is
-    kept, :func:`key_holds` checks that ``body`` has that shape. Then a body with the same
-    key agrees with the kept one everywhere but in that value, which the gate and the
-    decoder look at only for its length: it passes and decodes the same."""
-    shape = _shapes.get(len(body))
-    if shape is None:
-        return None
-    cut = shape[2]
-    if cut is None:
-        return (len(body), 0, body)
-    return (len(body), cut[0], body[: cut[0]] + body[cut[1] :])
-
-
-def key_holds(body: bytes, key: TwinKey) -> bool:
-    """Whether ``key`` (from :func:`twin_key`) was cut where ``body``'s cluster list is:
-    ``body`` has the shape that placed the cut."""
-    shape = _shapes.get(len(body))
-    if shape is None or shape[0](body) != shape[1]:
-        return False
-    cut = shape[2]
-    return key[1] == (0 if cut is None else cut[0])
+_shapes: dict[int, tuple[Callable[[bytes], tuple[int, ...]], tuple[int, ...]]] = {}
 
 
 class _Reading:
@@ -155,22 +121,7 @@ def _remember(body: bytes) -> None:
     if len(_shapes) >= _SHAPES_KEPT:
         _shapes.clear()
     getter = operator.itemgetter(*sorted(reading.read))
-    _shapes[len(body)] = (getter, getter(body), _cluster_list(body))
-
-
-def _cluster_list(body: bytes) -> tuple[int, int] | None:
-    """Where the CLUSTER_LIST value of a body that passed the walk is, if it has one."""
-    pos = 4
-    while pos < len(body):
-        flags, code = body[pos], body[pos + 1]
-        if flags & EXTENDED_LENGTH:
-            length, pos = int.from_bytes(body[pos + 2 : pos + 4]), pos + 4
-        else:
-            length, pos = body[pos + 2], pos + 3
-        if code == CLUSTER_LIST:
-            return (pos, pos + length)
-        pos += length
-    return None
+    _shapes[len(body)] = (getter, getter(body))
 
 
 def _walk(body: _Bytes) -> bool:
