@@ -287,7 +287,9 @@ def bgpd_complaints(text: str) -> str:
         proc = subprocess.run(
             [str(bgpd), "-C", "-f", str(conf), "-z", str(directory / "zserv"), "-P", "0",
              "--vty_socket", str(directory)],
-            capture_output=True, text=True, timeout=30, check=False,
+            # long: an `ip netns del` of thousands of devices elsewhere holds RTNL for
+            # minutes, and bgpd dumps the addresses first (RTM_GETADDR waits for it)
+            capture_output=True, text=True, timeout=600, check=False,
         )  # fmt: skip
     finally:
         shutil.rmtree(directory, ignore_errors=True)
