@@ -439,12 +439,12 @@ class Lab:
                 trials.setdefault(v.name, []).append(self._cold_start_alone(v, trial))
         out: dict[str, Any] = {}
         for name, rows in trials.items():
-            out[name] = row = dict(rows[0])
-            if len(rows) > 1:
-                for key in ALONE_FIGURES:
-                    row[key] = statistics.median(r[key] for r in rows)
-                row["complete"] = all(r["complete"] for r in rows)
-                row["trials"] = [{key: r[key] for key in ALONE_FIGURES} for r in rows]
+            out[name] = {
+                **rows[0],
+                **{key: _median([r[key] for r in rows]) for key in ALONE_FIGURES},
+                "complete": all(r["complete"] for r in rows),
+                "trials": [{key: r[key] for key in ALONE_FIGURES} for r in rows],
+            }
         return out
 
     def _cold_start_alone(self, v: Vtep, trial: int) -> dict[str, Any]:
@@ -464,9 +464,8 @@ class Lab:
             v.agent.wait_ready(timeout=self.args.deadline)
             if not trial:
                 profilers = self._profile(v, "cold-start-alone")  # until its kernel is full
-        row: dict[str, Any] = self.wait_converged([v], {v.name: v.started}, advertised=len(v.vnis))[
-            v.name
-        ]
+        converged = self.wait_converged([v], {v.name: v.started}, advertised=len(v.vnis))
+        row: dict[str, Any] = converged[v.name]
         for profiler in profilers:
             stop_py_spy(profiler)
         stats = group_stats(v.pids())
@@ -744,6 +743,11 @@ def keep_logs(workdir: Path, out: Path) -> list[str]:
         shutil.copyfile(path, target)
         kept.append(target.name)
     return kept
+
+
+def _median(values: list[Any]) -> Any:
+    """The median, or None if a trial has no figure (a step that never came)."""
+    return None if None in values else statistics.median(values)
 
 
 def main() -> int:

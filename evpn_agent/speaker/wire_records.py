@@ -25,6 +25,7 @@ import marshal
 import sys
 from base64 import b64decode, b64encode
 from collections.abc import Iterable
+from itertools import groupby
 from typing import Any
 
 from evpn_agent.model import (
@@ -83,39 +84,45 @@ def encode_events(events: Iterable[BgpEvent]) -> str:
     rts_list: list[bytes] = []
     rows: list[tuple[Any, ...]] = []
     for event in events:
-        routes: tuple[Route, ...] | None = None
         if type(event) is RouteAnnounced:
-            routes = (event.route,)
+            routes: tuple[Route, ...] = (event.route,)
         elif type(event) is RoutesAnnounced:
             routes = event.routes
-        if routes is not None:
-            for route in routes:
-                at = rts_at.get(id(route.rts))
-                if at is None:
-                    at = rts_at[id(route.rts)] = len(rts_list)
-                    rts_list.append(_rt_communities(route.rts))
-                key = route.key
-                if type(route) is MacRoute:
-                    assert type(key) is MacKey
-                    rows.append((MAC, key.rd, key.etag, key.mac, key.ip, route.vni,
-                                 route.vtep, at, route.seq, route.sticky))  # fmt: skip
-                else:
-                    assert type(key) is ImetKey
-                    rows.append((IMET, key.rd, key.etag, key.origin, route.vni, route.vtep, at))
-        elif type(event) is RoutesWithdrawn:
-            for key in event.keys:
-                if type(key) is MacKey:
-                    rows.append((MAC_GONE, key.rd, key.etag, key.mac, key.ip))
-                else:
-                    assert type(key) is ImetKey
-                    rows.append((IMET_GONE, key.rd, key.etag, key.origin))
-        elif type(event) is RouteRejected:
-            rows.append((REJECTED, event.reason, event.detail))
-        elif type(event) is EndOfRib:
-            rows.append((END_OF_RIB, event.refresh))
         else:
-            raise TypeError(f"no record for {event!r}")
+            rows.extend(_other_rows(event))
+            continue
+        for route in routes:
+            at = rts_at.get(id(route.rts))
+            if at is None:
+                at = rts_at[id(route.rts)] = len(rts_list)
+                rts_list.append(_rt_communities(route.rts))
+            key = route.key
+            if type(route) is MacRoute:
+                assert type(key) is MacKey
+                rows.append((MAC, key.rd, key.etag, key.mac, key.ip, route.vni, route.vtep,
+                             at, route.seq, route.sticky))  # fmt: skip
+            else:
+                assert type(key) is ImetKey
+                rows.append((IMET, key.rd, key.etag, key.origin, route.vni, route.vtep, at))
     return b64encode(marshal.dumps((VERSION, rts_list, rows))).decode("ascii")
+
+
+def _other_rows(event: BgpEvent) -> list[tuple[Any, ...]]:
+    """The records of an event that announces nothing."""
+    if type(event) is RoutesWithdrawn:
+        rows: list[tuple[Any, ...]] = []
+        for key in event.keys:
+            if type(key) is MacKey:
+                rows.append((MAC_GONE, key.rd, key.etag, key.mac, key.ip))
+            else:
+                assert type(key) is ImetKey
+                rows.append((IMET_GONE, key.rd, key.etag, key.origin))
+        return rows
+    if type(event) is RouteRejected:
+        return [(REJECTED, event.reason, event.detail)]
+    if type(event) is EndOfRib:
+        return [(END_OF_RIB, event.refresh)]
+    raise TypeError(f"no record for {event!r}")
 
 
 def decode_events(payload: bytes, peer: str) -> list[BgpEvent]:
@@ -130,36 +137,13 @@ def decode_events(payload: bytes, peer: str) -> list[BgpEvent]:
             for raw in rts_list
         ]
         events: list[BgpEvent] = []
-        # a run of announces, and one of withdraws: one event each
-        routes: list[MacRoute | ImetRoute] = []
-        gone: list[RouteKey] = []
-        for row in rows:
-            kind = row[0]
-            if kind in (MAC, IMET):
-                if gone:
-                    events.append(RoutesWithdrawn(peer, tuple(gone)))
-                    gone = []
-                routes.append(_route(row, rts))
-                continue
-            if routes:
-                events.append(RoutesAnnounced(peer, tuple(routes)))
-                routes = []
-            if kind == MAC_GONE:
-                _, rd, etag, mac, ip = row
-                gone.append(build(MacKey, (_str(rd), _int(etag), _str(mac), _opt_str(ip))))
-                continue
-            if kind == IMET_GONE:
-                _, rd, etag, origin = row
-                gone.append(build(ImetKey, (_str(rd), _int(etag), _str(origin))))
-                continue
-            if gone:
-                events.append(RoutesWithdrawn(peer, tuple(gone)))
-                gone = []
-            events.append(_event(row, peer))
-        if routes:
-            events.append(RoutesAnnounced(peer, tuple(routes)))
-        if gone:
-            events.append(RoutesWithdrawn(peer, tuple(gone)))
+        for run, group in groupby(rows, _run_of):  # a run of announces or withdraws: one event
+            if run is RoutesAnnounced:
+                events.append(RoutesAnnounced(peer, tuple([_route(row, rts) for row in group])))
+            elif run is RoutesWithdrawn:
+                events.append(RoutesWithdrawn(peer, tuple([_gone(row) for row in group])))
+            else:
+                events.extend(_event(row, peer) for row in group)
         return events
     except BadRecords:
         raise
@@ -175,6 +159,27 @@ def _shared(value: object) -> str:
 
 def _vni(value: object) -> int:
     return shared_vni(_int(value))  # one object per VNI, as the decoder's
+
+
+# record kind -> the event a run of such records makes
+_RUNS: dict[int, type[RoutesAnnounced | RoutesWithdrawn]] = {
+    MAC: RoutesAnnounced,
+    IMET: RoutesAnnounced,
+    MAC_GONE: RoutesWithdrawn,
+    IMET_GONE: RoutesWithdrawn,
+}
+
+
+def _run_of(row: tuple[Any, ...]) -> type[RoutesAnnounced | RoutesWithdrawn] | None:
+    return _RUNS.get(row[0])
+
+
+def _gone(row: tuple[Any, ...]) -> RouteKey:
+    if row[0] == MAC_GONE:
+        _, rd, etag, mac, ip = row
+        return build(MacKey, (_str(rd), _int(etag), _str(mac), _opt_str(ip)))
+    _, rd, etag, origin = row
+    return build(ImetKey, (_str(rd), _int(etag), _str(origin)))
 
 
 def _route(row: tuple[Any, ...], rts: list[Rts]) -> MacRoute | ImetRoute:
