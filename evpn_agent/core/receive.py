@@ -132,6 +132,7 @@ def _announced(s: State, peer: str, routes: tuple[Route, ...], now: float) -> No
     """Routes into the RIB, in order: a records line's run of them at once (the lookups
     once, the counters once: a cold start's table is ~256,000 routes in runs of ~200)."""
     rib, dirty, held, own = s.rib, s.dirty, s.held, s.vtep_ip
+    peer = rib.held_peer(peer)
     import_of, announce_into = rib.import_of, rib.announce_into
     received = not_local = 0
     for route in routes:

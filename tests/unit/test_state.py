@@ -306,6 +306,18 @@ def test_a_run_of_announces_does_what_the_same_routes_one_by_one_do() -> None:
     assert as_run.peers.last_route_change == 1
 
 
+def test_every_path_from_a_peer_holds_one_string_of_its_name() -> None:
+    """Each line from the speaker decodes the peer's name anew; a soak of MAC moves
+    (a line per UPDATE) left ~73,000 copies of two names in the path table."""
+    state = make()
+    for i in range(3):
+        peer = "".join(RR)  # equal, another object: as each line decodes it
+        state.on_bgp([RouteAnnounced(peer, mac_route(mac=f"02:00:5e:00:01:{i:02x}"))], 1)
+        state.on_bgp([RoutesAnnounced(peer, (mac_route(mac=f"02:00:5e:00:02:{i:02x}"),))], 1)
+    names = {id(pid.peer) for pid in state.rib.paths}
+    assert len(state.rib.paths) == 6 and len(names) == 1
+
+
 def test_stale_entries_wait_for_a_complete_table() -> None:
     stale = FdbEntry(VX, "02:00:5e:00:00:99", None, "192.0.2.99", None, NTF_SELF | NTF_EXT_LEARNED,
                      NUD_REACHABLE)  # fmt: skip
