@@ -611,6 +611,7 @@ class Lab:
             self.compactions_at_rr2_up, "since rr2 came back"
         )
         before = {v.name: group_stats(v.pids()) for v in self.vteps}
+        memory_before = {v.name: self.memory(v) for v in self.vteps}
         self.mark("churn")
         churn = Churn(self.generator, self.model, self.args.churn_rate)
         churn.start()
@@ -650,8 +651,23 @@ class Lab:
                 "cpu_s": round(after["cpu_s"] - before[v.name]["cpu_s"], 2),
                 # which process grew (the speaker, the core; bgpd, zebra)
                 "per_process": per_process(before[v.name], after),
+                # and in the core, where (``show memory``: its heap, its tables)
+                "memory_before": memory_before[v.name],
+                "memory_after": self.memory(v),
             }
         return out
+
+    @staticmethod
+    def memory(v: Vtep) -> dict[str, Any] | None:
+        """An agent's ``show memory`` (None: an FRR VTEP, or no answer)."""
+        if v.agent is None:
+            return None
+        try:
+            answer: dict[str, Any] = json.loads(v.agent.cli("show", "memory", "--json"))
+        except (CommandError, ValueError) as exc:
+            log.warning("%s: no show memory: %s", v.name, exc)
+            return None
+        return answer
 
     def _diffs(self) -> dict[str, dict[str, int]]:
         """Each VTEP's kernel against the routes (the model): what is missing or stale."""

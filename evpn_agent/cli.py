@@ -329,6 +329,18 @@ def show_counters(as_json: bool, config_path: str, socket_path: str | None) -> N
         click.echo(f"latency {name:<24} {fields}")
 
 
+@show.command("memory")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (table sizes in bytes).")
+@_socket_option
+def show_memory(as_json: bool, config_path: str, socket_path: str | None) -> None:
+    """RSS of the core and ExaBGP, the core's heap, and its tables by size.
+
+    A table's size is that of its own hash tables, not of the routes and keys it shares
+    with the others: what grows when a table keeps the size of its busiest moment.
+    """
+    _emit(_ask(config_path, socket_path, "show memory"), as_json, show_text.memory)
+
+
 @main.group()
 def clear() -> None:
     """Clear state in the running agent."""

@@ -16,7 +16,9 @@ import ctypes
 import ctypes.util
 import functools
 import gc
+import sys
 from collections.abc import Callable
+from typing import Any
 
 GC_THRESHOLDS = (50_000, 20, 20)
 
@@ -45,6 +47,70 @@ def release_free_memory() -> None:
     trim = _malloc_trim()
     if trim is not None:
         trim(0)
+
+
+class _Mallinfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+            "uordblks", "fordblks", "keepcost",
+        )
+    ]  # fmt: skip
+
+
+@functools.cache
+def _mallinfo2() -> Callable[[], _Mallinfo2] | None:
+    try:
+        info: Any = ctypes.CDLL(ctypes.util.find_library("c")).mallinfo2  # glibc 2.33 and on
+    except (OSError, AttributeError, TypeError):
+        return None
+    info.restype = _Mallinfo2
+    info.argtypes = []
+    return info  # type: ignore[no-any-return]
+
+
+MIB = 1 << 20
+
+
+def allocator() -> dict[str, float] | None:
+    """glibc's heap over all its arenas, MiB (None: not glibc): what it took from the
+    system, what is in use, what is free but held (``release_free_memory`` hands the
+    pages of that back), and the large blocks mapped apart."""
+    info = _mallinfo2()
+    if info is None:
+        return None
+    m = info()
+    return {
+        "heap_mib": round(m.arena / MIB, 1),
+        "in_use_mib": round(m.uordblks / MIB, 1),
+        "free_held_mib": round(m.fordblks / MIB, 1),
+        "mapped_mib": round(m.hblkhd / MIB, 1),
+    }
+
+
+def python_heap() -> dict[str, Any]:
+    """Python's own allocator and collector: blocks allocated (objects and their parts),
+    and the collections run per generation (a full one is rare: ``GC_THRESHOLDS``)."""
+    return {
+        "allocated_blocks": sys.getallocatedblocks(),
+        "collections": [generation["collections"] for generation in gc.get_stats()],
+    }
+
+
+def process_memory(pid: int) -> dict[str, float] | None:
+    """RSS and peak RSS of process ``pid``, MiB (None: gone, or not readable)."""
+    fields = {"VmRSS:": "rss_mib", "VmHWM:": "peak_rss_mib"}
+    out: dict[str, float] = {}
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                words = line.split()  # "VmRSS:\t  12345 kB"
+                if words and words[0] in fields:
+                    out[fields[words[0]]] = round(int(words[1]) / 1024, 1)
+    except (OSError, ValueError, IndexError):
+        return None
+    return out or None
 
 
 class TrimWhenQuiet:

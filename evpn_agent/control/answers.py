@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from evpn_agent import heap
 from evpn_agent.control import views
 from evpn_agent.core import drift
 from evpn_agent.core.engine import Engine
@@ -55,3 +56,19 @@ def read(engine: Engine, request: dict[str, Any], now: float, latency: dict[str,
             "latency": {name: value.summary() for name, value in latency.items()},
         }
     raise ValueError(f"unknown command {command!r}")
+
+
+def memory(engine: Engine, pids: dict[str, int]) -> dict[str, Any]:
+    """``show memory``: each process's RSS (``pids``: the core's, the speaker's), the
+    core's heap, and its tables, largest first."""
+    processes: dict[str, Any] = {
+        name: {"pid": pid, **(heap.process_memory(pid) or {})} for name, pid in pids.items()
+    }
+    if "core" in processes:  # the heap of the process answering
+        processes["core"]["allocator"] = heap.allocator()
+        processes["core"]["python"] = heap.python_heap()
+    tables = sorted(engine.table_sizes().items(), key=lambda item: (-item[1].bytes, item[0]))
+    return {
+        "processes": processes,
+        "tables": {name: {"entries": size.entries, "bytes": size.bytes} for name, size in tables},
+    }

@@ -194,3 +194,30 @@ def _duration(seconds: float | None) -> str | None:
         return None
     s = int(seconds)
     return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def memory(data: dict[str, Any]) -> str:
+    processes = data["processes"]
+    rows = [
+        (name, p["pid"], p.get("rss_mib"), p.get("peak_rss_mib")) for name, p in processes.items()
+    ]
+    lines = [table(("process", "PID", "RSS MiB", "peak RSS MiB"), rows), ""]
+    core = processes.get("core", {})
+    glibc, python = core.get("allocator"), core.get("python")
+    if glibc:
+        lines.append(
+            f"core heap (glibc): {glibc['heap_mib']} MiB taken, {glibc['in_use_mib']} in use, "
+            f"{glibc['free_held_mib']} free but held, {glibc['mapped_mib']} mapped apart"
+        )
+    if python:
+        generations = "/".join(str(n) for n in python["collections"])
+        lines.append(
+            f"core heap (Python): {python['allocated_blocks']:,} blocks allocated; "
+            f"collections {generations} (generations 0/1/2)"
+        )
+    sizes = [
+        (name, f"{t['entries']:,}", f"{t['bytes'] / (1 << 20):.2f}")
+        for name, t in data["tables"].items()
+    ]
+    lines += ["", table(("table", "entries", "MiB (its own hash tables)"), sizes)]
+    return "\n".join(lines)

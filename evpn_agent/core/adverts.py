@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from evpn_agent.core.sizes import TableSize, indexed, size_of
 from evpn_agent.model import Advert, AdvertChange, AdvertKey, build
 
 
@@ -19,6 +20,9 @@ class AdvertTable:
         self.announced = 0
         self.withdrawn = 0
         self.mac_routes = 0  # keys in sent with a MAC: none, and no MAC needs asking about
+
+    def size(self) -> TableSize:
+        return indexed(size_of(self.sent), size_of(self._by_vni, 1))
 
     def set(self, key: AdvertKey, advert: Advert | None) -> list[AdvertChange]:
         """Changes that move the speaker from what it was told to ``advert`` (None: none)."""

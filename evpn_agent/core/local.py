@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from evpn_agent.core.sizes import TableSize, indexed, size_of
 from evpn_agent.model import (
     NTF_EXT_LEARNED,
     NTF_SELF,
@@ -130,6 +131,13 @@ class LocalView:
     by_bridge: dict[tuple[int, int | None], int] = field(default_factory=dict)
     by_svi: dict[int, int] = field(default_factory=dict)
     managed: Managed = field(default_factory=Managed)  # where our entries live
+
+    def sizes(self) -> dict[str, TableSize]:
+        """What the bridges and SVIs learned (``show memory``)."""
+        return {
+            "local-macs": indexed(size_of(self.fdb), size_of(self.seq)),
+            "local-neigh": indexed(size_of(self.neigh), size_of(self._ips, 1)),
+        }
 
     def relink(self) -> dict[int, LocalVni]:
         """Derive the VNIs from the links again; returns the previous VNIs."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from evpn_agent.core.sizes import TableSize, indexed, size_of
 from evpn_agent.model import AddFdb, AddFlood, AddNeigh, DelFdb, DelFlood, DelNeigh, Op, build
 from evpn_agent.model.keys import DeviceIp, DeviceMac
 
@@ -51,6 +52,14 @@ class Mirror:
     def rebuilt(self) -> None:
         self._keys = {}
         self._macs = {}
+
+    def sizes(self) -> dict[str, TableSize]:
+        """Our kernel entries as mirrored, with their per-device indexes (``show memory``)."""
+        return {
+            "kernel-fdb": indexed(size_of(self.fdb), size_of(self._fdb_of, 1)),
+            "kernel-flood": size_of(self.flood, 1),
+            "kernel-neigh": indexed(size_of(self.neigh), size_of(self._neigh_of, 1)),
+        }
 
     def record(self, op: Op) -> Prior:
         """A write handed to the kernel; returns what the entry was before, for ``restore``."""

@@ -12,6 +12,8 @@ from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from evpn_agent.core.sizes import TableSize, indexed, size_of
+
 K = TypeVar("K", bound=Hashable)
 
 FIRST = 1.0
@@ -34,6 +36,9 @@ class Retries(Generic[K]):
 
     def __contains__(self, key: object) -> bool:
         return key in self._pending
+
+    def size(self) -> TableSize:
+        return indexed(size_of(self._pending), size_of(self._heap), size_of(self._flying))
 
     def failed(self, key: K, now: float) -> float:
         """Record a failure; returns the delay until the next attempt."""

@@ -13,6 +13,7 @@ from sys import getsizeof
 from types import MappingProxyType
 from typing import TypeVar
 
+from evpn_agent.core.sizes import TableSize, indexed, size_of, total
 from evpn_agent.model import (
     ImetRoute,
     MacKey,
@@ -48,6 +49,9 @@ class Dirty:
 
     def __bool__(self) -> bool:
         return bool(self.fdb or self.neigh or self.flood or self.vnis)
+
+    def size(self) -> TableSize:
+        return total(*(size_of(keys) for keys in (self.fdb, self.neigh, self.flood, self.vnis)))
 
 
 def better(a: MacRoute, b: MacRoute) -> bool:
@@ -242,6 +246,16 @@ class Rib:
         system)."""
         self.paths = dict(self.paths)
         self.inserted = 0
+
+    def sizes(self) -> dict[str, TableSize]:
+        """The path table and its indexes (``show memory``)."""
+        return {
+            "paths": indexed(size_of(self.paths), size_of(self._rt_sets), size_of(self.per_peer)),
+            "paths-by-mac": size_of(self._by_mac, 2),
+            "paths-by-ip": size_of(self._by_ip, 2),
+            "paths-by-vtep": size_of(self._flood, 2),
+            "paths-not-imported": size_of(self._unimported, 1),
+        }
 
     def vni_of(self, pid: PathId) -> int | None:
         """The local VNI the path is imported into (None: none, or no such path)."""

@@ -18,6 +18,7 @@ from evpn_agent.core.mirror import Mirror
 from evpn_agent.core.peers import Peers
 from evpn_agent.core.retries import Retries
 from evpn_agent.core.rib import Dirty, Rib
+from evpn_agent.core.sizes import TableSize, indexed, size_of, total
 from evpn_agent.core.targets import Importer, default_export_rts, route_distinguisher
 from evpn_agent.model import (
     Advert,
@@ -66,6 +67,20 @@ class State:
         self.touched_neigh: set[DeviceIp] = set()
         self.retries: Retries[RetryKey] = Retries()
         self.drift = Drift()  # what full dumps found changed behind our back, and repairs
+
+    def table_sizes(self) -> dict[str, TableSize]:
+        """Every table of the core by name (``show memory``)."""
+        touched = (self.touched_fdb, self.touched_flood, self.touched_neigh)
+        return {
+            **self.rib.sizes(),
+            **self.mirror.sizes(),
+            **self.view.sizes(),
+            "adverts": self.adverts.size(),
+            "kernel-keys-wanted": total(*(size_of(keys) for keys in touched)),
+            "changes-to-plan": total(self.dirty.size(), size_of(self.dirty_adverts)),
+            "mac-moves": indexed(size_of(self.dad.moves), size_of(self.dad.duplicates)),
+            "kernel-retries": self.retries.size(),
+        }
 
     @property
     def vnis(self) -> dict[int, LocalVni]:

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import copy
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -478,6 +479,9 @@ class Daemon:
             return await reload.reload(self, engine, path, dry_run=bool(request.get("dry_run")))
         if command == "instance":
             return self.instance.describe()
+        if command == "show memory":
+            pids = {"core": os.getpid(), "speaker": self.instance.speaker_pid()}
+            return answers.memory(engine, pids)
         if command == "set-peers":
             return self.instance.set_peers(self.cfg, engine.router_id, request.get("peers"))
         if command == "announce-main-pid":

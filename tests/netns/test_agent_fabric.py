@@ -343,6 +343,12 @@ def test_show_commands_text_and_json(topo: Topology) -> None:
     assert "Svc Node" in agent.cli("show", "vxlans")
     counters = json.loads(agent.cli("show", "counters", "--json"))
     assert counters["counters"]["routes-received"] > 0
+    memory = json.loads(agent.cli("show", "memory", "--json"))
+    assert memory["processes"]["speaker"]["pid"] == agent.pid  # ExaBGP, through our launcher
+    assert all(p["rss_mib"] > 0 for p in memory["processes"].values())
+    tables = memory["tables"]
+    assert tables["paths"]["entries"] > 0 and tables["kernel-fdb"]["entries"] > 0  # x3's, a2's
+    assert "paths-by-mac" in agent.cli("show", "memory")
 
 
 def test_show_error_paths(topo: Topology) -> None:

@@ -6,6 +6,7 @@ race between a reconcile's dump and the events that arrive meanwhile."""
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -221,6 +222,12 @@ async def test_local_mac_is_announced_and_shown(running: Running) -> None:
     assert rows["100"]["macs"][HOST]["type"] == "local"  # type: ignore[index]
     counters = await running.ask("show counters")
     assert counters["counters"]["bgp-announces"] == 2  # type: ignore[index]
+    memory = await running.ask("show memory")
+    core = memory["processes"]["core"]  # type: ignore[index]
+    assert core["pid"] == os.getpid() and core["rss_mib"] > 0 and core["python"]
+    tables = memory["tables"]  # type: ignore[index]
+    assert tables["local-macs"]["entries"] == 1 and tables["adverts"]["entries"] == 2
+    assert list(tables) == sorted(tables, key=lambda name: -tables[name]["bytes"])
 
 
 async def test_refused_announce_is_sent_again_and_counted(running: Running) -> None:
