@@ -129,7 +129,9 @@ class Rib:
         # Nested per VNI so per-VNI counts and VNI removal never scan the whole table.
         self._by_mac: dict[int, dict[str, Paths]] = {}
         self._by_ip: dict[int, dict[str, Paths]] = {}
-        self._flood: dict[int, dict[str, set[PathId]]] = {}
+        # vni -> VTEP -> its type 3 paths: a tuple, not a set (mostly one a reflector:
+        # 56 bytes against a set's 216, at 64,000 VTEP-VNIs 3.4 MiB against 13)
+        self._flood: dict[int, dict[str, tuple[PathId, ...]]] = {}
         self.mac_total = 0  # remote (vni, mac) keys over all VNIs, for the MAC limit
         self.inserted = 0  # paths added since the path table was last built (see compact)
         # Paths per peer: `show peers` is polled, and counting 272,000 paths took the
@@ -381,10 +383,11 @@ class Rib:
         else:
             vteps = self._flood.setdefault(vni, {})
             pids = vteps.get(route.vtep)
-            if pids:
-                pids.add(pid)  # the VTEP is in the flood list already
+            if pids:  # the VTEP is in the flood list already
+                if pid not in pids:
+                    vteps[route.vtep] = (*pids, pid)
             else:
-                vteps[route.vtep] = {pid}
+                vteps[route.vtep] = (pid,)
                 dirty.flood.add(VniVtep(vni, route.vtep))
         return True
 
@@ -454,15 +457,16 @@ def _drop_path(
 
 
 def _drop_vtep_path(
-    index: dict[int, dict[str, set[PathId]]], vni: int, vtep: str, pid: PathId
+    index: dict[int, dict[str, tuple[PathId, ...]]], vni: int, vtep: str, pid: PathId
 ) -> bool:
     """Drop ``pid`` from ``vtep``'s type 3 paths; True when that left ``vtep`` with none."""
     per_vni = index.get(vni)
     pids = per_vni.get(vtep) if per_vni is not None else None
     if per_vni is None or pids is None:
         return False
-    pids.discard(pid)
-    if pids:
+    left = tuple(p for p in pids if p != pid)
+    if left:
+        per_vni[vtep] = left
         return False
     _forget(index, per_vni, vni, vtep)
     return True

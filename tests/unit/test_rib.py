@@ -446,3 +446,19 @@ def test_paths_per_peer_are_counted_as_they_come_and_go(
         for pid in rib.paths:
             counted[pid.peer] += 1
         assert {p: rib.per_peer.get(p, 0) for p in counted} == counted
+
+
+def test_a_vteps_type_3_paths_from_two_reflectors_are_held_small() -> None:
+    """Every VTEP of every VNI has a type 3 path per reflector: at 64 VTEPs and 1,000 VNIs
+    a set each held 13 MiB of the core's 166; a tuple holds 3.4."""
+    rib, dirty = make_rib(), Dirty()
+    vteps = [f"192.0.2.{n}" for n in range(1, 201)]
+    for peer in ("rr1", "rr2"):
+        for vtep in vteps:
+            rib.announce(peer, imet(vtep), dirty)
+    size = rib.sizes()["paths-by-vtep"]
+    assert size.entries == 400 and size.bytes / size.entries < 80
+    rib.withdraw("rr1", imet(vteps[0]).key, dirty)
+    assert rib.flood_vteps(100) == sorted(vteps, key=lambda v: int(v.rsplit(".", 1)[1]))
+    rib.withdraw("rr2", imet(vteps[0]).key, dirty)
+    assert vteps[0] not in rib.flood_vteps(100) and rib.sizes()["paths-by-vtep"].entries == 398
