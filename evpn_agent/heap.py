@@ -75,8 +75,10 @@ MIB = 1 << 20
 
 def allocator() -> dict[str, float] | None:
     """glibc's heap over all its arenas, MiB (None: not glibc): what it took from the
-    system, what is in use, what is free but held (``release_free_memory`` hands the
-    pages of that back), and the large blocks mapped apart."""
+    system, what is in use, what is free within it, and the large blocks mapped apart.
+    Free memory whose pages a trim (``release_free_memory``) handed back still counts
+    as free here, but is no longer resident (not in RSS). Python's own allocator takes
+    its arenas from the system apart from this heap."""
     info = _mallinfo2()
     if info is None:
         return None
@@ -84,7 +86,7 @@ def allocator() -> dict[str, float] | None:
     return {
         "heap_mib": round(m.arena / MIB, 1),
         "in_use_mib": round(m.uordblks / MIB, 1),
-        "free_held_mib": round(m.fordblks / MIB, 1),
+        "free_mib": round(m.fordblks / MIB, 1),
         "mapped_mib": round(m.hblkhd / MIB, 1),
     }
 

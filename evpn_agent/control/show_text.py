@@ -207,7 +207,7 @@ def memory(data: dict[str, Any]) -> str:
     if glibc:
         lines.append(
             f"core heap (glibc): {glibc['heap_mib']} MiB taken, {glibc['in_use_mib']} in use, "
-            f"{glibc['free_held_mib']} free but held, {glibc['mapped_mib']} mapped apart"
+            f"{glibc['free_mib']} free within it, {glibc['mapped_mib']} mapped apart"
         )
     if python:
         generations = "/".join(str(n) for n in python["collections"])

@@ -321,7 +321,14 @@ def test_show_commands_text_and_json(topo: Topology) -> None:
     assert x1.mac in agent.cli("show", "mac", "--mac", x1.mac.upper())
     assert x3.mac not in agent.cli("show", "mac", "--mac", x1.mac)
 
-    neigh = json.loads(agent.cli("show", "neigh", "100", "--json"))["100"]
+    # x1's binding comes from the FRR VTEP, which learns it from ARP on its SVI
+    wait_until(lambda: x1.ping("198.51.100.250"), 10, "x1 reaches the FRR VTEP's SVI")
+
+    def bindings() -> dict[str, Any]:
+        rows: dict[str, Any] = json.loads(agent.cli("show", "neigh", "100", "--json")).get("100")
+        return rows if rows and "198.51.100.1" in rows else {}
+
+    neigh = wait_until(bindings, 20, "x1's binding in show neigh", interval=0.5)
     assert neigh["198.51.100.1"]["mac"] == x1.mac
     assert "198.51.100.1" in agent.cli("show", "neigh")
 

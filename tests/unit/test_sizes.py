@@ -38,7 +38,7 @@ def test_show_memory_text_lists_processes_heap_and_tables() -> None:
     data = {
         "processes": {
             "core": {"pid": 10, "rss_mib": 170.5, "peak_rss_mib": 190.0,
-                     "allocator": {"heap_mib": 37.4, "in_use_mib": 34.9, "free_held_mib": 2.5,
+                     "allocator": {"heap_mib": 37.4, "in_use_mib": 34.9, "free_mib": 2.5,
                                    "mapped_mib": 0.4},
                      "python": {"allocated_blocks": 1603940, "collections": [12, 1, 0]}},
             "speaker": {"pid": 9},  # gone: no figures
@@ -47,5 +47,5 @@ def test_show_memory_text_lists_processes_heap_and_tables() -> None:
     }  # fmt: skip
     text = show_text.memory(data)
     assert "core     10   170.5    190.0" in text and "speaker  9    -" in text
-    assert "34.9 in use, 2.5 free but held" in text and "1,603,940 blocks" in text
+    assert "34.9 in use, 2.5 free within it" in text and "1,603,940 blocks" in text
     assert "paths  259,950  10.00" in text
