@@ -28,13 +28,12 @@ def tune_collector() -> None:
 
 
 @functools.cache
-def _malloc_trim() -> Callable[[int], int] | None:
-    name = ctypes.util.find_library("c")
+def _glibc(function: str) -> Any:
+    """``function`` of the C library, or None when it has none (not glibc, or older)."""
     try:
-        trim: Callable[[int], int] = ctypes.CDLL(name).malloc_trim
+        return getattr(ctypes.CDLL(ctypes.util.find_library("c")), function)
     except (OSError, AttributeError, TypeError):  # not glibc: nothing to ask
         return None
-    return trim
 
 
 def release_free_memory() -> None:
@@ -44,7 +43,7 @@ def release_free_memory() -> None:
     the core builds its path table anew following churn (``Rib.compact``), RSS stays up
     by the old table's size until this. Cheap (a walk of the free lists), so called
     after each such compaction, not on a timer."""
-    trim = _malloc_trim()
+    trim = _glibc("malloc_trim")
     if trim is not None:
         trim(0)
 
@@ -59,17 +58,6 @@ class _Mallinfo2(ctypes.Structure):
     ]  # fmt: skip
 
 
-@functools.cache
-def _mallinfo2() -> Callable[[], _Mallinfo2] | None:
-    try:
-        info: Any = ctypes.CDLL(ctypes.util.find_library("c")).mallinfo2  # glibc 2.33 and on
-    except (OSError, AttributeError, TypeError):
-        return None
-    info.restype = _Mallinfo2
-    info.argtypes = []
-    return info  # type: ignore[no-any-return]
-
-
 MIB = 1 << 20
 
 
@@ -79,9 +67,10 @@ def allocator() -> dict[str, float] | None:
     Free memory whose pages a trim (``release_free_memory``) handed back still counts
     as free here, but is no longer resident (not in RSS). Python's own allocator takes
     its arenas from the system apart from this heap."""
-    info = _mallinfo2()
+    info = _glibc("mallinfo2")  # glibc 2.33 and on
     if info is None:
         return None
+    info.restype, info.argtypes = _Mallinfo2, []
     m = info()
     return {
         "heap_mib": round(m.arena / MIB, 1),

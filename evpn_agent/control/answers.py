@@ -3,6 +3,7 @@ task calls this between two inputs, so every answer is one consistent state."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from evpn_agent import heap
@@ -58,15 +59,15 @@ def read(engine: Engine, request: dict[str, Any], now: float, latency: dict[str,
     raise ValueError(f"unknown command {command!r}")
 
 
-def memory(engine: Engine, pids: dict[str, int]) -> dict[str, Any]:
-    """``show memory``: each process's RSS (``pids``: the core's, the speaker's), the
-    core's heap, and its tables, largest first."""
+def memory(engine: Engine, speaker_pid: int) -> dict[str, Any]:
+    """``show memory``: the RSS of this process (the core) and of the speaker, the core's
+    heap, and its tables, largest first."""
+    core = os.getpid()
     processes: dict[str, Any] = {
-        name: {"pid": pid, **(heap.process_memory(pid) or {})} for name, pid in pids.items()
+        "core": {"pid": core, **(heap.process_memory(core) or {})},
+        "speaker": {"pid": speaker_pid, **(heap.process_memory(speaker_pid) or {})},
     }
-    if "core" in processes:  # the heap of the process answering
-        processes["core"]["allocator"] = heap.allocator()
-        processes["core"]["python"] = heap.python_heap()
+    processes["core"].update(allocator=heap.allocator(), python=heap.python_heap())
     tables = sorted(engine.table_sizes().items(), key=lambda item: (-item[1].bytes, item[0]))
     return {
         "processes": processes,

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import copy
 import logging
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -480,8 +479,7 @@ class Daemon:
         if command == "instance":
             return self.instance.describe()
         if command == "show memory":
-            pids = {"core": os.getpid(), "speaker": self.instance.speaker_pid()}
-            return answers.memory(engine, pids)
+            return answers.memory(engine, self.instance.speaker_pid())
         if command == "set-peers":
             return self.instance.set_peers(self.cfg, engine.router_id, request.get("peers"))
         if command == "announce-main-pid":
