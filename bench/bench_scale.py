@@ -144,6 +144,7 @@ class Lab:
         self.t0 = 0.0
         self.phases: list[tuple[str, float]] = []
         self.compactions_at_rr2_up: dict[str, int] = {}
+        self.agent_code: Path | None = None  # another checkout's agent (bench_alone.py)
 
     # -- the emulated VTEPs
 
@@ -207,7 +208,11 @@ class Lab:
         vtep.started = time.time()
         if vtep.kind == "agent":
             vtep.agent = self.fab.start_agent(
-                vtep.box, rrs=self.rrs, hold_time=self.args.hold_time, wait=False
+                vtep.box,
+                rrs=self.rrs,
+                hold_time=self.args.hold_time,
+                wait=False,
+                code=self.agent_code,
             )
         elif vtep.box.frr is None:
             config = with_timers(

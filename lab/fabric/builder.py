@@ -313,6 +313,7 @@ class Fabric:
         new_session: bool = False,
         env: dict[str, str] | None = None,
         wait: bool = True,
+        code: Path | None = None,
     ) -> AgentProcess:
         """``evpn-agent run`` in ``box`` with a YAML config naming ``rrs``.
 
@@ -320,6 +321,9 @@ class Fabric:
         terminal (a hangup signals the whole session); for fabrics that :meth:`detach`.
         ``env``: added to the environment (ExaBGP's settings, e.g. ``exabgp_tcp_bind``).
         ``wait``: return once the core answers on its control socket.
+        ``code``: another checkout of the repository whose agent to run (A/B benchmarks),
+        with the same interpreter: its processes start in it, and ``python -m`` puts the
+        working directory first on the path.
         """
         socket_path = box.directory / "evpn-agent.sock"
         config = {
@@ -342,7 +346,7 @@ class Fabric:
             process = subprocess.Popen(
                 [*self._launch_prefix(box), IP, "netns", "exec", box.netns.name, PYTHON, "-m",
                  AGENT_CLI_MODULE, "run", "--config", str(config_path)],
-                stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, cwd=REPO_ROOT,
+                stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, cwd=code or REPO_ROOT,
                 start_new_session=new_session, env=None if env is None else {**os.environ, **env},
             )  # fmt: skip
         agent = AgentProcess(box, process, config_path, stderr_path, stdout_path, socket_path)
