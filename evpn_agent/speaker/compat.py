@@ -208,7 +208,9 @@ INTERNALS: dict[str, Internal] = {
         "exabgp.reactor.loop:Reactor",
         "run() calls self._wait_for_io(ms) each pass (ms 0 when work is pending) and handles"
         " the fds it yields; ._poller (select.poll), ._peers, .asynchronous.ready(),"
-        " .signal.received, ._stopping, .listener._sockets; _wait_for_io's own body (poll,"
+        " .signal.received, ._stopping, .listener._sockets, ._peers (name -> Peer: .proto,"
+        " the session's Protocol or None, .recv_timer; read by the receive's turns too);"
+        " _wait_for_io's own body (poll,"
         " _prevent_spin(), _termination(reason, Exit.normal)) is replaced by _poll",
     ),
     "KA": Internal(
@@ -243,7 +245,9 @@ INTERNALS: dict[str, Internal] = {
         " self; replaced (the receive fast path, wire_receive). self.connection.reader()"
         " reads one whole message off .connection.io (the session's non-blocking TCP"
         " socket, None once closed) with exact-size recv()s, nothing buffered, so the socket"
-        " is at a message boundary between two reader() generators;"
+        " is at a message boundary between two reader() generators (and FIONREAD says what"
+        " is still to read); a read_message that yields only a NOP leaves the message"
+        " there and the peer loop goes on (keepalives, hold timer);"
         " .connection.msg_size: the largest message the session accepts",
     ),
     "Peer": Internal(
@@ -644,6 +648,10 @@ def _read_message(self: Any) -> Iterator[Any]:
         yield from original(self)
         return
     nop = exa.protocol_NOP
+    now = time.time()
+    if _evpn_only(self.negotiated) and _waits_its_turn(self, now):
+        yield nop  # the message stays on the socket: read on a later pass
+        return
     for item in self.connection.reader():
         length, msg_id, _header, body, notify = item
         if notify is None:
@@ -654,6 +662,7 @@ def _read_message(self: Any) -> Iterator[Any]:
                 bodies = [bytes(body), *queued_updates(self.connection)]
                 self.peer.stats["receive-update"] += len(bodies)
                 now = time.time()
+                _table_read(self, bodies, now)
                 heap_trim.worked(now)
                 reactor_processes = self.peer.reactor.processes
                 if not reactor_processes.silence:
@@ -664,6 +673,124 @@ def _read_message(self: Any) -> Iterator[Any]:
                 yield exa.protocol_UPDATE
                 continue
         yield from original(_OneMessage(self, item))
+
+
+# Two reflectors send a VTEP that boots (or restarts) the same table, route for route: read
+# side by side, both halves of the receive (here and in the core) spent half their time on
+# the second copy before the kernel held the first copy of every route. So while two or
+# more sessions are loading their tables (up, no End-of-RIB yet), the one that came up
+# first is read first: a later one waits its turn while the first has bytes queued or sent
+# some within the last TURN_QUIET. It is read as soon as the first goes quiet (the
+# reflector is slow, or done), and never waits longer than TURN_WAIT, nor a quarter of its
+# hold time, at a time: its hold timer runs on what is read, and its keepalives queue
+# behind its UPDATEs. After its End-of-RIB (or LOADING seconds after it came up, for a
+# reflector that sends none) a session never waits: then its UPDATEs are changes, not a
+# second copy.
+TURN_WAIT = 2.0
+TURN_QUIET = 0.1
+LOADING = 120.0
+EOR_SIZE = 11  # an EVPN End-of-RIB body: MP_UNREACH_NLRI with the family alone
+
+
+@dataclass(slots=True)
+class _TableLoad:
+    """One session's table transfer, for :func:`_waits_its_turn`."""
+
+    started: float  # the session's first read
+    last_read: float = 0.0  # its last UPDATEs
+    loaded: bool = False  # End-of-RIB seen (or LOADING passed)
+    waiting: float | None = None  # since when it waits its turn
+    waited: float = 0.0  # seconds it waited, all in all
+    turns: int = 0  # how many times
+
+
+_loads: weakref.WeakKeyDictionary[Any, _TableLoad] = weakref.WeakKeyDictionary()  # proto ->
+
+
+def end_of_rib(body: bytes) -> bool:
+    """Whether the UPDATE ``body`` is the l2vpn evpn End-of-RIB (RFC 4724): no withdrawn
+    routes, one MP_UNREACH_NLRI attribute (extended length or not) with the family alone."""
+    return body in _EVPN_EORS
+
+
+_EVPN_EORS = frozenset(
+    (
+        bytes.fromhex("0000 0006 800f03 001946"),
+        bytes.fromhex("0000 0007 900f0003 001946"),
+    )
+)
+
+
+def _table_read(protocol: Any, bodies: list[bytes], now: float) -> None:
+    """UPDATEs ``bodies`` came on the session: its table is loaded at the End-of-RIB."""
+    load = _loads.get(protocol)
+    if load is None or load.loaded:
+        return
+    load.last_read = now
+    if any(len(body) <= EOR_SIZE and end_of_rib(body) for body in bodies):
+        load.loaded = True
+        if load.turns:
+            log.info(
+                "table from %s loaded in %.1f s, %.1f s of it waiting %d times for another's",
+                protocol.neighbor["peer-address"],
+                now - load.started,
+                load.waited,
+                load.turns,
+            )
+
+
+def _waits_its_turn(protocol: Any, now: float) -> bool:
+    """Whether this session's next message waits for an earlier session's table."""
+    if protocol.peer.fsm != exa.FSM.ESTABLISHED:
+        return False  # the OPEN or KEEPALIVE exchange: ExaBGP reads the next message as such
+    load = _loads.get(protocol)
+    if load is None:
+        load = _loads[protocol] = _TableLoad(now)
+    if load.loaded or now - load.started > LOADING:
+        load.loaded = True
+        return False
+    first = _first_loading(protocol, load, now)
+    if first is not None:
+        busy = now - _loads[first].last_read < TURN_QUIET or _queued(first) >= HEADER_SIZE
+        if busy:
+            if load.waiting is None:
+                load.waiting = now
+                load.turns += 1
+            holdtime = float(protocol.peer.recv_timer.holdtime or 0)
+            limit = min(TURN_WAIT, holdtime / 4) if holdtime else TURN_WAIT
+            if now - load.waiting < limit:
+                return True
+    if load.waiting is not None:
+        load.waited += now - load.waiting
+        load.waiting = None
+    return False
+
+
+def _first_loading(protocol: Any, load: _TableLoad, now: float) -> Any:
+    """The session that came up first among those still loading, if not this one."""
+    first, first_started = None, load.started
+    for peer in protocol.peer.reactor._peers.values():
+        other = peer.proto
+        if other is None or other is protocol:
+            continue
+        their = _loads.get(other)
+        if their is None or their.loaded or their.started >= first_started:
+            continue
+        if now - their.started > LOADING:
+            continue
+        first, first_started = other, their.started
+    return first
+
+
+def _queued(protocol: Any) -> int:
+    """Bytes queued on the session's socket, not read yet (0 for one closed)."""
+    sock = getattr(protocol.connection, "io", None)
+    if sock is None:
+        return 0
+    try:
+        return int.from_bytes(fcntl.ioctl(sock.fileno(), termios.FIONREAD, bytes(4)), sys.byteorder)
+    except (OSError, ValueError):
+        return 0
 
 
 # A line's UPDATEs are decoded here, and handed over as records, while the core is behind:

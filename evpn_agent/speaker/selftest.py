@@ -256,8 +256,18 @@ class _Protocol:
 
         self.neighbor = Neighbor({"peer-address": "192.0.2.1", "adj-rib-in": False})
         self.processes = _Processes(queued)
-        reactor = type("Reactor", (), {"processes": self.processes})()
-        self.peer = type("Peer", (), {"neighbor": self.neighbor, "reactor": reactor})()
+        reactor = type("Reactor", (), {"processes": self.processes, "_peers": {}})()
+        receive = type("ReceiveTimer", (), {"holdtime": 90})()
+        self.peer = type(
+            "Peer",
+            (),
+            {
+                "neighbor": self.neighbor,
+                "reactor": reactor,
+                "recv_timer": receive,
+                "fsm": exa.FSM.ESTABLISHED,
+            },
+        )()
         self.peer.stats = dict.fromkeys(("receive-update",), 0)
         self.connection = _Connection(body, io)
         negotiated = exa.Negotiated(exa.Neighbor())
