@@ -23,6 +23,7 @@ import contextlib
 import fcntl
 import functools
 import importlib
+import ipaddress
 import logging
 import math
 import os
@@ -676,18 +677,24 @@ def _read_message(self: Any) -> Iterator[Any]:
 
 
 # Two reflectors send a VTEP that boots (or restarts) the same table, route for route: read
-# side by side, both halves of the receive (here and in the core) spent half their time on
-# the second copy before the kernel held the first copy of every route. So while two or
-# more sessions are loading their tables (up, no End-of-RIB yet), the one that came up
-# first is read first: a later one waits its turn while the first has bytes queued or sent
-# some within the last TURN_QUIET. It is read as soon as the first goes quiet (the
-# reflector is slow, or done), and never waits longer than TURN_WAIT, nor a quarter of its
-# hold time, at a time: its hold timer runs on what is read, and its keepalives queue
-# behind its UPDATEs. After its End-of-RIB (or LOADING seconds after it came up, for a
-# reflector that sends none) a session never waits: then its UPDATEs are changes, not a
-# second copy.
+# side by side, both halves of the receive (here and in the core) spent much of their time
+# on the second copy before the kernel held the first copy of every route. So while two or
+# more sessions are loading their tables (up, no End-of-RIB yet), one is read first: a
+# later one waits its turn while the first has bytes queued or sent some within the last
+# TURN_QUIET. The first is the one that came up TOGETHER seconds or more before the others;
+# among sessions that came up together, the reflector with the lowest address, the same
+# on every VTEP. That matters when a rack boots at once: FRR then sends the whole table
+# to all those VTEPs as one update subgroup, paced by its slowest reader, so every VTEP
+# must read the same reflector first (were half of them to hold back each reflector's
+# stream, both would crawl). A waiting session is read as soon as the first goes quiet
+# (the reflector is slow, or done), and never waits longer than TURN_WAIT, nor a quarter
+# of its hold time, at a time: its hold timer runs on what is read, and its keepalives
+# queue behind its UPDATEs. After its End-of-RIB (or LOADING seconds after it came up,
+# for a reflector that sends none) a session never waits: then its UPDATEs are changes,
+# not a second copy.
 TURN_WAIT = 2.0
 TURN_QUIET = 0.1
+TOGETHER = 1.0
 LOADING = 120.0
 EOR_SIZE = 11  # an EVPN End-of-RIB body: MP_UNREACH_NLRI with the family alone
 
@@ -697,6 +704,7 @@ class _TableLoad:
     """One session's table transfer, for :func:`_waits_its_turn`."""
 
     started: float  # the session's first read
+    rank: tuple[int, int]  # its reflector's address: IP version, then value
     last_read: float = 0.0  # its last UPDATEs
     loaded: bool = False  # End-of-RIB seen (or LOADING passed)
     waiting: float | None = None  # since when it waits its turn
@@ -745,41 +753,49 @@ def _waits_its_turn(protocol: Any, now: float) -> bool:
         return False  # the OPEN or KEEPALIVE exchange: ExaBGP reads the next message as such
     load = _loads.get(protocol)
     if load is None:
-        load = _loads[protocol] = _TableLoad(now)
+        load = _loads[protocol] = _TableLoad(now, _rank(protocol))
     if load.loaded or now - load.started > LOADING:
         load.loaded = True
         return False
-    first = _first_loading(protocol, load, now)
-    if first is not None:
-        busy = now - _loads[first].last_read < TURN_QUIET or _queued(first) >= HEADER_SIZE
-        if busy:
-            if load.waiting is None:
-                load.waiting = now
-                load.turns += 1
-            holdtime = float(protocol.peer.recv_timer.holdtime or 0)
-            limit = min(TURN_WAIT, holdtime / 4) if holdtime else TURN_WAIT
-            if now - load.waiting < limit:
-                return True
+    if _one_before_sends(protocol, load, now):
+        if load.waiting is None:
+            load.waiting = now
+            load.turns += 1
+        holdtime = float(protocol.peer.recv_timer.holdtime or 0)
+        limit = min(TURN_WAIT, holdtime / 4) if holdtime else TURN_WAIT
+        if now - load.waiting < limit:
+            return True
     if load.waiting is not None:
         load.waited += now - load.waiting
         load.waiting = None
     return False
 
 
-def _first_loading(protocol: Any, load: _TableLoad, now: float) -> Any:
-    """The session that came up first among those still loading, if not this one."""
-    first, first_started = None, load.started
+def _one_before_sends(protocol: Any, load: _TableLoad, now: float) -> bool:
+    """Whether a session still loading that goes before this one is sending: bytes
+    queued, or UPDATEs read within TURN_QUIET."""
     for peer in protocol.peer.reactor._peers.values():
         other = peer.proto
         if other is None or other is protocol:
             continue
         their = _loads.get(other)
-        if their is None or their.loaded or their.started >= first_started:
+        if their is None or their.loaded or now - their.started > LOADING:
             continue
-        if now - their.started > LOADING:
-            continue
-        first, first_started = other, their.started
-    return first
+        before = their.started < load.started - TOGETHER or (
+            their.started <= load.started + TOGETHER and their.rank < load.rank
+        )
+        if before and (now - their.last_read < TURN_QUIET or _queued(other) >= HEADER_SIZE):
+            return True
+    return False
+
+
+def _rank(protocol: Any) -> tuple[int, int]:
+    """The reflector's address as an order (IPv4 first); last, if not an address."""
+    try:
+        address = ipaddress.ip_address(str(protocol.neighbor["peer-address"]))
+    except (KeyError, TypeError, ValueError):
+        return (99, 0)
+    return (address.version, int(address))
 
 
 def _queued(protocol: Any) -> int:

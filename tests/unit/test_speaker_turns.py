@@ -17,6 +17,7 @@ from evpn_agent.speaker import compat
 
 KEEPALIVE = b"\xff" * 16 + b"\x00\x13\x04"
 EOR = bytes.fromhex("0000 0006 800f03 001946")
+RR1, RR2 = "192.0.2.1", "192.0.2.2"  # the order every VTEP reads them in when up together
 
 
 class _Reactor:
@@ -63,12 +64,51 @@ class _Session:
 @pytest.fixture
 def sessions() -> Iterator[tuple[_Session, _Session]]:
     reactor = _Reactor()
-    first, second = _Session(reactor, "rr1"), _Session(reactor, "rr2")
+    first, second = _Session(reactor, RR1), _Session(reactor, RR2)
     try:
         yield first, second
     finally:
         first.close()
         second.close()
+
+
+def test_sessions_up_together_go_in_the_order_of_their_reflectors() -> None:
+    """The same order on every VTEP: FRR sends VTEPs that come up at once their tables as
+    one update subgroup, paced by its slowest reader."""
+    reactor = _Reactor()
+    low, high = _Session(reactor, "192.0.2.9"), _Session(reactor, "192.0.2.10")
+    v6 = _Session(reactor, "2001:db8::1")
+    try:
+        compat._waits_its_turn(high, 100.0)
+        compat._waits_its_turn(v6, 100.0)
+        compat._waits_its_turn(low, 100.0 + compat.TOGETHER / 2)  # up later, but together
+        low.queue()
+        assert compat._waits_its_turn(high, 100.6)  # .9 before .10: as numbers
+        assert compat._waits_its_turn(v6, 100.6)  # IPv4 before IPv6
+        assert not compat._waits_its_turn(low, 100.6)
+        low.drain()
+        high.queue()
+        assert compat._waits_its_turn(v6, 100.7)
+    finally:
+        for session in (low, high, v6):
+            session.close()
+
+
+def test_a_session_up_well_after_another_waits_for_it_whatever_its_address() -> None:
+    """The table already coming keeps coming: a later session would first resend what
+    the kernel already has."""
+    reactor = _Reactor()
+    early, late = _Session(reactor, RR2), _Session(reactor, RR1)
+    try:
+        compat._waits_its_turn(early, 100.0)
+        compat._waits_its_turn(late, 100.0 + compat.TOGETHER + 0.5)
+        early.queue()
+        assert compat._waits_its_turn(late, 102.0)
+        late.queue()
+        assert not compat._waits_its_turn(early, 102.0)
+    finally:
+        early.close()
+        late.close()
 
 
 def test_a_later_table_waits_while_the_first_has_bytes_queued(
@@ -138,7 +178,7 @@ def test_nobody_waits_once_the_tables_had_their_time(
 def test_a_wait_is_bounded_by_turn_wait_and_the_hold_time(holdtime: int, limit: float) -> None:
     """Its hold timer runs on what is read: after the bound one read, then it waits again."""
     reactor = _Reactor()
-    first, second = _Session(reactor, "rr1"), _Session(reactor, "rr2", holdtime)
+    first, second = _Session(reactor, RR1), _Session(reactor, RR2, holdtime)
     try:
         compat._waits_its_turn(first, 100.0)
         compat._waits_its_turn(second, 100.0001)
@@ -203,7 +243,7 @@ def test_the_wait_is_told_when_the_table_is_loaded(
         compat._table_read(second, [EOR], 104.0)
     [record] = caplog.records
     assert record.getMessage() == (
-        "table from rr2 loaded in 4.0 s, 1.3 s of it waiting 1 times for another's"
+        "table from 192.0.2.2 loaded in 4.0 s, 1.3 s of it waiting 1 times for another's"
     )
 
 
