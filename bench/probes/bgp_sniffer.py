@@ -22,7 +22,7 @@ def sniff_bgp(args: argparse.Namespace) -> int:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
     sock.bind((args.device, 0))
     prefix = bytes(int(part, 16) for part in args.mac_prefix.split(":") if part)
-    withdraws = bool(getattr(args, "withdraws", False))
+    withdraws = args.withdraws
     emit(event="ready", t=time.time())
     while True:
         frame = sock.recv(65536)

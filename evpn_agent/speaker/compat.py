@@ -42,9 +42,14 @@ from evpn_agent.heap import TrimWhenQuiet
 from evpn_agent.speaker.grammar import BATCH
 from evpn_agent.speaker.wire_check import wire_ok
 from evpn_agent.speaker.wire_decode import decode_update
+from evpn_agent.speaker.wire_encode import end_of_rib as encoded_end_of_rib
 from evpn_agent.speaker.wire_format import (
+    EVPN_FAMILY,
+    EXTENDED_LENGTH,
     HEADER_SIZE,
     MARKER,
+    MP_UNREACH_NLRI,
+    OPTIONAL,
     UPDATE,
     WIRE_EVENTS,
     WIRE_UPDATE,
@@ -649,8 +654,8 @@ def _read_message(self: Any) -> Iterator[Any]:
         yield from original(self)
         return
     nop = exa.protocol_NOP
-    now = time.time()
-    if _evpn_only(self.negotiated) and _waits_its_turn(self, now):
+    evpn = _evpn_only(self.negotiated)
+    if evpn and _waits_its_turn(self, time.time()):
         yield nop  # the message stays on the socket: read on a later pass
         return
     for item in self.connection.reader():
@@ -659,7 +664,7 @@ def _read_message(self: Any) -> Iterator[Any]:
             if not length and msg_id == _NOP_CODE:
                 yield nop
                 continue
-            if msg_id == UPDATE and _evpn_only(self.negotiated) and wire_ok(body):
+            if msg_id == UPDATE and evpn and wire_ok(body):
                 bodies = [bytes(body), *queued_updates(self.connection)]
                 self.peer.stats["receive-update"] += len(bodies)
                 now = time.time()
@@ -711,6 +716,10 @@ class _TableLoad:
     waited: float = 0.0  # seconds it waited, all in all
     turns: int = 0  # how many times
 
+    def done(self, now: float) -> bool:
+        """Its End-of-RIB came, or LOADING passed without one."""
+        return self.loaded or now - self.started > LOADING
+
 
 _loads: weakref.WeakKeyDictionary[Any, _TableLoad] = weakref.WeakKeyDictionary()  # proto ->
 
@@ -723,8 +732,10 @@ def end_of_rib(body: bytes) -> bool:
 
 _EVPN_EORS = frozenset(
     (
-        bytes.fromhex("0000 0006 800f03 001946"),
-        bytes.fromhex("0000 0007 900f0003 001946"),
+        encoded_end_of_rib()[HEADER_SIZE:],
+        b"\x00\x00\x00\x07"  # the same, its attribute length in two bytes
+        + bytes((OPTIONAL | EXTENDED_LENGTH, MP_UNREACH_NLRI, 0, len(EVPN_FAMILY)))
+        + EVPN_FAMILY,
     )
 )
 
@@ -754,8 +765,7 @@ def _waits_its_turn(protocol: Any, now: float) -> bool:
     load = _loads.get(protocol)
     if load is None:
         load = _loads[protocol] = _TableLoad(now, _rank(protocol))
-    if load.loaded or now - load.started > LOADING:
-        load.loaded = True
+    if load.done(now):
         return False
     if _one_before_sends(protocol, load, now):
         if load.waiting is None:
@@ -779,7 +789,7 @@ def _one_before_sends(protocol: Any, load: _TableLoad, now: float) -> bool:
         if other is None or other is protocol:
             continue
         their = _loads.get(other)
-        if their is None or their.loaded or now - their.started > LOADING:
+        if their is None or their.done(now):
             continue
         before = their.started < load.started - TOGETHER or (
             their.started <= load.started + TOGETHER and their.rank < load.rank
@@ -804,9 +814,15 @@ def _queued(protocol: Any) -> int:
     if sock is None:
         return 0
     try:
-        return int.from_bytes(fcntl.ioctl(sock.fileno(), termios.FIONREAD, bytes(4)), sys.byteorder)
+        return unread(sock.fileno())
     except (OSError, ValueError):
         return 0
+
+
+def unread(fd: int) -> int:
+    """FIONREAD: the bytes queued on a socket or pipe that its reader has not read (for a
+    pipe, the same count from the end written to)."""
+    return int.from_bytes(fcntl.ioctl(fd, termios.FIONREAD, bytes(4)), sys.byteorder)
 
 
 # A line's UPDATEs are decoded here, and handed over as records, while the core is behind:
@@ -825,8 +841,7 @@ def core_unread(processes: Any, names: Sequence[str]) -> int:
     most = 0
     for name in names:
         try:
-            fd = processes._process[name].stdin.fileno()
-            queued = int.from_bytes(fcntl.ioctl(fd, termios.FIONREAD, bytes(4)), sys.byteorder)
+            queued = unread(processes._process[name].stdin.fileno())
         except (AttributeError, KeyError, OSError, ValueError):  # gone, or not a pipe
             continue
         most = max(most, queued)

@@ -111,6 +111,19 @@ def test_a_session_up_well_after_another_waits_for_it_whatever_its_address() -> 
         late.close()
 
 
+def _both_up(first: _Session, second: _Session) -> None:
+    """Both sessions come up together, ``first`` the one to read first."""
+    compat._waits_its_turn(first, 100.0)
+    compat._waits_its_turn(second, 100.1)
+
+
+def _second_waits(first: _Session, second: _Session) -> None:
+    """Both up, and the first sending: the second waits its turn (from 100.2)."""
+    _both_up(first, second)
+    first.queue()
+    assert compat._waits_its_turn(second, 100.2)
+
+
 def test_a_later_table_waits_while_the_first_has_bytes_queued(
     sessions: tuple[_Session, _Session],
 ) -> None:
@@ -130,8 +143,7 @@ def test_a_later_table_waits_while_the_first_is_sending(
     """Between two of the first's reads its socket may be empty for a moment: that is not
     the reflector gone quiet."""
     first, second = sessions
-    compat._waits_its_turn(first, 100.0)
-    compat._waits_its_turn(second, 100.1)
+    _both_up(first, second)
     compat._table_read(first, [KEEPALIVE], 100.2)  # (any bytes: only its End-of-RIB counts)
     assert compat._waits_its_turn(second, 100.2 + compat.TURN_QUIET / 2)
     assert not compat._waits_its_turn(second, 100.21 + compat.TURN_QUIET)
@@ -141,10 +153,7 @@ def test_after_the_first_tables_end_of_rib_nobody_waits(
     sessions: tuple[_Session, _Session],
 ) -> None:
     first, second = sessions
-    compat._waits_its_turn(first, 100.0)
-    compat._waits_its_turn(second, 100.1)
-    first.queue()
-    assert compat._waits_its_turn(second, 100.2)
+    _second_waits(first, second)
     compat._table_read(first, [EOR], 100.3)
     assert not compat._waits_its_turn(second, 100.3)
 
@@ -155,8 +164,7 @@ def test_a_session_whose_table_is_loaded_never_waits(
     """A reflector back while the other is up: the other's UPDATEs are changes (a MAC
     moved), not a second copy, and never wait behind the table coming back."""
     first, second = sessions
-    compat._waits_its_turn(first, 100.0)
-    compat._waits_its_turn(second, 100.1)
+    _both_up(first, second)
     compat._table_read(second, [EOR], 100.15)
     first.queue()
     assert not compat._waits_its_turn(second, 100.2)
@@ -167,10 +175,7 @@ def test_nobody_waits_once_the_tables_had_their_time(
 ) -> None:
     """A reflector that sends no End-of-RIB: its table counts as loaded LOADING s on."""
     first, second = sessions
-    compat._waits_its_turn(first, 100.0)
-    compat._waits_its_turn(second, 100.1)
-    first.queue()
-    assert compat._waits_its_turn(second, 100.2)
+    _second_waits(first, second)
     assert not compat._waits_its_turn(second, 100.1 + compat.LOADING + 1)
 
 
@@ -206,8 +211,7 @@ def test_a_session_coming_up_never_waits(sessions: tuple[_Session, _Session]) ->
 
 def test_a_closed_first_session_holds_nobody_back(sessions: tuple[_Session, _Session]) -> None:
     first, second = sessions
-    compat._waits_its_turn(first, 100.0)
-    compat._waits_its_turn(second, 100.1)
+    _both_up(first, second)
     first.queue()
     first.connection.io = None  # ExaBGP's Connection once closed
     assert not compat._waits_its_turn(second, 100.2)
