@@ -95,10 +95,11 @@ def decode_work(impl: str, args: argparse.Namespace) -> tuple[Callable[[], int],
         bodies.append(message[19:])
     routes = args.updates * args.per_update
     if impl == "ours":
+        from evpn_agent.model import route_count
         from evpn_agent.speaker.wire_decode import decode_update
 
         def run() -> int:
-            return sum(len(decode_update(body, PEER, ROUTER_ID)) for body in bodies)
+            return sum(route_count(decode_update(body, PEER, ROUTER_ID)) for body in bodies)
 
         return run, routes
     if impl in ("exabgp", "exabgp-json"):

@@ -12,7 +12,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def proc_stats(pid: int | None) -> dict[str, Any] | None:
-    """VmRSS, VmHWM (MiB) and CPU seconds (user+system) of ``pid`` from /proc."""
+    """VmRSS, VmHWM (MiB), CPU seconds (user+system) and system seconds of ``pid``."""
     if pid is None:
         return None
     try:
@@ -31,6 +31,8 @@ def proc_stats(pid: int | None) -> dict[str, Any] | None:
         "rss_mib": round(fields.get("VmRSS", 0.0), 1),
         "hwm_mib": round(fields.get("VmHWM", 0.0), 1),
         "cpu_s": round((utime + stime) / CLK_TCK, 2),
+        # in the kernel on its behalf: netlink writes (and their notifications), sockets
+        "sys_s": round(stime / CLK_TCK, 2),
     }
 
 

@@ -303,7 +303,7 @@ def local_changed(s: State, key: VniMac, *, learned: bool) -> None:
     lv = view.vnis.get(vni)
     # Our remote entry for the MAC depends on it only if there is one, or a remote route
     # for it: a rack of new local MACs plans no kernel step (half of planning them).
-    if lv is None or remote or DeviceMac(lv.vxlan_ifindex, mac, lv.vlan) in s.mirror.fdb:
+    if lv is None or remote or build(DeviceMac, (lv.vxlan_ifindex, mac, lv.vlan)) in s.mirror.fdb:
         s.dirty.fdb.add(key)
     s.dirty_adverts.add(build(AdvertKey, (vni, mac, None)))
     if lv is not None and (ips := view.ips_of(lv, mac)):

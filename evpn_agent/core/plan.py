@@ -173,8 +173,8 @@ def adverts(
         if not mac:
             yield key, ImetAdvert(rd, vni, vtep_ip, rts)
             continue
-        local = fdb.get(BridgeMac(lv.bridge_ifindex, lv.vlan, mac))
-        mac_key = VniMac(vni, mac)
+        local = fdb.get(build(BridgeMac, (lv.bridge_ifindex, lv.vlan, mac)))
+        mac_key = build(VniMac, (vni, mac))
         if (
             local is None
             or (frozen is not None and frozen(mac_key))

@@ -129,8 +129,9 @@ def drop_held(s: State, why: str) -> None:
 
 
 def _announced(s: State, peer: str, routes: tuple[Route, ...], now: float) -> None:
-    """Routes into the RIB, in order: a records line's run of them at once (the lookups
-    once, the counters once: a cold start's table is ~256,000 routes in runs of ~200)."""
+    """Routes into the RIB, in order: a run of them at once (an UPDATE's or a records
+    line's; the lookups once, the counters once: a reflector packs ~1,000 routes of a VNI
+    in an UPDATE, a cold start's table is ~256,000 routes in runs of ~200)."""
     rib, dirty, held, own = s.rib, s.dirty, s.held, s.vtep_ip
     peer = rib.held_peer(peer)
     import_of, announce_into = rib.import_of, rib.announce_into

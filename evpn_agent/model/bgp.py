@@ -179,8 +179,8 @@ class RouteAnnounced:
 
 @dataclass(frozen=True, slots=True)
 class RoutesAnnounced:
-    """A run of announcements from one peer, in order (a records line's): one event and one
-    dispatch for the run, not one each."""
+    """A run of announcements from one peer, in order (an UPDATE's, a records line's): one
+    event and one dispatch for the run, not one each."""
 
     peer: str
     routes: tuple[Route, ...]
@@ -293,7 +293,8 @@ BgpEvent = (
 
 def one_per_route(events: Iterable[BgpEvent]) -> list[BgpEvent]:
     """``events`` with each run of announces as a RouteAnnounced per route: what the
-    decoders give, told in one form (records come in runs, UPDATEs a route at a time)."""
+    decoders give, told in one form (ExaBGP's JSON comes a route at a time, the wire
+    decoders' in runs)."""
     out: list[BgpEvent] = []
     for ev in events:
         if type(ev) is RoutesAnnounced:

@@ -318,7 +318,7 @@ def _events_of(line: str) -> list[Any]:
 
 
 def _decoded(body: bytes) -> list[Any]:
-    return decode_update(body, "192.0.2.1")
+    return one_per_route(decode_update(body, "192.0.2.1"))
 
 
 def _check_batch(body: bytes) -> None:

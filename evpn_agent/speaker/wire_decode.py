@@ -42,9 +42,10 @@ from evpn_agent.model import (
     ImetRoute,
     MacKey,
     MacRoute,
-    RouteAnnounced,
+    Route,
     RouteKey,
     RouteRejected,
+    RoutesAnnounced,
     RoutesWithdrawn,
     build,
     check_vni,
@@ -237,6 +238,9 @@ def _announced(
     rts = path.rts
     size = len(data)
     pmsi: tuple[int, str] | None = None
+    # One event for the UPDATE's run of routes (a reflector packs ~1,000), not one each:
+    # the core dispatches an event at a time. A refused route ends a run, keeping order.
+    run: list[Route] = []
     while pos < size:
         kind, start, pos = _next_nlri(data, pos)
         try:
@@ -249,8 +253,7 @@ def _announced(
                     raise _Refused("bad-label", f"{describe_key(key)}: VNI 0 in the label")
                 if vtep is None:
                     raise _martian(key, next_hop)
-                route = build(MacRoute, (key, vni, vtep, rts, path.seq, path.sticky))
-                events.append(RouteAnnounced(peer, route))
+                run.append(build(MacRoute, (key, vni, vtep, rts, path.seq, path.sticky)))
             elif kind == IMET_ROUTE:
                 imet = _imet_key(data, start, pos)
                 if not rts:
@@ -261,11 +264,16 @@ def _announced(
                 flood = vtep_address(tunnel)
                 if flood is None:
                     raise _martian(imet, tunnel)
-                events.append(RouteAnnounced(peer, build(ImetRoute, (imet, vni, flood, rts))))
+                run.append(build(ImetRoute, (imet, vni, flood, rts)))
             else:
                 raise _unsupported(kind)
         except _Refused as exc:
+            if run:
+                events.append(RoutesAnnounced(peer, tuple(run)))
+                run = []
             events.append(RouteRejected(peer, exc.reason, exc.detail))
+    if run:
+        events.append(RoutesAnnounced(peer, tuple(run)))
 
 
 def _mac_key(data: bytes, start: int, end: int) -> tuple[MacKey, int]:

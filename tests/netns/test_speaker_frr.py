@@ -206,7 +206,7 @@ def test_evpn_updates_reach_the_api_as_bytes_not_decoded_by_exabgp(lab: Lab) -> 
     # wire-update lines (the UPDATEs' bytes) or wire-events lines (decoded by the launcher
     # in ExaBGP's process while the API process is behind), which read as FRR's routes and
     # End-of-RIB, and ExaBGP writes no JSON for any of it.
-    from evpn_agent.model import EndOfRib, ImetRoute, MacRoute, RouteAnnounced
+    from evpn_agent.model import EndOfRib, ImetRoute, MacRoute, RouteAnnounced, one_per_route
     from evpn_agent.speaker.wire_decode import decode_update
     from evpn_agent.speaker.wire_records import decode_events
     from lab.fabric import PEER_SCRIPT, PYTHON
@@ -230,7 +230,7 @@ def test_evpn_updates_reach_the_api_as_bytes_not_decoded_by_exabgp(lab: Lab) -> 
                 assert peer == lab.rr.address and float(stamp) > 0 and bodies
                 for body in bodies:
                     found += decode_update(bytes.fromhex(body), peer, box.router_id)
-        return found
+        return one_per_route(found)  # a route an event, however the lines came
 
     def frr_routes() -> bool:
         routes = [e.route for e in events() if isinstance(e, RouteAnnounced)]

@@ -26,6 +26,7 @@ from evpn_agent.model import (
     RouteDistinguisher,
     RoutesWithdrawn,
     RouteTarget,
+    one_per_route,
 )
 from evpn_agent.speaker import compat, encode, grammar, launcher, selftest, wire_decode
 from evpn_agent.speaker.advert_table import AdvertTable
@@ -357,7 +358,7 @@ def routes_in(messages: list[bytes]) -> tuple[set[str], set[str]]:
     """(MACs announced, MACs withdrawn) in UPDATE messages, by our decoder."""
     announced, withdrawn = set(), set()
     for message in messages:
-        for event in wire_decode.decode_message(message, "192.0.2.1"):
+        for event in one_per_route(wire_decode.decode_message(message, "192.0.2.1")):
             if isinstance(event, RouteAnnounced):
                 announced.add(getattr(event.route.key, "mac", "imet"))
             elif isinstance(event, RoutesWithdrawn):

@@ -131,7 +131,7 @@ def wire_line(body_hex: str, stamp: str = "1700000000.250000") -> bytes:
 
 
 def test_a_wire_update_is_decoded_in_one_batch_with_its_stamp() -> None:
-    from evpn_agent.model import MacRoute, RouteAnnounced
+    from evpn_agent.model import MacRoute, RoutesAnnounced
     from evpn_agent.speaker.wire_decode import decode_update
 
     body = bytes.fromhex(MAC_ROUTE)
@@ -139,9 +139,10 @@ def test_a_wire_update_is_decoded_in_one_batch_with_its_stamp() -> None:
     events, stamp = ch.decode(wire_line(MAC_ROUTE), ME)
     assert events == decode_update(body, PEER, ME)
     [event] = events
-    assert isinstance(event, RouteAnnounced) and isinstance(event.route, MacRoute)
-    assert (event.peer, event.route.vni, event.route.vtep) == (PEER, 100, "192.0.2.11")
-    assert event.route.key.mac == "02:00:5e:00:00:01"
+    assert isinstance(event, RoutesAnnounced) and event.peer == PEER
+    [route] = event.routes
+    assert isinstance(route, MacRoute) and (route.vni, route.vtep) == (100, "192.0.2.11")
+    assert route.key.mac == "02:00:5e:00:00:01"
     assert stamp == 1700000000.25
 
 
@@ -273,11 +274,12 @@ def test_while_decoding_is_held_routes_arrive_undecoded_and_decode_the_same() ->
 
 def test_routes_with_the_same_route_targets_share_one_tuple() -> None:
     """The core sorts routes into VNIs by their RT tuple: one per RT set, not per UPDATE."""
-    from evpn_agent.model import RouteAnnounced
+    from evpn_agent.model import RouteAnnounced, one_per_route
     from evpn_agent.speaker.wire_decode import decode_update
 
     body = bytes.fromhex(MAC_ROUTE)
-    [first], [second] = decode_update(body, PEER, ME), decode_update(bytes(body), PEER, ME)
+    [first] = one_per_route(decode_update(body, PEER, ME))
+    [second] = one_per_route(decode_update(bytes(body), PEER, ME))
     assert isinstance(first, RouteAnnounced) and isinstance(second, RouteAnnounced)
     assert first.route.rts == (RouteTarget(65000, 100),)
     assert first.route.rts is second.route.rts

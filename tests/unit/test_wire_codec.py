@@ -37,8 +37,10 @@ from evpn_agent.model import (
     RouteAnnounced,
     RouteDistinguisher,
     RouteRejected,
+    RoutesAnnounced,
     RoutesWithdrawn,
     RouteTarget,
+    one_per_route,
     vtep_address,
 )
 from evpn_agent.speaker import encode, grammar, launcher
@@ -147,7 +149,8 @@ def exabgp_message(changes: Sequence[AdvertChange], max_size: int = 4096) -> lis
 
 
 def ours(message: bytes, router_id: str | None = OWN) -> list[BgpEvent]:
-    return decode_message(message, PEER, router_id)
+    """Our decoder's events, a route per announce (as ExaBGP's JSON gives them)."""
+    return one_per_route(decode_message(message, PEER, router_id))
 
 
 def outcome(events: Sequence[BgpEvent]) -> list[object]:
@@ -665,7 +668,9 @@ def test_mp_reach_cut_anywhere_keeps_only_whole_routes(update: bytes) -> None:
 
 def _check_sane(events: list[BgpEvent]) -> None:
     for e in events:
-        assert isinstance(e, RouteAnnounced | RoutesWithdrawn | RouteRejected | EndOfRib)
+        assert isinstance(
+            e, RouteAnnounced | RoutesAnnounced | RoutesWithdrawn | RouteRejected | EndOfRib
+        ), e
         if isinstance(e, RouteRejected):
             assert e.reason in REASONS, e  # never undecodable-update: that is a bug of ours
 
@@ -823,6 +828,24 @@ def test_a_bad_route_costs_that_route_only(nlri: bytes, reason: str) -> None:
         [bad, good] = withdrawn
         assert outcome([bad]) == [(PEER, reason)]
         assert isinstance(good, RoutesWithdrawn) and len(good.keys) == 1
+
+
+def test_an_updates_routes_come_as_one_run_split_only_by_a_refused_one() -> None:
+    """A reflector packs ~1,000 routes in an UPDATE: the core gets them as one event (one
+    dispatch, not one each), in order, a refused route between two runs."""
+    attributes = BASE + communities(RT_100) + pmsi(100, VTEP)
+    nlris = [mac_nlri(RD, bytes.fromhex(f"02005e0000{i:02x}"), 100) for i in range(1, 5)]
+    [run] = decode_message(message(attributes + mp_reach(VTEP, b"".join(nlris))), PEER, OWN)
+    assert isinstance(run, RoutesAnnounced) and run.peer == PEER
+    assert [r.key.mac for r in run.routes] == [f"02:00:5e:00:00:0{i}" for i in range(1, 5)]
+    zero = mac_nlri(RD, bytes(6), 100)
+    mixed = nlris[0] + imet_nlri(RD, VTEP) + zero + nlris[1] + nlris[2]
+    events = decode_message(message(attributes + mp_reach(VTEP, mixed)), PEER, OWN)
+    assert [type(e) for e in events] == [RoutesAnnounced, RouteRejected, RoutesAnnounced]
+    first, _, second = events
+    assert isinstance(first, RoutesAnnounced) and isinstance(second, RoutesAnnounced)
+    assert [type(r) for r in first.routes] == [MacRoute, ImetRoute]
+    assert [r.key.mac for r in second.routes] == ["02:00:5e:00:00:02", "02:00:5e:00:00:03"]
 
 
 # ---------------------------------------------------------------- details of the decoder

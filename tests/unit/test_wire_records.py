@@ -157,7 +157,7 @@ def test_a_lines_run_of_withdraws_is_one_event() -> None:
 def test_the_events_of_real_updates_come_back_and_share_their_route_targets() -> None:
     body = bytes.fromhex(MAC_ROUTE)
     eor = bytes.fromhex("0000000680" + "0f03001946")
-    decoded = decode_update(body, PEER, ME) + decode_update(eor, PEER, ME)
+    decoded = one_per_route(decode_update(body, PEER, ME) + decode_update(eor, PEER, ME))
     first = one_per_route(decode_events(encode_events(decoded).encode(), PEER))
     second = one_per_route(decode_events(encode_events(decoded).encode(), PEER))
     assert first == decoded and isinstance(first[-1], EndOfRib)
@@ -201,7 +201,7 @@ def test_a_malformed_payload_is_refused(bad: bytes) -> None:
 
 
 def test_the_channel_reads_a_wire_events_line_with_its_stamp_and_refuses_a_broken_one() -> None:
-    decoded = decode_update(bytes.fromhex(MAC_ROUTE), PEER, ME)
+    decoded = one_per_route(decode_update(bytes.fromhex(MAC_ROUTE), PEER, ME))
     ch = ExabgpChannel(io.BytesIO(), io.BytesIO())
     line = f"wire-events {PEER} 1700000000.250000 {encode_events(decoded)}\n".encode()
     events, stamp = ch.decode(line, ME)
@@ -223,7 +223,7 @@ def test_the_launcher_drops_our_own_routes_by_the_neighbors_router_id() -> None:
 
     own = MAC_ROUTE.replace("00000048", "0000004f", 1) + "800904c0000215"  # ORIGINATOR_ID: us
     bodies = [bytes.fromhex(MAC_ROUTE), bytes.fromhex(own)]
-    theirs = decode_update(bodies[0], PEER, ME)
+    theirs = one_per_route(decode_update(bodies[0], PEER, ME))
 
     def sent(neighbor: dict[str, object]) -> list[BgpEvent]:
         _, peer, stamp, records = _events_line(neighbor, bodies, 1700000000.25).split()
@@ -245,7 +245,7 @@ def test_records_while_the_core_is_behind_and_bytes_while_it_keeps_up_read_the_s
         bodies = [bytes.fromhex(MAC_ROUTE)] * count
         line = _line(neighbor, bodies, 1700000000.25, behind)
         assert line.split()[0] == ("wire-events" if behind else "wire-update")
-        expected = decode_update(bodies[0], PEER, ME) * count
+        expected = one_per_route(decode_update(bodies[0], PEER, ME)) * count
         events, stamp = ch.decode(f"{line}\n".encode(), ME)
         assert (one_per_route(events), stamp) == (expected, 1700000000.25)
 
@@ -289,7 +289,7 @@ def test_every_route_of_a_vni_holds_one_int_for_it_whichever_way_it_came() -> No
     events: list[BgpEvent] = []
     for advert in adverts:  # each in its own UPDATE, as at 1,000 VNIs
         [update] = encode_changes([AdvertChange(advert)]).messages
-        events += decode_message(update, PEER, ME)
+        events += one_per_route(decode_message(update, PEER, ME))
     events += one_per_route(decode_events(encode_events(events).encode(), PEER))
     events += one_per_route(decode_events(encode_events(events[:4]).encode(), PEER))
     routes = [e.route for e in events if isinstance(e, RouteAnnounced)]
