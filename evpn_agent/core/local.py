@@ -154,7 +154,7 @@ class LocalView:
         return old
 
     def mac(self, lv: LocalVni, mac: str) -> LocalMac | None:
-        return self.fdb.get(BridgeMac(lv.bridge_ifindex, lv.vlan, mac))
+        return self.fdb.get(build(BridgeMac, (lv.bridge_ifindex, lv.vlan, mac)))
 
     def vni_of(self, key: BridgeMac) -> int | None:
         return self.by_bridge.get((key.bridge, key.vlan))

@@ -81,12 +81,12 @@ class Mirror:
                 vteps.discard(op.dst)
             return held
         if isinstance(op, AddNeigh):
-            key_ip = DeviceIp(op.ifindex, op.ip)
+            key_ip = build(DeviceIp, (op.ifindex, op.ip))
             before = self.neigh.get(key_ip)
             self.set_neigh(key_ip, op.mac)
             return before
         assert isinstance(op, DelNeigh)
-        return self.pop_neigh(DeviceIp(op.ifindex, op.ip))
+        return self.pop_neigh(build(DeviceIp, (op.ifindex, op.ip)))
 
     def restore(self, op: Op, prior: Prior) -> None:
         """Put back the entry ``op`` changed, as ``record`` found it (the write failed)."""

@@ -191,11 +191,11 @@ def _fdb_seen(s: State, entry: FdbEntry) -> None:
             if entry.dst is not None:
                 s.mirror.flood.setdefault(entry.ifindex, set()).add(entry.dst)
         elif entry.flags & NTF_EXT_LEARNED and entry.flags & NTF_SELF and entry.dst:
-            ours = DeviceMac(entry.ifindex, entry.mac, entry.vlan)
+            ours = build(DeviceMac, (entry.ifindex, entry.mac, entry.vlan))
             if s.mirror.fdb.get(ours) != entry.dst:
                 s.mirror.set_fdb(ours, entry.dst)
                 if lv.vni not in s.dirty.vnis:  # else planned with all the VNI's keys
-                    s.dirty.fdb.add(VniMac(lv.vni, entry.mac))
+                    s.dirty.fdb.add(build(VniMac, (lv.vni, entry.mac)))
         return
     found = local_mac_of(entry, view.vxlan_ports)
     if found is None:

@@ -122,7 +122,7 @@ def neigh(view: LocalView, rib: Rib, mirror: Mirror, key: VniIp, sweep: Sweep) -
         return None
     best = rib.best_ip(key.vni, key.ip)
     want = best.key.mac if best is not None else None
-    entry = DeviceIp(lv.svi_ifindex, key.ip)
+    entry = build(DeviceIp, (lv.svi_ifindex, key.ip))
     have = mirror.neigh.get(entry)
     if want is not None:
         return Step(AddNeigh(lv.svi_ifindex, key.ip, want) if want != have else None, True)

@@ -379,7 +379,7 @@ class Rib:
             if not twin:
                 dirty.fdb.add(build(VniMac, (vni, mac)))
                 if ip is not None:
-                    dirty.neigh.add(VniIp(vni, ip))
+                    dirty.neigh.add(build(VniIp, (vni, ip)))
         else:
             vteps = self._flood.setdefault(vni, {})
             pids = vteps.get(route.vtep)
@@ -388,7 +388,7 @@ class Rib:
                     vteps[route.vtep] = (*pids, pid)
             else:
                 vteps[route.vtep] = (pid,)
-                dirty.flood.add(VniVtep(vni, route.vtep))
+                dirty.flood.add(build(VniVtep, (vni, route.vtep)))
         return True
 
     def _unindex(self, pid: PathId, route: Route, dirty: Dirty) -> None:

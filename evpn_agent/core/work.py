@@ -128,7 +128,7 @@ class _KernelPlan:
                 ops.append(op)
             # Our own route for the MAC depends on who won; a purely remote MAC has none.
             if step.local or mac_adverts:
-                advert = AdvertKey(key.vni, key.mac, None)
+                advert = build(AdvertKey, (key.vni, key.mac, None))
                 if step.local or advert in s.adverts.sent:
                     s.dirty_adverts.add(advert)
         for fkey in flood:
