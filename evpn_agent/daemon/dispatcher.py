@@ -46,6 +46,10 @@ MAX_ITEMS_PER_ROUND = 32
 # routes (two of a reflector's UPDATEs): at 8,192 a 10,000-route burst was one round, the
 # owner's ~90 ms and then the kernel's ~100 ms in series; now about a line a round.
 MAX_EVENTS_PER_ROUND = 2048
+# ... or fewer for the first round of a burst (the owner had waited for it): the kernel
+# starts on its first routes while the owner handles the rest, instead of after a whole
+# line (a line comes in parts of an UPDATE or ~512 routes: speaker.channel.PART_ROUTES).
+FIRST_ROUND_ROUTES = 512
 # ... and local kernel events (the monitor hands them over 1,024 at a time): a rack of new
 # MACs goes out to ExaBGP, the reflector and the peers a round at a time, so those work on
 # one round while the owner reads the next, rather than wait for the whole rack.
@@ -245,6 +249,7 @@ class Daemon:
     async def _own(self, engine: Engine) -> None:
         router_id = engine.router_id
         while True:
+            first = self.inbox.empty()  # nothing queued: this round starts a burst
             item = await self._next_item(engine)
             while not self.asks.empty():
                 await self._answer(self.asks.get_nowait(), engine)
@@ -282,6 +287,7 @@ class Daemon:
                 if (
                     handled >= MAX_ITEMS_PER_ROUND
                     or routes >= MAX_EVENTS_PER_ROUND
+                    or (first and routes - local >= FIRST_ROUND_ROUTES)
                     or local >= MAX_KERNEL_EVENTS_PER_ROUND
                     or self.inbox.empty()
                     or not self.asks.empty()  # answered before the rest of the burst

@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import IO, cast
 
-from evpn_agent.model import AdvertChange, AdvertRefused, BgpEvent, LineRejected
+from evpn_agent.model import AdvertChange, AdvertRefused, BgpEvent, LineRejected, route_count
 from evpn_agent.speaker import Decoded, Deliver, Line, decode, encode
 from evpn_agent.speaker.wire_decode import decode_update
 from evpn_agent.speaker.wire_format import WIRE_EVENTS, WIRE_UPDATE
@@ -44,6 +44,7 @@ READ_SIZE = PIPE_SIZE  # bytes read from the pipe at once, at most
 # all. Bytes, not lines: a line of a reflector's large UPDATEs holds thousands of routes.
 AHEAD_BYTES = 1 << 18
 AHEAD_WAIT = 0.5  # seconds the reader waits for the owner at most, then reads on
+PART_ROUTES = 512  # routes of a decoded line handed to the owner as one item (_parts)
 # Unanswered commands remembered; bounded in case an operator turned ExaBGP's acks off.
 MAX_PENDING = 1 << 20
 REFRESH_WAIT = 2.0  # seconds to hold our commands for a refresh's answer, at most
@@ -136,12 +137,13 @@ class ExabgpChannel:
         router_id = None if self._decoding_held else self._ahead
         if router_id is None:
             return [line + b"\n" for line in lines]
-        return [
-            Decoded(*_wire_update(line, router_id), len(line) + 1)
-            if line.startswith(_WIRE)
-            else line + b"\n"
-            for line in lines
-        ]
+        out: list[Line] = []
+        for line in lines:
+            if line.startswith(_WIRE):
+                out += _parts(*_wire_update(line, router_id), len(line) + 1)
+            else:
+                out.append(line + b"\n")
+        return out
 
     def decode(self, line: Line, router_id: str) -> tuple[list[BgpEvent], float | None]:
         with self._room:
@@ -238,6 +240,22 @@ class ExabgpChannel:
         self._pending.extend(what)
         self.stdout.write("".join(f"{line}\n" for line in lines).encode())
         self.stdout.flush()
+
+
+def _parts(events: list[BgpEvent], stamp: float | None, size: int) -> list[Decoded]:
+    """A decoded line's events in parts of about PART_ROUTES routes, split between events
+    (an UPDATE's run is one): a line holds up to ~3,400 routes, and the owner closes a
+    round, so that the kernel starts on it, only between two items. The first part counts
+    the line's bytes, the last carries its stamp (one latency sample a line, as before)."""
+    parts: list[Decoded] = []
+    start = count = 0
+    for at, event in enumerate(events):
+        count += route_count((event,))
+        if count >= PART_ROUTES and at + 1 < len(events):
+            parts.append(Decoded(events[start : at + 1], None, 0 if parts else size))
+            start, count = at + 1, 0
+    parts.append(Decoded(events[start:], stamp, 0 if parts else size))
+    return parts
 
 
 def _wire_update(line: bytes, router_id: str) -> tuple[list[BgpEvent], float | None]:

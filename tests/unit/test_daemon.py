@@ -20,6 +20,7 @@ from evpn_agent import control
 from evpn_agent.config import parse
 from evpn_agent.daemon import dispatcher
 from evpn_agent.daemon.dispatcher import (
+    FIRST_ROUND_ROUTES,
     MAX_EVENTS_PER_ROUND,
     MAX_ITEMS_PER_ROUND,
     MAX_KERNEL_EVENTS_PER_ROUND,
@@ -170,6 +171,26 @@ async def test_a_burst_that_arrives_whole_is_written_in_rounds(running: Running)
     await until(lambda: sum(running.kernel.batches) == 3 * per_line)
     assert len(running.kernel.batches) >= 2, running.kernel.batches
     assert max(running.kernel.batches) <= 2 * per_line
+
+
+async def test_the_first_round_of_a_burst_is_written_early(running: Running) -> None:
+    """Three parts of 700 routes queued at once while the owner was idle: the first goes to
+    the kernel alone (FIRST_ROUND_ROUTES), which works on it while the owner handles the
+    rest; the rest go in a round of their own, not one round of 2,100 after all three."""
+    running.speaker.feed(SessionUp(RR))
+    await until(lambda: running.daemon.inbox.empty())
+    per_line = 700
+    assert per_line >= FIRST_ROUND_ROUTES and 3 * per_line >= MAX_EVENTS_PER_ROUND > 2 * per_line
+    for line in range(3):
+        running.speaker.feed(
+            *(
+                RouteAnnounced(RR, MacRoute(MacKey(f"{REMOTE}:100", 0, mac, None), 100, REMOTE, RT))
+                for n in range(per_line)
+                for mac in [f"02:00:5e:{line:02x}:{n >> 8:02x}:{n & 255:02x}"]
+            )
+        )
+    await until(lambda: sum(running.kernel.batches) == 3 * per_line)
+    assert running.kernel.batches == [per_line, 2 * per_line], running.kernel.batches
 
 
 async def test_control_is_answered_during_a_burst(running: Running) -> None:

@@ -256,6 +256,44 @@ def test_once_asked_the_reader_decodes_updates_and_the_owner_gets_the_same() -> 
     assert isinstance(rejected, LineRejected) and rejected.reason == "malformed-line"
 
 
+def test_a_decoded_line_of_large_updates_comes_in_parts_between_updates() -> None:
+    """A line holds up to ~3,400 routes; decoded ahead, it reaches the owner in parts of
+    about PART_ROUTES (split between an UPDATE's runs, never inside one), so that the
+    owner can close a round, and the kernel start, before the whole line is handled. The
+    parts hold the line's events in order, the first counts its bytes, the last its stamp."""
+    from evpn_agent.model import MacAdvert, RoutesAnnounced, one_per_route
+    from evpn_agent.speaker.channel import PART_ROUTES
+    from evpn_agent.speaker.wire_encode import encode_changes
+
+    rd = RouteDistinguisher(ipaddress.IPv4Address("192.0.2.11"), 1)
+    per_update = 300  # each UPDATE one run: a part closes once it holds PART_ROUTES or more
+    assert per_update < PART_ROUTES <= 2 * per_update
+    bodies = []
+    for vni in (100, 101, 102, 103, 104):
+        macs = [f"02:00:5e:{vni - 100:02x}:{n >> 8:02x}:{n & 255:02x}" for n in range(per_update)]
+        changes = [
+            AdvertChange(MacAdvert(rd, vni, mac, None, "192.0.2.11", (RouteTarget(65000, vni),)))
+            for mac in macs
+        ]
+        [message] = encode_changes(changes, 65535).messages
+        bodies.append(message[19:].hex())
+    line = f"wire-update {PEER} 1700000000.250000 {' '.join(bodies)}".encode()
+    ch = ExabgpChannel(io.BytesIO(), io.BytesIO())
+    whole, stamp = ch.decode(line + b"\n", ME)
+    ch.decode_ahead(ME)
+    parts = ch._lines([line])
+    assert all(isinstance(part, Decoded) for part in parts)
+    assert [[len(e.routes) for e in p.events] for p in parts] == [[300, 300], [300, 300], [300]]
+    assert all(isinstance(e, RoutesAnnounced) for p in parts for e in p.events)
+    assert [e for p in parts for e in p.events] == whole
+    assert [p.size for p in parts] == [len(line) + 1, 0, 0]
+    assert [p.stamp for p in parts] == [None, None, stamp] and stamp == 1700000000.25
+    assert len(one_per_route(whole)) == 5 * per_update
+    # a small line stays whole
+    [single] = ch._lines([wire_line(MAC_ROUTE).rstrip(b"\n")])
+    assert isinstance(single, Decoded) and single.size == len(wire_line(MAC_ROUTE))
+
+
 def test_while_decoding_is_held_routes_arrive_undecoded_and_decode_the_same() -> None:
     """During a kernel dump the reader delivers UPDATEs as lines; the owner's decode of
     them is what the reader would have made. Released, the reader decodes again."""
