@@ -44,7 +44,8 @@ MAX_ITEMS_PER_ROUND = 32
 # few reads) is still planned and written in rounds, the kernel writing one while the owner
 # plans the next, not planned whole and then written whole. A line holds up to ~3,400
 # routes (two of a reflector's UPDATEs): at 8,192 a 10,000-route burst was one round, the
-# owner's ~90 ms and then the kernel's ~100 ms in series; now about a line a round.
+# owner's ~90 ms and then the kernel's ~100 ms in series; now a round closes between two
+# parts of a line (speaker.channel.PART_ROUTES) once it holds this many.
 MAX_EVENTS_PER_ROUND = 2048
 # ... or fewer for the first round of a burst (the owner had waited for it): the kernel
 # starts on its first routes while the owner handles the rest, instead of after a whole
