@@ -162,12 +162,13 @@ def measure_phase(
     cpu_end = side.stats()
     idle_s = wait_idle(list(side.pids.values()), timeout=args.deadline)
     cpu_idle = side.stats()
-    lines = counter.snapshot()[start_index:]
+    counted = counter.snapshot()
+    lines = counted[start_index:]
     window = sampler.between(t0, t_end)
     progress = [x for x in lines if x.get("event") == "progress"]
     # the first count that moved (1% of the routes, as the counter reports): until then the
     # reflector (or the bridge command) had not delivered; the rest is the VTEP's own part
-    before = next((x["n"] for x in reversed(counter.snapshot()[:start_index])
+    before = next((x["n"] for x in reversed(counted[:start_index])
                    if x.get("event") == "progress"), 0)  # fmt: skip
     first = next((x["t"] for x in progress if x["n"] != before), None)
     result: dict[str, Any] = {
@@ -179,14 +180,8 @@ def measure_phase(
         "cpu_s": round(cpu_total(cpu_end) - cpu_total(cpu0), 2),
         "cpu_s_until_idle": round(cpu_total(cpu_idle) - cpu_total(cpu0), 2),
         "idle_after_s": round(idle_s, 2),
-        "cpu_s_per_process": {
-            p: round((cpu_idle[p] or {}).get("cpu_s", 0) - (cpu0[p] or {}).get("cpu_s", 0), 2)
-            for p in side.pids
-        },
-        "sys_s_per_process": {
-            p: round((cpu_idle[p] or {}).get("sys_s", 0) - (cpu0[p] or {}).get("sys_s", 0), 2)
-            for p in side.pids
-        },
+        "cpu_s_per_process": _per_process(cpu0, cpu_idle, "cpu_s"),
+        "sys_s_per_process": _per_process(cpu0, cpu_idle, "sys_s"),
         "window": window,
         # time the VTEP's processes were runnable but waited for a CPU (other jobs)
         "runqueue_wait_s": round(
@@ -204,6 +199,14 @@ def measure_phase(
     if end is None:
         log.warning("%s %s: %s not reached in %.0fs", side.kind, name, end_event, args.deadline)
     return result
+
+
+def _per_process(before: dict[str, Any], after: dict[str, Any], key: str) -> dict[str, float]:
+    """``key`` of each process's proc_stats, after minus before (0 for a process gone)."""
+    return {
+        p: round((stats or {}).get(key, 0) - (before[p] or {}).get(key, 0), 2)
+        for p, stats in after.items()
+    }
 
 
 def _bridge_batch(box: Box, path: Path, timeout: float) -> dict[str, Any]:

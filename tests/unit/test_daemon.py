@@ -153,6 +153,18 @@ async def test_writes_to_a_vni_deleted_meanwhile_are_no_kernel_failure(running: 
     assert "kernel-failures" not in counters, counters
 
 
+def _feed_burst(running: Running, lines: int, per_line: int) -> None:
+    """``lines`` lines of ``per_line`` new remote MACs each, queued at once."""
+    for line in range(lines):
+        running.speaker.feed(
+            *(
+                RouteAnnounced(RR, MacRoute(MacKey(f"{REMOTE}:100", 0, mac, None), 100, REMOTE, RT))
+                for n in range(per_line)
+                for mac in [f"02:00:{line >> 8:02x}:{line & 255:02x}:{n >> 8:02x}:{n & 255:02x}"]
+            )
+        )
+
+
 async def test_a_burst_that_arrives_whole_is_written_in_rounds(running: Running) -> None:
     """Three lines of 1,500 routes each, all waiting at once: written as they are planned,
     in rounds of about MAX_EVENTS_PER_ROUND routes, not as one batch of 4,500 at the end."""
@@ -160,14 +172,7 @@ async def test_a_burst_that_arrives_whole_is_written_in_rounds(running: Running)
     await until(lambda: running.daemon.inbox.empty())
     per_line = 1500
     assert 2 * per_line >= MAX_EVENTS_PER_ROUND > per_line
-    for line in range(3):
-        running.speaker.feed(
-            *(
-                RouteAnnounced(RR, MacRoute(MacKey(f"{REMOTE}:100", 0, mac, None), 100, REMOTE, RT))
-                for n in range(per_line)
-                for mac in [f"02:00:5e:{line:02x}:{n >> 8:02x}:{n & 255:02x}"]
-            )
-        )
+    _feed_burst(running, 3, per_line)
     await until(lambda: sum(running.kernel.batches) == 3 * per_line)
     assert len(running.kernel.batches) >= 2, running.kernel.batches
     assert max(running.kernel.batches) <= 2 * per_line
@@ -181,14 +186,7 @@ async def test_the_first_round_of_a_burst_is_written_early(running: Running) -> 
     await until(lambda: running.daemon.inbox.empty())
     per_line = 700
     assert per_line >= FIRST_ROUND_ROUTES and 3 * per_line >= MAX_EVENTS_PER_ROUND > 2 * per_line
-    for line in range(3):
-        running.speaker.feed(
-            *(
-                RouteAnnounced(RR, MacRoute(MacKey(f"{REMOTE}:100", 0, mac, None), 100, REMOTE, RT))
-                for n in range(per_line)
-                for mac in [f"02:00:5e:{line:02x}:{n >> 8:02x}:{n & 255:02x}"]
-            )
-        )
+    _feed_burst(running, 3, per_line)
     await until(lambda: sum(running.kernel.batches) == 3 * per_line)
     assert running.kernel.batches == [per_line, 2 * per_line], running.kernel.batches
 
@@ -201,14 +199,7 @@ async def test_control_is_answered_during_a_burst(running: Running) -> None:
     running.speaker.feed(SessionUp(RR))
     await until(lambda: running.daemon.inbox.empty())
     lines, per_line = 40, 2000
-    for line in range(lines):
-        running.speaker.feed(
-            *(
-                RouteAnnounced(RR, MacRoute(MacKey(f"{REMOTE}:100", 0, mac, None), 100, REMOTE, RT))
-                for n in range(per_line)
-                for mac in [f"02:00:{line >> 8:02x}:{line & 255:02x}:{n >> 8:02x}:{n & 255:02x}"]
-            )
-        )
+    _feed_burst(running, lines, per_line)
     await until(lambda: bool(running.kernel.batches), timeout=30)  # the owner is in it
     answer = await running.ask("show counters")
     handled = answer["counters"]["routes-received"]  # type: ignore[index]
