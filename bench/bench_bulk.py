@@ -22,8 +22,9 @@ end), so the two sides see the same RR and the same generator, never each other'
 
 Per phase: seconds, CPU seconds of the VTEP under test's processes (to the end of the
 phase, and until they are idle again), peak RSS; the generator's own timings. Prints one
-JSON object (figures per side, medians over trials, agent/FRR ratios) on stdout, a table
-on stderr; with --out DIR also the JSON, the time series and a PNG per scenario there.
+JSON object (figures per side, medians over trials, agent/FRR ratios, each with its 90%
+bootstrap range) on stdout, a table on stderr; with --out DIR also the JSON, the time
+series and a PNG per scenario there.
 See bench/README.md.
 """
 
@@ -53,7 +54,7 @@ from bench.options import setup_logging
 from bench.procstats import proc_stats
 from bench.profiling import py_spy, stop_py_spy
 from bench.quiet import wait_idle, wait_machine_quiet
-from bench.results import code_version
+from bench.results import code_version, ratio_range
 from lab.fabric import (
     AgentProcess,
     Box,
@@ -386,6 +387,7 @@ def summarize(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
             row[f"{side}_all"] = values
         if row.get("agent") is not None and row.get("frr"):
             row["ratio"] = round(row["agent"] / row["frr"], 2)
+            row["ratio_90"] = ratio_range(row["agent_all"], row["frr_all"])
         figures[name] = row
     return figures
 
@@ -415,7 +417,10 @@ def generator_summary(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
 
 
 def print_table(output: dict[str, Any]) -> None:
-    lines = [f"{'scenario':<17} {'figure':<18} {'evpn-agent':>11} {'FRR VTEP':>10} {'ratio':>7}"]
+    lines = [
+        f"{'scenario':<17} {'figure':<18} {'evpn-agent':>11} {'FRR VTEP':>10} {'ratio':>7}"
+        f"  {'90% range':<11}"
+    ]
     for name, result in output["scenarios"].items():
         for key, row in result["figures"].items():
             if key == "undisturbed_runs":
@@ -423,9 +428,11 @@ def print_table(output: dict[str, Any]) -> None:
             agent, frr, ratio = row.get("agent"), row.get("frr"), row.get("ratio")
             if agent is None and frr is None:
                 continue  # a figure of the other kind of scenario
+            span = row.get("ratio_90")
             lines.append(
                 f"{name:<17} {key:<18} {_cell(agent):>11} {_cell(frr):>10} "
                 f"{'' if ratio is None else f'{ratio:.2f}x':>7}"
+                f"  {'' if not span else f'{span[0]:.2f}-{span[1]:.2f}':<11}"
             )
     sys.stderr.write("\n".join(lines) + "\n")
 
