@@ -136,13 +136,23 @@ def _announced(s: State, peer: str, routes: tuple[Route, ...], now: float) -> No
     peer = rib.held_peer(peer)
     import_of, announce_into = rib.import_of, rib.announce_into
     received = not_local = 0
+    # The run adds at most a MAC a route: a VNI that stays under the MAC limits whatever
+    # the run holds needs no check a route (they were a tenth of the RIB's time in a burst).
+    room = len(routes)
+    roomy: set[int | None] = set()  # such VNIs of this run
+    total_roomy = rib.mac_total + room <= s.cfg.mac_limit
     for route in routes:
         if route.vtep == own:
             reject(s, "own-vtep", f"route {route.key} names our own VTEP {route.vtep}")
             continue
         vni = import_of(route.rts)
-        if type(route) is MacRoute and not _within_limits(s, route, vni):
-            continue
+        if type(route) is MacRoute and vni not in roomy:
+            if vni is None or (
+                total_roomy and rib.count_macs(vni) + room <= s.cfg.mac_limit_per_vni
+            ):
+                roomy.add(vni)
+            elif not _within_limits(s, route, vni):
+                continue
         received += 1
         if held:
             held.discard(PathId(peer, route.key))  # repeated: no longer stale

@@ -306,6 +306,35 @@ def test_a_run_of_announces_does_what_the_same_routes_one_by_one_do() -> None:
     assert as_run.peers.last_route_change == 1
 
 
+@pytest.mark.parametrize("held", [0, 2])
+@pytest.mark.parametrize("size", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize(
+    ("limits", "limit"),
+    [
+        ("mac-limit-per-vni: 4\n", 4),
+        ("mac-limit: 4\n", 4),
+        ("mac-limit-per-vni: 6\nmac-limit: 5\n", 5),
+    ],
+)
+def test_a_run_near_the_mac_limits_takes_what_routes_one_by_one_would(
+    held: int, size: int, limits: str, limit: int
+) -> None:
+    """A run that cannot reach a limit is checked once per VNI, one that can route by
+    route: below, at and over the limits, the same MACs taken and refused either way."""
+    before = [mac_route(mac=f"02:00:5e:00:03:{i:02x}") for i in range(held)]
+    run = [mac_route(mac=f"02:00:5e:00:01:{i:02x}") for i in range(size)]
+    run += [mac_route(mac=r.key.mac, vtep="192.0.2.23", seq=1) for r in before[:1]]  # a move
+    one_by_one, as_run = make(extra=limits), make(extra=limits)
+    for state in (one_by_one, as_run):
+        state.on_bgp([RoutesAnnounced(RR, tuple(before))], 1)
+    one_by_one.on_bgp([RouteAnnounced(RR, r) for r in run], 2)
+    as_run.on_bgp([RoutesAnnounced(RR, tuple(run))], 2)
+    assert as_run.rib.paths == one_by_one.rib.paths
+    assert as_run.counters == one_by_one.counters
+    assert as_run.counters["rejected:mac-limit"] == max(0, held + size - limit)
+    assert as_run.rib.mac_total == min(limit, held + size)
+
+
 def test_every_path_from_a_peer_holds_one_string_of_its_name() -> None:
     """Each line from the speaker decodes the peer's name anew; a soak of MAC moves
     (a line per UPDATE) left ~73,000 copies of two names in the path table."""
