@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 BRIDGE_VLAN_INFO_PVID = 0x2
 BRIDGE_VLAN_INFO_UNTAGGED = 0x4
@@ -66,25 +65,3 @@ def port_vlans(
         begin = None
         tunnels[tunnel_id] = vid
     return PortVlans(ifindex, pvid, tunnels)
-
-
-def decode_port_vlans(msg: Any) -> PortVlans:
-    """PortVlans of a decoded pyroute2 `ifinfmsg` of family AF_BRIDGE."""
-    ifindex: int = msg["index"]
-    spec = msg.get_attr("IFLA_AF_SPEC")
-    if spec is None:
-        return PortVlans(ifindex)
-    vlan_infos = [(v["flags"], v["vid"]) for v in spec.get_attrs("IFLA_BRIDGE_VLAN_INFO")]
-    tunnel_infos = [
-        (
-            t.get_attr("IFLA_BRIDGE_VLAN_TUNNEL_FLAGS") or 0,
-            t.get_attr("IFLA_BRIDGE_VLAN_TUNNEL_VID"),
-            t.get_attr("IFLA_BRIDGE_VLAN_TUNNEL_ID"),
-        )
-        for t in spec.get_attrs("IFLA_BRIDGE_VLAN_TUNNEL_INFO")
-    ]
-    return port_vlans(
-        ifindex,
-        vlan_infos,
-        [(f, vid, tid) for f, vid, tid in tunnel_infos if vid is not None and tid is not None],
-    )

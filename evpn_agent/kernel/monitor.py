@@ -19,9 +19,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from types import TracebackType
 
-from evpn_agent.kernel.bridge_vlan import PortVlans, decode_port_vlans
+from evpn_agent.kernel.bridge_vlan import PortVlans
 from evpn_agent.kernel.echo_filter import attach, build_program
-from evpn_agent.kernel.links import link_of, parse_link
+from evpn_agent.kernel.links import link_of, port_vlans_of
 from evpn_agent.kernel.neighbours import decode_neighbour
 from evpn_agent.kernel.netlink import (
     AF_BRIDGE,
@@ -308,7 +308,7 @@ class Monitor:
             elif msg_type in (RTM_NEWLINK, RTM_DELLINK):
                 try:
                     self._on_link(msg_type, bytes(buf[offset : offset + length]), out)
-                except Exception:  # a message pyroute2 cannot parse must not stop the monitor
+                except Exception:  # a message we cannot decode must not stop the monitor
                     log.exception("undecodable link message (type %d) skipped", msg_type)
             offset += align4(length)
 
@@ -335,12 +335,12 @@ class Monitor:
     def _on_link(self, msg_type: int, data: bytes, out: list[KernelEvent]) -> None:
         devices = self._devices
         if data[LINK_FAMILY_AT] == AF_BRIDGE:
-            msg = parse_link(data)
-            ifindex: int = msg["index"]
+            port = port_vlans_of(data)
+            ifindex = port.ifindex
             # Bridge port news (VLANs, STP state...), not the device itself: an AF_BRIDGE
             # RTM_DELLINK means the port left the bridge.
             if msg_type == RTM_NEWLINK:
-                devices.ports[ifindex] = decode_port_vlans(msg)
+                devices.ports[ifindex] = port
             else:
                 devices.ports.pop(ifindex, None)
             known = devices.links.get(ifindex)

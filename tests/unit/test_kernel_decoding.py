@@ -10,9 +10,9 @@ import pytest
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 from pyroute2.netlink.rtnl.ndmsg import ndmsg
 
-from evpn_agent.kernel.bridge_vlan import decode_port_vlans, port_vlans
+from evpn_agent.kernel.bridge_vlan import PortVlans, port_vlans
 from evpn_agent.kernel.echo_filter import build_program, run_program
-from evpn_agent.kernel.links import IFF_UP, link_of, parse_link
+from evpn_agent.kernel.links import IFF_UP, link_of, port_vlans_of
 from evpn_agent.kernel.monitor import Monitor
 from evpn_agent.kernel.neighbours import decode_neighbour
 from evpn_agent.model import (
@@ -161,8 +161,39 @@ def test_other_families_are_ignored() -> None:
 # --- bridge port VLANs ----------------------------------------------------------------------
 
 
-def decode_ports(data: bytes) -> Any:
-    return decode_port_vlans(parse_link(data))
+def parse_link(data: bytes) -> Any:
+    """pyroute2's generic decoding of a link message: the reference for ours."""
+    msg = ifinfmsg(data)
+    msg.decode()
+    return msg
+
+
+def pyroute2_port_vlans(data: bytes) -> PortVlans:
+    """The reference: a bridge port's VLANs as pyroute2's `ifinfmsg` decoding reads them."""
+    msg = parse_link(data)
+    spec = msg.get_attr("IFLA_AF_SPEC")
+    if spec is None:
+        return PortVlans(msg["index"])
+    vlan_infos = [(v["flags"], v["vid"]) for v in spec.get_attrs("IFLA_BRIDGE_VLAN_INFO")]
+    tunnel_infos = [
+        (
+            t.get_attr("IFLA_BRIDGE_VLAN_TUNNEL_FLAGS") or 0,
+            t.get_attr("IFLA_BRIDGE_VLAN_TUNNEL_VID"),
+            t.get_attr("IFLA_BRIDGE_VLAN_TUNNEL_ID"),
+        )
+        for t in spec.get_attrs("IFLA_BRIDGE_VLAN_TUNNEL_INFO")
+    ]
+    return port_vlans(
+        msg["index"],
+        vlan_infos,
+        [(f, vid, tid) for f, vid, tid in tunnel_infos if vid is not None and tid is not None],
+    )
+
+
+def decode_ports(data: bytes) -> PortVlans:
+    ours = port_vlans_of(data)
+    assert ours == pyroute2_port_vlans(data)  # every message below, both ways
+    return ours
 
 
 def test_pvid_is_the_vlan_of_a_classic_vxlan_port() -> None:
@@ -205,6 +236,22 @@ def test_tunnel_info_ranges_expand() -> None:
     assert decode_ports(bridge_port_msg(VX, spec)).tunnels == {
         1000: 100, 1001: 101, 1002: 102, 1003: 103, 5000: 500,
     }  # fmt: skip
+
+
+def test_a_tunnel_entry_without_its_vni_or_vlan_maps_nothing() -> None:
+    no_vid = nla(3, nla(1, struct.pack("=I", 10010)))
+    no_vni = nla(3, nla(2, struct.pack("=H", 10)))
+    spec = vlan_info(PVID | UNTAGGED, 1) + no_vid + no_vni + tunnel_info(10011, 11)
+    assert decode_ports(bridge_port_msg(VX, spec)).tunnels == {10011: 11}
+
+
+def test_other_bridge_attributes_and_a_deleted_port_are_read_alike() -> None:
+    """IFLA_BRIDGE_FLAGS and _MODE (a port's settings) sit beside the VLANs; an
+    RTM_DELLINK carries the same header: its ifindex says which port left."""
+    spec = nla(0, struct.pack("=H", 1)) + nla(1, struct.pack("=H", 0))
+    spec += vlan_info(PVID | UNTAGGED, 42)
+    assert decode_ports(bridge_port_msg(VX, spec)).pvid == 42
+    assert decode_ports(bridge_port_msg(HOST, None, DELLINK)).ifindex == HOST
 
 
 def test_inconsistent_tunnel_range_is_dropped() -> None:
@@ -404,7 +451,6 @@ def test_port_vlans_are_dumped_only_when_a_bridge_is_vlan_aware(
     import asyncio
 
     from evpn_agent.kernel import snapshot
-    from evpn_agent.kernel.bridge_vlan import PortVlans
     from evpn_agent.model import BridgeDevice, VxlanDevice
 
     links = [
