@@ -136,20 +136,16 @@ def _announced(s: State, peer: str, routes: tuple[Route, ...], now: float) -> No
     peer = rib.held_peer(peer)
     import_of, announce_into = rib.import_of, rib.announce_into
     received = not_local = 0
-    # The run adds at most a MAC a route: a VNI that stays under the MAC limits whatever
-    # the run holds needs no check a route (they were a tenth of the RIB's time in a burst).
-    room = len(routes)
+    # The run adds at most a MAC a route: a VNI with room for the whole run needs no check
+    # a route (they were a tenth of the RIB's time in a burst).
     roomy: set[int | None] = set()  # such VNIs of this run
-    total_roomy = rib.mac_total + room <= s.cfg.mac_limit
     for route in routes:
         if route.vtep == own:
             reject(s, "own-vtep", f"route {route.key} names our own VTEP {route.vtep}")
             continue
         vni = import_of(route.rts)
         if type(route) is MacRoute and vni not in roomy:
-            if vni is None or (
-                total_roomy and rib.count_macs(vni) + room <= s.cfg.mac_limit_per_vni
-            ):
+            if _room_for(s, vni, len(routes)):
                 roomy.add(vni)
             elif not _within_limits(s, route, vni):
                 continue
@@ -165,15 +161,22 @@ def _announced(s: State, peer: str, routes: tuple[Route, ...], now: float) -> No
         s.counters["rejected:vni-not-local"] += not_local
 
 
+def _room_for(s: State, vni: int | None, macs: int) -> bool:
+    """Whether ``macs`` new MACs in ``vni`` (None: imported nowhere) stay within the MAC
+    limits, of the VNI and in all."""
+    return vni is None or (
+        s.rib.count_macs(vni) + macs <= s.cfg.mac_limit_per_vni
+        and s.rib.mac_total + macs <= s.cfg.mac_limit
+    )
+
+
 def _within_limits(s: State, route: MacRoute, vni: int | None) -> bool:
-    if vni is None or s.rib.knows_mac(vni, route.key.mac):
-        return True  # not imported, or a MAC we already hold: no new entry
+    if vni is None or s.rib.knows_mac(vni, route.key.mac) or _room_for(s, vni, 1):
+        return True  # not imported, a MAC we already hold (no new entry), or room for it
     if s.rib.count_macs(vni) >= s.cfg.mac_limit_per_vni:
         limit = f"VNI {vni} holds {s.cfg.mac_limit_per_vni} remote MACs (mac-limit-per-vni)"
-    elif s.rib.mac_total >= s.cfg.mac_limit:
-        limit = f"{s.cfg.mac_limit} remote MACs in all (mac-limit)"
     else:
-        return True
+        limit = f"{s.cfg.mac_limit} remote MACs in all (mac-limit)"
     if s.counters["rejected:mac-limit"] == 0 or log.isEnabledFor(logging.DEBUG):
         log.warning("refusing new MAC %s: %s", route.key.mac, limit)
     s.counters["rejected:mac-limit"] += 1

@@ -36,7 +36,6 @@ _HEADER = struct.Struct("=IHHII")  # nlmsghdr
 _IFINFO = struct.Struct("=BxHiII")  # ifinfomsg: family, type, index, flags, change
 _ATTR = struct.Struct("=HH")
 _VLAN_INFO = struct.Struct("=HH")  # struct bridge_vlan_info: flags, vid
-_U16 = struct.Struct("=H")
 
 
 def _attrs(data: bytes, start: int, end: int) -> Iterator[tuple[int, bytes]]:
@@ -55,6 +54,10 @@ def _string(value: bytes) -> str:
 
 def _u32(value: bytes) -> int:
     return int(struct.unpack_from("=I", value)[0]) if len(value) >= 4 else 0
+
+
+def _u16(value: bytes) -> int:
+    return int(struct.unpack_from("=H", value)[0]) if len(value) >= 2 else 0
 
 
 def link_of(data: bytes) -> Link:
@@ -108,7 +111,7 @@ def link_of(data: bytes) -> Link:
         )
     vlan_id = None
     if kind == "vlan" and len(raw := fields.get(IFLA_VLAN_ID, b"")) >= 2:
-        vlan_id = int(struct.unpack_from("=H", raw)[0])
+        vlan_id = _u16(raw)
     return OtherLink(
         ifindex=ifindex,
         name=name,
@@ -140,7 +143,6 @@ def port_vlans_of(data: bytes) -> PortVlans:
                 vid_value = fields.get(IFLA_BRIDGE_VLAN_TUNNEL_VID, b"")
                 if len(tunnel_id) < 4 or len(vid_value) < 2:
                     continue  # an entry without both is no mapping
-                flags_value = fields.get(IFLA_BRIDGE_VLAN_TUNNEL_FLAGS, b"")
-                tunnel_flags = _U16.unpack_from(flags_value)[0] if len(flags_value) >= 2 else 0
-                tunnel_infos.append((tunnel_flags, _U16.unpack_from(vid_value)[0], _u32(tunnel_id)))
+                tunnel_flags = _u16(fields.get(IFLA_BRIDGE_VLAN_TUNNEL_FLAGS, b""))
+                tunnel_infos.append((tunnel_flags, _u16(vid_value), _u32(tunnel_id)))
     return port_vlans(ifindex, vlan_infos, tunnel_infos)
