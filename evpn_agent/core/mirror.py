@@ -18,15 +18,19 @@ Prior = str | bool | None
 
 @dataclass
 class Mirror:
-    """Read ``fdb`` and ``neigh`` directly; change them through the methods, which keep the
-    per-device indexes: a device's entries are asked for per VNI (every reconcile, every
-    sweep, a VNI leaving), and must not cost a scan of every VNI's entries."""
+    """Read ``flood`` and ``neigh`` directly, FDB entries through ``fdb_dst`` and
+    ``fdb_on``; change them through the methods. A device's entries are asked for per VNI
+    (every reconcile, every sweep, a VNI leaving), and must not cost a scan of every VNI's
+    entries."""
 
-    fdb: dict[DeviceMac, str] = field(default_factory=dict)  # -> VTEP (dst)
+    # VXLAN ifindex -> our FDB entries on it -> VTEP (dst). Kept per device, not flat with a
+    # per-device index beside it: a burst's write (100,000 of them) then changes one table,
+    # not two, a tenth of recording and planning a withdraw burst.
+    fdb_by_dev: dict[int, dict[DeviceMac, str]] = field(default_factory=dict)
     flood: dict[int, set[str]] = field(default_factory=dict)  # VXLAN ifindex -> VTEPs
     neigh: dict[DeviceIp, str] = field(default_factory=dict)  # -> MAC
-    # ifindex -> its keys (dicts as insertion-ordered sets)
-    _fdb_of: dict[int, dict[DeviceMac, None]] = field(default_factory=dict)
+    # ifindex -> its keys (dicts as insertion-ordered sets); a MAC+IP burst writes the MAC
+    # too, so the neighbour's second table is the smaller part of it
     _neigh_of: dict[int, dict[DeviceIp, None]] = field(default_factory=dict)
     # While rebuilt from a dump (``rebuilding``): the previous mirror's keys, stored instead
     # of the dump's equal ones.
@@ -44,7 +48,7 @@ class Mirror:
         then all die with it: kept, a few among its ~200,000 pinned Python's memory arenas,
         and RSS grew a step at every reconcile of a table that kept changing."""
         mirror = cls()
-        mirror._keys = {key: key for key in old.fdb}
+        mirror._keys = {key: key for entries in old.fdb_by_dev.values() for key in entries}
         mirror._keys.update((key, key) for key in old.neigh)
         mirror._macs = old.neigh
         return mirror
@@ -56,7 +60,7 @@ class Mirror:
     def sizes(self) -> dict[str, TableSize]:
         """Our kernel entries as mirrored, with their per-device indexes (``show memory``)."""
         return {
-            "kernel-fdb": indexed(size_of(self.fdb), size_of(self._fdb_of, 1)),
+            "kernel-fdb": size_of(self.fdb_by_dev, 1),
             "kernel-flood": size_of(self.flood, 1),
             "kernel-neigh": indexed(size_of(self.neigh), size_of(self._neigh_of, 1)),
         }
@@ -64,14 +68,15 @@ class Mirror:
     def record(self, op: Op) -> Prior:
         """A write handed to the kernel; returns what the entry was before, for ``restore``."""
         if type(op) is AddFdb:  # most of a burst: tested first
+            entries = self.fdb_by_dev.get(op.ifindex)
+            if entries is None:  # not setdefault: no new dict per entry recorded
+                entries = self.fdb_by_dev[op.ifindex] = {}
             key = build(DeviceMac, (op.ifindex, op.mac, op.vlan))
-            before = self.fdb.get(key)
-            self.fdb[key] = op.dst
-            if before is None:
-                _index(self._fdb_of, op.ifindex, key)
+            before = entries.get(key)
+            entries[key] = op.dst
             return before
         if type(op) is DelFdb:
-            return self.pop_fdb(build(DeviceMac, (op.ifindex, op.mac, op.vlan)))
+            return self.pop_fdb(op)  # type: ignore[arg-type]  # its own key (see DelFdb)
         if isinstance(op, AddFlood | DelFlood):
             vteps = self.flood.get(op.ifindex)
             held = vteps is not None and op.dst in vteps
@@ -108,16 +113,30 @@ class Mirror:
             else:
                 self.pop_neigh(key_ip)
 
+    def fdb_dst(self, key: DeviceMac) -> str | None:
+        """The VTEP of our entry ``key``; None if we hold none."""
+        entries = self.fdb_by_dev.get(key.ifindex)
+        return entries.get(key) if entries is not None else None
+
+    def fdb_entries(self) -> dict[DeviceMac, str]:
+        """Every FDB entry, all devices' in one new table (tests, rare callers: a copy)."""
+        return {key: dst for entries in self.fdb_by_dev.values() for key, dst in entries.items()}
+
     def set_fdb(self, key: DeviceMac, dst: str) -> None:
         if self._keys:
             key = self._keys.get(key, key)  # type: ignore[assignment]
-        self.fdb[key] = dst
-        _index(self._fdb_of, key.ifindex, key)
+        entries = self.fdb_by_dev.get(key.ifindex)
+        if entries is None:
+            entries = self.fdb_by_dev[key.ifindex] = {}
+        entries[key] = dst
 
     def pop_fdb(self, key: DeviceMac) -> str | None:
-        dst = self.fdb.pop(key, None)
-        if dst is not None:
-            _unindex(self._fdb_of, key.ifindex, key)
+        entries = self.fdb_by_dev.get(key.ifindex)
+        if entries is None:
+            return None
+        dst = entries.pop(key, None)
+        if not entries:
+            del self.fdb_by_dev[key.ifindex]
         return dst
 
     def set_neigh(self, key: DeviceIp, mac: str) -> None:
@@ -135,15 +154,14 @@ class Mirror:
         return mac
 
     def fdb_on(self, ifindex: int) -> list[DeviceMac]:
-        return list(self._fdb_of.get(ifindex, ()))
+        return list(self.fdb_by_dev.get(ifindex, ()))
 
     def neigh_on(self, ifindex: int) -> list[DeviceIp]:
         return list(self._neigh_of.get(ifindex, ()))
 
     def forget_fdb(self, ifindex: int) -> None:
         """The kernel flushed a device's FDB entries (it went down) without telling us."""
-        for key in self._fdb_of.pop(ifindex, {}):
-            del self.fdb[key]
+        self.fdb_by_dev.pop(ifindex, None)
 
     def forget(self, ifindex: int) -> None:
         self.forget_fdb(ifindex)

@@ -132,7 +132,7 @@ class _Belief(NamedTuple):
     the links with new objects, so those are taken as they are; it empties the local
     tables in place, so those are copied."""
 
-    fdb: dict[DeviceMac, str]
+    fdb: dict[int, dict[DeviceMac, str]]  # per device (no empty ones)
     flood: dict[int, set[str]]
     neigh: dict[DeviceIp, str]
     links: dict[int, Link]
@@ -143,7 +143,7 @@ class _Belief(NamedTuple):
 def _belief(s: State) -> _Belief:
     m, v = s.mirror, s.view
     flood = {ifindex: vteps for ifindex, vteps in m.flood.items() if vteps}
-    return _Belief(m.fdb, flood, m.neigh, v.links, dict(v.fdb), dict(v.neigh))
+    return _Belief(m.fdb_by_dev, flood, m.neigh, v.links, dict(v.fdb), dict(v.neigh))
 
 
 def on_kernel(s: State, events: Iterable[KernelEvent], now: float | None = None) -> bool:
@@ -192,7 +192,7 @@ def _fdb_seen(s: State, entry: FdbEntry) -> None:
                 s.mirror.flood.setdefault(entry.ifindex, set()).add(entry.dst)
         elif entry.flags & NTF_EXT_LEARNED and entry.flags & NTF_SELF and entry.dst:
             ours = build(DeviceMac, (entry.ifindex, entry.mac, entry.vlan))
-            if s.mirror.fdb.get(ours) != entry.dst:
+            if s.mirror.fdb_dst(ours) != entry.dst:
                 s.mirror.set_fdb(ours, entry.dst)
                 if lv.vni not in s.dirty.vnis:  # else planned with all the VNI's keys
                     s.dirty.fdb.add(build(VniMac, (lv.vni, entry.mac)))
@@ -303,7 +303,11 @@ def local_changed(s: State, key: VniMac, *, learned: bool) -> None:
     lv = view.vnis.get(vni)
     # Our remote entry for the MAC depends on it only if there is one, or a remote route
     # for it: a rack of new local MACs plans no kernel step (half of planning them).
-    if lv is None or remote or build(DeviceMac, (lv.vxlan_ifindex, mac, lv.vlan)) in s.mirror.fdb:
+    if (
+        lv is None
+        or remote
+        or s.mirror.fdb_dst(build(DeviceMac, (lv.vxlan_ifindex, mac, lv.vlan))) is not None
+    ):
         s.dirty.fdb.add(key)
     s.dirty_adverts.add(build(AdvertKey, (vni, mac, None)))
     if lv is not None and (ips := view.ips_of(lv, mac)):

@@ -87,7 +87,8 @@ def fdb(
         want = best.vtep
         lost_to = best if local is not None else None
     entry = build(DeviceMac, (lv.vxlan_ifindex, key.mac, lv.vlan))
-    have = mirror.fdb.get(entry)
+    on_dev = mirror.fdb_by_dev.get(lv.vxlan_ifindex)
+    have = on_dev.get(entry) if on_dev is not None else None
     op: Op | None = None
     kept = False
     if want is not None:

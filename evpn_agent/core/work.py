@@ -246,7 +246,7 @@ def kernel_settled(
         # An entry we removed is no longer one "wanted earlier in this run": the sets stay
         # as large as the tables, not as every MAC ever seen (hours of churn).
         if isinstance(op, DelFdb):  # a withdraw burst's: tested first
-            s.touched_fdb.discard(build(DeviceMac, (op.ifindex, op.mac, op.vlan)))
+            s.touched_fdb.discard(op)  # its own key (see DelFdb)
         elif isinstance(op, AddNeigh):
             # Ours replaced any entry the SVI had learned (its echo is filtered out).
             svi_vni = s.view.by_svi.get(op.ifindex)

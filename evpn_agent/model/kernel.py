@@ -203,7 +203,9 @@ class AddFdb(NamedTuple):
 
 
 class DelFdb(NamedTuple):
-    """Remove a remote MAC: both the bridge and the VXLAN entry."""
+    """Remove a remote MAC: both the bridge and the VXLAN entry. Its fields are DeviceMac's,
+    in order: equal to the key of the entry it removes, it finds that entry in the core's
+    tables without a key built for it (a withdraw burst's 100,000)."""
 
     ifindex: int
     mac: str

@@ -274,12 +274,12 @@ def test_a_matching_dump_leaves_the_tables_holding_what_they_held() -> None:
         dict(state.view.fdb),
         dict(state.view.neigh),
     )
-    keys = {id(k) for k in state.mirror.fdb}
+    keys = {id(k) for k in state.mirror.fdb_entries()}
     state.now = 30
     state.load_snapshot(KernelSnapshot(links(), EVERYTHING, (neigh(),), True))  # type: ignore[arg-type]
     assert not state.drift.compare  # the match without comparing
     assert state.mirror is mirror and state.view.links is links_before
-    assert {id(k) for k in state.mirror.fdb} == keys
+    assert {id(k) for k in state.mirror.fdb_entries()} == keys
     assert state.view.fdb == fdb and state.view.neigh == neigh_table
     assert all(a is b for a, b in zip(state.view.fdb, fdb, strict=True))
 

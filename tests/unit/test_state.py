@@ -602,7 +602,7 @@ def test_what_was_removed_is_forgotten_so_churn_does_not_grow_the_state() -> Non
         assert {type(op) for op in flush(state)} == {DelFdb, DelNeigh, DelFlood}
     assert state.touched_fdb == set() and state.touched_neigh == set()
     assert state.touched_flood == set()
-    assert state.mirror.fdb == {} and state.mirror.neigh == {}
+    assert state.mirror.fdb_by_dev == {} and state.mirror.neigh == {}
 
 
 def test_a_reconcile_keeps_the_objects_of_what_did_not_change() -> None:
@@ -613,7 +613,7 @@ def test_a_reconcile_keeps_the_objects_of_what_did_not_change() -> None:
     others = [f"02:00:5e:00:01:{n:02x}" for n in range(3)]
     state.on_bgp([RouteAnnounced(RR, mac_route(mac)) for mac in others], 1)
     flush(state)
-    old_keys = {key: key for key in state.mirror.fdb}
+    old_keys = {key: key for key in state.mirror.fdb_entries()}
     old_local = {key: key for key in state.view.fdb}
     old_links = dict(state.view.links)
 
@@ -627,7 +627,7 @@ def test_a_reconcile_keeps_the_objects_of_what_did_not_change() -> None:
         learned(fresh(HOST_MAC)),
     )  # fmt: skip
     state.load_snapshot(KernelSnapshot(links(), kernel, ()))  # type: ignore[arg-type]
-    kept = {key: key for key in state.mirror.fdb}
+    kept = {key: key for key in state.mirror.fdb_entries()}
     assert set(kept) == {DeviceMac(VX, mac, None) for mac in others[:2]}  # the third: gone
     assert all(kept[key] is old_keys[key] for key in kept)
     assert all(key is old_local[key] for key in state.view.fdb)

@@ -20,7 +20,7 @@ def test_a_round_planned_while_a_batch_is_in_flight_does_not_write_it_again() ->
     state.on_bgp([RouteAnnounced(RR, mac_route()), RouteAnnounced(RR, imet())], 1.1)
     assert state.take_kernel_ops() == []
     state.kernel_settled(written, [])
-    assert state.mirror.fdb[ENTRY] == "192.0.2.22"
+    assert state.mirror.fdb_dst(ENTRY) == "192.0.2.22"
     assert state.counters["kernel-ops"] == 2
 
 
@@ -29,9 +29,9 @@ def test_a_refused_write_is_put_back_and_retried() -> None:
     state.on_bgp([RouteAnnounced(RR, mac_route())], 1)
     ops = state.take_kernel_ops()
     written = state.kernel_submitted(ops)
-    assert state.mirror.fdb[ENTRY] == "192.0.2.22"  # counted as done while in flight
+    assert state.mirror.fdb_dst(ENTRY) == "192.0.2.22"  # counted as done while in flight
     state.kernel_settled(written, ops)
-    assert ENTRY not in state.mirror.fdb
+    assert state.mirror.fdb_dst(ENTRY) is None
     assert state.counters["kernel-failures"] == 1
     state.tick(3.0)  # past the first backoff
     assert state.take_kernel_ops() == ops
@@ -45,7 +45,7 @@ def test_a_refused_move_puts_back_the_old_vtep() -> None:
     ops = state.take_kernel_ops()
     assert ops == [AddFdb(VX, ENTRY.mac, OTHER_VTEP)]
     state.kernel_settled(state.kernel_submitted(ops), ops)
-    assert state.mirror.fdb[ENTRY] == "192.0.2.22"
+    assert state.mirror.fdb_dst(ENTRY) == "192.0.2.22"
 
 
 def test_a_refused_write_does_not_undo_a_later_one_of_the_batch() -> None:
@@ -53,11 +53,11 @@ def test_a_refused_write_does_not_undo_a_later_one_of_the_batch() -> None:
     first, later = AddFdb(VX, ENTRY.mac, "192.0.2.22"), AddFdb(VX, ENTRY.mac, OTHER_VTEP)
     written = state.kernel_submitted([first, later])
     state.kernel_settled(written, [first])
-    assert state.mirror.fdb[ENTRY] == OTHER_VTEP
+    assert state.mirror.fdb_dst(ENTRY) == OTHER_VTEP
     # ... and when both are refused, the entry is as before the batch: absent
     written = state.kernel_submitted([DelFdb(VX, ENTRY.mac), first])
     state.kernel_settled(written, [DelFdb(VX, ENTRY.mac), first])
-    assert state.mirror.fdb[ENTRY] == OTHER_VTEP
+    assert state.mirror.fdb_dst(ENTRY) == OTHER_VTEP
 
 
 def test_a_refused_removal_puts_the_entry_back() -> None:
@@ -68,7 +68,7 @@ def test_a_refused_removal_puts_the_entry_back() -> None:
     ops = state.take_kernel_ops()
     assert len(ops) == 2
     state.kernel_settled(state.kernel_submitted(ops), ops)
-    assert state.mirror.fdb[ENTRY] == "192.0.2.22"
+    assert state.mirror.fdb_dst(ENTRY) == "192.0.2.22"
     assert state.mirror.flood[VX] == {"192.0.2.22"}
     assert ENTRY in state.touched_fdb  # still one this run wanted: removable by the retry
 
@@ -82,7 +82,7 @@ def test_a_refused_removal_on_a_device_gone_meanwhile_is_not_put_back() -> None:
     written = state.kernel_submitted(ops)
     state.on_kernel([LinkRemoved(VX, "vxlan100")], 2.5)  # the writes failed: it was gone
     state.kernel_settled(written, ops)
-    assert ENTRY not in state.mirror.fdb and not state.mirror.flood.get(VX)
+    assert state.mirror.fdb_dst(ENTRY) is None and not state.mirror.flood.get(VX)
     state.tick(100.0)
     assert state.take_kernel_ops() == []  # nothing to retry on a device that is gone
 
