@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from evpn_agent.core.sizes import TableSize, indexed, size_of
+from evpn_agent.core.sizes import TableSize, size_of
 from evpn_agent.model import AddFdb, AddFlood, AddNeigh, DelFdb, DelFlood, DelNeigh, Op, build
 from evpn_agent.model.keys import DeviceIp, DeviceMac
 
@@ -18,20 +18,20 @@ Prior = str | bool | None
 
 @dataclass
 class Mirror:
-    """Read ``flood`` and ``neigh`` directly, FDB entries through ``fdb_dst`` and
-    ``fdb_on``; change them through the methods. A device's entries are asked for per VNI
-    (every reconcile, every sweep, a VNI leaving), and must not cost a scan of every VNI's
-    entries."""
+    """Read the tables directly (``fdb_dst``, ``neigh_mac`` for one entry); change them
+    through the methods.
 
-    # VXLAN ifindex -> our FDB entries on it -> VTEP (dst). Kept per device, not flat with a
-    # per-device index beside it: a burst's write (100,000 of them) then changes one table,
-    # not two, a tenth of recording and planning a withdraw burst.
+    Entries are kept per device: a device's entries are asked for per VNI (every
+    reconcile, every sweep, a VNI leaving) and must not cost a scan of every VNI's; and
+    kept that way, not in one flat table with a per-device index beside it, a burst's
+    write (100,000 of them) changes one table, not two (a tenth of recording and planning
+    a withdraw burst). A device without entries has no table."""
+
+    # VXLAN ifindex -> our FDB entries on it -> VTEP (dst)
     fdb_by_dev: dict[int, dict[DeviceMac, str]] = field(default_factory=dict)
     flood: dict[int, set[str]] = field(default_factory=dict)  # VXLAN ifindex -> VTEPs
-    neigh: dict[DeviceIp, str] = field(default_factory=dict)  # -> MAC
-    # ifindex -> its keys (dicts as insertion-ordered sets); a MAC+IP burst writes the MAC
-    # too, so the neighbour's second table is the smaller part of it
-    _neigh_of: dict[int, dict[DeviceIp, None]] = field(default_factory=dict)
+    # SVI ifindex -> our neighbours on it -> MAC
+    neigh_by_dev: dict[int, dict[DeviceIp, str]] = field(default_factory=dict)
     # While rebuilt from a dump (``rebuilding``): the previous mirror's keys, stored instead
     # of the dump's equal ones.
     _keys: dict[DeviceMac | DeviceIp, DeviceMac | DeviceIp] = field(
@@ -48,9 +48,9 @@ class Mirror:
         then all die with it: kept, a few among its ~200,000 pinned Python's memory arenas,
         and RSS grew a step at every reconcile of a table that kept changing."""
         mirror = cls()
-        mirror._keys = {key: key for entries in old.fdb_by_dev.values() for key in entries}
-        mirror._keys.update((key, key) for key in old.neigh)
-        mirror._macs = old.neigh
+        mirror._keys = {key: key for key in _every(old.fdb_by_dev)}
+        mirror._macs = _every(old.neigh_by_dev)
+        mirror._keys.update((key, key) for key in mirror._macs)
         return mirror
 
     def rebuilt(self) -> None:
@@ -58,25 +58,33 @@ class Mirror:
         self._macs = {}
 
     def sizes(self) -> dict[str, TableSize]:
-        """Our kernel entries as mirrored, with their per-device indexes (``show memory``)."""
+        """Our kernel entries as mirrored, with their per-device tables (``show memory``)."""
         return {
             "kernel-fdb": size_of(self.fdb_by_dev, 1),
             "kernel-flood": size_of(self.flood, 1),
-            "kernel-neigh": indexed(size_of(self.neigh), size_of(self._neigh_of, 1)),
+            "kernel-neigh": size_of(self.neigh_by_dev, 1),
         }
 
     def record(self, op: Op) -> Prior:
         """A write handed to the kernel; returns what the entry was before, for ``restore``."""
-        if type(op) is AddFdb:  # most of a burst: tested first
+        # A burst's writes (100,000 of them) are these two: _put and _take spelled out.
+        if type(op) is AddFdb:
             entries = self.fdb_by_dev.get(op.ifindex)
-            if entries is None:  # not setdefault: no new dict per entry recorded
+            if entries is None:
                 entries = self.fdb_by_dev[op.ifindex] = {}
             key = build(DeviceMac, (op.ifindex, op.mac, op.vlan))
             before = entries.get(key)
             entries[key] = op.dst
             return before
         if type(op) is DelFdb:
-            return self.pop_fdb(op)  # type: ignore[arg-type]  # its own key (see DelFdb)
+            entries = self.fdb_by_dev.get(op.ifindex)
+            if entries is None:
+                return None
+            gone: DeviceMac = op  # type: ignore[assignment]  # its own key (see DelFdb)
+            before = entries.pop(gone, None)
+            if not entries:
+                del self.fdb_by_dev[op.ifindex]
+            return before
         if isinstance(op, AddFlood | DelFlood):
             vteps = self.flood.get(op.ifindex)
             held = vteps is not None and op.dst in vteps
@@ -86,10 +94,7 @@ class Mirror:
                 vteps.discard(op.dst)
             return held
         if isinstance(op, AddNeigh):
-            key_ip = build(DeviceIp, (op.ifindex, op.ip))
-            before = self.neigh.get(key_ip)
-            self.set_neigh(key_ip, op.mac)
-            return before
+            return self.set_neigh(build(DeviceIp, (op.ifindex, op.ip)), op.mac)
         assert isinstance(op, DelNeigh)
         return self.pop_neigh(build(DeviceIp, (op.ifindex, op.ip)))
 
@@ -114,50 +119,47 @@ class Mirror:
                 self.pop_neigh(key_ip)
 
     def fdb_dst(self, key: DeviceMac) -> str | None:
-        """The VTEP of our entry ``key``; None if we hold none."""
+        """The VTEP of our FDB entry ``key``; None if we hold none."""
         entries = self.fdb_by_dev.get(key.ifindex)
         return entries.get(key) if entries is not None else None
 
+    def neigh_mac(self, key: DeviceIp) -> str | None:
+        """The MAC of our neighbour ``key``; None if we hold none."""
+        entries = self.neigh_by_dev.get(key.ifindex)
+        return entries.get(key) if entries is not None else None
+
     def fdb_entries(self) -> dict[DeviceMac, str]:
-        """Every FDB entry, all devices' in one new table (tests, rare callers: a copy)."""
-        return {key: dst for entries in self.fdb_by_dev.values() for key, dst in entries.items()}
+        """Every FDB entry in one new table (a copy, for rare callers)."""
+        return _every(self.fdb_by_dev)
+
+    def neigh_entries(self) -> dict[DeviceIp, str]:
+        """Every neighbour in one new table (a copy, for rare callers)."""
+        return _every(self.neigh_by_dev)
 
     def set_fdb(self, key: DeviceMac, dst: str) -> None:
         if self._keys:
             key = self._keys.get(key, key)  # type: ignore[assignment]
-        entries = self.fdb_by_dev.get(key.ifindex)
-        if entries is None:
-            entries = self.fdb_by_dev[key.ifindex] = {}
-        entries[key] = dst
+        _put(self.fdb_by_dev, key, dst)
 
     def pop_fdb(self, key: DeviceMac) -> str | None:
-        entries = self.fdb_by_dev.get(key.ifindex)
-        if entries is None:
-            return None
-        dst = entries.pop(key, None)
-        if not entries:
-            del self.fdb_by_dev[key.ifindex]
-        return dst
+        return _take(self.fdb_by_dev, key)
 
-    def set_neigh(self, key: DeviceIp, mac: str) -> None:
+    def set_neigh(self, key: DeviceIp, mac: str) -> str | None:
+        """Returns the MAC the neighbour had (None: it was not ours)."""
         if self._keys:
             key = self._keys.get(key, key)  # type: ignore[assignment]
             if (held := self._macs.get(key)) == mac:
                 mac = held
-        self.neigh[key] = mac
-        _index(self._neigh_of, key.ifindex, key)
+        return _put(self.neigh_by_dev, key, mac)
 
     def pop_neigh(self, key: DeviceIp) -> str | None:
-        mac = self.neigh.pop(key, None)
-        if mac is not None:
-            _unindex(self._neigh_of, key.ifindex, key)
-        return mac
+        return _take(self.neigh_by_dev, key)
 
     def fdb_on(self, ifindex: int) -> list[DeviceMac]:
         return list(self.fdb_by_dev.get(ifindex, ()))
 
     def neigh_on(self, ifindex: int) -> list[DeviceIp]:
-        return list(self._neigh_of.get(ifindex, ()))
+        return list(self.neigh_by_dev.get(ifindex, ()))
 
     def forget_fdb(self, ifindex: int) -> None:
         """The kernel flushed a device's FDB entries (it went down) without telling us."""
@@ -166,24 +168,29 @@ class Mirror:
     def forget(self, ifindex: int) -> None:
         self.forget_fdb(ifindex)
         self.flood.pop(ifindex, None)
-        for key in self._neigh_of.pop(ifindex, {}):
-            del self.neigh[key]
+        self.neigh_by_dev.pop(ifindex, None)
 
 
-def _unindex(
-    index: dict[int, dict[DeviceMac, None]] | dict[int, dict[DeviceIp, None]],
-    ifindex: int,
-    key: DeviceMac | DeviceIp,
-) -> None:
-    keys = index.get(ifindex)
-    if keys is not None:
-        keys.pop(key, None)  # type: ignore[arg-type]
-        if not keys:
-            del index[ifindex]
+def _put(table: dict[int, dict[_K, str]], key: _K, value: str) -> str | None:
+    """Store ``key``'s entry on its device; returns what it was (None: absent)."""
+    entries = table.get(key.ifindex)
+    if entries is None:  # not setdefault: no new dict per entry recorded
+        entries = table[key.ifindex] = {}
+    before = entries.get(key)
+    entries[key] = value
+    return before
 
 
-def _index(index: dict[int, dict[_K, None]], ifindex: int, key: _K) -> None:
-    keys = index.get(ifindex)
-    if keys is None:  # not setdefault: no new dict per entry recorded
-        keys = index[ifindex] = {}
-    keys[key] = None
+def _take(table: dict[int, dict[_K, str]], key: _K) -> str | None:
+    """Drop ``key``'s entry (and its device's table with its last one); what it was."""
+    entries = table.get(key.ifindex)
+    if entries is None:
+        return None
+    before = entries.pop(key, None)
+    if not entries:
+        del table[key.ifindex]
+    return before
+
+
+def _every(table: dict[int, dict[_K, str]]) -> dict[_K, str]:
+    return {key: value for entries in table.values() for key, value in entries.items()}

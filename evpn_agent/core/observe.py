@@ -134,7 +134,7 @@ class _Belief(NamedTuple):
 
     fdb: dict[int, dict[DeviceMac, str]]  # per device (no empty ones)
     flood: dict[int, set[str]]
-    neigh: dict[DeviceIp, str]
+    neigh: dict[int, dict[DeviceIp, str]]  # per device (no empty ones)
     links: dict[int, Link]
     local_fdb: dict[BridgeMac, LocalMac]
     local_neigh: dict[DeviceIp, str]
@@ -143,7 +143,7 @@ class _Belief(NamedTuple):
 def _belief(s: State) -> _Belief:
     m, v = s.mirror, s.view
     flood = {ifindex: vteps for ifindex, vteps in m.flood.items() if vteps}
-    return _Belief(m.fdb_by_dev, flood, m.neigh, v.links, dict(v.fdb), dict(v.neigh))
+    return _Belief(m.fdb_by_dev, flood, m.neigh_by_dev, v.links, dict(v.fdb), dict(v.neigh))
 
 
 def on_kernel(s: State, events: Iterable[KernelEvent], now: float | None = None) -> bool:

@@ -124,7 +124,7 @@ def neigh(view: LocalView, rib: Rib, mirror: Mirror, key: VniIp, sweep: Sweep) -
     best = rib.best_ip(key.vni, key.ip)
     want = best.key.mac if best is not None else None
     entry = build(DeviceIp, (lv.svi_ifindex, key.ip))
-    have = mirror.neigh.get(entry)
+    have = mirror.neigh_mac(entry)
     if want is not None:
         return Step(AddNeigh(lv.svi_ifindex, key.ip, want) if want != have else None, True)
     if have is not None and (sweep.enabled or entry in sweep.neigh):

@@ -372,8 +372,8 @@ def test_a_rebuilt_mirror_keeps_the_bindings_it_held() -> None:
     """A dump that differs somewhere rebuilds the mirror: a binding the dump shows as the
     mirror held it keeps the mirror's MAC string, so the dump's copies all die with it."""
     state = converged()
-    held = state.mirror.neigh[DeviceIp(BR, IP)]
+    held = state.mirror.neigh_mac(DeviceIp(BR, IP))
     same = "".join(REMOTE_MAC)  # equal, another object
     assert same is not held
     reconcile(state, (fdb(),), (neigh(mac=same),), 10)  # the flood entry missing
-    assert state.mirror.neigh[DeviceIp(BR, IP)] is held
+    assert state.mirror.neigh_mac(DeviceIp(BR, IP)) is held

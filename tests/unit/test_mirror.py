@@ -25,7 +25,7 @@ def test_a_devices_entries_come_from_its_own_table() -> None:
         mirror.record(AddNeigh(ifindex + 100, "198.51.100.1", "02:00:5e:00:00:01"))
     mirror.record(DelFdb(11, "02:00:5e:00:00:01"))
     mirror.record(DelNeigh(113, "198.51.100.1"))
-    mirror.fdb_by_dev, mirror.neigh = NoScan(mirror.fdb_by_dev), NoScan(mirror.neigh)
+    mirror.fdb_by_dev, mirror.neigh_by_dev = NoScan(mirror.fdb_by_dev), NoScan(mirror.neigh_by_dev)
     assert mirror.fdb_on(11) == [DeviceMac(11, "02:00:5e:00:00:00", None),
                                  DeviceMac(11, "02:00:5e:00:00:02", None)]  # fmt: skip
     assert len(mirror.fdb_on(13)) == 3
@@ -41,7 +41,7 @@ def test_forgetting_a_device_forgets_its_entries_only() -> None:
     mirror.flood[11] = {"192.0.2.22"}
     mirror.forget(11)
     assert mirror.fdb_entries() == {DeviceMac(13, "02:00:5e:00:00:01", None): "192.0.2.22"}
-    assert mirror.neigh == {} and 11 not in mirror.flood
+    assert mirror.neigh_by_dev == {} and 11 not in mirror.flood
     assert mirror.fdb_on(11) == [] and mirror.neigh_on(11) == []
     assert mirror.pop_fdb(DeviceMac(13, "02:00:5e:00:00:01", None)) == "192.0.2.22"
     assert mirror.fdb_on(13) == [] and mirror.pop_fdb(DeviceMac(13, "x", None)) is None

@@ -602,7 +602,7 @@ def test_what_was_removed_is_forgotten_so_churn_does_not_grow_the_state() -> Non
         assert {type(op) for op in flush(state)} == {DelFdb, DelNeigh, DelFlood}
     assert state.touched_fdb == set() and state.touched_neigh == set()
     assert state.touched_flood == set()
-    assert state.mirror.fdb_by_dev == {} and state.mirror.neigh == {}
+    assert state.mirror.fdb_by_dev == {} and state.mirror.neigh_by_dev == {}
 
 
 def test_a_reconcile_keeps_the_objects_of_what_did_not_change() -> None:
