@@ -404,6 +404,15 @@ def keys_of_vni(s: State, vni: int) -> Dirty:
 
 def _retire(s: State, lv: LocalVni) -> None:
     s.retired.extend(plan.retire(lv, s.mirror, s.view.links.keys()))
+    # The entries wanted earlier go with the mirror's: a device deleted with its VNI takes
+    # them along, and no removal of ours would take them out of these sets (every VNI
+    # deleted left its MACs there for the agent's life).
+    s.touched_fdb.difference_update(s.mirror.fdb_on(lv.vxlan_ifindex))
+    s.touched_flood.difference_update(
+        (lv.vxlan_ifindex, vtep) for vtep in s.mirror.flood.get(lv.vxlan_ifindex, ())
+    )
+    if lv.svi_ifindex is not None:
+        s.touched_neigh.difference_update(s.mirror.neigh_on(lv.svi_ifindex))
     s.mirror.forget(lv.vxlan_ifindex)
     if lv.svi_ifindex is not None:
         s.mirror.forget(lv.svi_ifindex)

@@ -605,6 +605,23 @@ def test_what_was_removed_is_forgotten_so_churn_does_not_grow_the_state() -> Non
     assert state.mirror.fdb_by_dev == {} and state.mirror.neigh_by_dev == {}
 
 
+def test_a_vni_deleted_with_its_devices_leaves_no_wanted_entries_behind() -> None:
+    """A VXLAN device deleted takes our entries with it, and no removal of ours takes them
+    out of the sets of entries wanted earlier: the VNI's retirement forgets them with the
+    mirror, or every VNI deleted left its MACs there for the agent's life."""
+    state = make()
+    state.on_bgp([SessionUp(RR)], 1)
+    routes = [mac_route(ip="198.51.100.22"), mac_route(mac="02:00:5e:00:00:23"), imet()]
+    state.on_bgp([RouteAnnounced(RR, route) for route in routes], 1)
+    flush(state)
+    assert len(state.touched_fdb) == 2 and state.touched_flood and state.touched_neigh
+    state.on_kernel([LinkRemoved(VX, "vxlan100"), LinkRemoved(BR, "br100")])
+    assert flush(state) == []  # nothing left to remove: the devices took it all
+    assert state.touched_fdb == set() and state.touched_flood == set()
+    assert state.touched_neigh == set()
+    assert state.mirror.fdb_by_dev == {} and state.mirror.neigh_by_dev == {}
+
+
 def test_a_reconcile_keeps_the_objects_of_what_did_not_change() -> None:
     """A dump's copies of unchanged entries are dropped, and the tables keep the objects
     they held: a few of the dump's objects kept among its thousands pinned Python's memory
