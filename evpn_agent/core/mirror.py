@@ -18,8 +18,8 @@ Prior = str | bool | None
 
 @dataclass
 class Mirror:
-    """Read the tables directly (``fdb_dst``, ``neigh_mac`` for one entry); change them
-    through the methods.
+    """Read one entry with ``fdb_dst`` or ``neigh_mac``, a device's with ``fdb_on`` or
+    ``neigh_on``; change them through the methods.
 
     Entries are kept per device: a device's entries are asked for per VNI (every
     reconcile, every sweep, a VNI leaving) and must not cost a scan of every VNI's; and
@@ -48,7 +48,7 @@ class Mirror:
         then all die with it: kept, a few among its ~200,000 pinned Python's memory arenas,
         and RSS grew a step at every reconcile of a table that kept changing."""
         mirror = cls()
-        mirror._keys = {key: key for key in _every(old.fdb_by_dev)}
+        mirror._keys = {key: key for entries in old.fdb_by_dev.values() for key in entries}
         mirror._macs = _every(old.neigh_by_dev)
         mirror._keys.update((key, key) for key in mirror._macs)
         return mirror
@@ -67,24 +67,10 @@ class Mirror:
 
     def record(self, op: Op) -> Prior:
         """A write handed to the kernel; returns what the entry was before, for ``restore``."""
-        # A burst's writes (100,000 of them) are these two: _put and _take spelled out.
-        if type(op) is AddFdb:
-            entries = self.fdb_by_dev.get(op.ifindex)
-            if entries is None:
-                entries = self.fdb_by_dev[op.ifindex] = {}
-            key = build(DeviceMac, (op.ifindex, op.mac, op.vlan))
-            before = entries.get(key)
-            entries[key] = op.dst
-            return before
+        if type(op) is AddFdb:  # most of a burst: tested first
+            return _put(self.fdb_by_dev, build(DeviceMac, (op.ifindex, op.mac, op.vlan)), op.dst)
         if type(op) is DelFdb:
-            entries = self.fdb_by_dev.get(op.ifindex)
-            if entries is None:
-                return None
-            gone: DeviceMac = op  # type: ignore[assignment]  # its own key (see DelFdb)
-            before = entries.pop(gone, None)
-            if not entries:
-                del self.fdb_by_dev[op.ifindex]
-            return before
+            return _take(self.fdb_by_dev, op)  # type: ignore[misc]  # its own key (see DelFdb)
         if isinstance(op, AddFlood | DelFlood):
             vteps = self.flood.get(op.ifindex)
             held = vteps is not None and op.dst in vteps
@@ -129,12 +115,8 @@ class Mirror:
         return entries.get(key) if entries is not None else None
 
     def fdb_entries(self) -> dict[DeviceMac, str]:
-        """Every FDB entry in one new table (a copy, for rare callers)."""
+        """Every FDB entry in one new table (a copy, for tests and rare callers)."""
         return _every(self.fdb_by_dev)
-
-    def neigh_entries(self) -> dict[DeviceIp, str]:
-        """Every neighbour in one new table (a copy, for rare callers)."""
-        return _every(self.neigh_by_dev)
 
     def set_fdb(self, key: DeviceMac, dst: str) -> None:
         if self._keys:

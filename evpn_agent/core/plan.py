@@ -87,8 +87,7 @@ def fdb(
         want = best.vtep
         lost_to = best if local is not None else None
     entry = build(DeviceMac, (lv.vxlan_ifindex, key.mac, lv.vlan))
-    on_dev = mirror.fdb_by_dev.get(lv.vxlan_ifindex)
-    have = on_dev.get(entry) if on_dev is not None else None
+    have = mirror.fdb_dst(entry)
     op: Op | None = None
     kept = False
     if want is not None:
