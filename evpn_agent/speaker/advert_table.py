@@ -84,12 +84,15 @@ class AdvertTable:
             found = self.queues[peer] = PeerQueue()
         return found
 
-    def apply(self, changes: Sequence[tuple[bytes, Prepared]], peers: Iterable[Hashable]) -> None:
-        """Record ``(route key, prepared change)`` pairs and queue their keys for ``peers``."""
+    def apply(
+        self, changes: Sequence[tuple[bytes, Prepared | None]], peers: Iterable[Hashable]
+    ) -> None:
+        """Record ``(route key, prepared change)`` pairs and queue their keys for ``peers``.
+        A withdraw may come as its key alone (None): the table holds what was sent."""
         routes = self.routes
         unconfirmed = self.unconfirmed
         for key, item in changes:
-            if item.group is None:
+            if item is None or item.group is None:
                 routes.pop(key, None)
             else:
                 routes[key] = item

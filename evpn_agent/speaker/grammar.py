@@ -32,6 +32,7 @@ import ipaddress
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from evpn_agent.model import (
     MAX_VNI,
@@ -52,11 +53,13 @@ __all__ = [
     "IPAddress",
     "MacMobility",
     "MacRoute",
+    "MacWithdraws",
     "MulticastRoute",
     "RouteDistinguisher",
     "RouteTarget",
     "parse",
     "parse_batch",
+    "parse_batch_items",
     "render",
     "render_batch",
 ]
@@ -400,12 +403,43 @@ def _batch_rts(texts: tuple[str, ...]) -> tuple[RouteTarget, ...]:
     return tuple(RouteTarget.parse(text) for text in texts)
 
 
+class MacWithdraws(NamedTuple):
+    """The withdraws of a type 2s entry, as they came: MAC, IP, MAC, IP... of one RD and
+    VNI. A withdraw needs only its route (the launcher's table holds what was sent), so
+    these are not made into adverts (half of a removal's cost in ExaBGP)."""
+
+    rd: RouteDistinguisher
+    vni: object  # checked with the MACs and IPs, by wire_encode.mac_routes
+    vtep: object  # the rest as the entry spelled it (parse_batch's changes carry them)
+    rts: tuple[RouteTarget, ...]
+    seq: object
+    sticky: bool
+    macs: list[object]
+
+
 def parse_batch(payload: str) -> tuple[list[AdvertChange], list[str]]:
     """The changes of a batch line's JSON, and why each entry that is not one was refused.
 
     Only the shape is checked here (types, RD and RT syntax); the values (MAC, VNI range,
     unicast addresses) are checked by the encoder's ``route_of``.
     """
+    items, errors = parse_batch_items(payload)
+    return [change for item in items for change in _changes(item)], errors
+
+
+def _changes(item: AdvertChange | MacWithdraws) -> list[AdvertChange]:
+    if isinstance(item, AdvertChange):
+        return [item]
+    rd, vni, vtep, rts, seq, sticky, macs = item
+    return [
+        AdvertChange(MacAdvert(rd, vni, mac, ip, vtep, rts, seq, sticky), True)  # type: ignore[arg-type]
+        for mac, ip in zip(macs[::2], macs[1::2], strict=True)
+    ]
+
+
+def parse_batch_items(payload: str) -> tuple[list[AdvertChange | MacWithdraws], list[str]]:
+    """:func:`parse_batch` with each type 2s entry of withdraws kept as one
+    :class:`MacWithdraws`, in its place among the changes."""
     text = payload.strip()
     try:
         data = text if text.startswith("[") else base64.b64decode(text, validate=True)
@@ -417,7 +451,7 @@ def parse_batch(payload: str) -> tuple[list[AdvertChange], list[str]]:
         raise GrammarError(f"batch is not JSON: {exc}") from None
     if not isinstance(entries, list):
         raise GrammarError("batch must be a JSON list")
-    changes: list[AdvertChange] = []
+    changes: list[AdvertChange | MacWithdraws] = []
     errors: list[str] = []
     for entry in entries:
         try:
@@ -427,7 +461,7 @@ def parse_batch(payload: str) -> tuple[list[AdvertChange], list[str]]:
     return changes, errors
 
 
-def _batch_changes(entry: object, out: list[AdvertChange]) -> None:
+def _batch_changes(entry: object, out: list[AdvertChange | MacWithdraws]) -> None:
     """Append the changes of one entry to ``out``: all of them, or none and raise."""
     if not isinstance(entry, list) or len(entry) not in (5, 8, 9):
         raise GrammarError("an entry is a list of 5 (type 3), 9 (type 2) or 8 (type 2s) values")
@@ -452,6 +486,9 @@ def _batch_changes(entry: object, out: list[AdvertChange]) -> None:
     if sticky not in (0, 1):
         raise GrammarError("sticky must be 0 or 1")
     flag, sticky_ = withdraw == 1, sticky == 1
+    if flag and len(entry) == 8:
+        out.append(MacWithdraws(rd_, vni, vtep, rts_, seq, sticky_, macs))
+        return
     out += [
         build(AdvertChange, (build(MacAdvert, (rd_, vni, mac, ip, vtep, rts_, seq, sticky_)), flag))
         for mac, ip in zip(macs[::2], macs[1::2], strict=True)

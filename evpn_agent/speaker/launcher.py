@@ -217,12 +217,37 @@ def advert_change(cmd: grammar.Command) -> AdvertChange:
 
 
 def keyed(
-    changes: Sequence[AdvertChange],
-) -> tuple[list[tuple[bytes, wire_encode.Prepared]], list[str]]:
-    """Each change with its route key, prepared (encoded once, here), and why each change
-    that cannot be sent was not."""
-    out, refused = wire_encode.prepare_many(changes)
-    return out, [f"{change.advert!r}: {reason}" for change, reason in refused]
+    items: Sequence[AdvertChange | grammar.MacWithdraws],
+) -> tuple[list[tuple[bytes, wire_encode.Prepared | None]], list[str]]:
+    """Each change with its route key, prepared (encoded once, here), or None for a
+    withdraw of a :class:`grammar.MacWithdraws` (its route is all the table needs), in
+    order; and why each change that cannot be sent was not."""
+    out: list[tuple[bytes, wire_encode.Prepared | None]] = []
+    errors: list[str] = []
+    run: list[AdvertChange] = []  # consecutive changes, prepared together
+
+    def prepare_run() -> None:
+        prepared, refused = wire_encode.prepare_many(run)
+        out.extend(prepared)
+        errors.extend(f"{change.advert!r}: {reason}" for change, reason in refused)
+        run.clear()
+
+    for item in items:
+        if type(item) is not grammar.MacWithdraws:
+            run.append(item)  # type: ignore[arg-type]
+            continue
+        if run:
+            prepare_run()
+        routes, bad = wire_encode.mac_routes(item.rd, item.vni, item.macs)
+        out.extend([(route, None) for route in routes])
+        errors.extend(
+            f"withdraw of {item.macs[2 * n]!r} (IP {item.macs[2 * n + 1]!r}) in VNI "
+            f"{item.vni!r}: {reason}"
+            for n, reason in bad
+        )
+    if run:
+        prepare_run()
+    return out, errors
 
 
 class AdvertPath(compat.AdvertHooks):
@@ -262,7 +287,12 @@ class AdvertPath(compat.AdvertHooks):
             log.error("cannot send %r: %s", change, reason)
         return bracket, encoded.messages
 
-    def apply(self, reactor: Any, peers: Sequence[str], changes: Sequence[AdvertChange]) -> str:
+    def apply(
+        self,
+        reactor: Any,
+        peers: Sequence[str],
+        changes: Sequence[AdvertChange | grammar.MacWithdraws],
+    ) -> str:
         """Record ``changes`` and queue them for ``peers``: '' if all were, else why not."""
         outgoings = list(compat.evpn_ribs(reactor, peers))
         if not outgoings:
@@ -292,7 +322,7 @@ def handle(api: Any, reactor: Any, service: str, line: str, use_json: bool) -> b
             return False
         head = command[: len(grammar.BATCH) + 1]
         if head == grammar.BATCH + " ":
-            changes, errors = grammar.parse_batch(command[len(head) :])
+            changes, errors = grammar.parse_batch_items(command[len(head) :])
         elif (words := " ".join(command.split())) == grammar.SYNC_BEGIN:
             ADVERTS.table.begin()
             compat.answer(reactor, service, ok=True)

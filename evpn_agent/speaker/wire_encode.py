@@ -33,7 +33,7 @@ import functools
 import ipaddress
 import socket
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -322,6 +322,32 @@ def _mac_nlri(prefix: bytes, label: bytes, advert: MacAdvert) -> tuple[bytes, by
     key = prefix + _mac(advert.mac) + (b"\x00" if advert.ip is None else _ip_field(advert.ip))
     head = _MAC_ROUTE_HEADS[len(key) + len(label)]
     return head + key + label, head + key
+
+
+def mac_routes(
+    rd: RouteDistinguisher, vni: object, macs: Sequence[object]
+) -> tuple[list[bytes], list[tuple[int, str]]]:
+    """The routes of type 2s that share RD and VNI, for ``macs`` = MAC, IP, MAC, IP...:
+    what :func:`route_of` gives for each one's change, without the change. What a
+    withdraw needs (its route; the NLRI it is sent with is its announce's). Refused: the
+    index of the pair in ``macs`` and why, as :func:`route_of` would have refused it."""
+    try:
+        prefix = _rd(rd) + _MAC_ROUTE_MIDDLE
+        label = _label(vni)  # type: ignore[arg-type]  # checked there, as for an advert
+    except (ValueError, TypeError) as exc:
+        return [], [(n, str(exc)) for n in range(len(macs) // 2)]
+    heads = _MAC_ROUTE_HEADS
+    routes: list[bytes] = []
+    refused: list[tuple[int, str]] = []
+    for n in range(len(macs) // 2):
+        mac, ip = macs[2 * n], macs[2 * n + 1]
+        try:
+            key = prefix + _mac(mac) + (b"\x00" if ip is None else _ip_field(ip))  # type: ignore[arg-type]
+        except (ValueError, TypeError) as exc:
+            refused.append((n, str(exc)))
+            continue
+        routes.append(heads[len(key) + len(label)] + key)
+    return routes, refused
 
 
 def _group(advert: Advert) -> tuple[bytes, bytes]:

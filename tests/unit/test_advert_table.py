@@ -256,6 +256,54 @@ def test_grouped_lines_keep_every_change_and_each_routes_order(
         ]
 
 
+@given(st.lists(some_change(), max_size=40), st.lists(some_change(), max_size=40))
+def test_withdraws_keyed_from_their_routes_leave_the_table_as_their_changes_do(
+    before: list[AdvertChange], changes: list[AdvertChange]
+) -> None:
+    """The launcher keys a batch's type 2 withdraws without adverts: the table, and what a
+    peer is sent, must be what the same changes, each prepared, give."""
+    fast, slow = AdvertTable(), AdvertTable()
+    for table in (fast, slow):
+        table.apply(keyed(*before), ["a"])
+        table.queue("a").take(table.routes)
+    for line, _ in encode.batches(changes):
+        items, errors = grammar.parse_batch_items(line[len(grammar.BATCH) + 1 :])
+        good, refused = launcher.keyed(items)
+        assert errors == [] and refused == []
+        fast.apply(good, ["a"])
+        parsed, _ = grammar.parse_batch(line[len(grammar.BATCH) + 1 :])
+        slow.apply(keyed(*parsed), ["a"])
+    assert fast.routes == slow.routes
+    assert sent(fast, "a") == sent(slow, "a")
+
+
+def test_a_batch_keeps_a_routes_withdraw_and_announce_in_order() -> None:
+    table = AdvertTable()
+    table.apply(keyed(mac(1), mac(2)), ["a"])
+    table.queue("a").take(table.routes)
+    [(line, _)] = encode.batches([mac(1, withdraw=True), mac(2, withdraw=True), mac(1, seq=3)])
+    items, errors = grammar.parse_batch_items(line[len(grammar.BATCH) + 1 :])
+    assert errors == [] and [type(item) for item in items] == [
+        grammar.MacWithdraws,
+        AdvertChange,
+    ]
+    good, refused = launcher.keyed(items)
+    assert refused == [] and [item is None for _, item in good] == [True, True, False]
+    table.apply(good, ["a"])
+    assert sent(table, "a") == [("announce", 1), ("withdraw", 2)]
+
+
+def test_a_withdraw_that_cannot_be_a_route_is_refused_alone() -> None:
+    payload = json.dumps([[1, f"{ME}:1", 100, ME, [], 0, 0,
+                           ["02:00:5e:00:00:01", None, "01:00:5e:00:00:02", None,
+                            "02:00:5e:00:00:03", "not an ip"]]])  # fmt: skip
+    items, errors = grammar.parse_batch_items(payload)
+    good, refused = launcher.keyed(items)
+    assert errors == [] and [route for route, _ in good] == [route_of(mac(1, withdraw=True))]
+    assert len(refused) == 2 and "01:00:5e:00:00:02" in refused[0]
+    assert "not an ip" in refused[1] and "VNI 100" in refused[1]
+
+
 @pytest.mark.parametrize(
     "entry",
     [

@@ -285,16 +285,47 @@ def test_a_remembered_shape_answers_as_the_walk_for_every_byte_changed() -> None
         body = update[19:]
         for at in range(len(body)):
             for value in {0, 1, 2, 4, 16, 0x40, 0x80, 0xC0, 0xFF, body[at] ^ 1, body[at] ^ 0x10}:
-                wire_check._shapes.clear()
-                assert wire_ok(body) and len(body) in wire_check._shapes, name
+                _forget_shapes()
+                assert wire_ok(body) and wire_ok(body) and len(body) in wire_check._shapes, name
                 changed = _changed(body, at, value)
                 assert wire_ok(changed) == wire_check._walk(changed), (name, at, value)
 
 
+def _forget_shapes() -> None:
+    wire_check._shapes.clear()
+    wire_check._walked_once.clear()
+
+
+def test_a_shape_is_kept_on_the_second_body_of_its_length(monkeypatch: Any) -> None:
+    """Noting a walk's reads costs several walks: a length seen once (a batch's tail) is
+    walked, not remembered; the second body of that length is."""
+    body = PASSING["a type 2"][19:]
+    _forget_shapes()
+    remembered: list[bytes] = []
+    real = wire_check._remember
+    monkeypatch.setattr(wire_check, "_remember", lambda b: (remembered.append(b), real(b)))
+    assert wire_ok(body)
+    assert not remembered and len(body) not in wire_check._shapes
+    other_mac = _changed(body, len(body) - 8, 0x42)
+    assert wire_ok(other_mac)
+    assert remembered == [other_mac] and len(body) in wire_check._shapes
+    assert wire_ok(body) and remembered == [other_mac]  # the shape answers: no walk
+
+
+def test_the_lengths_walked_once_stay_bounded(monkeypatch: Any) -> None:
+    _forget_shapes()
+    monkeypatch.setattr(wire_check, "_WALKED_KEPT", 4)
+    for count in range(1, 12):
+        cluster = attr(0x80, 10, bytes([192, 0, 2, 1]) * count)
+        assert gate(message(COMMON + cluster + mp_reach(VTEP, TYPE2)))
+        assert 0 < len(wire_check._walked_once) <= 4
+    assert not wire_check._shapes
+
+
 def test_a_body_of_a_remembered_shape_passes_without_a_walk(monkeypatch: Any) -> None:
     body = PASSING["a type 2"][19:]
-    wire_check._shapes.clear()
-    assert wire_ok(body)
+    _forget_shapes()
+    assert wire_ok(body) and wire_ok(body)
     other_mac = _changed(body, len(body) - 8, 0x42)  # a byte of the MAC: not read
     assert other_mac != body and wire_check._walk(other_mac)
 
@@ -306,12 +337,13 @@ def test_a_body_of_a_remembered_shape_passes_without_a_walk(monkeypatch: Any) ->
 
 
 def test_refused_bodies_leave_no_shape_and_the_shapes_stay_bounded(monkeypatch: Any) -> None:
-    wire_check._shapes.clear()
+    _forget_shapes()
     for update in REFUSED.values():
-        assert not gate(update)
-    assert not wire_check._shapes
+        assert not gate(update) and not gate(update)
+    assert not wire_check._shapes and not wire_check._walked_once
     monkeypatch.setattr(wire_check, "_SHAPES_KEPT", 8)
     for count in range(1, 30):  # a cluster list of 1 to 29 reflectors: 29 lengths
         cluster = attr(0x80, 10, bytes([192, 0, 2, 1]) * count)
-        assert gate(message(COMMON + cluster + mp_reach(VTEP, TYPE2)))
+        update = message(COMMON + cluster + mp_reach(VTEP, TYPE2))
+        assert gate(update) and gate(update)
         assert 0 < len(wire_check._shapes) <= 8

@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from evpn_agent.model import (
+    MAX_VNI,
     Advert,
     AdvertChange,
     BgpEvent,
@@ -50,8 +51,10 @@ from evpn_agent.speaker.wire_encode import (
     encode_changes,
     encode_prepared,
     end_of_rib,
+    mac_routes,
     prepare,
     prepare_many,
+    route_of,
 )
 from evpn_agent.speaker.wire_format import RdTexts, ipv6_text, rd_text
 
@@ -1096,6 +1099,41 @@ def test_prepare_many_is_prepare_for_each_even_when_runs_share_rd_and_attributes
     assert prepared == one_by_one
     assert [c for c, _ in refused] == [odd[0], odd[1], odd[5], odd[9], odd[10]]
     assert encode_prepared([item for _, item in prepared[:4]]) == encode_changes(good)
+
+
+_ODD_MACS = st.one_of(
+    st.sampled_from(["02:00:5e:00:00:01", "02:00:5E:00:00:02", "01:00:5e:00:00:01",
+                     "00:00:00:00:00:00", "02-00-5e-00-00-01", "02:00:5e:00:00", "",
+                     "zz:zz:zz:zz:zz:zz"]),
+    st.integers(), st.none(), st.lists(st.integers(), max_size=2),
+)  # fmt: skip
+_ODD_IPS = st.one_of(
+    st.none(),
+    st.sampled_from(["198.51.100.7", "2001:db8::7", "224.0.0.5", "ff02::1", "0.0.0.0",
+                     "not an address", "198.51.100.7/32", "::ffff:198.51.100.7"]),
+    st.integers(), st.lists(st.integers(), max_size=2),
+)  # fmt: skip
+_ODD_VNIS = st.one_of(st.sampled_from([1, 100, MAX_VNI, 0, MAX_VNI + 1, -1, True]),
+                      st.text(max_size=3), st.none())  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(_ODD_VNIS, st.lists(st.tuples(_ODD_MACS, _ODD_IPS), max_size=8))
+def test_a_withdraws_route_from_its_mac_and_ip_is_route_of_its_change(
+    vni: Any, pairs: list[tuple[Any, Any]]
+) -> None:
+    """The launcher keys a batch's withdraws without making adverts of them: each route
+    (or refusal, with its reason) must be what route_of gives for the whole change."""
+    rd = RouteDistinguisher(ipaddress.IPv4Address(OWN), 7)
+    routes, refused = mac_routes(rd, vni, [value for pair in pairs for value in pair])
+    expected_routes, expected_refused = [], []
+    for n, (mac, ip) in enumerate(pairs):
+        change = AdvertChange(MacAdvert(rd, vni, mac, ip, OWN, (), 0, False), True)
+        try:
+            expected_routes.append(route_of(change))
+        except (ValueError, TypeError) as exc:
+            expected_refused.append((n, str(exc)))
+    assert (routes, refused) == (expected_routes, expected_refused)
 
 
 def test_message_size_is_bounded_by_the_rfcs() -> None:
