@@ -406,7 +406,7 @@ def _batch_rts(texts: tuple[str, ...]) -> tuple[RouteTarget, ...]:
 class MacWithdraws(NamedTuple):
     """The withdraws of a type 2s entry, as they came: MAC, IP, MAC, IP... of one RD and
     VNI. A withdraw needs only its route (the launcher's table holds what was sent), so
-    these are not made into adverts (half of a removal's cost in ExaBGP)."""
+    these are not made into adverts: ~40% of a withdraw's cost in the launcher."""
 
     rd: RouteDistinguisher
     vni: object  # checked with the MACs and IPs, by wire_encode.mac_routes
