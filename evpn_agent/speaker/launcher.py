@@ -233,8 +233,8 @@ def keyed(
         run.clear()
 
     for item in items:
-        if type(item) is not grammar.MacWithdraws:
-            run.append(item)  # type: ignore[arg-type]
+        if not isinstance(item, grammar.MacWithdraws):
+            run.append(item)
             continue
         if run:
             prepare_run()

@@ -319,9 +319,14 @@ _MAC_ROUTE_HEADS = [bytes([MAC_IP_ROUTE, n]) for n in range(256)]
 def _mac_nlri(prefix: bytes, label: bytes, advert: MacAdvert) -> tuple[bytes, bytes]:
     """A type 2's (NLRI, route) from its RD and what follows it up to the MAC, packed
     (``prefix``), and its label: a batch packs those once per VNI."""
-    key = prefix + _mac(advert.mac) + (b"\x00" if advert.ip is None else _ip_field(advert.ip))
-    head = _MAC_ROUTE_HEADS[len(key) + len(label)]
-    return head + key + label, head + key
+    route = _mac_route(prefix, len(label), advert.mac, advert.ip)
+    return route + label, route
+
+
+def _mac_route(prefix: bytes, label_size: int, mac: str, ip: str | None) -> bytes:
+    """A type 2's route: its NLRI without the label (whose size the NLRI's length counts)."""
+    key = prefix + _mac(mac) + (b"\x00" if ip is None else _ip_field(ip))
+    return _MAC_ROUTE_HEADS[len(key) + label_size] + key
 
 
 def mac_routes(
@@ -336,17 +341,13 @@ def mac_routes(
         label = _label(vni)  # type: ignore[arg-type]  # checked there, as for an advert
     except (ValueError, TypeError) as exc:
         return [], [(n, str(exc)) for n in range(len(macs) // 2)]
-    heads = _MAC_ROUTE_HEADS
     routes: list[bytes] = []
     refused: list[tuple[int, str]] = []
     for n in range(len(macs) // 2):
-        mac, ip = macs[2 * n], macs[2 * n + 1]
         try:
-            key = prefix + _mac(mac) + (b"\x00" if ip is None else _ip_field(ip))  # type: ignore[arg-type]
+            routes.append(_mac_route(prefix, len(label), macs[2 * n], macs[2 * n + 1]))  # type: ignore[arg-type]
         except (ValueError, TypeError) as exc:
             refused.append((n, str(exc)))
-            continue
-        routes.append(heads[len(key) + len(label)] + key)
     return routes, refused
 
 
