@@ -430,9 +430,26 @@ def parse_batch(payload: str) -> tuple[list[AdvertChange], list[str]]:
 def _changes(item: AdvertChange | MacWithdraws) -> list[AdvertChange]:
     if isinstance(item, AdvertChange):
         return [item]
-    rd, vni, vtep, rts, seq, sticky, macs = item
+    return _mac_changes(*item, withdraw=True)
+
+
+def _mac_changes(
+    rd: RouteDistinguisher,
+    vni: object,
+    vtep: object,
+    rts: tuple[RouteTarget, ...],
+    seq: object,
+    sticky: bool,
+    macs: list[object],
+    *,
+    withdraw: bool,
+) -> list[AdvertChange]:
+    """One change per MAC, IP pair of a type 2s entry (a type 2 entry is one pair)."""
     return [
-        AdvertChange(MacAdvert(rd, vni, mac, ip, vtep, rts, seq, sticky), True)  # type: ignore[arg-type]
+        build(
+            AdvertChange,
+            (build(MacAdvert, (rd, vni, mac, ip, vtep, rts, seq, sticky)), withdraw),
+        )
         for mac, ip in zip(macs[::2], macs[1::2], strict=True)
     ]
 
@@ -489,7 +506,4 @@ def _batch_changes(entry: object, out: list[AdvertChange | MacWithdraws]) -> Non
     if flag and len(entry) == 8:
         out.append(MacWithdraws(rd_, vni, vtep, rts_, seq, sticky_, macs))
         return
-    out += [
-        build(AdvertChange, (build(MacAdvert, (rd_, vni, mac, ip, vtep, rts_, seq, sticky_)), flag))
-        for mac, ip in zip(macs[::2], macs[1::2], strict=True)
-    ]
+    out += _mac_changes(rd_, vni, vtep, rts_, seq, sticky_, macs, withdraw=flag)
